@@ -1,0 +1,4 @@
+"""Names shared by the plugin's protocols and viewers."""
+
+BLUSH_DEVICE = "BLUSH_DEVICE"       # default torch device for the engine (cpu, cuda:0, ...)
+BLUSH_PROGRAM = "blush"             # the engine's command line, installed beside Scipion's python

@@ -1,0 +1,49 @@
+"""Fourier shell correlation between two maps: the curve, and the resolution at FSC 0.143 and
+0.5. With --mask, the masked FSC corrected by phase randomisation (as relion_postprocess)."""
+from __future__ import annotations
+
+import json
+
+from ..atomic import atomic_path
+from ..fsc import fourier_shell_correlation, mask_corrected_fsc, resolution_at, shell_resolutions
+from ..mrc import MapError, read_map
+
+
+def add_args(p):
+    p.add_argument("map1")
+    p.add_argument("map2")
+    p.add_argument("--mask", help="soft mask (.mrc) for the corrected masked FSC")
+    p.add_argument("--json", help="write curve and numbers to this JSON file")
+
+
+def main(args):
+    a, apix_a = read_map(args.map1)
+    b, apix_b = read_map(args.map2)
+    if a.shape != b.shape:
+        raise MapError(f"{args.map2}: shape {tuple(b.shape)} differs from {args.map1}'s {tuple(a.shape)}")
+    if abs(apix_a - apix_b) > 1e-3 * apix_a:
+        raise MapError(f"{args.map2}: pixel size {apix_b:.4f} A differs from {args.map1}'s {apix_a:.4f} A")
+    n = a.shape[-1]
+    result = {"map1": args.map1, "map2": args.map2, "pixel_size": apix_a, "box": n}
+    if args.mask:
+        mask, apix_m = read_map(args.mask)
+        if mask.shape != a.shape:
+            raise MapError(f"{args.mask}: mask shape {tuple(mask.shape)} differs from the maps' {tuple(a.shape)}")
+        curves = mask_corrected_fsc(a, b, mask)
+        fsc = curves["corrected"]
+        result.update({k: [round(float(x), 5) for x in v] for k, v in curves.items() if k != "randomize_from_shell"})
+        result["randomize_from_shell"] = curves["randomize_from_shell"]
+    else:
+        fsc = fourier_shell_correlation(a, b)
+    result["fsc"] = [round(float(x), 5) for x in fsc]
+    result["resolution_angstrom"] = [round(float(x), 3) for x in shell_resolutions(n, apix_a)[1:]]
+    result["resolution_0143"] = resolution_at(fsc, 0.143, n, apix_a)
+    result["resolution_05"] = resolution_at(fsc, 0.5, n, apix_a)
+    print(f"{'shell':>5} {'resolution (A)':>14} {'FSC':>7}")
+    for k in range(1, len(fsc)):
+        print(f"{k:5d} {n * apix_a / k:14.2f} {float(fsc[k]):7.3f}")
+    print(f"resolution at FSC 0.143: {result['resolution_0143']:.2f} A")
+    print(f"resolution at FSC 0.5:   {result['resolution_05']:.2f} A")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))

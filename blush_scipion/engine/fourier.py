@@ -1,0 +1,112 @@
+"""Centred Fourier transforms and frequency grids (RELION's centring: origin at index n // 2)."""
+from __future__ import annotations
+
+import torch
+
+
+def rfft2_centered(images: torch.Tensor) -> torch.Tensor:
+    """(..., n, n) real -> (..., n, n//2+1) complex, real origin at n//2, ky centred at n//2."""
+    ft = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))  # centre -> index 0
+    return torch.fft.fftshift(ft, dim=-2)  # ky: DC -> index n//2
+
+
+def irfft2_centered(ft: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of rfft2_centered: (..., n, n//2+1) complex -> (..., n, n) real."""
+    img = torch.fft.irfft2(torch.fft.ifftshift(ft, dim=-2), s=(n, n))  # ky: DC -> index 0
+    return torch.fft.fftshift(img, dim=(-2, -1))  # origin -> centre
+
+
+def rfft3_centered(volume: torch.Tensor) -> torch.Tensor:
+    """(..., n, n, n) real -> (..., n, n, n//2+1) complex; kz and ky centred at n//2."""
+    ft = torch.fft.rfftn(torch.fft.ifftshift(volume, dim=(-3, -2, -1)), dim=(-3, -2, -1))
+    return torch.fft.fftshift(ft, dim=(-3, -2))  # kz, ky: DC -> index n//2
+
+
+def irfft3_centered(ft: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of rfft3_centered: (..., n, n, n//2+1) complex -> (..., n, n, n) real."""
+    vol = torch.fft.irfftn(torch.fft.ifftshift(ft, dim=(-3, -2)), s=(n, n, n), dim=(-3, -2, -1))
+    return torch.fft.fftshift(vol, dim=(-3, -2, -1))
+
+
+def fft3_centered(volume: torch.Tensor) -> torch.Tensor:
+    """(..., m, m, m) real -> full (..., m, m, m) complex with DC at index m//2 on every axis."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(volume, dim=dims), dim=dims), dim=dims)
+
+
+def ifft3_centered(ft: torch.Tensor) -> torch.Tensor:
+    """Inverse of fft3_centered; returns the real part."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(ft, dim=dims), dim=dims), dim=dims).real
+
+
+def rfft_frequencies_2d(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer frequencies of the centred rfft2 grid: ky (n, 1) in [-n/2, n/2), kx (1, n//2+1)."""
+    ky = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
+    return ky[:, None], kx[None, :]
+
+
+def rfft_frequencies_3d(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer frequencies of the centred rfft3 grid: kz (n,1,1), ky (1,n,1), kx (1,1,n//2+1)."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
+    return k[:, None, None], k[None, :, None], kx[None, None, :]
+
+
+def rfft_shell_index_2d(n: int, device=None) -> torch.Tensor:
+    """(n, n//2+1) long: the Fourier shell (rounded radius in pixels) of each rfft2 coefficient."""
+    ky, kx = rfft_frequencies_2d(n, device)
+    return torch.round(torch.sqrt(ky**2 + kx**2)).long()
+
+
+def rfft_shell_index_3d(n: int, device=None) -> torch.Tensor:
+    """(n, n, n//2+1) long: the Fourier shell of each rfft3 coefficient."""
+    kz, ky, kx = rfft_frequencies_3d(n, device)
+    return torch.round(torch.sqrt(kz**2 + ky**2 + kx**2)).long()
+
+
+def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
+    """(1, 1, n//2+1): how often each kx plane of the half transform stands for the full one.
+
+    Sums over a half transform weighted by this equal sums over the full transform.
+    """
+    w = torch.full((n // 2 + 1,), 2.0, device=device)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0  # the Nyquist plane is its own Hermitian mate
+    return w[None, None, :]
+
+
+def shell_sum(values: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch.Tensor:
+    """Sum of `values` (any shape, real) per shell index (same shape); shells >= n_shells dropped."""
+    keep = shells < n_shells
+    out = torch.zeros(n_shells, dtype=values.dtype, device=values.device)
+    return out.index_add_(0, shells[keep], values[keep])
+
+
+def phase_shift_2d(ft: torch.Tensor, shifts: torch.Tensor, n: int) -> torch.Tensor:
+    """Shift images by `shifts` pixels in Fourier space.
+
+    ft: (B, n, n//2+1) centred rfft2; shifts: (B, 2) as (x, y) pixels. Returns ft of image(r - s).
+    """
+    ky, kx = rfft_frequencies_2d(n, ft.device)
+    phase = -2 * torch.pi * (kx * shifts[:, 0, None, None] + ky * shifts[:, 1, None, None]) / n
+    return ft * torch.polar(torch.ones_like(phase), phase)
+
+
+def resize_fourier_3d(volume: torch.Tensor, n_new: int) -> torch.Tensor:
+    """Fourier crop or zero-pad a (n, n, n) volume to (n_new,)*3 on the same physical extent.
+
+    The voxel size becomes old * n / n_new; densities keep their values (not their sums).
+    """
+    n = volume.shape[-1]
+    if n_new == n:
+        return volume
+    ft = fft3_centered(volume)
+    m = min(n, n_new)
+    src = slice(n // 2 - m // 2, n // 2 - m // 2 + m)
+    dst = slice(n_new // 2 - m // 2, n_new // 2 - m // 2 + m)
+    out = torch.zeros((n_new,) * 3, dtype=ft.dtype, device=ft.device)
+    out[dst, dst, dst] = ft[src, src, src]
+    return ifft3_centered(out) * (n_new / n) ** 3

@@ -1,0 +1,35 @@
+"""Soft masks: spherical (from a particle diameter) and from a density threshold."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+
+def radius_grid(n: int, device=None) -> torch.Tensor:
+    """(n, n, n) distance in voxels from the box centre (index n // 2)."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+
+
+def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
+    """1 at distance <= 0, a cosine fall to 0 at distance >= edge."""
+    if edge <= 0:
+        return (distance <= 0).float()
+    t = (distance / edge).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(torch.pi * t))
+
+
+def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
+    """(n, n, n) soft sphere: 1 inside `radius` voxels, cosine edge `edge` voxels wide outside."""
+    return raised_cosine(radius_grid(n, device) - radius, edge)
+
+
+def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, edge: float = 6.0) -> torch.Tensor:
+    """(n, n, n) soft mask: voxels above `threshold`, grown by `extend` voxels, with a cosine
+    edge `edge` voxels wide (as relion_mask_create --ini_threshold --extend_inimask --width_soft_edge)."""
+    inside = (volume > threshold).cpu().numpy()
+    if not inside.any():
+        raise ValueError(f"threshold {threshold} is above the map's maximum {float(volume.max()):.4g}")
+    distance = torch.from_numpy(ndimage.distance_transform_edt(~inside).astype(np.float32))
+    return raised_cosine(distance - extend, edge).to(volume.device)

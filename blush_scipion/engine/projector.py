@@ -1,0 +1,155 @@
+"""Fourier-space projection and back-projection by central slices (the projection-slice theorem).
+
+A reference is held as the full, centred, complex transform of its zero-padded (x `pad`) volume,
+pre-divided by the gridding correction; slices are read from it and written into it by trilinear
+interpolation, so extract_central_slices and insert_central_slices are each other's adjoint.
+Images live on the points of the centred rfft2 grid that lie within a radius (`SlicePoints`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .fourier import fft3_centered, ifft3_centered, rfft_frequencies_2d
+
+
+@dataclass(frozen=True)
+class SlicePoints:
+    """The rfft2 coefficients of an n x n image with radius <= r_max, as a flat list.
+
+    coords: (P, 2) float (kx, ky) in pixels of the image's transform; index: (P,) long into the
+    flattened (n, n//2+1) rfft2 grid; weight: (P,) 0.5 on the kx = 0 column (whose Hermitian
+    mates are in the list too), 1 elsewhere.
+    """
+
+    n: int
+    coords: torch.Tensor
+    index: torch.Tensor
+    weight: torch.Tensor
+
+    @classmethod
+    def within(cls, n: int, r_max: float | None = None, device=None) -> "SlicePoints":
+        r_max = n / 2 if r_max is None else r_max
+        ky, kx = rfft_frequencies_2d(n, device)
+        ky, kx = ky.expand(n, n // 2 + 1), kx.expand(n, n // 2 + 1)
+        inside = (kx**2 + ky**2 <= r_max**2).flatten()
+        index = torch.nonzero(inside).squeeze(1)
+        coords = torch.stack([kx.flatten()[index], ky.flatten()[index]], dim=1)
+        weight = torch.where(coords[:, 0] == 0, 0.5, 1.0)
+        return cls(n, coords, index, weight)
+
+    def gather(self, ft: torch.Tensor) -> torch.Tensor:
+        """(..., n, n//2+1) -> (..., P): the listed coefficients of a centred rfft2."""
+        return ft.flatten(-2)[..., self.index]
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., P) -> (..., n, n//2+1), zero off the list."""
+        out = values.new_zeros(values.shape[:-1] + (self.n * (self.n // 2 + 1),))
+        out[..., self.index] = values
+        return out.unflatten(-1, (self.n, self.n // 2 + 1))
+
+
+def gridding_correction(n: int, pad: int, device=None) -> torch.Tensor:
+    """(n, n, n): sinc^2 of the radius over the padded box, the real-space image of the trilinear
+    kernel (RELION's radial form); volumes are divided by it before projection and after
+    reconstruction."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2) / (pad * n)
+    return torch.sinc(r) ** 2
+
+
+def pad_volume(volume: torch.Tensor, m: int) -> torch.Tensor:
+    """Zero-pad a (n, n, n) volume to (m, m, m) keeping the centre at index // 2."""
+    n = volume.shape[-1]
+    out = volume.new_zeros((m, m, m))
+    s = slice(m // 2 - n // 2, m // 2 - n // 2 + n)
+    out[s, s, s] = volume
+    return out
+
+
+def crop_volume(volume: torch.Tensor, n: int) -> torch.Tensor:
+    """Central (n, n, n) of a (m, m, m) volume."""
+    m = volume.shape[-1]
+    s = slice(m // 2 - n // 2, m // 2 - n // 2 + n)
+    return volume[s, s, s]
+
+
+def fourier_reference(volume: torch.Tensor, pad: int = 2) -> torch.Tensor:
+    """(n, n, n) real map -> (pad n,)*3 complex: the projector's Fourier volume."""
+    n = volume.shape[-1]
+    corrected = volume / gridding_correction(n, pad, volume.device)
+    return fft3_centered(pad_volume(corrected, pad * n))
+
+
+def map_from_fourier(ft: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
+    """(pad n,)*3 complex reconstruction -> (n, n, n) real map, gridding-corrected."""
+    volume = crop_volume(ifft3_centered(ft), n)
+    return volume / gridding_correction(n, pad, ft.device)
+
+
+def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int, m: int) -> torch.Tensor:
+    """(B, 3, 3) -> (B, P, 3) padded-grid coordinates (z, y, x) of A^T (kx, ky, 0)."""
+    k2 = points.coords.to(rotations.dtype)
+    k3 = torch.einsum("bji,pj->bpi", rotations[:, :2, :], k2)  # rows 0,1 of A = columns of A^T
+    return pad * k3.flip(-1) + m // 2
+
+
+def _trilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners.
+
+    Corners off the grid get weight 0 (and a valid dummy index).
+    """
+    base = torch.floor(coords)
+    frac = coords - base
+    base = base.long()
+    offsets = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], device=coords.device)
+    corner = base.unsqueeze(-2) + offsets  # (..., 8, 3)
+    w = torch.where(offsets.bool(), frac.unsqueeze(-2), 1 - frac.unsqueeze(-2)).prod(-1)
+    valid = ((corner >= 0) & (corner < m)).all(-1)
+    corner = corner.clamp(0, m - 1)
+    flat = (corner[..., 0] * m + corner[..., 1]) * m + corner[..., 2]
+    return flat, w * valid
+
+
+def extract_central_slices(reference: torch.Tensor, rotations: torch.Tensor, points: SlicePoints,
+                           pad: int = 2) -> torch.Tensor:
+    """Project: (m, m, m) complex Fourier reference, (B, 3, 3) rotations -> (B, P) complex.
+
+    Each row holds the image transform (centred rfft2) at `points` of the projection along z of
+    the reference rotated by A.
+    """
+    m = reference.shape[-1]
+    flat, w = _trilinear(_slice_coordinates(rotations, points, pad, m), m)
+    values = reference.reshape(-1)[flat]  # (B, P, 8)
+    return (values * w).sum(-1)
+
+
+def insert_central_slices(data: torch.Tensor, weight: torch.Tensor | None, slices: torch.Tensor,
+                          slice_weights: torch.Tensor | None, rotations: torch.Tensor,
+                          points: SlicePoints, pad: int = 2) -> None:
+    """Back-project, in place: the adjoint of extract_central_slices.
+
+    data: (m, m, m) complex accumulator += P^T slices; slices: (B, P) complex. weight: optional
+    (m, m, m) real accumulator += P^T slice_weights, slice_weights (B, P) real (e.g. CTF^2).
+    """
+    m = data.shape[-1]
+    flat, w = _trilinear(_slice_coordinates(rotations, points, pad, m), m)
+    flat = flat.reshape(-1)
+    data.view(-1).index_add_(0, flat, (slices.unsqueeze(-1) * w).reshape(-1))
+    if weight is not None:
+        weight.view(-1).index_add_(0, flat, (slice_weights.unsqueeze(-1) * w).reshape(-1))
+
+
+def hermitian_symmetrize(data: torch.Tensor, weight: torch.Tensor | None = None):
+    """Complete back-projected half-plane data: D(k) += conj(D(-k)), W(k) += W(-k).
+
+    Pair with SlicePoints.weight (0.5 on kx = 0) so that every full-plane point counts once.
+    """
+    def mirror(x):  # index i <-> m - i on a centred grid of even size (i = 0 maps to itself)
+        return torch.roll(torch.flip(x, dims=(0, 1, 2)), shifts=(1, 1, 1), dims=(0, 1, 2))
+
+    data = data + mirror(data).conj()
+    if weight is None:
+        return data
+    return data, weight + mirror(weight)

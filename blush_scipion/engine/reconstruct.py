@@ -1,0 +1,120 @@
+"""Wiener reconstruction from images with known poses (as relion_reconstruct, with half sets)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .ctf import compute_ctf_2d
+from .fourier import phase_shift_2d, rfft2_centered, shell_sum
+from .fsc import fourier_shell_correlation
+from .mrc import StackReader
+from .particles import Particles
+from .projector import SlicePoints, hermitian_symmetrize, insert_central_slices, map_from_fourier
+from .symmetry import symmetry_operators
+
+
+def image_slices(images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor | None,
+                 points: SlicePoints) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images -> the slices a reconstruction inserts: (CTF x centred transform, CTF^2).
+
+    images: (B, n, n); origins: (B, 2) RELION origins in pixels (applied: centres the particle);
+    ctf: (B, n, n//2+1)
+    or None. Returns (B, P) complex and (B, P) real on `points`, with its Hermitian weights.
+    """
+    ft = phase_shift_2d(rfft2_centered(images), origins, images.shape[-1])
+    if ctf is None:
+        weights = torch.ones(ft.shape, device=ft.device)
+    else:
+        ft, weights = ft * ctf, ctf**2
+    return points.gather(ft) * points.weight, points.gather(weights) * points.weight
+
+
+def shell_index_padded(m: int, pad: int, device=None) -> torch.Tensor:
+    """(m, m, m) long: the shell (in units of the unpadded map's transform) of each padded voxel."""
+    k = torch.arange(m, device=device, dtype=torch.float32) - m // 2
+    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    return torch.round(r / pad).long()
+
+
+def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
+               ssnr: torch.Tensor | None = None, floor: float = 1e-3) -> torch.Tensor:
+    """(m,)*3 data and weight -> (n,)*3 map: data / (weight + regulariser), gridding-corrected.
+
+    The regulariser per shell is the shell's mean weight over `ssnr` (n//2+1,) (Wiener filter),
+    or `floor` x the mean weight without an SSNR (nearly unregularised, as Blush's input).
+    """
+    m = data.shape[-1]
+    shells = shell_index_padded(m, pad, data.device).clamp(max=n // 2 + 1)
+    n_shells = n // 2 + 2
+    counts = shell_sum(torch.ones_like(weight), shells, n_shells)
+    mean_weight = shell_sum(weight, shells, n_shells) / counts.clamp(min=1)
+    inverse_ssnr = torch.full((n_shells,), floor, device=data.device)
+    if ssnr is not None:
+        inverse_ssnr[: len(ssnr)] = 1 / ssnr.to(data.device).clamp(min=1e-6)
+    regulariser = (mean_weight * inverse_ssnr).clamp(min=1e-30)[shells]
+    ft = data / (weight + regulariser)
+    ft[shells > n // 2] = 0  # beyond the sphere RELION reconstructs
+    return map_from_fourier(ft, n, pad)
+
+
+def ssnr_from_half_fsc(fsc: torch.Tensor) -> torch.Tensor:
+    """Full-set SSNR per shell from the half-set FSC: FSC_full = 2F/(1+F), SSNR = FSC/(1-FSC)."""
+    f = fsc.clamp(1e-3, 0.999)
+    return 2 * f / (1 - f)
+
+
+@dataclass
+class Reconstruction:
+    volume: torch.Tensor  # (n, n, n) the Wiener-filtered map from all particles
+    half1: torch.Tensor   # (n, n, n) unregularised half maps
+    half2: torch.Tensor
+    fsc: torch.Tensor     # (n//2+1,) FSC between the half maps
+    pixel_size: float
+
+
+def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool = True,
+                          wiener: bool = True, pad: int = 2, batch_size: int = 256,
+                          device: str | torch.device = "cpu", progress: bool = False) -> Reconstruction:
+    """Back-project every particle at its pose into its half set, then reconstruct.
+
+    Half sets come from rlnRandomSubset (else alternating rows); the final map joins both halves
+    with a Wiener filter whose SSNR comes from their FSC (plain division if not `wiener`).
+    """
+    n, apix = particles.image_size, particles.pixel_size
+    if not particles.has_poses():
+        raise ValueError(f"{particles.source}: particles have no poses (rlnAngleRot/Tilt/Psi) to reconstruct from")
+    if ctf and not particles.has_ctf():
+        raise ValueError(f"{particles.source}: data_particles lacks rlnDefocusU/V/Angle; "
+                         f"reconstruct without CTF correction (--no-ctf) if the images have none")
+    device = torch.device(device)
+    m = pad * n
+    points = SlicePoints.within(n, device=device)
+    sym = symmetry_operators(symmetry).to(device)
+    data = torch.zeros((2, m, m, m), dtype=torch.complex64, device=device)
+    weight = torch.zeros((2, m, m, m), dtype=torch.float32, device=device)
+    halves = particles.half_sets()
+    reader = StackReader()
+    try:
+        for start in tqdm(range(0, len(particles), batch_size), desc="back-projecting", unit="batch",
+                          disable=not progress):
+            rows = np.arange(start, min(start + batch_size, len(particles)))
+            images = particles.read_images(rows, reader).to(device)
+            ctf_2d = compute_ctf_2d(particles.ctf(rows).to(device), n, apix) if ctf else None
+            values, weights = image_slices(images, particles.origins(rows).to(device), ctf_2d, points)
+            rotations = particles.rotations(rows).to(device)
+            for h in (1, 2):
+                sel = torch.as_tensor(halves[rows] == h, device=device)
+                for op in sym:  # a symmetric map projects alike at A and A S
+                    insert_central_slices(data[h - 1], weight[h - 1], values[sel], weights[sel],
+                                          rotations[sel] @ op, points, pad)
+    finally:
+        reader.close()
+    data, weight = zip(*(hermitian_symmetrize(d, w) for d, w in zip(data, weight)))
+    half1, half2 = (wiener_map(d, w, n, pad) for d, w in zip(data, weight))
+    fsc = fourier_shell_correlation(half1, half2)
+    ssnr = ssnr_from_half_fsc(fsc) if wiener else None
+    volume = wiener_map(data[0] + data[1], weight[0] + weight[1], n, pad, ssnr=ssnr)
+    return Reconstruction(volume.cpu(), half1.cpu(), half2.cpu(), fsc.cpu(), apix)
