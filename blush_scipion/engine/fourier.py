@@ -80,9 +80,9 @@ def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
 
 def shell_sum(values: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch.Tensor:
     """Sum of `values` (any shape, real) per shell index (same shape); shells >= n_shells dropped."""
-    keep = shells < n_shells
-    out = torch.zeros(n_shells, dtype=values.dtype, device=values.device)
-    return out.index_add_(0, shells[keep], values[keep])
+    index = shells.clamp(max=n_shells).flatten()  # one overflow bin, dropped below
+    sums = torch.bincount(index, weights=values.flatten().to(torch.float64), minlength=n_shells + 1)
+    return sums[:n_shells].to(values.dtype)
 
 
 def phase_shift_2d(ft: torch.Tensor, shifts: torch.Tensor, n: int) -> torch.Tensor:

@@ -46,8 +46,9 @@ def randomize_phases_beyond(volume: torch.Tensor, shell: int, generator: torch.G
     """(n, n, n) -> the same map with uniformly random phases in shells > `shell`."""
     n = volume.shape[-1]
     ft = rfft3_centered(volume)
-    phase = 2 * torch.pi * torch.rand(ft.shape, generator=generator, dtype=torch.float64).to(volume.device)
-    randomized = torch.polar(ft.abs(), (ft.angle() + phase).to(ft.abs().dtype))
+    # phases of white noise: uniform, and Hermitian where the half transform needs it (kx = 0)
+    noise = rfft3_centered(torch.randn(volume.shape, generator=generator).to(volume.device, volume.dtype))
+    randomized = torch.polar(ft.abs(), ft.angle() + noise.angle())
     ft = torch.where(rfft_shell_index_3d(n, volume.device) > shell, randomized, ft)
     return irfft3_centered(ft, n)
 

@@ -33,3 +33,14 @@ def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, 
         raise ValueError(f"threshold {threshold} is above the map's maximum {float(volume.max()):.4g}")
     distance = torch.from_numpy(ndimage.distance_transform_edt(~inside).astype(np.float32))
     return raised_cosine(distance - extend, edge).to(volume.device)
+
+
+def soft_mask_outside_map(volume: torch.Tensor, radius: float | None = None, edge: float = 3.0) -> torch.Tensor:
+    """Blend a (n, n, n) map into its background mean beyond `radius` (default n/2) voxels, with a
+    cosine edge: the box corners hold only amplified noise after gridding correction (RELION does
+    the same after every reconstruction)."""
+    n = volume.shape[-1]
+    keep = spherical_mask(n, n / 2 if radius is None else radius, edge, volume.device)
+    outside = 1 - keep
+    background = (volume * outside).sum() / outside.sum().clamp(min=1)
+    return volume * keep + background * outside

@@ -96,20 +96,22 @@ def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int, m
 
 
 def _trilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners.
-
-    Corners off the grid get weight 0 (and a valid dummy index).
-    """
+    """(..., 3) grid coordinates in [0, m) -> flat indices (..., 8) and weights (..., 8) of the
+    corners. An upper corner that falls off the grid gets weight 0 (its index wraps)."""
     base = torch.floor(coords)
     frac = coords - base
     base = base.long()
-    offsets = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], device=coords.device)
-    corner = base.unsqueeze(-2) + offsets  # (..., 8, 3)
-    w = torch.where(offsets.bool(), frac.unsqueeze(-2), 1 - frac.unsqueeze(-2)).prod(-1)
-    valid = ((corner >= 0) & (corner < m)).all(-1)
-    corner = corner.clamp(0, m - 1)
-    flat = (corner[..., 0] * m + corner[..., 1]) * m + corner[..., 2]
-    return flat, w * valid
+    upper = base + 1
+    lower_w = 1 - frac
+    upper_w = frac * (upper < m)
+    # per axis: (..., 2) indices and weights of the lower and upper neighbour
+    idx = torch.stack([base, upper % m], dim=-1)
+    wts = torch.stack([lower_w, upper_w], dim=-1)
+    z, y, x = idx.unbind(-2)
+    wz, wy, wx = wts.unbind(-2)
+    flat = ((z[..., :, None, None] * m + y[..., None, :, None]) * m + x[..., None, None, :]).flatten(-3)
+    w = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)
+    return flat, w
 
 
 def extract_central_slices(reference: torch.Tensor, rotations: torch.Tensor, points: SlicePoints,

@@ -1,6 +1,7 @@
 """Wiener reconstruction from images with known poses (as relion_reconstruct, with half sets)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,8 +11,10 @@ from tqdm import tqdm
 from .ctf import compute_ctf_2d
 from .fourier import phase_shift_2d, rfft2_centered, shell_sum
 from .fsc import fourier_shell_correlation
+from .mask import soft_mask_outside_map
 from .mrc import StackReader
-from .particles import Particles
+from .particles import CTF_COLUMNS, POSE_COLUMNS, Particles
+from .star import require_columns
 from .projector import SlicePoints, hermitian_symmetrize, insert_central_slices, map_from_fourier
 from .symmetry import symmetry_operators
 
@@ -32,6 +35,7 @@ def image_slices(images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor 
     return points.gather(ft) * points.weight, points.gather(weights) * points.weight
 
 
+@functools.lru_cache(maxsize=4)
 def shell_index_padded(m: int, pad: int, device=None) -> torch.Tensor:
     """(m, m, m) long: the shell (in units of the unpadded map's transform) of each padded voxel."""
     k = torch.arange(m, device=device, dtype=torch.float32) - m // 2
@@ -45,19 +49,20 @@ def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
 
     The regulariser per shell is the shell's mean weight over `ssnr` (n//2+1,) (Wiener filter),
     or `floor` x the mean weight without an SSNR (nearly unregularised, as Blush's input).
+    Shells beyond n/2 (outside the sphere RELION reconstructs) are zeroed, and so are the box
+    corners (soft_mask_outside_map).
     """
     m = data.shape[-1]
-    shells = shell_index_padded(m, pad, data.device).clamp(max=n // 2 + 1)
-    n_shells = n // 2 + 2
-    counts = shell_sum(torch.ones_like(weight), shells, n_shells)
-    mean_weight = shell_sum(weight, shells, n_shells) / counts.clamp(min=1)
-    inverse_ssnr = torch.full((n_shells,), floor, device=data.device)
+    n_shells = n // 2 + 1
+    shells = shell_index_padded(m, pad, data.device).clamp(max=n_shells)  # n_shells: beyond the sphere
+    counts = shell_sum(torch.ones_like(weight), shells, n_shells + 1)
+    mean_weight = shell_sum(weight, shells, n_shells + 1) / counts.clamp(min=1)
+    inverse_ssnr = torch.full((n_shells + 1,), floor, device=data.device)
     if ssnr is not None:
-        inverse_ssnr[: len(ssnr)] = 1 / ssnr.to(data.device).clamp(min=1e-6)
-    regulariser = (mean_weight * inverse_ssnr).clamp(min=1e-30)[shells]
-    ft = data / (weight + regulariser)
-    ft[shells > n // 2] = 0  # beyond the sphere RELION reconstructs
-    return map_from_fourier(ft, n, pad)
+        inverse_ssnr[:n_shells] = 1 / ssnr[:n_shells].to(data.device).clamp(min=1e-6)
+    regulariser = (mean_weight * inverse_ssnr).clamp(min=1e-30)
+    regulariser[n_shells] = float("inf")
+    return soft_mask_outside_map(map_from_fourier(data / (weight + regulariser[shells]), n, pad))
 
 
 def ssnr_from_half_fsc(fsc: torch.Tensor) -> torch.Tensor:
@@ -84,11 +89,10 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
     with a Wiener filter whose SSNR comes from their FSC (plain division if not `wiener`).
     """
     n, apix = particles.image_size, particles.pixel_size
-    if not particles.has_poses():
-        raise ValueError(f"{particles.source}: particles have no poses (rlnAngleRot/Tilt/Psi) to reconstruct from")
-    if ctf and not particles.has_ctf():
-        raise ValueError(f"{particles.source}: data_particles lacks rlnDefocusU/V/Angle; "
-                         f"reconstruct without CTF correction (--no-ctf) if the images have none")
+    require_columns(particles.table, POSE_COLUMNS, particles.source, "particles", "reconstruction needs poses")
+    if ctf:
+        require_columns(particles.table, CTF_COLUMNS, particles.source, "particles",
+                        "use --no-ctf for images without CTF")
     device = torch.device(device)
     m = pad * n
     points = SlicePoints.within(n, device=device)
@@ -96,15 +100,17 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
     data = torch.zeros((2, m, m, m), dtype=torch.complex64, device=device)
     weight = torch.zeros((2, m, m, m), dtype=torch.float32, device=device)
     halves = particles.half_sets()
+    all_rotations, all_origins = particles.rotations(), particles.origins()
+    all_ctf = particles.ctf() if ctf else None
     reader = StackReader()
     try:
         for start in tqdm(range(0, len(particles), batch_size), desc="back-projecting", unit="batch",
                           disable=not progress):
             rows = np.arange(start, min(start + batch_size, len(particles)))
             images = particles.read_images(rows, reader).to(device)
-            ctf_2d = compute_ctf_2d(particles.ctf(rows).to(device), n, apix) if ctf else None
-            values, weights = image_slices(images, particles.origins(rows).to(device), ctf_2d, points)
-            rotations = particles.rotations(rows).to(device)
+            ctf_2d = compute_ctf_2d(all_ctf[rows].to(device), n, apix) if ctf else None
+            values, weights = image_slices(images, all_origins[rows].to(device), ctf_2d, points)
+            rotations = all_rotations[rows].to(device)
             for h in (1, 2):
                 sel = torch.as_tensor(halves[rows] == h, device=device)
                 for op in sym:  # a symmetric map projects alike at A and A S
