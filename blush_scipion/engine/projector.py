@@ -96,16 +96,16 @@ def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int, m
 
 
 def _trilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., 3) grid coordinates in [0, m) -> flat indices (..., 8) and weights (..., 8) of the
-    corners. An upper corner that falls off the grid gets weight 0 (its index wraps)."""
+    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners.
+    A corner that falls off the grid gets weight 0 (its index wraps)."""
     base = torch.floor(coords)
     frac = coords - base
     base = base.long()
     upper = base + 1
-    lower_w = 1 - frac
-    upper_w = frac * (upper < m)
+    lower_w = (1 - frac) * ((base >= 0) & (base < m))
+    upper_w = frac * ((upper >= 0) & (upper < m))
     # per axis: (..., 2) indices and weights of the lower and upper neighbour
-    idx = torch.stack([base, upper % m], dim=-1)
+    idx = torch.stack([base % m, upper % m], dim=-1)
     wts = torch.stack([lower_w, upper_w], dim=-1)
     z, y, x = idx.unbind(-2)
     wz, wy, wx = wts.unbind(-2)

@@ -9,6 +9,7 @@ COMMANDS = {
     "simulate": "particle images simulated from an atomic model, with CTF and noise",
     "reconstruct": "Wiener reconstruction from particles with known poses",
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
+    "refine3d": "gold-standard 3D auto-refinement",
 }
 
 

@@ -1,0 +1,79 @@
+"""The E-step: log-likelihoods of images against reference projections, as GEMMs.
+
+Gaussian noise with variance sigma2 per Fourier shell. For image X (shifted by t), CTF C and
+projection A on the points p of a SlicePoints list (Hermitian weights w):
+
+    log p(X | r, t) = const + sum_p w_p / sigma2_p (2 Re(conj(X_tp) C_p A_rp) - C_p^2 |A_rp|^2)
+
+The cross term over all (image, shift) rows and orientation columns is one real GEMM of
+[Re a, -Im a] with [Re A, Im A], a = conj(X_t) C w / sigma2; the |A|^2 term is a second GEMM.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def shifted(images: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """(B, P) complex image transforms x (T, P) unit phases -> (B, T, P): every image at every shift."""
+    return images[:, None, :] * phases[None, :, :]
+
+
+def shift_phases(shifts: torch.Tensor, coords: torch.Tensor, n: int) -> torch.Tensor:
+    """(T, 2) shifts in pixels, (P, 2) frequencies (kx, ky) -> (T, P) phases that shift an image by +s."""
+    angle = -2 * torch.pi * (shifts @ coords.T.to(shifts.dtype)) / n
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def _real_pair(x: torch.Tensor, conjugate: bool = False) -> torch.Tensor:
+    """(..., P) complex -> (..., 2P) real [Re, Im] (or [Re, -Im]) for real GEMMs."""
+    return torch.cat([x.real, -x.imag if conjugate else x.imag], dim=-1)
+
+
+def cross_and_power(images_t: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor,
+                    projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two GEMMs of the E-step.
+
+    images_t: (B, T, P) complex shifted images; ctf: (B, P) real; weight: (P,) real, the Hermitian
+    weight over sigma2; projections: (R, P) complex shared by all images, or (B, R, P) per image.
+    Returns cross (B, T, R) = sum_p w Re(conj(X_t) C A_r) and power (B, R) = sum_p w C^2 |A_r|^2.
+    """
+    a = images_t.conj() * (ctf * weight)[:, None, :]
+    ctf2 = ctf**2 * weight
+    if projections.dim() == 2:
+        b, t, p = a.shape
+        cross = (_real_pair(a.reshape(b * t, p), conjugate=True) @ _real_pair(projections).T).reshape(b, t, -1)
+        power = ctf2 @ (projections.abs() ** 2).T
+    else:
+        cross = _real_pair(a, conjugate=True) @ _real_pair(projections).transpose(1, 2)
+        power = torch.einsum("bp,brp->br", ctf2, projections.abs() ** 2)
+    return cross, power
+
+
+def log_likelihoods(images_t, ctf, weight, projections) -> torch.Tensor:
+    """(B, T, R) log-likelihood, up to a per-image constant (arguments as cross_and_power)."""
+    cross, power = cross_and_power(images_t, ctf, weight, projections)
+    return 2 * cross - power[:, None, :]
+
+
+def normalised_correlations(images_t, ctf, weight, projections) -> torch.Tensor:
+    """(B, T, R) correlation of each image with each CTF-modulated projection over its norm:
+    independent of the reference's grey scale (RELION's first-iteration cross-correlation)."""
+    cross, power = cross_and_power(images_t, ctf, weight, projections)
+    return cross / power.clamp(min=1e-30).sqrt()[:, None, :]
+
+
+def posteriors(scores: torch.Tensor, log_prior: torch.Tensor | None = None, hard: bool = False):
+    """(B, T, R) log-likelihoods -> (probabilities (B, T, R), max probability (B,), best (t, r)).
+
+    `hard` puts all weight on the best pose (for scale-free first-iteration scores).
+    """
+    b, t, r = scores.shape
+    if log_prior is not None:
+        scores = scores + log_prior
+    flat = scores.reshape(b, -1)
+    best = flat.argmax(dim=1)
+    if hard:
+        probs = torch.zeros_like(flat).scatter_(1, best[:, None], 1.0)
+    else:
+        probs = torch.softmax(flat, dim=1)
+    return probs.reshape(b, t, r), probs.gather(1, best[:, None]).squeeze(1), (best // r, best % r)

@@ -1,0 +1,418 @@
+"""Gold-standard 3D auto-refinement (RELION's auto-refine, standard or Blush prior).
+
+State lives in a small RefineState threaded through pure steps; each concern is its own module:
+sampling (pose grids), expectation (likelihoods as GEMMs), projector (slices), reconstruct
+(Wiener maps), fsc. Per iteration, for each half set: E-step over orientations x translations
+against that half's reference, posterior-weighted back-projection, then FSC between the halves,
+tau2 from it, new regularised references, and the auto-sampling decision. Every iteration is
+checkpointed atomically; `resume` continues from the last finished one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .ctf import compute_ctf_2d
+from .expectation import log_likelihoods, normalised_correlations, posteriors, shift_phases, shifted
+from .fourier import phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
+    rfft_shell_index_3d, shell_sum
+from .fsc import fourier_shell_correlation, resolution_at
+from .mask import spherical_mask
+from .mrc import StackReader, read_map, write_map
+from .particles import Particles
+from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
+    insert_central_slices
+from .reconstruct import shell_index_padded, ssnr_from_half_fsc, wiener_map
+from .rotation import angular_distance, euler_to_matrix, matrix_to_euler
+from .sampling import angular_step, grid_rotations, local_rotations, orientation_grid, translation_grid
+from .symmetry import symmetry_operators
+
+PAD = 2
+
+
+@dataclass
+class RefineSettings:
+    diameter: float | None = None      # A; soft spherical solvent mask (default 90% of the box)
+    symmetry: str = "C1"
+    ini_high: float = 40.0             # A; initial reference low-pass
+    join_halves_below: float = 40.0    # A; halves share their data below this resolution
+    healpix_order: int = 2             # initial orientation sampling (15 degrees)
+    local_from_order: int = 3          # from this order, search locally around the previous pose
+    max_order: int = 4
+    offset_range: float = 5.0          # pixels
+    offset_step: float = 2.0           # pixels
+    local_half_width: int = 2          # local searches: +- this many angular steps
+    resolution_margin: int = 5         # E-step shells beyond the FSC 0.143 shell
+    max_iterations: int = 25
+    batch_size: int = 128
+    device: str = "cpu"
+    seed: int = 0
+    mask: str | None = None
+
+
+@dataclass
+class RefineState:
+    iteration: int = 0
+    order: int = 2
+    offset_range: float = 5.0
+    offset_step: float = 2.0
+    r_current: int = 0                 # E-step radius, Fourier pixels
+    best_resolution: float = float("inf")
+    iterations_without_gain: int = 0
+    final: bool = False                # the next iteration is the last (all frequencies)
+    done: bool = False
+    sigma2: list = field(default_factory=list)   # per shell, complex noise variance
+    fsc: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def _batch_images(particles: Particles, rows: np.ndarray, reader: StackReader, origins: torch.Tensor,
+                  points: SlicePoints, apix: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P)."""
+    n = points.n
+    images = particles.read_images(rows, reader).to(device)
+    ft = phase_shift_2d(rfft2_centered(images), origins.to(device), n)
+    ctf = compute_ctf_2d(particles.ctf(rows).to(device), n, apix)
+    return points.gather(ft), points.gather(ctf)
+
+
+def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Tensor:
+    """(n//2+1,) noise power per shell from the images' mean power spectrum (signal is small)."""
+    rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
+    ft = rfft2_centered(particles.read_images(rows))
+    shells = rfft_shell_index_2d(n)
+    w = torch.where(torch.arange(n // 2 + 1) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
+    power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
+    return power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
+
+
+def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0) -> torch.Tensor:
+    """Raised-cosine low-pass of a (n, n, n) map at `resolution` A."""
+    n = volume.shape[-1]
+    k = n * pixel_size / resolution
+    r = rfft_shell_index_3d(n).float()  # rounded is fine for a soft edge
+    filt = 0.5 * (1 + torch.cos(torch.pi * ((r - k) / edge_shells).clamp(0, 1)))
+    return irfft3_centered(rfft3_centered(volume) * filt, n)
+
+
+# --- one half set: E-step and back-projection -----------------------------------------------
+
+@dataclass
+class HalfResult:
+    data: torch.Tensor       # (m, m, m) complex back-projection
+    weight: torch.Tensor     # (m, m, m)
+    rotations: torch.Tensor  # (N_h, 3, 3) best poses
+    origins: torch.Tensor    # (N_h, 2) pixels
+    max_prob: torch.Tensor   # (N_h,)
+    residual: torch.Tensor   # (n//2+1,) sum of w |X - C A|^2 at the best pose
+    residual_weight: torch.Tensor
+
+
+def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor, rotations: torch.Tensor,
+                origins: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
+                sym: torch.Tensor, first: bool, progress: bool, label: str) -> HalfResult:
+    """E-step for one half set's particles against its reference, and their back-projection."""
+    device = torch.device(settings.device)
+    n, apix = particles.image_size, particles.pixel_size
+    m = PAD * n
+    r_cur = n // 2 if state.final else state.r_current
+    points = SlicePoints.within(n, r_cur, device)
+    shells = torch.round(points.coords.norm(dim=1)).long()
+    weight = points.weight / sigma2.to(device)[shells]
+    ref_ft = fourier_reference(reference.to(device), PAD)
+    shifts = translation_grid(state.offset_range, state.offset_step).to(device)
+    phases = shift_phases(shifts, points.coords, n)
+    local = state.order >= settings.local_from_order and not first
+    step = angular_step(state.order)
+    if local:
+        deltas = local_rotations(step, settings.local_half_width).to(device)
+    else:
+        grid = grid_rotations(orientation_grid(state.order)).to(device)
+        projections = extract_central_slices(ref_ft, grid, points, PAD)
+        acc_data = torch.zeros(grid.shape[0], points.index.shape[0], dtype=torch.complex64, device=device)
+        acc_weight = torch.zeros(grid.shape[0], points.index.shape[0], device=device)
+    data = torch.zeros((m, m, m), dtype=torch.complex64, device=device)
+    back_weight = torch.zeros((m, m, m), device=device)
+    new_rot, new_orig, max_prob = [], [], []
+    res_sum = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
+    res_w = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
+    reader = StackReader()
+    batch = settings.batch_size
+    try:
+        for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
+                          leave=False):
+            sel = slice(start, start + batch)
+            x, ctf = _batch_images(particles, rows[sel], reader, origins[sel], points, apix, device)
+            x_t = shifted(x, phases)                                       # (B, T, P)
+            if local:
+                cand = deltas[None] @ rotations[sel].to(device)[:, None]   # (B, J, 3, 3)
+                b, j = cand.shape[:2]
+                proj = extract_central_slices(ref_ft, cand.reshape(-1, 3, 3), points, PAD).reshape(b, j, -1)
+            else:
+                proj = projections
+            score = (normalised_correlations if first else log_likelihoods)(x_t, ctf, weight, proj)
+            probs, pmax, (bt, br) = posteriors(score, hard=first)
+            ar = torch.arange(len(x), device=device)
+            best_proj = proj[ar, br] if local else proj[br]
+            chosen = cand[ar, br] if local else grid[br]
+            new_rot.append(chosen.cpu())
+            new_orig.append((origins[sel].to(device) + shifts[bt]).cpu())
+            max_prob.append(pmax.cpu())
+            # noise: residual at the best pose, per shell
+            d = x_t[ar, bt] - ctf * best_proj
+            res_sum += torch.bincount(shells, weights=(points.weight * d.abs() ** 2).sum(0).double(),
+                                      minlength=n // 2 + 1)[: n // 2 + 1]
+            res_w += len(x) * torch.bincount(shells, weights=points.weight.double(), minlength=n // 2 + 1)[: n // 2 + 1]
+            # M-step sums: posterior-weighted, CTF-multiplied images per orientation
+            y = x_t * ctf[:, None, :]
+            if local:
+                slices = torch.einsum("btj,btp->bjp", probs.to(y.dtype), y)
+                wslices = torch.einsum("bj,bp->bjp", probs.sum(1), ctf**2)
+                keep = probs.sum(1) > 1e-4 * pmax[:, None]     # significant orientations only
+                _insert(data, back_weight, slices[keep], wslices[keep], cand[keep], points, sym)
+            else:
+                p = probs.reshape(-1, probs.shape[-1])               # (B T, R)
+                yf = y.reshape(-1, y.shape[-1])
+                acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
+                acc_weight += probs.sum(1).T @ ctf**2
+        if not local:
+            _insert(data, back_weight, acc_data, acc_weight, grid, points, sym)
+    finally:
+        reader.close()
+    data, back_weight = hermitian_symmetrize(data, back_weight)
+    return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
+                      res_sum.cpu(), res_w.cpu())
+
+
+def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: torch.Tensor) -> None:
+    """Back-project slices (K, P) at rotations (K, 3, 3), once per symmetry operator."""
+    for op in sym:
+        insert_central_slices(data, weight, slices * points.weight, wslices * points.weight,
+                              rotations @ op, points, PAD)
+
+
+# --- the iteration -------------------------------------------------------------------------
+
+def join_low_resolution(halves: list[HalfResult], shell: float, n: int) -> None:
+    """Average both halves' data and weights below `shell` (RELION's low_resol_join_halves)."""
+    m = halves[0].data.shape[-1]
+    low = shell_index_padded(m, PAD, halves[0].data.device) <= shell
+    for name in ("data", "weight"):
+        joint = 0.5 * (getattr(halves[0], name) + getattr(halves[1], name))
+        for h in halves:
+            getattr(h, name)[low] = joint[low]
+
+
+def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
+    if settings.mask:
+        mask, mask_apix = read_map(settings.mask)
+        if mask.shape[-1] != n or abs(mask_apix - apix) > 1e-3 * apix:
+            raise ValueError(f"{settings.mask}: mask is {mask.shape[-1]} px at {mask_apix:.3f} A, the particles "
+                             f"{n} px at {apix:.3f} A")
+        if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
+            raise ValueError(f"{settings.mask}: mask values must lie in [0, 1]")
+        return mask
+    diameter = settings.diameter or 0.9 * n * apix
+    return spherical_mask(n, diameter / (2 * apix), edge=5)
+
+
+def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
+                  settings: RefineSettings, subsets: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
+                  progress: bool = True) -> tuple[list[torch.Tensor], dict, tuple]:
+    """One EM iteration on both halves. Returns the new references, the iteration's statistics and
+    the new poses (rotations, origins, max probability)."""
+    n, apix = particles.image_size, particles.pixel_size
+    first = state.iteration == 0
+    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
+    sym = symmetry_operators(settings.symmetry).to(settings.device)
+    halves = []
+    new_rot, new_orig, new_pmax = rotations.clone(), origins.clone(), torch.zeros(len(particles))
+    for h in (1, 2):
+        rows = np.nonzero(subsets == h)[0]
+        result = refine_half(particles, rows, references[h - 1], rotations[rows], origins[rows], sigma2, state,
+                             settings, sym, first, progress, f"half {h}")
+        new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
+        halves.append(result)
+    join_low_resolution(halves, n * apix / settings.join_halves_below, n)
+    unreg = [wiener_map(h.data, h.weight, n, PAD).cpu() for h in halves]
+    fsc = fourier_shell_correlation(*unreg)
+    r_cur = n // 2 if state.final else state.r_current
+    fsc[r_cur + 1:] = 0  # nothing was reconstructed there
+    ssnr = ssnr_from_half_fsc(fsc)
+    mask = solvent_mask(settings, n, apix)
+    refs = [(wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() * mask) for h in halves]
+    residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
+    stats = {
+        "fsc": fsc, "unregularised": unreg,
+        "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2) if not first else sigma2,
+        "joined": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight, n, PAD,
+                             ssnr=ssnr).cpu() if state.final else None,
+        "angular_change": float(angular_distance(new_rot, rotations).median()),
+        "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
+    }
+    return refs, stats, (new_rot, new_orig, new_pmax)
+
+
+# --- auto-sampling -------------------------------------------------------------------------
+
+def next_state(state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int,
+               apix: float) -> RefineState:
+    """RELION's auto-refine logic: finer sampling when resolution stalls; converge when the finest
+    sampling stalls too; then one last iteration with all frequencies."""
+    s = RefineState(**{**asdict(state)})
+    s.iteration += 1
+    s.fsc = [float(x) for x in stats["fsc"]]
+    s.sigma2 = [float(x) for x in stats["sigma2"]]
+    if state.final:
+        s.done = True
+        return s
+    gain = resolution < state.best_resolution - 1e-3
+    s.best_resolution = min(resolution, state.best_resolution)
+    s.iterations_without_gain = 0 if gain else state.iterations_without_gain + 1
+    small_changes = stats["angular_change"] < 2 * angular_step(state.order) or state.iteration == 0
+    if state.iteration > 0 and s.iterations_without_gain >= 1 and small_changes:
+        if state.order < settings.max_order:
+            s.order += 1
+            s.offset_step = state.offset_step / 2
+            s.offset_range = max(2 * s.offset_step, state.offset_range / 2)
+            s.iterations_without_gain = 0
+        else:
+            s.final = True
+    if s.iteration >= settings.max_iterations - 1:
+        s.final = True
+    k = n * apix / resolution if math.isfinite(resolution) else 1
+    s.r_current = int(min(n // 2, max(s.r_current, math.ceil(k) + settings.resolution_margin)))
+    return s
+
+
+# --- files ---------------------------------------------------------------------------------
+
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
+
+
+def write_data_star(path: Path, particles: Particles, subsets, rotations, origins, max_prob) -> None:
+    rot, tilt, psi = matrix_to_euler(rotations)
+    apix = particles.pixel_size
+    table = particles.table.assign(
+        rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(), rlnAnglePsi=psi.double().numpy(),
+        rlnOriginXAngst=(origins[:, 0] * apix).double().numpy(), rlnOriginYAngst=(origins[:, 1] * apix).double().numpy(),
+        rlnMaxValueProbDistribution=max_prob.double().numpy(), rlnRandomSubset=subsets.astype(int))
+    Particles(table, particles.optics, particles.root, particles.source).write(path)
+
+
+def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolution: float) -> None:
+    import starfile
+    k = np.arange(n // 2 + 1)
+    fsc = np.asarray(state.fsc)
+    general = {"rlnReferenceDimensionality": 3, "rlnOriginalImageSize": n, "rlnCurrentResolution": resolution,
+               "rlnCurrentImageSize": 2 * state.r_current, "rlnPixelSize": apix, "rlnNrClasses": 1,
+               "rlnNrBodies": 1, "rlnTau2FudgeFactor": 1.0}
+    classes = pd.DataFrame({"rlnReferenceImage": ["run_class001.mrc"], "rlnClassDistribution": [1.0],
+                            "rlnEstimatedResolution": [resolution]})
+    curve = pd.DataFrame({
+        "rlnSpectralIndex": k, "rlnResolution": k / (n * apix),
+        "rlnAngstromResolution": np.where(k > 0, n * apix / np.maximum(k, 1), 999.0),
+        "rlnGoldStandardFsc": fsc, "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
+        "rlnSigma2Noise": np.asarray(state.sigma2)})
+    with atomic_path(path) as tmp:
+        starfile.write({"model_general": general, "model_classes": classes, "model_class_1": curve}, tmp,
+                       overwrite=True)
+
+
+def _checkpoint_name(out: Path, iteration: int, what: str) -> Path:
+    return out / f"run_it{iteration:03d}_{what}"
+
+
+def last_checkpoint(out: Path) -> int | None:
+    done = sorted(out.glob("run_it*_optimiser.json"))
+    return int(done[-1].name[6:9]) if done else None
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+def refine(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: RefineSettings,
+           out_dir: str | Path, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Gold-standard auto-refinement; writes RELION's files into `out_dir` and returns the summary."""
+    t_start = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    n, apix = particles.image_size, particles.pixel_size
+    if reference.shape[-1] != n:
+        raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
+    if abs(reference_apix - apix) > 1e-3 * apix:
+        raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+    start_it = last_checkpoint(out) if resume else None
+    if start_it is not None:
+        state = RefineState(**json.loads(_checkpoint_name(out, start_it, "optimiser.json").read_text())["state"])
+        data = Particles.read(_checkpoint_name(out, start_it, "data.star"))
+        subsets = data.half_sets()
+        rotations, origins = data.rotations(), data.origins()
+        references = [read_map(_checkpoint_name(out, start_it, f"half{h}_class001.mrc"))[0] for h in (1, 2)]
+        log(f"continuing after iteration {start_it}")
+    else:
+        rng = np.random.default_rng(settings.seed)
+        subsets = particles.half_sets() if "rlnRandomSubset" in particles.table.columns else \
+            rng.permutation(np.arange(len(particles)) % 2 + 1)
+        rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
+        origins = particles.origins()
+        start = low_pass(reference, settings.ini_high, apix)
+        references = [start, start.clone()]
+        state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
+                            offset_step=settings.offset_step,
+                            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+                            sigma2=[float(x) for x in initial_sigma2(particles, n)])
+    log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
+        f"device {settings.device}")
+    stats = None
+    while not state.done:
+        t0 = time.time()
+        refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
+            particles, references, state, settings, subsets, rotations, origins, progress)
+        resolution = resolution_at(stats["fsc"], 0.143, n, apix)
+        new = next_state(state, settings, resolution, stats, n, apix)
+        entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
+                 "angular_step": angular_step(state.order), "local": state.order >= settings.local_from_order
+                 and state.iteration > 0, "offset_step": state.offset_step, "r_current": n // 2 if state.final
+                 else state.r_current, "angular_change": stats["angular_change"],
+                 "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1)}
+        new.history = state.history + [entry]
+        rotations, origins, references = rotations_new, origins_new, refs
+        it = new.iteration
+        for h in (1, 2):
+            write_map(_checkpoint_name(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
+        write_data_star(_checkpoint_name(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
+        _write_json(_checkpoint_name(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
+        log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
+            f"{' local' if entry['local'] else ''}  offsets {state.offset_step:.2f} px  "
+            f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
+            f"{entry['seconds']:.0f} s")
+        state = new
+    unreg = stats["unregularised"]
+    write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
+    write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
+    write_map(out / "run_class001.mrc", stats["joined"], apix)
+    write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
+    resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
+    write_model_star(out / "run_model.star", state, n, apix, resolution)
+    summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": False,
+               "wall_seconds": round(time.time() - t_start, 1), "particles": len(particles), "box": n,
+               "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
+               "settings": asdict(settings)}
+    _write_json(out / "summary.json", summary)
+    log(f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s")
+    return summary
