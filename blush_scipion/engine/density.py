@@ -29,24 +29,24 @@ def read_model(path: str | os.PathLike) -> gemmi.Structure:
     return st
 
 
-def model_radius(st: gemmi.Structure) -> float:
-    """Largest distance (A) of an atom from the model's centre of mass."""
-    xyz = np.array([cra.atom.pos.tolist() for cra in st[0].all()])
-    return float(np.linalg.norm(xyz - xyz.mean(0), axis=1).max())
+def model_centre(path: str | os.PathLike) -> np.ndarray:
+    """(3,) the centre of mass (unweighted by element) of a model's protein atoms, A."""
+    st = read_model(path)
+    return np.array([cra.atom.pos.tolist() for cra in st[0].all()]).mean(0)
 
 
-def density_from_model(path: str | os.PathLike, box: int, pixel_size: float, bfactor: float = 30.0
-                       ) -> torch.Tensor:
+def density_from_model(path: str | os.PathLike, box: int, pixel_size: float, bfactor: float = 30.0,
+                       centre: np.ndarray | None = None) -> torch.Tensor:
     """(box, box, box) [z, y, x] map of the model's electron scattering potential.
 
     Atoms use the 5-Gaussian electron form factors of International Tables C 4.3.2.2 (gemmi's
-    DensityCalculatorE) with one B-factor (A^2) for all atoms; the model's centre of mass goes to
-    the box centre. Sampled on a finer grid, then Fourier-cropped: the map is band-limited to
+    DensityCalculatorE) with one B-factor (A^2) for all atoms; `centre` (A, default the model's
+    centre of mass) goes to the box centre, so maps of related models can share one frame. Sampled on a finer grid, then Fourier-cropped: the map is band-limited to
     the grid's Nyquist rather than aliased.
     """
     st = read_model(path)
     xyz = np.array([cra.atom.pos.tolist() for cra in st[0].all()])
-    centre = xyz.mean(0)
+    centre = xyz.mean(0) if centre is None else np.asarray(centre, dtype=float)
     extent = box * pixel_size
     radius = np.linalg.norm(xyz - centre, axis=1).max()
     if radius > 0.5 * extent - 2 * pixel_size:

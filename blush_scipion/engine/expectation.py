@@ -55,25 +55,12 @@ def log_likelihoods(images_t, ctf, weight, projections) -> torch.Tensor:
     return 2 * cross - power[:, None, :]
 
 
-def normalised_correlations(images_t, ctf, weight, projections) -> torch.Tensor:
-    """(B, T, R) correlation of each image with each CTF-modulated projection over its norm:
-    independent of the reference's grey scale (RELION's first-iteration cross-correlation)."""
-    cross, power = cross_and_power(images_t, ctf, weight, projections)
-    return cross / power.clamp(min=1e-30).sqrt()[:, None, :]
-
-
-def posteriors(scores: torch.Tensor, log_prior: torch.Tensor | None = None, hard: bool = False):
-    """(B, T, R) log-likelihoods -> (probabilities (B, T, R), max probability (B,), best (t, r)).
-
-    `hard` puts all weight on the best pose (for scale-free first-iteration scores).
-    """
+def posteriors(scores: torch.Tensor, log_prior: torch.Tensor | None = None):
+    """(B, T, R) log-likelihoods -> (probabilities (B, T, R), max probability (B,), best (t, r))."""
     b, t, r = scores.shape
     if log_prior is not None:
         scores = scores + log_prior
     flat = scores.reshape(b, -1)
     best = flat.argmax(dim=1)
-    if hard:
-        probs = torch.zeros_like(flat).scatter_(1, best[:, None], 1.0)
-    else:
-        probs = torch.softmax(flat, dim=1)
+    probs = torch.softmax(flat, dim=1)
     return probs.reshape(b, t, r), probs.gather(1, best[:, None]).squeeze(1), (best // r, best % r)

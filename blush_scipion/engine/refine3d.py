@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .ctf import compute_ctf_2d
-from .expectation import log_likelihoods, normalised_correlations, posteriors, shift_phases, shifted
+from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
     rfft_shell_index_3d, shell_sum
 from .fsc import fourier_shell_correlation, resolution_at
@@ -106,6 +106,34 @@ def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_sh
     return irfft3_centered(rfft3_centered(volume) * filt, n)
 
 
+def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch.Tensor, r_max: int,
+                    order: int, offset_range: float, offset_step: float, device, sample: int = 256) -> float:
+    """The factor that puts a reference on the images' grey scale: the median over a sample of
+    images of the least-squares scale of the best-correlating CTF-modulated projection.
+
+    With it the first iteration can weigh poses by their likelihood (soft posteriors over
+    low-resolution ambiguities) instead of committing each image to its best correlation.
+    """
+    n, apix = particles.image_size, particles.pixel_size
+    points = SlicePoints.within(n, r_max, device)
+    shells = torch.round(points.coords.norm(dim=1)).long()
+    weight = points.weight / sigma2.to(device)[shells]
+    projections = extract_central_slices(fourier_reference(reference.to(device), PAD),
+                                         grid_rotations(orientation_grid(order)).to(device), points, PAD)
+    phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
+    rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
+    reader = StackReader()
+    try:
+        x, ctf = _batch_images(particles, rows, reader, particles.origins(rows), points, apix, device)
+    finally:
+        reader.close()
+    cross, power = cross_and_power(shifted(x, phases), ctf, weight, projections)
+    best = (cross / power.clamp(min=1e-30).sqrt()[:, None, :]).flatten(1).argmax(1)
+    t, r = best // projections.shape[0], best % projections.shape[0]
+    ar = torch.arange(len(rows), device=device)
+    return float((cross[ar, t, r] / power[ar, r].clamp(min=1e-30)).median())
+
+
 # --- one half set: E-step and back-projection -----------------------------------------------
 
 @dataclass
@@ -121,7 +149,7 @@ class HalfResult:
 
 def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor, rotations: torch.Tensor,
                 origins: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
-                sym: torch.Tensor, first: bool, progress: bool, label: str) -> HalfResult:
+                sym: torch.Tensor, progress: bool, label: str) -> HalfResult:
     """E-step for one half set's particles against its reference, and their back-projection."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
@@ -133,7 +161,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     ref_ft = fourier_reference(reference.to(device), PAD)
     shifts = translation_grid(state.offset_range, state.offset_step).to(device)
     phases = shift_phases(shifts, points.coords, n)
-    local = state.order >= settings.local_from_order and not first
+    local = state.order >= settings.local_from_order and state.iteration > 0
     step = angular_step(state.order)
     if local:
         deltas = local_rotations(step, settings.local_half_width).to(device)
@@ -161,8 +189,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
                 proj = extract_central_slices(ref_ft, cand.reshape(-1, 3, 3), points, PAD).reshape(b, j, -1)
             else:
                 proj = projections
-            score = (normalised_correlations if first else log_likelihoods)(x_t, ctf, weight, proj)
-            probs, pmax, (bt, br) = posteriors(score, hard=first)
+            probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight, proj))
             ar = torch.arange(len(x), device=device)
             best_proj = proj[ar, br] if local else proj[br]
             chosen = cand[ar, br] if local else grid[br]
@@ -233,7 +260,6 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     """One EM iteration on both halves. Returns the new references, the iteration's statistics and
     the new poses (rotations, origins, max probability)."""
     n, apix = particles.image_size, particles.pixel_size
-    first = state.iteration == 0
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
     halves = []
@@ -241,7 +267,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     for h in (1, 2):
         rows = np.nonzero(subsets == h)[0]
         result = refine_half(particles, rows, references[h - 1], rotations[rows], origins[rows], sigma2, state,
-                             settings, sym, first, progress, f"half {h}")
+                             settings, sym, progress, f"half {h}")
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
         halves.append(result)
     join_low_resolution(halves, n * apix / settings.join_halves_below, n)
@@ -255,7 +281,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
     stats = {
         "fsc": fsc, "unregularised": unreg,
-        "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2) if not first else sigma2,
+        "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2),
         "joined": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight, n, PAD,
                              ssnr=ssnr).cpu() if state.final else None,
         "angular_change": float(angular_distance(new_rot, rotations).median()),
@@ -369,12 +395,14 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
             rng.permutation(np.arange(len(particles)) % 2 + 1)
         rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
         origins = particles.origins()
-        start = low_pass(reference, settings.ini_high, apix)
-        references = [start, start.clone()]
         state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
                             offset_step=settings.offset_step,
                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
                             sigma2=[float(x) for x in initial_sigma2(particles, n)])
+        start = low_pass(reference, settings.ini_high, apix)
+        start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current, state.order,
+                                        state.offset_range, state.offset_step, settings.device)
+        references = [start, start.clone()]
     log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
         f"device {settings.device}")
     stats = None
