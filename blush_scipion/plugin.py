@@ -33,3 +33,7 @@ class Plugin(pwem.Plugin):
     @classmethod
     def defineBinaries(cls, env):
         """Nothing to download: the engine is this package's Python code (torch from pip)."""
+
+
+# pyworkflow locates a plugin's package through its class's module: present it as the package's.
+Plugin.__module__ = "blush_scipion"

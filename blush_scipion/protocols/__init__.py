@@ -1,0 +1,3 @@
+from .protocol_import_particles import ProtBlushImportParticles
+from .protocol_refine3d import ProtBlushRefine3D
+from .protocol_validate_fsc import ProtBlushValidateFsc

@@ -1,0 +1,155 @@
+"""3D auto-refinement (gold-standard) with the Blush engine."""
+import json
+import os
+
+import starfile
+from pwem.objects import FSC, Volume
+from pwem.protocols import ProtRefine3D
+from pyworkflow.protocol import params
+from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
+
+from .. import convert
+from ..engine.mrc import read_map, write_map
+from ..plugin import Plugin
+
+SAMPLINGS = ["30", "15", "7.5", "3.75", "1.875"]  # degrees: HEALPix orders 1..5 (RELION's 360 / (6 2^k))
+
+
+class ProtBlushRefine3D(ProtRefine3D):
+    """Gold-standard 3D auto-refinement as in RELION: two independent half sets, an E-step over
+    HEALPix orientations and translations with a Gaussian noise model, tau2 regularisation from
+    the half-map FSC, auto-sampling until convergence. Outputs the refined map with its half maps,
+    the aligned particles and the FSC."""
+    _label = "3D auto-refine"
+    _possibleOutputs = {"outputVolume": Volume, "outputParticles": "SetOfParticles", "outputFSC": FSC}
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?")
+        form.addHidden(GPU_LIST, params.StringParam, default="0", label="GPU ID",
+                       help="The engine uses the first GPU listed.")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      label="Input particles", help="Particles with CTF; MRC stacks.")
+        form.addParam("referenceVolume", params.PointerParam, pointerClass="Volume", label="Initial reference",
+                      help="Same box and pixel size as the particles; it is low-pass filtered first.")
+        form.addParam("referenceMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
+                      label="Reference mask (optional)", help="Solvent mask (0..1) instead of a sphere.")
+        form.addParam("symmetryGroup", params.StringParam, default="C1", label="Symmetry",
+                      help="C<n>, D<n>, T or O (RELION's axis conventions).")
+        form.addParam("initialLowPassFilterA", params.FloatParam, default=40, label="Initial low-pass filter (A)")
+        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
+                      help="Diameter of the soft spherical solvent mask; -1: 90% of the box.")
+        form.addSection(label="Sampling")
+        form.addParam("angularSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=1,
+                      label="Initial angular sampling (deg)")
+        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)")
+        form.addParam("offsetSearchStepPix", params.FloatParam, default=2, label="Offset search step (px)")
+        form.addParam("localSearchAutoSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=2,
+                      label="Local searches from auto-sampling (deg)", expertLevel=params.LEVEL_ADVANCED)
+        form.addParam("maxIterations", params.IntParam, default=25, label="Maximum iterations",
+                      expertLevel=params.LEVEL_ADVANCED)
+        form.addParallelSection(threads=1, mpi=0)
+
+    # --- steps ---------------------------------------------------------------------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep)
+        self._insertFunctionStep(self.refineStep)
+        self._insertFunctionStep(self.createOutputStep)
+
+    def convertInputStep(self):
+        convert.particles_to_star(self.inputParticles.get(), self._getExtraPath("input_particles.star"))
+        volume, _ = read_map(self.referenceVolume.get().getFileName())
+        write_map(self._getExtraPath("reference.mrc"), volume, self.inputParticles.get().getSamplingRate())
+
+    def refineStep(self):
+        args = ["refine3d", "--particles", self._getExtraPath("input_particles.star"),
+                "--ref", self._getExtraPath("reference.mrc"), "--out", self._getExtraPath(),
+                "--sym", self.symmetryGroup.get(), "--ini-high", self.initialLowPassFilterA.get(),
+                "--healpix-order", self.angularSamplingDeg.get() + 1,
+                "--local-from-order", self.localSearchAutoSamplingDeg.get() + 1,
+                "--offset-range", self.offsetSearchRangePix.get(), "--offset-step", self.offsetSearchStepPix.get(),
+                "--max-iter", self.maxIterations.get(), "--device", self._device(),
+                "--continue"]  # a re-run of an interrupted step resumes from its last iteration
+        if self.maskDiameterA.get() > 0:
+            args += ["--diameter", self.maskDiameterA.get()]
+        if self.referenceMask.get() is not None:
+            args += ["--mask", self.referenceMask.get().getFileName()]
+        self.runJob(Plugin.getProgram(), " ".join(map(str, args)), env=self._threadsEnv())
+
+    def createOutputStep(self):
+        particles = self.inputParticles.get()
+        volume = Volume(location=self._getExtraPath("run_class001.mrc"))
+        volume.setSamplingRate(particles.getSamplingRate())
+        volume.setHalfMaps([self._getExtraPath("run_half1_class001_unfil.mrc"),
+                            self._getExtraPath("run_half2_class001_unfil.mrc")])
+        aligned = self._createSetOfParticles()
+        convert.update_poses_from_star(particles, self._getExtraPath("run_data.star"), aligned)
+        fsc = FSC(objLabel="gold-standard FSC")
+        curve = starfile.read(self._getExtraPath("run_model.star"), always_dict=True)["model_class_1"]
+        fsc.setData(curve["rlnResolution"].tolist(), curve["rlnGoldStandardFsc"].tolist())
+        self._defineOutputs(outputVolume=volume, outputParticles=aligned, outputFSC=fsc)
+        for out in (volume, aligned, fsc):
+            self._defineSourceRelation(self.inputParticles, out)
+        self._defineSourceRelation(self.referenceVolume, volume)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _device(self) -> str:
+        if getattr(self, USE_GPU).get() and getattr(self, GPU_LIST).get().strip():
+            return f"cuda:{getattr(self, GPU_LIST).get().split()[0]}"
+        return "cpu"
+
+    def _threadsEnv(self):
+        env = Plugin.getEnviron()
+        env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
+        return env
+
+    def _summaryFile(self) -> str:
+        return self._getExtraPath("summary.json")
+
+    # --- info ----------------------------------------------------------------------------------
+    def _validate(self):
+        particles, reference = self.inputParticles.get(), self.referenceVolume.get()
+        if particles is None or reference is None:
+            return ["Input not ready: particles and an initial reference are needed."]
+        errors = []
+        if not particles.hasCTF():
+            errors.append("The particles have no CTF: estimate or import it first.")
+        if particles.getSize() < 2:
+            errors.append("At least two particles are needed for the gold-standard half sets.")
+        first = particles.getFirstItem()
+        if first is not None and not first.getFileName().lower().endswith(convert.MRC_EXTENSIONS):
+            errors.append(f"Particle images must be MRC stacks; found {first.getFileName()}.")
+        if reference.getXDim() != particles.getXDim():
+            errors.append(f"The reference is {reference.getXDim()} px, the particles {particles.getXDim()} px.")
+        if abs(reference.getSamplingRate() - particles.getSamplingRate()) > 1e-3 * particles.getSamplingRate():
+            errors.append(f"The reference pixel size {reference.getSamplingRate():.3f} A differs from the "
+                          f"particles' {particles.getSamplingRate():.3f} A.")
+        mask = self.referenceMask.get()
+        if mask is not None and mask.getXDim() != particles.getXDim():
+            errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
+        try:
+            from ..engine.symmetry import symmetry_operators
+            symmetry_operators(self.symmetryGroup.get())
+        except ValueError as e:
+            errors.append(str(e))
+        return errors
+
+    def _summary(self):
+        if not os.path.exists(self._summaryFile()):
+            return ["Output not ready yet."]
+        s = json.loads(open(self._summaryFile()).read())
+        lines = [f"Gold-standard resolution {s['resolution_angstrom']:.2f} A after {s['iterations']} iterations "
+                 f"({s['wall_seconds']:.0f} s, {s['particles']} particles)."]
+        lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} A, sampling {h['angular_step']:.2f} deg"
+                  for h in s["history"]]
+        return lines
+
+    def _methods(self):
+        if not os.path.exists(self._summaryFile()):
+            return []
+        s = json.loads(open(self._summaryFile()).read())
+        return [f"{s['particles']} particles were refined in 3D by gold-standard auto-refinement "
+                f"[Scheres2012] with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} A (FSC 0.143)."]
+
+    def _citations(self):
+        return ["Scheres2012"]

@@ -1,0 +1,94 @@
+"""The plugin's protocols in a real Scipion project: import, 3D refine, FSC validation."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pyworkflow")
+
+from pwem.protocols import ProtImportVolumes  # noqa: E402
+from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+
+from blush_scipion.convert import matrix_from_pose, pose_from_matrix  # noqa: E402
+from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
+from blush_scipion.engine.mrc import read_map, write_map  # noqa: E402
+from blush_scipion.engine.refine3d import low_pass  # noqa: E402
+from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
+from blush_scipion.protocols import ProtBlushImportParticles, ProtBlushRefine3D, ProtBlushValidateFsc  # noqa: E402
+
+from .conftest import DATA  # noqa: E402
+
+
+def test_pose_matrix_round_trip():
+    for pose in [(10.0, 50.0, -120.0, 1.5, -2.0), (-170.0, 120.0, 33.0, 0.0, 0.25)]:
+        back = pose_from_matrix(matrix_from_pose(*pose))
+        m1, m2 = matrix_from_pose(*pose), matrix_from_pose(*back)
+        np.testing.assert_allclose(m1, m2, atol=1e-6)
+        np.testing.assert_allclose(back[3:], pose[3:], atol=1e-6)
+
+
+class TestBlushProtocols(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.sim = cls.proj.getTmpPath("sim")
+        simulate_from_model(DATA / "adk_closed.pdb.gz",
+                            SimulationSettings(n_particles=400, box=40, pixel_size=3.0, snr=0.5, seed=4), cls.sim)
+        truth, _ = read_map(f"{cls.sim}/truth.mrc")
+        write_map(f"{cls.sim}/start.mrc", low_pass(truth, 30.0, 3.0), 3.0)
+
+    def _import_volume(self, path):
+        prot = self.newProtocol(ProtImportVolumes, filesPath=path, samplingRate=3.0)
+        self.launchProtocol(prot)
+        return prot.outputVolume
+
+    def test_import_refine_validate(self):
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+        self.launchProtocol(imp)
+        parts = imp.outputParticles
+        self.assertEqual(parts.getSize(), 400)
+        self.assertTrue(parts.hasCTF())
+        self.assertAlmostEqual(parts.getSamplingRate(), 3.0)
+        self.assertAlmostEqual(parts.getAcquisition().getVoltage(), 300.0)
+        self.assertFalse(parts.hasAlignmentProj())
+
+        truth_imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/truth.star")
+        self.launchProtocol(truth_imp)
+        self.assertTrue(truth_imp.outputParticles.hasAlignmentProj())
+
+        start = self._import_volume(f"{self.sim}/start.mrc")
+        refine = self.newProtocol(ProtBlushRefine3D, inputParticles=parts, referenceVolume=start,
+                                  maxIterations=6, maskDiameterA=90)
+        self.launchProtocol(refine)
+        volume = refine.outputVolume
+        self.assertTrue(volume.hasHalfMaps())
+        self.assertEqual(refine.outputParticles.getSize(), 400)
+        self.assertTrue(refine.outputParticles.hasAlignmentProj())
+        x, y = refine.outputFSC.getData()
+        self.assertEqual(len(x), 21)
+        truth, apix = read_map(f"{self.sim}/truth.mrc")
+        refined, _ = read_map(volume.getFileName())
+        self.assertLess(resolution_at(fourier_shell_correlation(refined, truth), 0.5, 40, apix), 15.0)
+        self.assertTrue(any("Gold-standard resolution" in line for line in refine.summary()))
+        # relations: the outputs derive from the inputs
+        graph = self.proj.getSourceGraph(refresh=True)
+        self.assertIsNotNone(graph.getNode(volume.strId()))
+
+        h1, h2 = (self._import_volume(p) for p in volume.getHalfMaps().split(","))
+        val = self.newProtocol(ProtBlushValidateFsc, halfMap1=h1, halfMap2=h2)
+        self.launchProtocol(val)
+        res = float(val.outputFSC.calculateResolution(0.143))
+        self.assertLess(res, 15.0)
+
+    def test_validate_refuses_mismatched_inputs(self):
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+        self.launchProtocol(imp)
+        small = self.proj.getTmpPath("small.mrc")
+        write_map(small, torch.zeros(32, 32, 32), 3.0)
+        wrong = self._import_volume(small)
+        refine = self.newProtocol(ProtBlushRefine3D, inputParticles=imp.outputParticles, referenceVolume=wrong,
+                                  symmetryGroup="X7")
+        errors = refine.validate()
+        self.assertTrue(any("32 px" in e for e in errors), errors)
+        self.assertTrue(any("X7" in e for e in errors), errors)
+        bad = self.newProtocol(ProtBlushImportParticles, starFile=self.proj.getTmpPath("missing.star"))
+        self.assertTrue(bad.validate())
