@@ -2,7 +2,6 @@
 import json
 import os
 
-import starfile
 from pwem.objects import FSC, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
@@ -10,7 +9,9 @@ from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
 from .. import convert
 from ..engine.mrc import read_map, write_map
+from ..engine.symmetry import symmetry_operators
 from ..plugin import Plugin
+from ..reports.refine import refine_fsc_curve, write_refine_pngs
 
 SAMPLINGS = ["30", "15", "7.5", "3.75", "1.875"]  # degrees: HEALPix orders 1..5 (RELION's 360 / (6 2^k))
 
@@ -85,8 +86,8 @@ class ProtBlushRefine3D(ProtRefine3D):
         aligned = self._createSetOfParticles()
         convert.update_poses_from_star(particles, self._getExtraPath("run_data.star"), aligned)
         fsc = FSC(objLabel="gold-standard FSC")
-        curve = starfile.read(self._getExtraPath("run_model.star"), always_dict=True)["model_class_1"]
-        fsc.setData(curve["rlnResolution"].tolist(), curve["rlnGoldStandardFsc"].tolist())
+        fsc.setData(*(values.tolist() for values in refine_fsc_curve(self._getExtraPath)))
+        write_refine_pngs(self._getExtraPath, self.getRunName())
         self._defineOutputs(outputVolume=volume, outputParticles=aligned, outputFSC=fsc)
         for out in (volume, aligned, fsc):
             self._defineSourceRelation(self.inputParticles, out)
@@ -128,7 +129,6 @@ class ProtBlushRefine3D(ProtRefine3D):
         if mask is not None and mask.getXDim() != particles.getXDim():
             errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
         try:
-            from ..engine.symmetry import symmetry_operators
             symmetry_operators(self.symmetryGroup.get())
         except ValueError as e:
             errors.append(str(e))
@@ -142,6 +142,7 @@ class ProtBlushRefine3D(ProtRefine3D):
                  f"({s['wall_seconds']:.0f} s, {s['particles']} particles)."]
         lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} A, sampling {h['angular_step']:.2f} deg"
                   for h in s["history"]]
+        lines.append("Plots: extra/fsc.png, extra/progress.png, extra/slices.png.")
         return lines
 
     def _methods(self):

@@ -73,6 +73,19 @@ class TestBlushProtocols(BaseTest):
         graph = self.proj.getSourceGraph(refresh=True)
         self.assertIsNotNone(graph.getNode(volume.strId()))
 
+        # viewers: the protocol wrote its plots as PNGs, and the Tk viewer renders headless too
+        from PIL import Image
+
+        from blush_scipion.viewers import BlushRefine3DViewer
+        for name in ("fsc.png", "progress.png", "slices.png"):
+            with Image.open(refine._getExtraPath(name)) as image:
+                self.assertGreater(image.size[0], 300)
+                self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
+        views = BlushRefine3DViewer(project=self.proj)._visualize(refine)
+        views[0].savefig(self.proj.getTmpPath("viewer.png"))
+        with Image.open(self.proj.getTmpPath("viewer.png")) as image:
+            self.assertGreater(len(set(image.convert("L").getdata())), 10)
+
         h1, h2 = (self._import_volume(p) for p in volume.getHalfMaps().split(","))
         val = self.newProtocol(ProtBlushValidateFsc, halfMap1=h1, halfMap2=h2)
         self.launchProtocol(val)

@@ -1,0 +1,1 @@
+from .viewer_refine3d import BlushRefine3DViewer

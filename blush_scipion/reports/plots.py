@@ -1,0 +1,78 @@
+"""The plots behind the viewers, drawn on any matplotlib Axes: in Scipion's Tk windows or,
+headless, into PNG files (render_png)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _crossing(freq: np.ndarray, fsc: np.ndarray, threshold: float) -> float | None:
+    """Frequency (1/A) where the curve first falls below `threshold`, interpolated."""
+    below = np.nonzero(fsc[1:] < threshold)[0]
+    if len(below) == 0:
+        return None
+    i = below[0] + 1
+    f0, f1 = fsc[i - 1], fsc[i]
+    return float(freq[i - 1] + (f0 - threshold) / (f0 - f1) * (freq[i] - freq[i - 1]))
+
+
+def plot_fsc(ax, curves: dict[str, tuple], title: str = "Fourier shell correlation") -> None:
+    """FSC curves {label: (frequency 1/A, fsc)} with the 0.143 and 0.5 lines and resolutions."""
+    for label, (freq, fsc) in curves.items():
+        freq, fsc = np.asarray(freq, float), np.asarray(fsc, float)
+        marks = []
+        for threshold in (0.143, 0.5):
+            x = _crossing(freq, fsc, threshold)
+            marks.append(f"{1 / x:.2f} A" if x else "Nyquist")
+        ax.plot(freq, fsc, lw=2, label=f"{label} (0.143: {marks[0]}, 0.5: {marks[1]})")
+    for threshold, style in ((0.143, "--"), (0.5, ":")):
+        ax.axhline(threshold, color="grey", ls=style, lw=1)
+        ax.text(ax.get_xlim()[1] if ax.get_xlim()[1] > 0 else 0.25, threshold + 0.01, f"{threshold}",
+                ha="right", color="grey", fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel("spatial frequency (1/A)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+
+
+def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement progress") -> None:
+    """Gold-standard resolution per iteration for one or more runs {label: summary history}."""
+    for label, history in histories.items():
+        its = [h["iteration"] for h in history]
+        res = [h["resolution"] for h in history]
+        ax.plot(its, res, marker="o", lw=2, label=label)
+        for h in history:
+            if h["iteration"] > 1 and h["angular_step"] != history[h["iteration"] - 2]["angular_step"]:
+                ax.annotate(f"{h['angular_step']:.2f} deg", (h["iteration"], h["resolution"]),
+                            textcoords="offset points", xytext=(0, 8), fontsize=7, ha="center")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("gold-standard resolution (A, FSC 0.143)")
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_central_slices(axes, volume: np.ndarray, title: str = "") -> None:
+    """Three orthogonal central slices (z, y, x) of a [z, y, x] map on three Axes."""
+    n = volume.shape[0]
+    for ax, (name, img) in zip(axes, (("xy", volume[n // 2]), ("xz", volume[:, n // 2]),
+                                      ("yz", volume[:, :, n // 2]))):
+        ax.imshow(img, cmap="gray", origin="lower")
+        ax.set_title(f"{title} {name}".strip(), fontsize=9)
+        ax.axis("off")
+
+
+def render_png(path: str, draw, size=(7, 4.5), ncols: int = 1) -> str:
+    """Draw with `draw(ax or axes)` on a headless figure and save it as PNG; returns the path."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=size, dpi=100)
+    axes = fig.subplots(1, ncols)
+    draw(axes)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
