@@ -303,7 +303,7 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
     if state.final:
         s.done = True
         return s
-    gain = resolution < state.best_resolution - 1e-3
+    gain = resolution < 0.99 * state.best_resolution  # RELION counts whole shells; we ask for 1%
     s.best_resolution = min(resolution, state.best_resolution)
     s.iterations_without_gain = 0 if gain else state.iterations_without_gain + 1
     small_changes = stats["angular_change"] < 2 * angular_step(state.order) or state.iteration == 0
