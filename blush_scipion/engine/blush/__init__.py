@@ -1,0 +1,1 @@
+"""The Blush denoiser: model (3D U-Net), block-wise inference, safe weight loading."""

@@ -1,0 +1,64 @@
+"""The Blush denoiser: a 3D U-Net of RELION 5's Blush v1.0 design, configurable.
+
+Two input channels (the standardised map and its local standard deviation), two outputs: a
+noise estimate subtracted from the standardised input, and a solvent-mask logit. Each block is
+standardised inside the network and the result brought back to the block's scale.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    """(Conv3d 3^3 -> InstanceNorm (affine) -> SiLU) x 2."""
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, 3, padding=1), nn.InstanceNorm3d(c_out, affine=True), nn.SiLU(),
+        nn.Conv3d(c_out, c_out, 3, padding=1), nn.InstanceNorm3d(c_out, affine=True), nn.SiLU())
+
+
+class BlushUNet(nn.Module):
+    """depth 2x max-pool steps; level widths width * 2^i capped at `max_width`; the bottleneck
+    keeps the last width. depth=5, width=16 is Blush v1.0 (16, 32, 64, 128, 256; 256)."""
+
+    def __init__(self, depth: int = 5, width: int = 16, max_width: int = 256):
+        super().__init__()
+        widths = [min(width * 2**i, max_width) for i in range(depth)]
+        self.depth = depth
+        self.encoders = nn.ModuleList()
+        c = 2
+        for w in widths:
+            self.encoders.append(_double_conv(c, w))
+            c = w
+        self.bottleneck = _double_conv(c, widths[-1])
+        self.decoders = nn.ModuleList()
+        c = widths[-1]
+        for w in reversed(widths):
+            self.decoders.append(_double_conv(c + w, w))
+            c = w
+        self.head = nn.Conv3d(c, 2, 1)
+        self.pool = nn.MaxPool3d(2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, 2, d, d, d), d divisible by 2^depth -> (denoised (B, d, d, d), mask logit (B, d, d, d)).
+
+        Channel 0 is the map, channel 1 its local standard deviation; both are standardised per
+        block here and the denoised map is returned on channel 0's original scale.
+        """
+        dims = (2, 3, 4)
+        mean = x.mean(dim=dims, keepdim=True)
+        std = x.std(dim=dims, keepdim=True).clamp(min=1e-6)
+        h = (x - mean) / std
+        skips = []
+        for enc in self.encoders:
+            h = enc(h)
+            skips.append(h)
+            h = self.pool(h)
+        h = self.bottleneck(h)
+        for dec, skip in zip(self.decoders, reversed(skips)):
+            h = nn.functional.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            h = dec(torch.cat([h, skip], dim=1))
+        out = self.head(h)
+        standardised = (x[:, 0] - mean[:, 0]) / std[:, 0]
+        denoised = (standardised - out[:, 0]) * std[:, 0] + mean[:, 0]
+        return denoised, out[:, 1]
