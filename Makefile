@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/reconstruct_throughput.py
+	$(PY) benchmarks/refine3d_vs_relion.py
 
 clean:
 	rm -rf $(VENV) .scipion demo_output *.egg-info
