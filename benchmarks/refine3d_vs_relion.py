@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import gemmi
-import numpy as np
 import torch
 
 from blush_scipion.engine.expectation import log_likelihoods
@@ -48,8 +47,10 @@ def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: 
     truth, apix = read_map(work / "truth.mrc")
     n = truth.shape[-1]
     fsc = fourier_shell_correlation(read_map(final_map)[0], truth)
-    est = Particles.read(run_data).rotations()
-    true = Particles.read(work / "truth.star").rotations()
+    est_set, true_set = Particles.read(run_data), Particles.read(work / "truth.star")
+    # RELION reorders particles: pair them by image name
+    order = true_set.table.reset_index().set_index("rlnImageName").loc[est_set.table["rlnImageName"], "index"]
+    est, true = est_set.rotations(), true_set.rotations(order.to_numpy())
     err = angular_distance(est, true)
     row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": round(resolution_at(fsc, 0.5, n, apix), 2),
            "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}
@@ -110,8 +111,7 @@ def run_relion(work: Path, diameter: float, iter_max: int | None):
     final = out / "run_class001.mrc"
     data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"
     model = out / "run_model.star" if (out / "run_model.star").exists() else out / f"run_it{last}_half1_model.star"
-    # RELION's model star gives _rlnCurrentResolution in 1/A
-    gold = 1.0 / float(model.read_text().split("_rlnCurrentResolution")[1].split()[0])
+    gold = float(model.read_text().split("_rlnCurrentResolution")[1].split()[0])  # A in RELION 3.1
     if not final.exists():
         final = out / f"run_it{last}_half1_class001.mrc"
     return data, final, gold, seconds, int(last)

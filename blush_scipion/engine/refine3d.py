@@ -32,7 +32,7 @@ from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
     insert_central_slices
 from .reconstruct import shell_index_padded, ssnr_from_half_fsc, wiener_map
-from .rotation import angular_distance, euler_to_matrix, matrix_to_euler
+from .rotation import angular_distance, matrix_to_euler
 from .sampling import angular_step, grid_rotations, local_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
@@ -231,7 +231,7 @@ def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: 
 
 # --- the iteration -------------------------------------------------------------------------
 
-def join_low_resolution(halves: list[HalfResult], shell: float, n: int) -> None:
+def join_low_resolution(halves: list[HalfResult], shell: float) -> None:
     """Average both halves' data and weights below `shell` (RELION's low_resol_join_halves)."""
     m = halves[0].data.shape[-1]
     low = shell_index_padded(m, PAD, halves[0].data.device) <= shell
@@ -270,13 +270,14 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
                              settings, sym, progress, f"half {h}")
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
         halves.append(result)
-    join_low_resolution(halves, n * apix / settings.join_halves_below, n)
+    join_low_resolution(halves, n * apix / settings.join_halves_below)
     unreg = [wiener_map(h.data, h.weight, n, PAD).cpu() for h in halves]
     fsc = fourier_shell_correlation(*unreg)
     r_cur = n // 2 if state.final else state.r_current
     fsc[r_cur + 1:] = 0  # nothing was reconstructed there
     ssnr = ssnr_from_half_fsc(fsc)
     mask = solvent_mask(settings, n, apix)
+    # each half holds half the data: its SSNR is F / (1 - F), half the full set's
     refs = [(wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() * mask) for h in halves]
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
     stats = {
@@ -296,7 +297,7 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
                apix: float) -> RefineState:
     """RELION's auto-refine logic: finer sampling when resolution stalls; converge when the finest
     sampling stalls too; then one last iteration with all frequencies."""
-    s = RefineState(**{**asdict(state)})
+    s = RefineState(**asdict(state))
     s.iteration += 1
     s.fsc = [float(x) for x in stats["fsc"]]
     s.sigma2 = [float(x) for x in stats["sigma2"]]

@@ -17,7 +17,7 @@ from .fourier import irfft2_centered, phase_shift_2d
 from .mrc import write_map, write_stack
 from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference
-from .rotation import euler_to_matrix, random_rotations
+from .rotation import random_rotations
 
 
 @dataclass

@@ -1,3 +1,5 @@
 from .protocol_import_particles import ProtBlushImportParticles
 from .protocol_refine3d import ProtBlushRefine3D
 from .protocol_validate_fsc import ProtBlushValidateFsc
+
+__all__ = ["ProtBlushImportParticles", "ProtBlushRefine3D", "ProtBlushValidateFsc"]

@@ -4,7 +4,7 @@ import torch
 
 from blush_scipion.engine.fsc import (fourier_shell_correlation, mask_corrected_fsc, randomize_phases_beyond,
                                       resolution_at)
-from blush_scipion.engine.mask import spherical_mask, threshold_mask
+from blush_scipion.engine.mask import threshold_mask
 from blush_scipion.engine.mrc import read_map
 
 
