@@ -36,7 +36,7 @@ class ProtBlushRefine3D(ProtRefine3D):
         form.addParam("referenceMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
                       label="Reference mask (optional)", help="Solvent mask (0..1) instead of a sphere.")
         form.addParam("symmetryGroup", params.StringParam, default="C1", label="Symmetry",
-                      help="C<n>, D<n>, T or O (RELION's axis conventions).")
+                      help="C<n>, D<n>, T, O or I (RELION's axis conventions).")
         form.addParam("initialLowPassFilterA", params.FloatParam, default=40, label="Initial low-pass filter (A)")
         form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
                       help="Diameter of the soft spherical solvent mask; -1: 90% of the box.")

@@ -1,6 +1,7 @@
 """Reconstruction from known poses, measured against the simulation's truth (and RELION)."""
 import subprocess
 
+import pytest
 import torch
 
 from blush_scipion.engine.fsc import fourier_shell_correlation
@@ -53,3 +54,18 @@ def test_relion_reconstruct_agrees_with_truth_and_with_us(clean_set, tmp_path):
     assert apix == 2.0
     assert (fourier_shell_correlation(relion, truth)[keep] > 0.5).all()
     assert (fourier_shell_correlation(relion, ours)[keep] > 0.9).all()
+
+
+@requires_relion
+@pytest.mark.parametrize("group", ["D2", "T", "O", "I"])
+def test_symmetry_conventions_match_relion(clean_set, tmp_path, group):
+    subset = Particles.read(clean_set / "truth.star").subset(range(300))
+    subset.root = clean_set
+    star = tmp_path / "subset.star"
+    subset.write(star)
+    (tmp_path / "particles.mrcs").symlink_to(clean_set / "particles.mrcs")
+    subprocess.run(["relion_reconstruct", "--i", "subset.star", "--o", "relion.mrc", "--ctf", "--sym", group],
+                   check=True, capture_output=True, cwd=tmp_path)
+    relion, _ = read_map(tmp_path / "relion.mrc")
+    ours = reconstruct_particles(Particles.read(star), symmetry=group).volume
+    assert (fourier_shell_correlation(relion, ours)[1:25] > 0.95).all()

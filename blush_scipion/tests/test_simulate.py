@@ -49,7 +49,8 @@ def test_a_model_too_big_for_the_box_is_refused():
         density_from_model(MODEL, 24, 1.0)
 
 
-@pytest.mark.parametrize("group,order", [("C1", 1), ("C4", 4), ("D3", 6), ("T", 12), ("O", 24)])
+@pytest.mark.parametrize("group,order", [("C1", 1), ("C4", 4), ("D3", 6), ("T", 12), ("O", 24), ("I", 60),
+                                         ("I1", 60)])
 def test_point_groups_have_their_order(group, order):
     ops = symmetry_operators(group)
     assert len(ops) == order

@@ -16,7 +16,7 @@ from ..reconstruct import reconstruct_particles
 def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file with poses (rlnAngleRot/Tilt/Psi)")
     p.add_argument("--out", required=True, help="output map (.mrc)")
-    p.add_argument("--sym", default="C1", help="point group: C<n>, D<n>, T, O (%(default)s)")
+    p.add_argument("--sym", default="C1", help="point group: C<n>, D<n>, T, O, I (RELION settings) (%(default)s)")
     p.add_argument("--no-ctf", dest="ctf", action="store_false", help="images are not CTF-affected")
     p.add_argument("--no-wiener", dest="wiener", action="store_false",
                    help="divide by the weights only (no SSNR regularisation)")

@@ -17,7 +17,7 @@ def add_args(p):
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--diameter", type=float, help="particle diameter in A for the solvent mask (default: 90%% of the box)")
     p.add_argument("--mask", help="solvent mask (.mrc, values 0..1) instead of the spherical one")
-    p.add_argument("--sym", default=d.symmetry, help="point group: C<n>, D<n>, T, O (%(default)s)")
+    p.add_argument("--sym", default=d.symmetry, help="point group: C<n>, D<n>, T, O, I (RELION settings) (%(default)s)")
     p.add_argument("--ini-high", type=float, default=d.ini_high, help="low-pass of the initial reference, A (%(default)s)")
     p.add_argument("--join-halves-below", type=float, default=d.join_halves_below,
                    help="halves share their data below this resolution, A (%(default)s)")
