@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .ctf import compute_ctf_2d
+from .ctf import CtfParameters, compute_ctf_2d
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
     rfft_shell_index_3d, shell_sum
@@ -78,13 +78,14 @@ class RefineState:
 # --- images ---------------------------------------------------------------------------------
 
 def _batch_images(particles: Particles, rows: np.ndarray, reader: StackReader, origins: torch.Tensor,
-                  points: SlicePoints, apix: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P)."""
+                  ctf: CtfParameters, points: SlicePoints, apix: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P).
+
+    origins and ctf are those of `rows` (taken once per pass: per-batch column look-ups cost O(N))."""
     n = points.n
     images = particles.read_images(rows, reader).to(device)
     ft = phase_shift_2d(rfft2_centered(images), origins.to(device), n)
-    ctf = compute_ctf_2d(particles.ctf(rows).to(device), n, apix)
-    return points.gather(ft), points.gather(ctf)
+    return points.gather(ft), points.gather(compute_ctf_2d(ctf.to(device), n, apix))
 
 
 def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Tensor:
@@ -124,7 +125,8 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
     reader = StackReader()
     try:
-        x, ctf = _batch_images(particles, rows, reader, particles.origins(rows), points, apix, device)
+        x, ctf = _batch_images(particles, rows, reader, particles.origins(rows), particles.ctf(rows), points,
+                               apix, device)
     finally:
         reader.close()
     cross, power = cross_and_power(shifted(x, phases), ctf, weight, projections)
@@ -173,6 +175,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     data = torch.zeros((m, m, m), dtype=torch.complex64, device=device)
     back_weight = torch.zeros((m, m, m), device=device)
     new_rot, new_orig, max_prob = [], [], []
+    ctf_params = particles.ctf(rows)
     res_sum = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
     res_w = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
     reader = StackReader()
@@ -181,7 +184,8 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
                           leave=False):
             sel = slice(start, start + batch)
-            x, ctf = _batch_images(particles, rows[sel], reader, origins[sel], points, apix, device)
+            x, ctf = _batch_images(particles, rows[sel], reader, origins[sel], ctf_params[sel], points, apix,
+                                   device)
             x_t = shifted(x, phases)                                       # (B, T, P)
             if local:
                 cand = deltas[None] @ rotations[sel].to(device)[:, None]   # (B, J, 3, 3)
