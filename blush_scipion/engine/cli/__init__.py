@@ -10,6 +10,7 @@ COMMANDS = {
     "reconstruct": "Wiener reconstruction from particles with known poses",
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
     "refine3d": "gold-standard 3D auto-refinement",
+    "train": "train the Blush denoiser on half maps simulated from atomic models",
 }
 
 
