@@ -12,9 +12,9 @@ install: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install torch==2.13.0 2>&1 | grep -v "is ignored" || true
-	$(PIP) install scipion-pyworkflow==3.11.7 scipion-em==3.11.1 mrcfile starfile emtable gemmi tqdm pytest 2>&1 | grep -v "is ignored" || true
+	$(PIP) install scipion-pyworkflow==3.11.7 scipion-em==3.11.1 mrcfile starfile emtable gemmi tqdm safetensors pytest 2>&1 | grep -v "is ignored" || true
 	$(PIP) install -e . 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import torch, pyworkflow, pwem, mrcfile, starfile, gemmi, blush_scipion.engine"
+	$(PY) -c "import torch, pyworkflow, pwem, mrcfile, starfile, gemmi, safetensors, tqdm, blush_scipion.engine"
 	touch $(STAMP)
 
 demo: install

@@ -19,6 +19,7 @@ setup(
         "emtable",
         "gemmi",
         "tqdm",
+        "safetensors",
         "scipion-pyworkflow>=3.0",
         "scipion-em>=3.0",
     ],
