@@ -54,6 +54,13 @@ def rfft_frequencies_3d(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor
     return k[:, None, None], k[None, :, None], kx[None, None, :]
 
 
+def centred_radius_3d(n: int, device=None) -> torch.Tensor:
+    """(n, n, n) distance from index n // 2: a voxel's radius in a centred map, or a frequency's
+    in a full centred transform."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+
+
 def rfft_shell_index_2d(n: int, device=None) -> torch.Tensor:
     """(n, n//2+1) long: the Fourier shell (rounded radius in pixels) of each rfft2 coefficient."""
     ky, kx = rfft_frequencies_2d(n, device)

@@ -5,11 +5,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-
-def radius_grid(n: int, device=None) -> torch.Tensor:
-    """(n, n, n) distance in voxels from the box centre (index n // 2)."""
-    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
-    return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+from .fourier import centred_radius_3d
 
 
 def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
@@ -22,7 +18,7 @@ def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
 
 def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
     """(n, n, n) soft sphere: 1 inside `radius` voxels, cosine edge `edge` voxels wide outside."""
-    return raised_cosine(radius_grid(n, device) - radius, edge)
+    return raised_cosine(centred_radius_3d(n, device) - radius, edge)
 
 
 def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, edge: float = 6.0) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fourier import fft3_centered, ifft3_centered, rfft_frequencies_2d
+from .fourier import centred_radius_3d, fft3_centered, ifft3_centered, rfft_frequencies_2d
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ def gridding_correction(n: int, pad: int, device=None) -> torch.Tensor:
     """(n, n, n): sinc^2 of the radius over the padded box, the real-space image of the trilinear
     kernel (RELION's radial form); volumes are divided by it before projection and after
     reconstruction."""
-    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
-    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2) / (pad * n)
-    return torch.sinc(r) ** 2
+    return torch.sinc(centred_radius_3d(n, device) / (pad * n)) ** 2
 
 
 def pad_volume(volume: torch.Tensor, m: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from .ctf import compute_ctf_2d
-from .fourier import phase_shift_2d, rfft2_centered, shell_sum
+from .fourier import centred_radius_3d, phase_shift_2d, rfft2_centered, shell_sum
 from .fsc import fourier_shell_correlation
 from .mask import soft_mask_outside_map
 from .mrc import StackReader
@@ -38,9 +38,7 @@ def image_slices(images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor 
 @functools.lru_cache(maxsize=4)
 def shell_index_padded(m: int, pad: int, device=None) -> torch.Tensor:
     """(m, m, m) long: the shell (in units of the unpadded map's transform) of each padded voxel."""
-    k = torch.arange(m, device=device, dtype=torch.float32) - m // 2
-    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
-    return torch.round(r / pad).long()
+    return torch.round(centred_radius_3d(m, device) / pad).long()
 
 
 def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,

@@ -107,6 +107,15 @@ def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_sh
     return irfft3_centered(rfft3_centered(volume) * filt, n)
 
 
+def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
+                          ) -> tuple[SlicePoints, torch.Tensor, torch.Tensor]:
+    """The E-step's rfft points within r_max, their shells (P,) and weights (P,): the Hermitian
+    weight over the noise variance of the point's shell."""
+    points = SlicePoints.within(n, r_max, device)
+    shells = torch.round(points.coords.norm(dim=1)).long()
+    return points, shells, points.weight / sigma2.to(device)[shells]
+
+
 def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch.Tensor, r_max: int,
                     order: int, offset_range: float, offset_step: float, device, sample: int = 256) -> float:
     """The factor that puts a reference on the images' grey scale: the median over a sample of
@@ -116,9 +125,7 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     low-resolution ambiguities) instead of committing each image to its best correlation.
     """
     n, apix = particles.image_size, particles.pixel_size
-    points = SlicePoints.within(n, r_max, device)
-    shells = torch.round(points.coords.norm(dim=1)).long()
-    weight = points.weight / sigma2.to(device)[shells]
+    points, _, weight = noise_weighted_points(n, r_max, sigma2, device)
     projections = extract_central_slices(fourier_reference(reference.to(device), PAD),
                                          grid_rotations(orientation_grid(order)).to(device), points, PAD)
     phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
@@ -157,9 +164,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     n, apix = particles.image_size, particles.pixel_size
     m = PAD * n
     r_cur = n // 2 if state.final else state.r_current
-    points = SlicePoints.within(n, r_cur, device)
-    shells = torch.round(points.coords.norm(dim=1)).long()
-    weight = points.weight / sigma2.to(device)[shells]
+    points, shells, weight = noise_weighted_points(n, r_cur, sigma2, device)
     ref_ft = fourier_reference(reference.to(device), PAD)
     shifts = translation_grid(state.offset_range, state.offset_step).to(device)
     phases = shift_phases(shifts, points.coords, n)
