@@ -25,6 +25,7 @@ setup(
     ],
     entry_points={
         "pyworkflow.plugin": ["blush_scipion = blush_scipion"],
-        "console_scripts": ["blush = blush_scipion.engine.cli:main"],
+        "console_scripts": ["blush = blush_scipion.engine.cli:main",
+                            "relion_python_blush = blush_scipion.engine.cli.relion_hook:relion_python_blush_entry"],
     },
 )

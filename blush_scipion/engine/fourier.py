@@ -117,3 +117,25 @@ def resize_fourier_3d(volume: torch.Tensor, n_new: int) -> torch.Tensor:
     out = torch.zeros((n_new,) * 3, dtype=ft.dtype, device=ft.device)
     out[dst, dst, dst] = ft[src, src, src]
     return ifft3_centered(out) * (n_new / n) ** 3
+
+
+def cosine_low_pass_filter(n: int, shell: float, width: float, device=None) -> torch.Tensor:
+    """(n, n, n//2+1) on the centred rfft3 grid: a raised cosine falling from 1 to 0 over
+    `width` shells centred on `shell` (radius in Fourier pixels)."""
+    kz, ky, kx = rfft_frequencies_3d(n, device)
+    r = torch.sqrt(kz**2 + ky**2 + kx**2)
+    t = ((r - (shell - width / 2)) / max(width, 1e-6)).clamp(0, 1)
+    return 0.5 * (1 + torch.cos(torch.pi * t))
+
+
+def cosine_low_pass(volume: torch.Tensor, shell: float, width: float) -> torch.Tensor:
+    """(n, n, n) map low-passed by cosine_low_pass_filter."""
+    n = volume.shape[-1]
+    return irfft3_centered(rfft3_centered(volume) * cosine_low_pass_filter(n, shell, width, volume.device), n)
+
+
+def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0) -> torch.Tensor:
+    """Raised-cosine low-pass of a (n, n, n) map at `resolution` A: full pass up to that shell,
+    zero `edge_shells` beyond it."""
+    k = volume.shape[-1] * pixel_size / resolution
+    return cosine_low_pass(volume, k + edge_shells / 2, edge_shells)

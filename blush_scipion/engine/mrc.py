@@ -32,6 +32,17 @@ def read_map(path: str | os.PathLike, cubic: bool = True) -> tuple[torch.Tensor,
     return torch.from_numpy(data), apix
 
 
+def read_map_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Two maps that must share box and pixel size (half maps, or a map and its mask), and that size."""
+    a, apix_a = read_map(path1)
+    b, apix_b = read_map(path2)
+    if a.shape != b.shape:
+        raise MapError(f"{path2}: shape {tuple(b.shape)} differs from {path1}'s {tuple(a.shape)}")
+    if abs(apix_a - apix_b) > 1e-3 * apix_a:
+        raise MapError(f"{path2}: pixel size {apix_b:.4f} A differs from {path1}'s {apix_a:.4f} A")
+    return a, b, apix_a
+
+
 def write_map(path: str | os.PathLike, volume: torch.Tensor, pixel_size: float) -> None:
     """Write a (n, n, n) [z, y, x] map (float32) with its voxel size, atomically."""
     data = volume.detach().to("cpu", torch.float32).numpy()

@@ -21,9 +21,11 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .blush.denoiser import Denoiser, load_denoiser
+from .blush.prior import blush_reference
 from .ctf import CtfParameters, compute_ctf_2d
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
-from .fourier import phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
+from .fourier import low_pass, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
     rfft_shell_index_3d, shell_sum
 from .fsc import fourier_shell_correlation, resolution_at
 from .mask import spherical_mask
@@ -57,6 +59,9 @@ class RefineSettings:
     device: str = "cpu"
     seed: int = 0
     mask: str | None = None
+    blush: bool = False                # references from the Blush denoiser (blush/prior.py)
+    blush_weights: str | None = None   # default: the weights shipped with the package
+    blush_trailing: bool = True        # spectral trailing of the denoised references
 
 
 @dataclass
@@ -96,15 +101,6 @@ def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Ten
     w = torch.where(torch.arange(n // 2 + 1) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
     power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
     return power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
-
-
-def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0) -> torch.Tensor:
-    """Raised-cosine low-pass of a (n, n, n) map at `resolution` A."""
-    n = volume.shape[-1]
-    k = n * pixel_size / resolution
-    r = rfft_shell_index_3d(n).float()  # rounded is fine for a soft edge
-    filt = 0.5 * (1 + torch.cos(torch.pi * ((r - k) / edge_shells).clamp(0, 1)))
-    return irfft3_centered(rfft3_centered(volume) * filt, n)
 
 
 def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
@@ -259,15 +255,19 @@ def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
         if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
             raise ValueError(f"{settings.mask}: mask values must lie in [0, 1]")
         return mask
-    diameter = settings.diameter or 0.9 * n * apix
-    return spherical_mask(n, diameter / (2 * apix), edge=5)
+    return spherical_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+
+
+def particle_diameter(settings: RefineSettings, n: int, apix: float) -> float:
+    """A: the user's, else 90% of the box."""
+    return settings.diameter or 0.9 * n * apix
 
 
 def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
                   settings: RefineSettings, subsets: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
-                  progress: bool = True) -> tuple[list[torch.Tensor], dict, tuple]:
-    """One EM iteration on both halves. Returns the new references, the iteration's statistics and
-    the new poses (rotations, origins, max probability)."""
+                  progress: bool = True, denoiser: Denoiser | None = None) -> tuple[list[torch.Tensor], dict, tuple]:
+    """One EM iteration on both halves. Returns the new references (Blush's when a `denoiser` is
+    given), the iteration's statistics and the new poses (rotations, origins, max probability)."""
     n, apix = particles.image_size, particles.pixel_size
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
@@ -287,15 +287,24 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     ssnr = ssnr_from_half_fsc(fsc)
     mask = solvent_mask(settings, n, apix)
     # each half holds half the data: its SSNR is F / (1 - F), half the full set's
-    refs = [(wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() * mask) for h in halves]
+    refs = [wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() for h in halves]
+    t_blush = time.time()
+    if denoiser is not None:
+        refs = [blush_reference(u, r, fsc, denoiser, apix, particle_diameter(settings, n, apix),
+                                settings.blush_trailing).cpu() for u, r in zip(unreg, refs)]
+    t_blush = time.time() - t_blush
+    refs = [r * mask for r in refs]
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
     stats = {
         "fsc": fsc, "unregularised": unreg,
         "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2),
         "joined": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight, n, PAD,
                              ssnr=ssnr).cpu() if state.final else None,
+        "joined_unregularised": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight,
+                                           n, PAD).cpu() if state.final and denoiser is not None else None,
         "angular_change": float(angular_distance(new_rot, rotations).median()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
+        "blush_seconds": t_blush,
     }
     return refs, stats, (new_rot, new_orig, new_pmax)
 
@@ -413,20 +422,22 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current, state.order,
                                         state.offset_range, state.offset_step, settings.device)
         references = [start, start.clone()]
+    denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
-        f"device {settings.device}")
+        f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
     stats = None
     while not state.done:
         t0 = time.time()
         refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
-            particles, references, state, settings, subsets, rotations, origins, progress)
+            particles, references, state, settings, subsets, rotations, origins, progress, denoiser)
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
         entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
                  "angular_step": angular_step(state.order), "local": state.order >= settings.local_from_order
                  and state.iteration > 0, "offset_step": state.offset_step, "r_current": n // 2 if state.final
                  else state.r_current, "angular_change": stats["angular_change"],
-                 "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1)}
+                 "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1),
+                 "blush_seconds": round(stats["blush_seconds"], 1)}
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
@@ -437,16 +448,20 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {state.offset_step:.2f} px  "
             f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
-            f"{entry['seconds']:.0f} s")
+            f"{entry['seconds']:.0f} s" + (f" (Blush {entry['blush_seconds']:.0f} s)" if denoiser else ""))
         state = new
     unreg = stats["unregularised"]
     write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
     write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
     write_map(out / "run_class001.mrc", stats["joined"], apix)
+    if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
+        denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
+                                   apix, particle_diameter(settings, n, apix), settings.blush_trailing)
+        write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
     write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
     write_model_star(out / "run_model.star", state, n, apix, resolution)
-    summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": False,
+    summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": settings.blush,
                "wall_seconds": round(time.time() - t_start, 1), "particles": len(particles), "box": n,
                "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
                "settings": asdict(settings)}

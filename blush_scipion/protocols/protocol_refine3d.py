@@ -5,30 +5,30 @@ import os
 from pwem.objects import FSC, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
-from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
 from .. import convert
 from ..engine.mrc import read_map, write_map
 from ..engine.symmetry import symmetry_operators
-from ..plugin import Plugin
+from .engine_job import EngineJob
 from ..reports.refine import refine_fsc_curve, write_refine_pngs
 
 SAMPLINGS = ["30", "15", "7.5", "3.75", "1.875"]  # degrees: HEALPix orders 1..5 (RELION's 360 / (6 2^k))
 
 
-class ProtBlushRefine3D(ProtRefine3D):
+class ProtBlushRefine3D(EngineJob, ProtRefine3D):
     """Gold-standard 3D auto-refinement as in RELION: two independent half sets, an E-step over
     HEALPix orientations and translations with a Gaussian noise model, tau2 regularisation from
-    the half-map FSC, auto-sampling until convergence. Outputs the refined map with its half maps,
-    the aligned particles and the FSC."""
+    the half-map FSC, auto-sampling until convergence. With Blush, each half set's reference is
+    its reconstruction denoised by a 3D U-Net and low-passed where the FSC ends (Kimanius et al.
+    2024): small particles at low SNR align where the standard prior fails. Outputs the refined
+    map with its half maps, the aligned particles and the FSC (and, with Blush, the denoised map)."""
     _label = "3D auto-refine"
-    _possibleOutputs = {"outputVolume": Volume, "outputParticles": "SetOfParticles", "outputFSC": FSC}
+    _possibleOutputs = {"outputVolume": Volume, "outputParticles": "SetOfParticles", "outputFSC": FSC,
+                        "outputVolumeBlush": Volume}
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?")
-        form.addHidden(GPU_LIST, params.StringParam, default="0", label="GPU ID",
-                       help="The engine uses the first GPU listed.")
+        self._defineDeviceParams(form)
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
                       label="Input particles", help="Particles with CTF; MRC stacks.")
         form.addParam("referenceVolume", params.PointerParam, pointerClass="Volume", label="Initial reference",
@@ -40,6 +40,19 @@ class ProtBlushRefine3D(ProtRefine3D):
         form.addParam("initialLowPassFilterA", params.FloatParam, default=40, label="Initial low-pass filter (A)")
         form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
                       help="Diameter of the soft spherical solvent mask; -1: 90% of the box.")
+        form.addSection(label="Blush")
+        form.addParam("useBlush", params.BooleanParam, default=True, label="Use Blush regularisation?",
+                      help="Replace the smoothness prior by the Blush denoiser: each half set's reference is "
+                           "its denoised reconstruction. Helps most for small particles and low SNR; the "
+                           "gold-standard FSC still comes from the raw half maps.")
+        form.addParam("blushWeights", params.FileParam, default="", condition="useBlush", allowsNull=True,
+                      label="Denoiser weights (optional)", expertLevel=params.LEVEL_ADVANCED,
+                      help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
+                           "empty: the weights shipped with the plugin.")
+        form.addParam("blushSkipSpectralTrailing", params.BooleanParam, default=False, condition="useBlush",
+                      label="Skip spectral trailing?", expertLevel=params.LEVEL_ADVANCED,
+                      help="Keep the denoiser's detail beyond the FSC = 1/7 resolution. This inflates the "
+                           "gold-standard FSC: for diagnosis only.")
         form.addSection(label="Sampling")
         form.addParam("angularSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=1,
                       label="Initial angular sampling (deg)")
@@ -69,13 +82,19 @@ class ProtBlushRefine3D(ProtRefine3D):
                 "--healpix-order", self.angularSamplingDeg.get() + 1,
                 "--local-from-order", self.localSearchAutoSamplingDeg.get() + 1,
                 "--offset-range", self.offsetSearchRangePix.get(), "--offset-step", self.offsetSearchStepPix.get(),
-                "--max-iter", self.maxIterations.get(), "--device", self._device(),
+                "--max-iter", self.maxIterations.get(),
                 "--continue"]  # a re-run of an interrupted step resumes from its last iteration
         if self.maskDiameterA.get() > 0:
             args += ["--diameter", self.maskDiameterA.get()]
         if self.referenceMask.get() is not None:
             args += ["--mask", self.referenceMask.get().getFileName()]
-        self.runJob(Plugin.getProgram(), " ".join(map(str, args)), env=self._threadsEnv())
+        if self.useBlush.get():
+            args += ["--blush"]
+            if self.blushWeights.get():
+                args += ["--blush-weights", self.blushWeights.get()]
+            if self.blushSkipSpectralTrailing.get():
+                args += ["--blush-skip-spectral-trailing"]
+        self._runEngine(args)
 
     def createOutputStep(self):
         particles = self.inputParticles.get()
@@ -88,22 +107,17 @@ class ProtBlushRefine3D(ProtRefine3D):
         fsc = FSC(objLabel="gold-standard FSC")
         fsc.setData(*(values.tolist() for values in refine_fsc_curve(self._getExtraPath)))
         write_refine_pngs(self._getExtraPath, self.getRunName())
-        self._defineOutputs(outputVolume=volume, outputParticles=aligned, outputFSC=fsc)
-        for out in (volume, aligned, fsc):
+        outputs = {"outputVolume": volume, "outputParticles": aligned, "outputFSC": fsc}
+        if self.useBlush.get():
+            outputs["outputVolumeBlush"] = Volume(location=self._getExtraPath("run_class001_blush.mrc"),
+                                                  objLabel="Blush-denoised map")
+            outputs["outputVolumeBlush"].setSamplingRate(particles.getSamplingRate())
+        self._defineOutputs(**outputs)
+        for out in outputs.values():
             self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.referenceVolume, volume)
 
     # --- helpers -------------------------------------------------------------------------------
-    def _device(self) -> str:
-        if getattr(self, USE_GPU).get() and getattr(self, GPU_LIST).get().strip():
-            return f"cuda:{getattr(self, GPU_LIST).get().split()[0]}"
-        return "cpu"
-
-    def _threadsEnv(self):
-        env = Plugin.getEnviron()
-        env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
-        return env
-
     def _summaryFile(self) -> str:
         return self._getExtraPath("summary.json")
 
@@ -125,6 +139,8 @@ class ProtBlushRefine3D(ProtRefine3D):
         if abs(reference.getSamplingRate() - particles.getSamplingRate()) > 1e-3 * particles.getSamplingRate():
             errors.append(f"The reference pixel size {reference.getSamplingRate():.3f} A differs from the "
                           f"particles' {particles.getSamplingRate():.3f} A.")
+        if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
+            errors.append(f"Denoiser weights {self.blushWeights.get()} do not exist.")
         mask = self.referenceMask.get()
         if mask is not None and mask.getXDim() != particles.getXDim():
             errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
@@ -139,7 +155,8 @@ class ProtBlushRefine3D(ProtRefine3D):
             return ["Output not ready yet."]
         s = json.loads(open(self._summaryFile()).read())
         lines = [f"Gold-standard resolution {s['resolution_angstrom']:.2f} A after {s['iterations']} iterations "
-                 f"({s['wall_seconds']:.0f} s, {s['particles']} particles)."]
+                 f"({s['wall_seconds']:.0f} s, {s['particles']} particles)"
+                 + (", Blush regularisation." if s.get("blush") else ", standard prior.")]
         lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} A, sampling {h['angular_step']:.2f} deg"
                   for h in s["history"]]
         lines.append("Plots: extra/fsc.png, extra/progress.png, extra/slices.png.")
@@ -149,8 +166,10 @@ class ProtBlushRefine3D(ProtRefine3D):
         if not os.path.exists(self._summaryFile()):
             return []
         s = json.loads(open(self._summaryFile()).read())
+        blush = " with Blush regularisation [Kimanius2024]" if s.get("blush") else ""
         return [f"{s['particles']} particles were refined in 3D by gold-standard auto-refinement "
-                f"[Scheres2012] with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} A (FSC 0.143)."]
+                f"[Scheres2012]{blush} with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} A "
+                f"(FSC 0.143)."]
 
     def _citations(self):
-        return ["Scheres2012"]
+        return ["Scheres2012", "Kimanius2024"] if self.useBlush.get() else ["Scheres2012"]

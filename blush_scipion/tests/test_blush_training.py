@@ -11,7 +11,7 @@ from .conftest import DATA
 
 
 def test_short_training_beats_the_noisy_input_on_a_held_out_model(tmp_path):
-    s = TrainSettings(depth=2, width=8, block=32, voxel_size=3.0, steps=150, batch_size=2, learning_rate=3e-3)
+    s = TrainSettings(depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0, steps=150, batch_size=2, learning_rate=3e-3)
     train([DATA / "adk_closed.pdb.gz"], s, tmp_path / "w.safetensors", log=lambda *a: None)
     with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
         assert f.metadata()["voxel_size"] == "3.0"

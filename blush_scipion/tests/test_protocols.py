@@ -1,4 +1,7 @@
-"""The plugin's protocols in a real Scipion project: import, 3D refine, FSC validation."""
+"""The plugin's protocols in a real Scipion project: import, 3D refine (with Blush), denoise, FSC
+validation."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -11,9 +14,9 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 from blush_scipion.convert import matrix_from_pose, pose_from_matrix  # noqa: E402
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
 from blush_scipion.engine.mrc import read_map, write_map  # noqa: E402
-from blush_scipion.engine.refine3d import low_pass  # noqa: E402
+from blush_scipion.engine.fourier import low_pass  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
-from blush_scipion.protocols import ProtBlushImportParticles, ProtBlushRefine3D, ProtBlushValidateFsc  # noqa: E402
+from blush_scipion.protocols import ProtBlushDenoise, ProtBlushImportParticles, ProtBlushRefine3D, ProtBlushValidateFsc  # noqa: E402
 
 from .conftest import DATA  # noqa: E402
 
@@ -57,9 +60,12 @@ class TestBlushProtocols(BaseTest):
 
         start = self._import_volume(f"{self.sim}/start.mrc")
         refine = self.newProtocol(ProtBlushRefine3D, inputParticles=parts, referenceVolume=start,
-                                  maxIterations=6, maskDiameterA=90)
+                                  maxIterations=6, maskDiameterA=90, useBlush=True)
         self.launchProtocol(refine)
         volume = refine.outputVolume
+        self.assertTrue(any("Blush regularisation" in line for line in refine.summary()))
+        self.assertIn("Kimanius2024", refine._citations())
+        self.assertTrue(os.path.exists(refine.outputVolumeBlush.getFileName()))
         self.assertTrue(volume.hasHalfMaps())
         self.assertEqual(refine.outputParticles.getSize(), 400)
         self.assertTrue(refine.outputParticles.hasAlignmentProj())
@@ -86,6 +92,12 @@ class TestBlushProtocols(BaseTest):
         with Image.open(self.proj.getTmpPath("viewer.png")) as image:
             self.assertGreater(len(set(image.convert("L").getdata())), 10)
 
+        denoise = self.newProtocol(ProtBlushDenoise, inputVolume=volume, maskDiameterA=90)
+        self.launchProtocol(denoise)
+        denoised, _ = read_map(denoise.outputVolume.getFileName())
+        self.assertLess(resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix), 15.0)
+        self.assertTrue(any("denoised with" in line for line in denoise.summary()))
+
         h1, h2 = (self._import_volume(p) for p in volume.getHalfMaps().split(","))
         val = self.newProtocol(ProtBlushValidateFsc, halfMap1=h1, halfMap2=h2)
         self.launchProtocol(val)
@@ -103,5 +115,7 @@ class TestBlushProtocols(BaseTest):
         errors = refine.validate()
         self.assertTrue(any("32 px" in e for e in errors), errors)
         self.assertTrue(any("X7" in e for e in errors), errors)
+        no_halves = self.newProtocol(ProtBlushDenoise, inputVolume=wrong)
+        self.assertTrue(any("no half maps" in e for e in no_halves.validate()))
         bad = self.newProtocol(ProtBlushImportParticles, starFile=self.proj.getTmpPath("missing.star"))
         self.assertTrue(bad.validate())

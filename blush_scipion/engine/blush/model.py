@@ -3,6 +3,15 @@
 Two input channels (the standardised map and its local standard deviation), two outputs: a
 noise estimate subtracted from the standardised input, and a solvent-mask logit. Each block is
 standardised inside the network and the result brought back to the block's scale.
+
+Two layouts share the encoder, bottleneck and head:
+
+* "symmetric" (ours, the default): each decoder level keeps its width, (c_up + c_skip) -> w -> w;
+  both input channels are standardised per block; up-sampling with align_corners=False.
+* "relion": the layout of RELION 5's `blush_v1.0.ckpt`, whose decoder halves the width,
+  (c_up + c_skip) -> w -> w/2 (the last level w -> w); only the map channel is standardised (the
+  local standard deviation, already over its mean, goes in as it is); up-sampling with
+  align_corners=True. relion_checkpoint.py maps RELION's parameters onto it.
 """
 from __future__ import annotations
 
@@ -10,21 +19,29 @@ import torch
 from torch import nn
 
 
-def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    """(Conv3d 3^3 -> InstanceNorm (affine) -> SiLU) x 2."""
+LAYOUTS = ("symmetric", "relion")
+
+
+def _double_conv(c_in: int, c_out: int, c_mid: int | None = None) -> nn.Sequential:
+    """(Conv3d 3^3 -> InstanceNorm (affine) -> SiLU) x 2: c_in -> c_mid (default c_out) -> c_out."""
+    c_mid = c_mid or c_out
     return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1), nn.InstanceNorm3d(c_out, affine=True), nn.SiLU(),
-        nn.Conv3d(c_out, c_out, 3, padding=1), nn.InstanceNorm3d(c_out, affine=True), nn.SiLU())
+        nn.Conv3d(c_in, c_mid, 3, padding=1), nn.InstanceNorm3d(c_mid, affine=True), nn.SiLU(),
+        nn.Conv3d(c_mid, c_out, 3, padding=1), nn.InstanceNorm3d(c_out, affine=True), nn.SiLU())
 
 
 class BlushUNet(nn.Module):
     """depth 2x max-pool steps; level widths width * 2^i capped at `max_width`; the bottleneck
-    keeps the last width. depth=5, width=16 is Blush v1.0 (16, 32, 64, 128, 256; 256)."""
+    keeps the last width. depth=5, width=16 is Blush v1.0 (16, 32, 64, 128, 256; 256).
+    layout: "symmetric" or "relion" (see the module's docstring); parameter names are the same."""
 
-    def __init__(self, depth: int = 5, width: int = 16, max_width: int = 256):
+    def __init__(self, depth: int = 5, width: int = 16, max_width: int = 256, layout: str = "symmetric"):
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
         widths = [min(width * 2**i, max_width) for i in range(depth)]
         self.depth = depth
+        self.layout = layout
         self.encoders = nn.ModuleList()
         c = 2
         for w in widths:
@@ -33,9 +50,11 @@ class BlushUNet(nn.Module):
         self.bottleneck = _double_conv(c, widths[-1])
         self.decoders = nn.ModuleList()
         c = widths[-1]
-        for w in reversed(widths):
-            self.decoders.append(_double_conv(c + w, w))
-            c = w
+        for i in reversed(range(depth)):
+            w = widths[i]
+            out = widths[max(i - 1, 0)] if layout == "relion" else w
+            self.decoders.append(_double_conv(c + w, out, c_mid=w))
+            c = out
         self.head = nn.Conv3d(c, 2, 1)
         self.pool = nn.MaxPool3d(2)
 
@@ -43,12 +62,20 @@ class BlushUNet(nn.Module):
         """x: (B, 2, d, d, d), d divisible by 2^depth -> (denoised (B, d, d, d), mask logit (B, d, d, d)).
 
         Channel 0 is the map, channel 1 its local standard deviation; both are standardised per
-        block here and the denoised map is returned on channel 0's original scale.
+        block here ("relion" layout: channel 0 only) and the denoised map is returned on channel
+        0's original scale.
         """
         dims = (2, 3, 4)
-        mean = x.mean(dim=dims, keepdim=True)
-        std = x.std(dim=dims, keepdim=True).clamp(min=1e-6)
-        h = (x - mean) / std
+        relion = self.layout == "relion"
+        if relion:
+            mean = x[:, :1].mean(dim=dims, keepdim=True)
+            std = x[:, :1].std(dim=dims, keepdim=True) + 1e-12
+            h = torch.cat([(x[:, :1] - mean) / std, x[:, 1:]], dim=1)
+        else:
+            mean = x.mean(dim=dims, keepdim=True)
+            std = x.std(dim=dims, keepdim=True).clamp(min=1e-6)
+            h = (x - mean) / std
+        standardised = h[:, 0]
         skips = []
         for enc in self.encoders:
             h = enc(h)
@@ -56,9 +83,8 @@ class BlushUNet(nn.Module):
             h = self.pool(h)
         h = self.bottleneck(h)
         for dec, skip in zip(self.decoders, reversed(skips)):
-            h = nn.functional.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            h = nn.functional.interpolate(h, size=skip.shape[2:], mode="trilinear", align_corners=relion)
             h = dec(torch.cat([h, skip], dim=1))
         out = self.head(h)
-        standardised = (x[:, 0] - mean[:, 0]) / std[:, 0]
         denoised = (standardised - out[:, 0]) * std[:, 0] + mean[:, 0]
         return denoised, out[:, 1]

@@ -1,10 +1,12 @@
 """Training the denoiser on half maps simulated from atomic models (halfmaps.py).
 
-Each sample: a model's density at the denoiser's voxel size, one half map of a simulated pair
-(random resolution and misalignment blur), the two input channels, and as target the truth in
-the input's normalised units; a random block around the particle, randomly rotated by 90
-degrees. Loss: mean squared error inside the particle mask, plus the solvent-mask logit's
-binary cross-entropy against the thresholded truth (weight 0.1).
+Each sample: a model's density, Fourier-resampled to a random voxel size within the denoiser's
+range, one half map of a simulated pair (random resolution and misalignment blur; sometimes
+cut off a few shells past its resolution, as an E-step limited to the current resolution
+leaves it), the two input channels, and as target the truth in the input's normalised units;
+a random block around the particle, randomly rotated by 90 degrees. Loss: squared error inside the particle mask, plus the
+solvent-mask logit's binary cross-entropy against the thresholded truth (weight 0.1). The squared error is relative to the
+target's power, so that sharp and blurred, high- and low-contrast samples weigh alike.
 """
 from __future__ import annotations
 
@@ -19,47 +21,60 @@ import torch
 
 from ..atomic import atomic_path
 from ..density import density_from_model, model_centre, read_model
+from ..fourier import cosine_low_pass, resize_fourier_3d
 from ..mask import spherical_mask
-from .features import denoiser_inputs
+from .features import denoiser_inputs, standardise
 from .halfmaps import simulate_half_maps
 from .model import BlushUNet
 
 
+TRUTH_BFACTOR = 20.0  # A^2: targets as sharp as a good map, not point atoms
+
+
 @dataclass
 class TrainSettings:
-    depth: int = 5
-    width: int = 16
-    block: int = 64
-    voxel_size: float = 1.5
-    steps: int = 2000
+    depth: int = 4
+    width: int = 8
+    block: int = 48
+    voxel_min: float = 1.5             # A; maps are resampled into [voxel_min, voxel_max]
+    voxel_max: float = 3.0
+    steps: int = 4000
     batch_size: int = 2
-    learning_rate: float = 1e-3
-    resolution_min: float = 3.0
-    resolution_max: float = 12.0
+    learning_rate: float = 2e-3
+    resolution_min: float = 3.0        # A; never finer than 2.5 voxels
+    resolution_max: float = 15.0
+    cutoff_fraction: float = 0.25      # samples with nothing past a shell beyond their resolution
     blur_max: float = 150.0
     seed: int = 0
     device: str = "cpu"
 
 
 def model_truth(path, voxel_size: float, block: int) -> tuple[torch.Tensor, float]:
-    """A model's density in the smallest even box that holds it (at least one block), and its radius (voxels)."""
+    """A model's density in the smallest even box that holds it (at least `block`), and its radius (voxels)."""
     st = read_model(path)
     xyz = np.array([cra.atom.pos.tolist() for cra in st[0].all()])
     radius = float(np.linalg.norm(xyz - xyz.mean(0), axis=1).max()) / voxel_size
-    box = max(block, 2 * math.ceil(radius + 6))
-    return density_from_model(path, box, voxel_size, bfactor=0.0, centre=model_centre(path)), radius
+    box = max(2 * math.ceil(block / 2), 2 * math.ceil(radius + 6))
+    return density_from_model(path, box, voxel_size, bfactor=TRUTH_BFACTOR, centre=model_centre(path)), radius
 
 
 def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: torch.Generator):
-    """-> inputs (2, b, b, b), target (b, b, b), mask (b, b, b), solvent label (b, b, b)."""
-    u = torch.rand(3, generator=g).tolist()
-    resolution = s.resolution_min + (s.resolution_max - s.resolution_min) * u[0]
-    half, _ = simulate_half_maps(truth, s.voxel_size, resolution, g, blur_bfactor=s.blur_max * u[1])
-    n = truth.shape[-1]
+    """(n, n, n) truth at voxel_min -> inputs (2, b, b, b), target (b, b, b), mask (b, b, b),
+    solvent label (b, b, b)."""
+    u = torch.rand(5, generator=g).tolist()
+    n0 = truth.shape[-1]
+    n = max(s.block, 2 * round(n0 * s.voxel_min / (s.voxel_min + (s.voxel_max - s.voxel_min) * u[3]) / 2))
+    voxel, radius = s.voxel_min * n0 / n, radius * n / n0
+    truth = resize_fourier_3d(truth, n)
+    best = max(s.resolution_min, 2.5 * voxel)
+    resolution = best + max(0.0, s.resolution_max - best) * u[0]
+    half, _ = simulate_half_maps(truth, voxel, resolution, g, blur_bfactor=s.blur_max * u[1])
+    if u[4] < s.cutoff_fraction:
+        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0)
     mask = spherical_mask(n, radius + 2, edge=5)
     inputs = denoiser_inputs(half, mask)
-    centred = half - half.mean()
-    target = (truth - half.mean()) / centred.std().clamp(min=1e-12) * mask
+    _, mean, std = standardise(half)
+    target = (truth - mean) / std * mask
     solvent = (truth > 0.1 * truth.max()).float()
     b = s.block
     lo = torch.randint(0, n - b + 1, (3,), generator=g).tolist() if n > b else [0, 0, 0]
@@ -69,37 +84,53 @@ def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: tor
     return [torch.rot90(x, k, dims=[d + (x.dim() - 3) for d in dims]) for x in out]
 
 
-def train(models: list, s: TrainSettings, out: str | Path, log=print) -> dict:
-    """Train a BlushUNet; writes `out` (safetensors) and `out`.json (settings and loss curve)."""
+def relative_error(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, b, b, b) each -> (B,) squared error inside the mask over the target's power there:
+    every sample counts alike, whatever its resolution and contrast."""
+    dims = (1, 2, 3)
+    power = (target**2 * mask).sum(dims)
+    return ((denoised - target) ** 2 * mask).sum(dims) / torch.maximum(power, 1e-2 * mask.sum(dims) + 1e-6)
+
+
+def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
+    """Weights as safetensors, with what inference needs to know as metadata (atomically)."""
     from safetensors.torch import save_file
+    meta = {"voxel_size": str(s.voxel_min), "voxel_size_max": str(s.voxel_max), "block_size": str(s.block),
+            "depth": str(s.depth), "width": str(s.width)}
+    with atomic_path(out) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
+
+
+def train(models: list, s: TrainSettings, out: str | Path, log=print) -> dict:
+    """Train a BlushUNet; writes `out` (safetensors) and `out`.json (settings and loss curve),
+    both also at each progress line, so an interrupted run leaves usable weights."""
     torch.manual_seed(s.seed)
     g = torch.Generator().manual_seed(s.seed)
-    truths = [model_truth(m, s.voxel_size, s.block) for m in models]
+    out = Path(out)
+    truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
     net = BlushUNet(s.depth, s.width).to(s.device)
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
     losses, t0 = [], time.time()
+    record = {"settings": asdict(s), "models": [str(m) for m in models], "losses": losses}
+    every = max(1, s.steps // 20)
     for step in range(1, s.steps + 1):
         batch = [training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
                  for _ in range(s.batch_size)]
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
         denoised, logit = net(inputs)
-        loss = ((denoised - target) ** 2 * mask).sum() / mask.sum().clamp(min=1) + \
+        loss = relative_error(denoised, target, mask).mean() + \
             0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit, solvent)
         opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if step % max(1, s.steps // 20) == 0 or step == s.steps:
-            log(f"step {step:6d}/{s.steps}: loss {np.mean(losses[-max(1, s.steps // 20):]):.4f}  "
-                f"{time.time() - t0:.0f} s")
-    out = Path(out)
-    meta = {"voxel_size": str(s.voxel_size), "block_size": str(s.block), "depth": str(s.depth), "width": str(s.width)}
-    with atomic_path(out) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
-    record = {"settings": asdict(s), "models": [str(m) for m in models], "losses": losses,
-              "seconds": round(time.time() - t0, 1)}
-    with atomic_path(out.with_suffix(out.suffix + ".json")) as tmp:
-        tmp.write_text(json.dumps(record))
+        if step % every == 0 or step == s.steps:
+            log(f"step {step:6d}/{s.steps}: loss {np.mean(losses[-every:]):.4f}  {time.time() - t0:.0f} s")
+            save_weights(net, s, out)
+            record.update(steps_done=step, seconds=round(time.time() - t0, 1))
+            with atomic_path(out.with_suffix(out.suffix + ".json")) as tmp:
+                tmp.write_text(json.dumps(record))
     return record

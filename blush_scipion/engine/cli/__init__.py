@@ -10,7 +10,9 @@ COMMANDS = {
     "reconstruct": "Wiener reconstruction from particles with known poses",
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
     "refine3d": "gold-standard 3D auto-refinement",
+    "denoise": "Blush denoising of half maps, low-passed where their FSC ends",
     "train": "train the Blush denoiser on half maps simulated from atomic models",
+    "relion-hook": "RELION's external reconstruction program (--external_reconstruct), plain or Blush",
 }
 
 

@@ -6,7 +6,7 @@ import json
 
 from ..atomic import atomic_path
 from ..fsc import fourier_shell_correlation, mask_corrected_fsc, resolution_at, shell_resolutions
-from ..mrc import MapError, read_map
+from ..mrc import MapError, read_map, read_map_pair
 
 
 def add_args(p):
@@ -17,12 +17,7 @@ def add_args(p):
 
 
 def main(args):
-    a, apix_a = read_map(args.map1)
-    b, apix_b = read_map(args.map2)
-    if a.shape != b.shape:
-        raise MapError(f"{args.map2}: shape {tuple(b.shape)} differs from {args.map1}'s {tuple(a.shape)}")
-    if abs(apix_a - apix_b) > 1e-3 * apix_a:
-        raise MapError(f"{args.map2}: pixel size {apix_b:.4f} A differs from {args.map1}'s {apix_a:.4f} A")
+    a, b, apix_a = read_map_pair(args.map1, args.map2)
     n = a.shape[-1]
     result = {"map1": args.map1, "map2": args.map2, "pixel_size": apix_a, "box": n}
     if args.mask:

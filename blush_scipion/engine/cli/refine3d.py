@@ -2,7 +2,9 @@
 E-step over HEALPix orientations x translations with a Gaussian noise model, posterior-weighted
 back-projection into two half sets, tau2 from their FSC, auto-sampling until convergence.
 Writes run_data.star, run_class001.mrc, run_half{1,2}_class001_unfil.mrc, run_model.star,
-summary.json and a checkpoint per iteration (run_itNNN_*); --continue resumes from the last."""
+summary.json and a checkpoint per iteration (run_itNNN_*); --continue resumes from the last.
+With --blush each half set's reference is its denoised reconstruction, trailed to the FSC = 1/7
+shell, and run_class001_blush.mrc (the denoised final map) is written beside run_class001.mrc."""
 from __future__ import annotations
 
 from ..mrc import read_map
@@ -33,12 +35,15 @@ def add_args(p):
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed for the half-set split (%(default)s)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
-    p.add_argument("--blush", action="store_true", help="Blush regularization (not available yet)")
+    p.add_argument("--blush", action="store_true",
+                   help="Blush regularization: each half's reference is its denoised reconstruction")
+    p.add_argument("--blush-weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
+                   "default: the weights shipped with this package")
+    p.add_argument("--blush-skip-spectral-trailing", action="store_true",
+                   help="use the denoised map at all resolutions (inflates the gold-standard FSC; for tests)")
 
 
 def main(args):
-    if args.blush:
-        raise ValueError("--blush is not available yet in this version: refine without it")
     particles = Particles.read(args.particles)
     reference, ref_apix = read_map(args.ref)
     settings = RefineSettings(diameter=args.diameter, symmetry=args.sym, ini_high=args.ini_high,
@@ -46,7 +51,8 @@ def main(args):
                               local_from_order=args.local_from_order, max_order=args.max_order,
                               offset_range=args.offset_range, offset_step=args.offset_step,
                               max_iterations=args.max_iter, batch_size=args.batch, device=args.device,
-                              seed=args.seed, mask=args.mask)
+                              seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
+                              blush_trailing=not args.blush_skip_spectral_trailing)
     try:
         refine(particles, reference, ref_apix, settings, args.out, resume=args.resume)
     except ValueError as e:
