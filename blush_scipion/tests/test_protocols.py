@@ -16,7 +16,8 @@ from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  #
 from blush_scipion.engine.mrc import read_map, write_map  # noqa: E402
 from blush_scipion.engine.fourier import low_pass  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
-from blush_scipion.protocols import ProtBlushDenoise, ProtBlushImportParticles, ProtBlushRefine3D, ProtBlushValidateFsc  # noqa: E402
+from blush_scipion.protocols import (ProtBlushDenoise, ProtBlushImportParticles, ProtBlushRefine3D,  # noqa: E402
+                                     ProtBlushTrain, ProtBlushValidateFsc)
 
 from .conftest import DATA  # noqa: E402
 
@@ -97,6 +98,12 @@ class TestBlushProtocols(BaseTest):
         denoised, _ = read_map(denoise.outputVolume.getFileName())
         self.assertLess(resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix), 15.0)
         self.assertTrue(any("denoised with" in line for line in denoise.summary()))
+
+        train = self.newProtocol(ProtBlushTrain, maskDiameterA=90, steps=4)
+        train.inputVolumes.append(volume)
+        self.launchProtocol(train)
+        self.assertTrue(os.path.exists(train.outputWeights.getFileName()))
+        self.assertTrue(any("Fine-tuned on 1 half-map pair" in line for line in train.summary()))
 
         h1, h2 = (self._import_volume(p) for p in volume.getHalfMaps().split(","))
         val = self.newProtocol(ProtBlushValidateFsc, halfMap1=h1, halfMap2=h2)

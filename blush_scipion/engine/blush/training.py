@@ -4,9 +4,13 @@ Each sample: a model's density, Fourier-resampled to a random voxel size within 
 range, one half map of a simulated pair (random resolution and misalignment blur; sometimes
 cut off a few shells past its resolution, as an E-step limited to the current resolution
 leaves it), the two input channels, and as target the truth in the input's normalised units;
-a random block around the particle, randomly rotated by 90 degrees. Loss: squared error inside the particle mask, plus the
-solvent-mask logit's binary cross-entropy against the thresholded truth (weight 0.1). The squared error is relative to the
-target's power, so that sharp and blurred, high- and low-contrast samples weigh alike.
+a random block around the particle, randomly rotated by 90 degrees. Loss: squared error inside
+the particle mask, plus the solvent-mask logit's binary cross-entropy against the thresholded
+truth (weight 0.1). The squared error is relative to the target's power, so that sharp and
+blurred, high- and low-contrast samples weigh alike.
+
+Fine-tuning on a user's own half-map pairs (pair_sampler) is noise2noise: one half in, the other
+as target, starting from trained weights.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -45,6 +50,8 @@ class TrainSettings:
     resolution_max: float = 15.0
     cutoff_fraction: float = 0.25      # samples with nothing past a shell beyond their resolution
     blur_max: float = 150.0
+    mask_loss_weight: float = 0.1      # solvent-mask logit (0 when fine-tuning on half maps)
+    layout: str = "symmetric"          # model.LAYOUTS
     seed: int = 0
     device: str = "cpu"
 
@@ -76,12 +83,48 @@ def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: tor
     _, mean, std = standardise(half)
     target = (truth - mean) / std * mask
     solvent = (truth > 0.1 * truth.max()).float()
-    b = s.block
-    lo = torch.randint(0, n - b + 1, (3,), generator=g).tolist() if n > b else [0, 0, 0]
-    crop = (slice(lo[0], lo[0] + b), slice(lo[1], lo[1] + b), slice(lo[2], lo[2] + b))
-    out = [inputs[(slice(None),) + crop], target[crop], mask[crop], solvent[crop]]
-    k, dims = int(torch.randint(0, 4, (1,), generator=g)), [(1, 2), (0, 2), (0, 1)][int(u[2] * 3) % 3]
-    return [torch.rot90(x, k, dims=[d + (x.dim() - 3) for d in dims]) for x in out]
+    return random_block([inputs, target, mask, solvent], s.block, g, u[2])
+
+
+def random_block(volumes: list, block: int, g: torch.Generator, axis_draw: float) -> list:
+    """The same random (block,)*3 crop of each (..., n, n, n) volume (whole if n <= block), rotated
+    alike by a random multiple of 90 degrees about the axis that `axis_draw` in [0, 1) picks."""
+    n = volumes[0].shape[-1]
+    lo = torch.randint(0, n - block + 1, (3,), generator=g).tolist() if n > block else [0, 0, 0]
+    crop = (slice(lo[0], lo[0] + block), slice(lo[1], lo[1] + block), slice(lo[2], lo[2] + block))
+    k, dims = int(torch.randint(0, 4, (1,), generator=g)), [(1, 2), (0, 2), (0, 1)][int(axis_draw * 3) % 3]
+    return [torch.rot90(x[(...,) + crop], k, dims=[d + (x.dim() - 3) for d in dims]) for x in volumes]
+
+
+def model_sampler(models: list, s: TrainSettings) -> Callable[[torch.Generator], list]:
+    """Samples from half maps simulated from atomic models (the shipped weights' data)."""
+    truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
+    return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
+
+
+def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -> Callable[[torch.Generator], list]:
+    """Noise2noise samples from a user's half-map pairs [(half1, half2), ...]: one half in, the
+    other (in the input's units) as target. Its noise is independent, so the network learns the
+    signal the halves share (Lehtinen et al. 2018). Maps go to the denoiser's voxel-size range.
+    diameter: A, the particle's (default 90% of the box)."""
+    from ..mrc import read_map_pair
+    grids = []
+    for a_path, b_path in pairs:
+        a, b, apix = read_map_pair(a_path, b_path)
+        n = a.shape[-1]
+        voxel = min(max(apix, s.voxel_min), s.voxel_max)
+        m = max(s.block, 2 * round(n * apix / voxel / 2))
+        radius = (diameter or 0.9 * n * apix) / 2 / (n * apix / m)
+        grids.append((resize_fourier_3d(a, m), resize_fourier_3d(b, m), spherical_mask(m, radius, edge=5)))
+
+    def sample(g: torch.Generator) -> list:
+        a, b, mask = grids[int(torch.randint(0, len(grids), (1,), generator=g))]
+        u = torch.rand(2, generator=g).tolist()
+        if u[0] < 0.5:
+            a, b = b, a
+        _, mean, std = standardise(a)
+        return random_block([denoiser_inputs(a, mask), (b - mean) / std * mask, mask, mask], s.block, g, u[1])
+    return sample
 
 
 def relative_error(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -96,31 +139,36 @@ def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
     """Weights as safetensors, with what inference needs to know as metadata (atomically)."""
     from safetensors.torch import save_file
     meta = {"voxel_size": str(s.voxel_min), "voxel_size_max": str(s.voxel_max), "block_size": str(s.block),
-            "depth": str(s.depth), "width": str(s.width)}
+            "depth": str(s.depth), "width": str(s.width), "layout": s.layout}
     with atomic_path(out) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
 
 
-def train(models: list, s: TrainSettings, out: str | Path, log=print) -> dict:
-    """Train a BlushUNet; writes `out` (safetensors) and `out`.json (settings and loss curve),
-    both also at each progress line, so an interrupted run leaves usable weights."""
+def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str | Path, sources: list,
+          log=print, init: dict | None = None) -> dict:
+    """Train a BlushUNet on `sample(generator)` -> [inputs, target, mask, solvent label] (from
+    model_sampler or pair_sampler), from scratch or from `init` (a state dict); writes `out`
+    (safetensors) and `out`.json (settings, sources, loss curve), both also at each progress
+    line, so an interrupted run leaves usable weights."""
     torch.manual_seed(s.seed)
     g = torch.Generator().manual_seed(s.seed)
     out = Path(out)
-    truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
-    net = BlushUNet(s.depth, s.width).to(s.device)
+    net = BlushUNet(s.depth, s.width, layout=s.layout)
+    if init is not None:
+        net.load_state_dict(init)
+    net = net.to(s.device)
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
     losses, t0 = [], time.time()
-    record = {"settings": asdict(s), "models": [str(m) for m in models], "losses": losses}
+    record = {"settings": asdict(s), "sources": [str(m) for m in sources], "losses": losses}
     every = max(1, s.steps // 20)
     for step in range(1, s.steps + 1):
-        batch = [training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
-                 for _ in range(s.batch_size)]
+        batch = [sample(g) for _ in range(s.batch_size)]
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
         denoised, logit = net(inputs)
-        loss = relative_error(denoised, target, mask).mean() + \
-            0.1 * torch.nn.functional.binary_cross_entropy_with_logits(logit, solvent)
+        loss = relative_error(denoised, target, mask).mean()
+        if s.mask_loss_weight:
+            loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(logit, solvent)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

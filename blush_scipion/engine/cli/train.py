@@ -1,12 +1,16 @@
-"""Train (or re-train) the Blush denoiser on half-map pairs simulated from atomic models: random
-resolution (FSC 0.143 between --res-min and --res-max), misalignment blur, random blocks and
-rotations. Writes the weights (safetensors, with voxel size and shape as metadata) and a JSON
-log of the settings and the loss per step beside them."""
+"""Train the Blush denoiser on half-map pairs simulated from atomic models (--models: random
+resolution between --res-min and --res-max, misalignment blur, voxel sizes between --voxel-min
+and --voxel-max, random blocks and rotations), or fine-tune trained weights (--init, default the
+shipped ones) on your own refinements' half maps (--pairs H1 H2 [H1 H2 ...]: noise2noise, one half
+in, the other as target). Writes the weights (safetensors, with voxel sizes and shape as metadata)
+and a JSON log of the settings and the loss per step beside them."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from ..blush.training import TrainSettings, train
+from ..blush.denoiser import load_denoiser
+from ..blush.training import TrainSettings, model_sampler, pair_sampler, train
 
 MODEL_SUFFIXES = (".pdb", ".pdb.gz", ".cif", ".cif.gz", ".ent", ".ent.gz")
 
@@ -14,7 +18,11 @@ MODEL_SUFFIXES = (".pdb", ".pdb.gz", ".cif", ".cif.gz", ".ent", ".ent.gz")
 def add_args(p):
     d = TrainSettings()
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--models", nargs="+", required=True, help="atomic models, or folders of them")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--models", nargs="+", help="atomic models, or folders of them")
+    data.add_argument("--pairs", nargs="+", help="half maps, two by two (half1 half2 half1 half2 ...), to fine-tune on")
+    p.add_argument("--init", help="weights to start from (default with --pairs: the shipped weights)")
+    p.add_argument("--diameter", type=float, help="with --pairs: particle diameter, A (default: 90%% of the box)")
     p.add_argument("--exclude", nargs="*", default=[],
                    help="model names to leave out (file names without extension), e.g. a validation split")
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (%(default)s)")
@@ -34,18 +42,33 @@ def add_args(p):
 
 
 def main(args):
-    models = []
-    for path in map(Path, args.models):
-        models += sorted(p for p in path.iterdir() if p.name.endswith(MODEL_SUFFIXES)) if path.is_dir() else [path]
-    models = [m for m in models if m.name.split(".")[0] not in set(args.exclude)]
-    if not models:
-        raise ValueError(f"no atomic models in {' '.join(args.models)}")
-    if args.block % 2 ** args.depth:
-        raise ValueError(f"--block {args.block} must be divisible by 2^depth = {2 ** args.depth}")
-    s = TrainSettings(depth=args.depth, width=args.width, block=args.block, voxel_min=args.voxel_min, voxel_max=args.voxel_max,
-                      steps=args.steps, batch_size=args.batch, learning_rate=args.lr, resolution_min=args.res_min,
-                      resolution_max=args.res_max, seed=args.seed, device=args.device)
+    s = TrainSettings(depth=args.depth, width=args.width, block=args.block, voxel_min=args.voxel_min,
+                      voxel_max=args.voxel_max, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
+                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=args.device)
+    init = None
+    if args.init or args.pairs:
+        start = load_denoiser(args.init)  # the architecture and voxel range come with the weights
+        init = start.net.state_dict()
+        s = replace(s, depth=start.net.depth, width=start.net.encoders[0][0].out_channels, layout=start.net.layout,
+                    block=start.block, voxel_min=start.voxel_min, voxel_max=start.voxel_max)
     if args.voxel_max < args.voxel_min:
         raise ValueError(f"--voxel-max {args.voxel_max} is below --voxel-min {args.voxel_min}")
-    record = train(models, s, args.out)
-    print(f"trained on {len(models)} models in {record['seconds']:.0f} s -> {args.out}")
+    if s.block % 2 ** s.depth:
+        raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2 ** s.depth}")
+    if args.pairs:
+        if len(args.pairs) % 2:
+            raise ValueError(f"--pairs takes half maps two by two; {args.pairs[-1]} has no partner")
+        pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+        s = replace(s, mask_loss_weight=0.0)  # half maps carry no solvent-mask truth
+        sources, sample = args.pairs, pair_sampler(pairs, s, args.diameter)
+    else:
+        sources = []
+        for path in map(Path, args.models):
+            sources += sorted(p for p in path.iterdir() if p.name.endswith(MODEL_SUFFIXES)) if path.is_dir() else [path]
+        sources = [m for m in sources if m.name.split(".")[0] not in set(args.exclude)]
+        if not sources:
+            raise ValueError(f"no atomic models in {' '.join(args.models)}")
+        sample = model_sampler(sources, s)
+    record = train(sample, s, args.out, sources, init=init)
+    print(f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
+          f"-> {args.out}")
