@@ -26,6 +26,7 @@ test: install
 bench: install
 	$(PY) benchmarks/reconstruct_throughput.py
 	$(PY) benchmarks/refine3d_vs_relion.py
+	$(PY) benchmarks/blush_vs_standard.py
 
 clean:
 	rm -rf $(VENV) .scipion demo_output *.egg-info

@@ -6,7 +6,7 @@ particles of 64 px at 2 A/px (blush simulate, seed 7), at each SNR; both arms st
 truth low-passed to 40 A with the particle diameter from the model. Reported per arm: wall
 time, iterations, FSC-vs-truth 0.5 of the final (regularised) map and, for Blush, of its
 denoised map, the gold-standard 0.143 resolution, and the median angular error. Also the
-denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md}.
+denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md} (--name).
 
     .venv/bin/python benchmarks/blush_vs_standard.py [--models 4gcnA 2qdlA adk_open] [--snr 0.05 0.02]
 """
@@ -28,7 +28,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from refine3d_vs_relion import MODELS, evaluate  # noqa: E402
+from refine3d_vs_relion import MODELS, evaluate, write_results  # noqa: E402
 
 
 def diameter_of(model: Path) -> float:
@@ -39,12 +39,11 @@ def diameter_of(model: Path) -> float:
 
 def run_arm(work: Path, name: str, diameter: float, device: str, blush: bool):
     out = work / name
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", "--particles", "particles.star",
-                    "--ref", "truth.mrc", "--out", name, "--device", device, "--diameter", f"{diameter:.1f}",
-                    "--continue"] + (["--blush"] if blush else []), cwd=work, check=True,
-                   stdout=open(work / f"{name}.log", "w"), stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - t0
+    if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
+        subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", "--particles", "particles.star",
+                        "--ref", "truth.mrc", "--out", name, "--device", device, "--diameter", f"{diameter:.1f}",
+                        "--continue"] + (["--blush"] if blush else []), cwd=work, check=True,
+                       stdout=open(work / f"{name}.log", "a"), stderr=subprocess.STDOUT)
     s = json.loads((out / "summary.json").read_text())
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], s["wall_seconds"], s["iterations"]
 
@@ -65,6 +64,7 @@ def main():
     p.add_argument("--snr", nargs="+", type=float, default=[0.05, 0.02])
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--name", default="blush", help="results file stem (%(default)s): run SNRs side by side")
     args = p.parse_args()
     results = {"denoise_128_seconds": denoiser_time(args.device), "device": args.device, "rows": []}
     print(f"denoiser, 128^3 map on {args.device}: {results['denoise_128_seconds']} s", flush=True)
@@ -85,17 +85,10 @@ def main():
                     row["denoised_fsc_truth_05_A"] = round(resolution_at(fsc, 0.5, truth.shape[-1], apix), 2)
                 results["rows"].append(row)
                 print(row, flush=True)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "blush.json").write_text(json.dumps(results, indent=2))
     keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "denoised_fsc_truth_05_A",
             "gold_standard_0143_A", "median_angular_error_deg"]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in results["rows"]]
-    lines.append(f"\nDenoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s")
-    (out / "blush.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    write_results(args.name, results, keys,
+                  f"Denoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s")
 
 if __name__ == "__main__":
     main()

@@ -141,15 +141,21 @@ def main():
                    **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max), sym_op)}
             results["rows"].append(row)
             print(row, flush=True)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "refine3d.json").write_text(json.dumps(results, indent=2))
     keys = ["model", "program", "wall_s", "iterations", "fsc_truth_05_A", "gold_standard_0143_A",
             "median_angular_error_deg", "median_error_up_to_2fold_deg"]
+    write_results("refine3d", results, keys, f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "
+                  f"float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s")
+
+
+def write_results(name: str, results: dict, keys: list, footer: str) -> None:
+    """benchmarks/results/NAME.json (all of `results`) and NAME.md (its rows as a table, then `footer`)."""
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in results["rows"]]
-    lines.append(f"\nE-step GEMMs: {results['estep_gflops']} GFLOP/s; float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s")
-    (out / "refine3d.md").write_text("\n".join(lines) + "\n")
+    lines.append(f"\n{footer}")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -408,6 +408,9 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         rotations, origins = data.rotations(), data.origins()
         references = [read_map(_checkpoint_name(out, start_it, f"half{h}_class001.mrc"))[0] for h in (1, 2)]
         log(f"continuing after iteration {start_it}")
+        if state.done and (out / "summary.json").exists():  # finished already: nothing to redo
+            log("the refinement had finished; its outputs are in place")
+            return json.loads((out / "summary.json").read_text())
     else:
         rng = np.random.default_rng(settings.seed)
         subsets = particles.half_sets() if "rlnRandomSubset" in particles.table.columns else \

@@ -95,3 +95,37 @@ def test_mismatched_reference_is_refused(refine_set, tmp_path):
     run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", tmp_path / "wrong.mrc",
                 "--out", tmp_path / "r")
     assert run.returncode == 2 and "wrong.mrc" in run.stderr and "pixel size" in run.stderr
+
+
+
+@pytest.fixture(scope="module")
+def low_snr_set(tmp_path_factory):
+    """A small particle at low SNR: 4gcnA (14 kDa, never seen by the shipped denoiser), 1,000
+    particles of 40 px at 3 A/px, SNR 0.05; the start is the truth, low-passed to 40 A by the
+    refinement."""
+    out = tmp_path_factory.mktemp("low_snr")
+    simulate_from_model(DATA / "4gcnA.pdb.gz", SimulationSettings(n_particles=1000, box=40, pixel_size=3.0,
+                                                                  snr=0.05, seed=11), out)
+    return out
+
+
+def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp_path):
+    """Same particles, start and seed: Blush is no worse against the truth, its gold-standard
+    resolution stays honest (spectral trailing), and its denoised map is the closest to the truth.
+    (Measured here: standard 13.9 A, Blush 13.5 A, denoised 13.3 A vs truth; gold standard 12.3 A.)"""
+    truth, apix = read_map(low_snr_set / "truth.mrc")
+    results = {}
+    for arm in ("standard", "blush"):
+        run = blush("refine3d", "--particles", low_snr_set / "particles.star", "--ref", low_snr_set / "truth.mrc",
+                    "--out", tmp_path / arm, "--diameter", 75, *(["--blush"] if arm == "blush" else []))
+        assert run.returncode == 0, run.stderr[-2000:]
+        summary = json.loads((tmp_path / arm / "summary.json").read_text())
+        refined, _ = read_map(tmp_path / arm / "run_class001.mrc")
+        results[arm] = (resolution_at(fourier_shell_correlation(refined, truth), 0.5, 40, apix),
+                        summary["resolution_angstrom"], summary["blush"])
+    (std_truth, _, std_flag), (blush_truth, blush_gold, blush_flag) = results["standard"], results["blush"]
+    assert blush_flag and not std_flag
+    assert blush_truth < 1.03 * std_truth, results
+    assert abs(blush_gold - blush_truth) < 0.2 * blush_truth, results
+    denoised, _ = read_map(tmp_path / "blush" / "run_class001_blush.mrc")
+    assert resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix) < 1.03 * blush_truth, results
