@@ -23,7 +23,7 @@ MODEL = Path(__file__).parent / "data" / "adk_closed.pdb.gz"
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="demo_output")
-    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--snr", type=float, default=0.2)
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
