@@ -25,8 +25,7 @@ from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .ctf import CtfParameters, compute_ctf_2d
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
-from .fourier import low_pass, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, rfft3_centered, irfft3_centered, \
-    rfft_shell_index_3d, shell_sum
+from .fourier import low_pass, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
 from .fsc import fourier_shell_correlation, resolution_at
 from .mask import spherical_mask
 from .mrc import StackReader, read_map, write_map
@@ -295,13 +294,16 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     t_blush = time.time() - t_blush
     refs = [r * mask for r in refs]
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
+    joined = joined_unregularised = None
+    if state.final:
+        data, weight = halves[0].data + halves[1].data, halves[0].weight + halves[1].weight
+        joined = wiener_map(data, weight, n, PAD, ssnr=ssnr).cpu()
+        if denoiser is not None:
+            joined_unregularised = wiener_map(data, weight, n, PAD).cpu()
     stats = {
         "fsc": fsc, "unregularised": unreg,
         "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2),
-        "joined": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight, n, PAD,
-                             ssnr=ssnr).cpu() if state.final else None,
-        "joined_unregularised": wiener_map(halves[0].data + halves[1].data, halves[0].weight + halves[1].weight,
-                                           n, PAD).cpu() if state.final and denoiser is not None else None,
+        "joined": joined, "joined_unregularised": joined_unregularised,
         "angular_change": float(angular_distance(new_rot, rotations).median()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
         "blush_seconds": t_blush,

@@ -69,7 +69,12 @@ def _metadata(path: Path, state: dict) -> dict:
 def working_grid(n: int, pixel_size: float, denoiser: Denoiser) -> tuple[int, float]:
     """The even box and voxel size (same physical extent) at which the denoiser sees an
     (n, n, n) map of `pixel_size` A: unchanged when the pixel size lies in its range."""
-    target = min(max(pixel_size, denoiser.voxel_min), denoiser.voxel_max)
+    return grid_in_range(n, pixel_size, denoiser.voxel_min, denoiser.voxel_max)
+
+
+def grid_in_range(n: int, pixel_size: float, voxel_min: float, voxel_max: float) -> tuple[int, float]:
+    """working_grid for a voxel-size range [voxel_min, voxel_max] (also what training uses)."""
+    target = min(max(pixel_size, voxel_min), voxel_max)
     m = max(2, 2 * round(n * pixel_size / target / 2))
     return m, n * pixel_size / m
 

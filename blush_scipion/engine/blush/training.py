@@ -28,6 +28,7 @@ from ..atomic import atomic_path
 from ..density import density_from_model, model_centre, read_model
 from ..fourier import cosine_low_pass, resize_fourier_3d
 from ..mask import spherical_mask
+from .denoiser import grid_in_range
 from .features import denoiser_inputs, standardise
 from .halfmaps import simulate_half_maps
 from .model import BlushUNet
@@ -112,8 +113,7 @@ def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -
     for a_path, b_path in pairs:
         a, b, apix = read_map_pair(a_path, b_path)
         n = a.shape[-1]
-        voxel = min(max(apix, s.voxel_min), s.voxel_max)
-        m = max(s.block, 2 * round(n * apix / voxel / 2))
+        m = max(s.block, grid_in_range(n, apix, s.voxel_min, s.voxel_max)[0])
         radius = (diameter or 0.9 * n * apix) / 2 / (n * apix / m)
         grids.append((resize_fourier_3d(a, m), resize_fourier_3d(b, m), spherical_mask(m, radius, edge=5)))
 

@@ -15,8 +15,8 @@ from ..blush.prior import blush_reference
 from ..blush.trailing import trailing_shell
 from ..fsc import fourier_shell_correlation, resolution_at
 from ..mrc import read_map_pair, write_map
-from ..reconstruct import ssnr_from_half_fsc
 from ..fourier import irfft3_centered, rfft3_centered, rfft_shell_index_3d
+from ..reconstruct import ssnr_from_half_fsc
 
 
 def add_args(p):
@@ -27,7 +27,7 @@ def add_args(p):
                    "default: the weights shipped with this package")
     p.add_argument("--diameter", type=float, help="particle diameter, A (default: 90%% of the box)")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions")
-    p.add_argument("--stride", type=int, help="voxels between blocks (default: a third of the block)")
+    p.add_argument("--stride", type=int, help="voxels between blocks (default: half a block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N (%(default)s)")
 
 

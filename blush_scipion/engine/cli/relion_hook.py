@@ -36,7 +36,7 @@ def add_args(p):
                    "an FSC, else classification, as RELION 5)")
     p.add_argument("--skip-spectral-trailing", action="store_true",
                    help="--blush: keep the denoiser's output at all resolutions (inflates the FSC)")
-    p.add_argument("--stride", type=int, help="--blush: voxels between denoiser blocks (default: a third of the block)")
+    p.add_argument("--stride", type=int, help="--blush: voxels between denoiser blocks (default: half a block)")
 
 
 def run(args, log=print) -> Path:
