@@ -61,6 +61,12 @@ def centred_radius_3d(n: int, device=None) -> torch.Tensor:
     return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
 
 
+def centred_radius_2d(n: int, device=None) -> torch.Tensor:
+    """(n, n) distance from index n // 2 (see centred_radius_3d)."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    return torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+
+
 def rfft_shell_index_2d(n: int, device=None) -> torch.Tensor:
     """(n, n//2+1) long: the Fourier shell (rounded radius in pixels) of each rfft2 coefficient."""
     ky, kx = rfft_frequencies_2d(n, device)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .fourier import centred_radius_3d
+from .fourier import centred_radius_2d, centred_radius_3d
 
 
 def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
@@ -19,6 +19,11 @@ def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
 def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
     """(n, n, n) soft sphere: 1 inside `radius` voxels, cosine edge `edge` voxels wide outside."""
     return raised_cosine(centred_radius_3d(n, device) - radius, edge)
+
+
+def circular_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
+    """(n, n) soft disc: 1 inside `radius` pixels, cosine edge `edge` pixels wide outside."""
+    return raised_cosine(centred_radius_2d(n, device) - radius, edge)
 
 
 def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, edge: float = 6.0) -> torch.Tensor:

@@ -32,6 +32,13 @@ def read_map(path: str | os.PathLike, cubic: bool = True) -> tuple[torch.Tensor,
     return torch.from_numpy(data), apix
 
 
+def read_stack(path: str | os.PathLike) -> torch.Tensor:
+    """(K, n, n) float32 images of an MRCS stack (a single image reads as K = 1)."""
+    with mrcfile.open(path, permissive=True) as mrc:
+        data = np.asarray(mrc.data, dtype=np.float32)
+    return torch.from_numpy(data.reshape((-1,) + data.shape[-2:]).copy())
+
+
 def read_map_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Two maps that must share box and pixel size (half maps, or a map and its mask), and that size."""
     a, apix_a = read_map(path1)

@@ -184,6 +184,27 @@ class Particles:
                 reader.close()
 
 
+def concatenate(sets: list[Particles]) -> Particles:
+    """One set from several: image names made absolute, each set's optics groups kept as groups of
+    their own (renumbered 1.. in order)."""
+    tables, optics, next_group = [], [], 1
+    for p in sets:
+        paths, index = p.image_locations(np.arange(len(p)))
+        renumber = {int(g): next_group + i for i, g in enumerate(p.optics["rlnOpticsGroup"])}
+        next_group += len(renumber)
+        o = p.optics.copy()
+        o["rlnOpticsGroup"] = o["rlnOpticsGroup"].map(renumber)
+        if "rlnOpticsGroupName" in o.columns:
+            o["rlnOpticsGroupName"] = [f"opticsGroup{g}" for g in o["rlnOpticsGroup"]]
+        t = p.table.copy()
+        t["rlnOpticsGroup"] = t["rlnOpticsGroup"].map(renumber)
+        t["rlnImageName"] = [f"{i + 1:06d}@{os.path.abspath(s)}" for i, s in zip(index, paths)]
+        tables.append(t)
+        optics.append(o)
+    table = pd.concat(tables, ignore_index=True)
+    return Particles(table, pd.concat(optics, ignore_index=True), Path.cwd(), " + ".join(p.source for p in sets))
+
+
 def _split_legacy(table: pd.DataFrame, path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """RELION 3.0 particles -> (particles, optics) with one optics group per distinct setting."""
     table = table.copy()

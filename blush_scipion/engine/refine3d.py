@@ -23,10 +23,10 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
-from .ctf import CtfParameters, compute_ctf_2d
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
-from .fourier import low_pass, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
+from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
+from .images import image_batch, initial_sigma2, noise_weighted_points, residual_power
 from .mask import spherical_mask
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
@@ -61,6 +61,7 @@ class RefineSettings:
     blush: bool = False                # references from the Blush denoiser (blush/prior.py)
     blush_weights: str | None = None   # default: the weights shipped with the package
     blush_trailing: bool = True        # spectral trailing of the denoised references
+    blush_fill: bool = False           # the tau2 map fills in above the trailing edge (trailing.py)
 
 
 @dataclass
@@ -81,36 +82,6 @@ class RefineState:
 
 # --- images ---------------------------------------------------------------------------------
 
-def _batch_images(particles: Particles, rows: np.ndarray, reader: StackReader, origins: torch.Tensor,
-                  ctf: CtfParameters, points: SlicePoints, apix: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P).
-
-    origins and ctf are those of `rows` (taken once per pass: per-batch column look-ups cost O(N))."""
-    n = points.n
-    images = particles.read_images(rows, reader).to(device)
-    ft = phase_shift_2d(rfft2_centered(images), origins.to(device), n)
-    return points.gather(ft), points.gather(compute_ctf_2d(ctf.to(device), n, apix))
-
-
-def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Tensor:
-    """(n//2+1,) noise power per shell from the images' mean power spectrum (signal is small)."""
-    rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
-    ft = rfft2_centered(particles.read_images(rows))
-    shells = rfft_shell_index_2d(n)
-    w = torch.where(torch.arange(n // 2 + 1) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
-    power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
-    return power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
-
-
-def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
-                          ) -> tuple[SlicePoints, torch.Tensor, torch.Tensor]:
-    """The E-step's rfft points within r_max, their shells (P,) and weights (P,): the Hermitian
-    weight over the noise variance of the point's shell."""
-    points = SlicePoints.within(n, r_max, device)
-    shells = torch.round(points.coords.norm(dim=1)).long()
-    return points, shells, points.weight / sigma2.to(device)[shells]
-
-
 def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch.Tensor, r_max: int,
                     order: int, offset_range: float, offset_step: float, device, sample: int = 256) -> float:
     """The factor that puts a reference on the images' grey scale: the median over a sample of
@@ -127,7 +98,7 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
     reader = StackReader()
     try:
-        x, ctf = _batch_images(particles, rows, reader, particles.origins(rows), particles.ctf(rows), points,
+        x, ctf = image_batch(particles, rows, reader, particles.origins(rows), particles.ctf(rows), points,
                                apix, device)
     finally:
         reader.close()
@@ -184,7 +155,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
                           leave=False):
             sel = slice(start, start + batch)
-            x, ctf = _batch_images(particles, rows[sel], reader, origins[sel], ctf_params[sel], points, apix,
+            x, ctf = image_batch(particles, rows[sel], reader, origins[sel], ctf_params[sel], points, apix,
                                    device)
             x_t = shifted(x, phases)                                       # (B, T, P)
             if local:
@@ -201,10 +172,9 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
             new_orig.append((origins[sel].to(device) + shifts[bt]).cpu())
             max_prob.append(pmax.cpu())
             # noise: residual at the best pose, per shell
-            d = x_t[ar, bt] - ctf * best_proj
-            res_sum += torch.bincount(shells, weights=(points.weight * d.abs() ** 2).sum(0).double(),
-                                      minlength=n // 2 + 1)[: n // 2 + 1]
-            res_w += len(x) * torch.bincount(shells, weights=points.weight.double(), minlength=n // 2 + 1)[: n // 2 + 1]
+            sums, counts = residual_power(x_t[ar, bt] - ctf * best_proj, points, shells, n)
+            res_sum += sums
+            res_w += counts
             # M-step sums: posterior-weighted, CTF-multiplied images per orientation
             y = x_t * ctf[:, None, :]
             if local:
@@ -290,7 +260,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     t_blush = time.time()
     if denoiser is not None:
         refs = [blush_reference(u, r, fsc, denoiser, apix, particle_diameter(settings, n, apix),
-                                settings.blush_trailing).cpu() for u, r in zip(unreg, refs)]
+                                settings.blush_trailing, fill=settings.blush_fill).cpu() for u, r in zip(unreg, refs)]
     t_blush = time.time() - t_blush
     refs = [r * mask for r in refs]
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)

@@ -20,16 +20,20 @@ def trailing_shell(fsc: torch.Tensor) -> int:
 
 
 def spectral_trailing(denoised: torch.Tensor, regularised: torch.Tensor, fsc: torch.Tensor,
-                      denoiser_nyquist: int) -> torch.Tensor:
+                      denoiser_nyquist: int, fill: bool = False) -> torch.Tensor:
     """(n, n, n) denoised map low-passed with a cosine edge WIDTH shells wide, centred one shell
     below trailing_shell(fsc). Where that edge would pass the denoiser grid's Nyquist
     (`denoiser_nyquist`, in shells of this map), the edge sits below that Nyquist instead and the
-    tau2-regularised map (n, n, n) fills in above it."""
+    tau2-regularised map (n, n, n) fills in above it.
+
+    With `fill` the regularised map fills in above the edge in every case (ours, not RELION 5's):
+    a zero reference past the edge throws away the Wiener-weighted signal that the standard prior
+    aligns with there, and the gold-standard FSC stays honest because that signal is each half's own."""
     n = denoised.shape[-1]
     centre = trailing_shell(fsc) - 1.0
     limit = denoiser_nyquist - WIDTH / 2
     keep = cosine_low_pass_filter(n, min(centre, limit), WIDTH, denoised.device)
     ft = rfft3_centered(denoised) * keep
-    if centre > limit:
+    if fill or centre > limit:
         ft = ft + rfft3_centered(regularised.to(denoised.device)) * (1 - keep)
     return irfft3_centered(ft, n)

@@ -10,6 +10,7 @@ COMMANDS = {
     "reconstruct": "Wiener reconstruction from particles with known poses",
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
     "refine3d": "gold-standard 3D auto-refinement",
+    "class2d": "2D classification: class averages over in-plane angles and shifts",
     "denoise": "Blush denoising of half maps, low-passed where their FSC ends",
     "train": "train the Blush denoiser on half maps simulated from atomic models",
     "relion-hook": "RELION's external reconstruction program (--external_reconstruct), plain or Blush",

@@ -41,6 +41,8 @@ def add_args(p):
                    "default: the weights shipped with this package")
     p.add_argument("--blush-skip-spectral-trailing", action="store_true",
                    help="use the denoised map at all resolutions (inflates the gold-standard FSC; for tests)")
+    p.add_argument("--blush-fill", action="store_true",
+                   help="above the trailing edge the reference is the tau2-regularised map, not zero")
 
 
 def main(args):
@@ -52,7 +54,8 @@ def main(args):
                               offset_range=args.offset_range, offset_step=args.offset_step,
                               max_iterations=args.max_iter, batch_size=args.batch, device=args.device,
                               seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
-                              blush_trailing=not args.blush_skip_spectral_trailing)
+                              blush_trailing=not args.blush_skip_spectral_trailing,
+                              blush_fill=args.blush_fill)
     try:
         refine(particles, reference, ref_apix, settings, args.out, resume=args.resume)
     except ValueError as e:

@@ -1,0 +1,407 @@
+"""2D classification (as relion_refine's 2D mode): EM over classes x in-plane angles x translations.
+
+Per iteration: an E-step scores every image at every shift against every class average at every
+in-plane angle (the two GEMMs of expectation.py; R = classes x angles columns) under a Gaussian
+noise model with per-shell variance sigma2, with the class distribution and a Gaussian prior on
+the offsets as priors; the M-step puts the posterior-weighted, CTF-multiplied images back at
+their angles (inplane.py) and divides by the CTF^2 weights plus sigma2 / (tau2_fudge tau2), tau2
+being each class's power spectrum (RELION's regularisation). The E-step uses the shells where
+some class's SSNR exceeds 1, plus a margin. Class averages are masked by the particle diameter and
+re-centred on their centre of mass. Every iteration is checkpointed (RELION's run_itNNN_* names);
+`resume` continues from the last one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .expectation import log_likelihoods, posteriors, shift_phases, shifted
+from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
+from .images import image_batch, initial_sigma2, noise_weighted_points, residual_power
+from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
+from .mask import circular_mask
+from .mrc import StackReader, read_stack, write_stack
+from .particles import Particles
+from .projector import SlicePoints
+from .sampling import translation_grid
+
+PAD = 2
+
+
+@dataclass
+class Class2DSettings:
+    classes: int = 10
+    iterations: int = 25
+    psi_step: float = 6.0              # degrees
+    offset_range: float = 5.0          # pixels, around each image's previous offset
+    offset_step: float = 1.0           # pixels
+    tau2_fudge: float = 2.0            # RELION's --tau2_fudge (2 for 2D classification)
+    diameter: float | None = None      # A; mask of images and class averages (default 90% of the box)
+    ini_high: float = 25.0             # A; the first E-step's resolution limit
+    highres: float | None = None       # A; never use shells beyond this
+    resolution_margin: int = 3         # E-step shells beyond the last with SSNR >= 1
+    center_classes: bool = True
+    batch_size: int = 64
+    device: str = "cpu"
+    seed: int = 0
+
+
+@dataclass
+class Class2DState:
+    iteration: int = 0
+    r_current: int = 0
+    sigma2: list = field(default_factory=list)        # per shell, complex noise variance
+    sigma_offset: float = 2.0                         # pixels, per axis
+    distribution: list = field(default_factory=list)  # (K,) class fractions
+    resolution: list = field(default_factory=list)    # (K,) A, last shell with SSNR >= 1
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class Assignment:
+    """Each particle's best class, angle and offset, and its posterior maximum."""
+    classes: torch.Tensor    # (N,) long, 0-based
+    psi: torch.Tensor        # (N,) degrees
+    origins: torch.Tensor    # (N, 2) pixels
+    max_prob: torch.Tensor   # (N,)
+
+
+@dataclass
+class Sums:
+    """An E-step's M-step sums over a set of particles."""
+    data: torch.Tensor       # (K, m, m) complex, CTF-multiplied images put back at their angles
+    weight: torch.Tensor     # (K, m, m) CTF^2
+    mass: torch.Tensor       # (K,) posterior mass per class
+    offset2: float           # sum over particles of the expected squared offset (pixels^2)
+    residual: torch.Tensor   # (n//2+1,) sum w |X - C A|^2 at the best pose
+    residual_weight: torch.Tensor
+
+
+def angles(step: float) -> torch.Tensor:
+    """(J,) in-plane angles, degrees: 360 / round(360 / step) apart."""
+    j = max(1, round(360 / step))
+    return torch.arange(j, dtype=torch.float32) * (360.0 / j)
+
+
+def particle_diameter(settings: Class2DSettings, n: int, apix: float) -> float:
+    return settings.diameter or 0.9 * n * apix
+
+
+# --- E-step and its M-step sums ---------------------------------------------------------------
+
+def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tensor, state: Class2DState,
+                settings: Class2DSettings, progress: bool = True) -> tuple[Sums, Assignment]:
+    """Score every particle against classes (K, n, n) at every angle and shift; return the M-step
+    sums and the best assignment."""
+    device = torch.device(settings.device)
+    n, apix, k = particles.image_size, particles.pixel_size, classes.shape[0]
+    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
+    points, shells, weight = noise_weighted_points(n, state.r_current, sigma2, device)
+    psi = angles(settings.psi_step)
+    j = len(psi)
+    references = extract_rotated(fourier_images(classes.to(device), PAD), psi, points, PAD).reshape(k * j, -1)
+    shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
+    phases = shift_phases(shifts, points.coords, n)
+    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(j)
+    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
+    acc_weight = torch.zeros(k * j, len(points.index), device=device)
+    mass = torch.zeros(k * j, device=device)
+    res_sum = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
+    res_w = torch.zeros_like(res_sum)
+    offset2 = 0.0
+    best_r, best_origin, best_p = [], [], []
+    ctf_params = particles.ctf()
+    rows_all = np.arange(len(particles))
+    reader = StackReader()
+    try:
+        for start in tqdm(range(0, len(particles), settings.batch_size), desc="  E-step", unit="batch",
+                          disable=not progress, leave=False):
+            rows = rows_all[start:start + settings.batch_size]
+            x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
+                                 mask)
+            x_t = shifted(x, phases)                                            # (B, T, P)
+            total = origins[rows].to(device)[:, None, :] + shifts[None]          # (B, T, 2)
+            log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
+            scores = log_likelihoods(x_t, ctf, weight, references) + log_offset[:, :, None] + log_class
+            probs, pmax, (bt, br) = posteriors(scores)
+            ar = torch.arange(len(rows), device=device)
+            best_r.append(br.cpu())
+            best_origin.append(total[ar, bt].cpu())
+            best_p.append(pmax.cpu())
+            offset2 += float((probs.sum(2) * (total**2).sum(-1)).sum())
+            sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n)
+            res_sum += sums
+            res_w += counts
+            y = x_t * ctf[:, None, :]
+            p = probs.reshape(-1, probs.shape[-1])                               # (B T, R)
+            yf = y.reshape(-1, y.shape[-1])
+            acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
+            acc_weight += probs.sum(1).T @ ctf**2
+            mass += probs.sum((0, 1))
+    finally:
+        reader.close()
+    data, weight_grid = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
+    r = torch.cat(best_r)
+    assignment = Assignment(r // j, psi[r % j], torch.cat(best_origin), torch.cat(best_p))
+    return Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), offset2, res_sum.cpu(), res_w.cpu()), assignment
+
+
+def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tensor, points: SlicePoints, n: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, J, P) summed images and CTF^2 per class and angle -> (K, m, m) Fourier sums."""
+    k, m = slices.shape[0], PAD * n
+    data = torch.zeros((k, m, m), dtype=torch.complex64, device=slices.device)
+    weight = torch.zeros((k, m, m), device=slices.device)
+    insert_rotated(data, weight, slices * points.weight, slice_weights * points.weight, psi, points, PAD)
+    return hermitian_complete(data, weight)
+
+
+def random_start(particles: Particles, k: int, settings: Class2DSettings, generator: torch.Generator, progress: bool = True) -> Sums:
+    """RELION's start: each class the average of a random subset of the images at random angles."""
+    device = torch.device(settings.device)
+    n, apix = particles.image_size, particles.pixel_size
+    points = SlicePoints.within(n, n // 2, device)
+    psi = angles(settings.psi_step)
+    j = len(psi)
+    r = torch.randint(0, k * j, (len(particles),), generator=generator)
+    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
+    acc_weight = torch.zeros(k * j, len(points.index), device=device)
+    ctf_params, origins = particles.ctf(), particles.origins()
+    reader = StackReader()
+    try:
+        for start in tqdm(range(0, len(particles), settings.batch_size), desc="  random averages", unit="batch",
+                          disable=not progress, leave=False):
+            rows = np.arange(start, min(start + settings.batch_size, len(particles)))
+            x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
+                                 mask)
+            index = r[rows].to(device)
+            acc_data.index_add_(0, index, x * ctf)
+            acc_weight.index_add_(0, index, ctf**2)
+    finally:
+        reader.close()
+    data, weight = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
+    mass = torch.bincount(r // j, minlength=k).float()
+    zero = torch.zeros(n // 2 + 1, dtype=torch.float64)
+    return Sums(data, weight, mass, 0.0, zero, zero)
+
+
+# --- M-step ---------------------------------------------------------------------------------
+
+def power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """(K, n, n) -> (K, n//2+1) mean |F|^2 per shell of each image's centred rfft2."""
+    n = images.shape[-1]
+    shells = rfft_shell_index_2d(n, images.device)
+    w = torch.where(torch.arange(n // 2 + 1, device=images.device) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
+    counts = shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
+    return torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)]) / counts
+
+
+def class_averages(sums: Sums, tau2: torch.Tensor | None, sigma2: torch.Tensor, r_max: int, fudge: float,
+                   n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Regularised class averages (K, n, n) and each class's SSNR per shell (K, n//2+1).
+
+    Average = data / (weight + sigma2 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
+    coefficient spreads its weight over pad^2 pixels of the padded grid, as in RELION). Without
+    tau2 (the random start) the regulariser is each shell's mean weight. Shells past r_max stay empty.
+    """
+    m = sums.data.shape[-1]
+    n_shells = n // 2 + 1
+    shells = torch.round(centred_radius_2d(m, sums.data.device) / PAD).long().clamp(max=n_shells)
+    counts = shell_sum(torch.ones_like(sums.weight[0]), shells, n_shells + 1).clamp(min=1)
+    mean_weight = torch.stack([shell_sum(w, shells, n_shells + 1) for w in sums.weight]) / counts  # (K, S+1)
+    if tau2 is None:
+        regulariser = mean_weight.clone()
+    else:
+        regulariser = torch.zeros_like(mean_weight)
+        regulariser[:, :n_shells] = sigma2 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
+    regulariser[:, r_max + 1:] = float("inf")
+    regulariser = regulariser.clamp(min=1e-30)
+    reg_grid = torch.stack([reg[shells] for reg in regulariser])
+    images = images_from_fourier(sums.data / (sums.weight + reg_grid), n, PAD)
+    ssnr = torch.zeros(len(images), n_shells)
+    if tau2 is not None:
+        ssnr = (fudge * tau2 * PAD**2 * mean_weight[:, :n_shells] / sigma2).cpu()
+        ssnr[:, r_max + 1:] = 0
+    return images.cpu(), ssnr
+
+
+def recentre(images: torch.Tensor) -> torch.Tensor:
+    """(K, n, n) class averages shifted so that the centre of mass of their positive density sits
+    at the image centre (RELION's --center_classes)."""
+    n = images.shape[-1]
+    c = torch.arange(n, dtype=torch.float32) - n // 2
+    density = images.clamp(min=0)
+    total = density.sum((-2, -1)).clamp(min=1e-30)
+    com = torch.stack([(density.sum(-2) * c).sum(-1), (density.sum(-1) * c).sum(-1)], dim=-1) / total[:, None]
+    return irfft2_centered(phase_shift_2d(rfft2_centered(images), -com, n), n)
+
+
+def last_ssnr_shell(ssnr: torch.Tensor) -> torch.Tensor:
+    """(K, S) -> (K,) the last shell, counting out from 1, before the SSNR first drops below 1."""
+    below = (ssnr[:, 1:] < 1).float()
+    first = torch.where(below.any(1), below.argmax(1), torch.full((len(ssnr),), ssnr.shape[1] - 1))
+    return first
+
+
+def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState, settings: Class2DSettings,
+                 n: int, apix: float, r_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """New class averages (K, n, n), masked and centred, and their SSNR (K, n//2+1)."""
+    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32, device=sums.data.device)
+    tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
+    images, ssnr = class_averages(sums, tau2, sigma2, r_max, settings.tau2_fudge, n)
+    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    if settings.center_classes:
+        images = recentre(images * mask)
+    return images * mask, ssnr
+
+
+def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int,
+               apix: float, n_particles: int) -> Class2DState:
+    s = Class2DState(**asdict(state))
+    s.iteration += 1
+    s.distribution = (sums.mass / sums.mass.sum()).tolist()
+    if sums.residual_weight.sum() > 0:
+        new = sums.residual / sums.residual_weight.clamp(min=1e-9)
+        s.sigma2 = torch.where(torch.arange(n // 2 + 1) <= state.r_current, new.float(),
+                               torch.tensor(state.sigma2)).tolist()
+        s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * n_particles)), 0.5, settings.offset_range))
+    last = last_ssnr_shell(ssnr)
+    s.resolution = [n * apix / max(int(x), 1) for x in last]
+    limit = n // 2 if settings.highres is None else min(n // 2, int(n * apix / settings.highres))
+    s.r_current = int(min(limit, max(int(last.max()) + settings.resolution_margin, s.r_current)))
+    return s
+
+
+# --- files ---------------------------------------------------------------------------------
+
+def _name(out: Path, iteration: int, what: str) -> Path:
+    return out / f"run_it{iteration:03d}_{what}"
+
+
+def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
+    apix = particles.pixel_size
+    table = particles.table.drop(columns=["rlnAngleRot", "rlnAngleTilt"], errors="ignore").assign(
+        rlnClassNumber=a.classes.numpy() + 1, rlnAnglePsi=a.psi.double().numpy(),
+        rlnOriginXAngst=(a.origins[:, 0] * apix).double().numpy(),
+        rlnOriginYAngst=(a.origins[:, 1] * apix).double().numpy(),
+        rlnMaxValueProbDistribution=a.max_prob.double().numpy())
+    Particles(table, particles.optics, particles.root, particles.source).write(path)
+
+
+def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: torch.Tensor, n: int,
+                     apix: float) -> None:
+    import starfile
+    k = len(state.distribution)
+    shells = np.arange(n // 2 + 1)
+    general = {"rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": n,
+               "rlnCurrentResolution": float(min(state.resolution)), "rlnCurrentImageSize": 2 * state.r_current,
+               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnTau2FudgeFactor": 2.0,
+               "rlnSigmaOffsetsAngst": state.sigma_offset * apix}
+    blocks = {"model_general": general, "model_classes": pd.DataFrame({
+        "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
+        "rlnClassDistribution": state.distribution, "rlnEstimatedResolution": state.resolution})}
+    for i in range(k):
+        blocks[f"model_class_{i + 1}"] = pd.DataFrame({
+            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
+            "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
+            "rlnSsnrMap": ssnr[i].double().numpy()})
+    blocks["model_optics_group_1"] = pd.DataFrame({"rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
+                                                   "rlnSigma2Noise": np.asarray(state.sigma2)})
+    with atomic_path(path) as tmp:
+        starfile.write(blocks, tmp, overwrite=True)
+
+
+def write_iteration(out: Path, particles: Particles, images: torch.Tensor, a: Assignment, state: Class2DState,
+                    ssnr: torch.Tensor, settings: Class2DSettings, prefix: str) -> None:
+    n, apix = particles.image_size, particles.pixel_size
+    write_stack(out / f"{prefix}classes.mrcs", images, apix)
+    write_data_star(out / f"{prefix}data.star", particles, a)
+    write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix)
+    with atomic_path(out / f"{prefix}optimiser.json") as tmp:  # written last: it marks the iteration done
+        tmp.write_text(json.dumps({"state": asdict(state), "settings": asdict(settings),
+                                   "ssnr": ssnr.tolist()}, indent=1))
+
+
+def last_checkpoint(out: Path) -> int | None:
+    done = sorted(out.glob("run_it*_optimiser.json"))
+    return int(done[-1].name[6:9]) if done else None
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Path, resume: bool = False,
+             progress: bool = True, log=print) -> dict:
+    """2D classification into settings.classes classes; writes RELION's files and returns the summary."""
+    t_start = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
+    if k < 1 or k > len(particles):
+        raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
+    if not particles.has_ctf():
+        raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    start_it = last_checkpoint(out) if resume else None
+    if start_it is not None:
+        saved = json.loads(_name(out, start_it, "optimiser.json").read_text())
+        state = Class2DState(**saved["state"])
+        images = read_stack(_name(out, start_it, "classes.mrcs"))
+        saved_data = Particles.read(_name(out, start_it, "data.star"))
+        origins = saved_data.origins()
+        previous_classes = torch.as_tensor(saved_data.column("rlnClassNumber").astype(np.int64)) - 1
+        log(f"continuing after iteration {start_it}")
+    else:
+        sigma2 = initial_sigma2(particles, n)
+        state = Class2DState(sigma2=sigma2.tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
+                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
+        sums = random_start(particles, k, settings, generator, progress)
+        state.distribution = (sums.mass / sums.mass.sum()).tolist()
+        images, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
+        origins = particles.origins()
+        previous_classes = None
+    log(f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
+        f"{len(angles(settings.psi_step))} angles x {len(translation_grid(settings.offset_range, settings.offset_step))}"
+        f" shifts, device {settings.device}")
+    while state.iteration < settings.iterations:
+        t0 = time.time()
+        sums, a = expectation(particles, images, origins, state, settings, progress)
+        images, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current)
+        new = next_state(state, settings, sums, ssnr, n, apix, len(particles))
+        changed = float((a.classes != previous_classes).float().mean()) if previous_classes is not None else 1.0
+        entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,
+                 "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
+                 "seconds": round(time.time() - t0, 1)}
+        new.history = state.history + [entry]
+        write_iteration(out, particles, images, a, new, ssnr, settings, f"run_it{new.iteration:03d}_")
+        log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
+            f"{state.r_current}  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
+            f"{entry['seconds']:.0f} s")
+        state, origins, previous_classes = new, a.origins, a.classes
+    final = state.iteration
+    if final == 0:
+        raise ValueError("no iterations to run (--iter 0)")
+    for what in ("classes.mrcs", "data.star", "model.star"):
+        src = _name(out, final, what)
+        with atomic_path(out / f"run_{what}") as tmp:
+            tmp.write_bytes(src.read_bytes())
+    summary = {"classes": k, "iterations": final, "blush": False, "wall_seconds": round(time.time() - t_start, 1),
+               "particles": len(particles), "box": n, "pixel_size": apix,
+               "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
+               "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s")
+    return summary

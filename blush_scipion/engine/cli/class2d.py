@@ -1,0 +1,40 @@
+"""2D classification (as relion_refine without --auto_refine on 2D references): EM over classes x
+in-plane angles x translations with a Gaussian noise model, CTF-weighted class averages,
+tau2 regularisation from each class's power spectrum, classes masked and re-centred.
+Writes run_classes.mrcs (the class averages), run_data.star (rlnClassNumber, rlnAnglePsi,
+rlnOriginX/YAngst, rlnMaxValueProbDistribution), run_model.star (class distribution and
+resolution), summary.json, and RELION's run_itNNN_* files per iteration; --continue resumes."""
+from __future__ import annotations
+
+from ..classify2d import Class2DSettings, classify
+from ..particles import Particles
+
+
+def add_args(p):
+    d = Class2DSettings()
+    p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
+    p.add_argument("--k", type=int, default=d.classes, help="number of classes (%(default)s)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--iter", type=int, default=d.iterations, help="iterations (%(default)s)")
+    p.add_argument("--diameter", type=float, help="particle diameter in A for the masks (default: 90%% of the box)")
+    p.add_argument("--psi-step", type=float, default=d.psi_step, help="in-plane angular step, degrees (%(default)s)")
+    p.add_argument("--offset-range", type=float, default=d.offset_range, help="translation search range, px (%(default)s)")
+    p.add_argument("--offset-step", type=float, default=d.offset_step, help="translation step, px (%(default)s)")
+    p.add_argument("--tau2-fudge", type=float, default=d.tau2_fudge,
+                   help="regularisation parameter T: higher trusts the data more (%(default)s)")
+    p.add_argument("--ini-high", type=float, default=d.ini_high, help="first iteration's resolution limit, A (%(default)s)")
+    p.add_argument("--highres", type=float, help="never use data beyond this resolution, A")
+    p.add_argument("--no-center", action="store_true", help="do not re-centre the class averages")
+    p.add_argument("--batch", type=int, default=d.batch_size, help="images per E-step batch (%(default)s)")
+    p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed of the initial classes (%(default)s)")
+    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
+
+
+def main(args):
+    settings = Class2DSettings(classes=args.k, iterations=args.iter, psi_step=args.psi_step,
+                               offset_range=args.offset_range, offset_step=args.offset_step,
+                               tau2_fudge=args.tau2_fudge, diameter=args.diameter, ini_high=args.ini_high,
+                               highres=args.highres, center_classes=not args.no_center, batch_size=args.batch,
+                               device=args.device, seed=args.seed)
+    classify(Particles.read(args.particles), settings, args.out, resume=args.resume)

@@ -1,0 +1,121 @@
+"""2D classification: the in-plane projector, angles against the truth, classes that separate."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from blush_scipion.engine.density import density_from_model
+from blush_scipion.engine.fourier import irfft2_centered
+from blush_scipion.engine.inplane import extract_rotated, fourier_images, insert_rotated
+from blush_scipion.engine.mrc import read_stack, write_stack
+from blush_scipion.engine.particles import Particles, concatenate
+from blush_scipion.engine.projector import SlicePoints, fourier_reference
+from blush_scipion.engine.simulate import SimulationSettings, draw_particles, optics_table, project_particles, \
+    simulate_from_model
+
+from .conftest import DATA
+
+
+def blush(*args):
+    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_rotation_matches_rot90_and_insert_is_the_adjoint():
+    n = 32
+    img = torch.zeros(n, n)
+    img[10:14, 8:20], img[14:22, 16:18] = 1, 1
+    img = torch.nn.functional.avg_pool2d(img[None, None], 3, 1, 1)[0, 0]
+    points = SlicePoints.within(n)
+    out = extract_rotated(fourier_images(img[None]), torch.tensor([0.0, 90.0]), points)
+    same, turned = (irfft2_centered(points.scatter(o), n) for o in out[0])
+    assert (same - img).abs().max() < 0.1
+    # psi = 90: x -> y; on the centred grid (centre at n//2) that is rot90 shifted by one row
+    expected = torch.roll(torch.rot90(img, 1, dims=(0, 1)), 1, dims=0)
+    assert (turned - expected).abs().max() < 0.1
+    g = torch.Generator().manual_seed(0)
+    psi = torch.tensor([10.0, 47.0, 200.0])
+    slices = torch.randn(2, 3, len(points.index), dtype=torch.complex64, generator=g)
+    data, weight = torch.zeros(2, 2 * n, 2 * n, dtype=torch.complex64), torch.zeros(2, 2 * n, 2 * n)
+    insert_rotated(data, weight, slices, slices.abs(), psi, points)
+    grid = torch.randn(2, 2 * n, 2 * n, dtype=torch.complex64, generator=g)
+    lhs = (extract_rotated(grid, psi, points).conj() * slices).sum()
+    assert torch.allclose(lhs, (grid.conj() * data).sum(), rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def one_view(tmp_path_factory):
+    """300 images of one view of 4gcnA (40 px, 3 A/px) at random in-plane angles and shifts, with
+    CTF and noise at SNR 0.3 (the whole box): a single class whose angles are known."""
+    out = tmp_path_factory.mktemp("oneview")
+    s = SimulationSettings(n_particles=300, box=40, pixel_size=3.0, snr=0.3, seed=4)
+    table = draw_particles(s, torch.Generator().manual_seed(4))
+    table["rlnAngleRot"], table["rlnAngleTilt"] = 0.0, 0.0
+    truth = Particles(table, optics_table(s), out)
+    volume = density_from_model(DATA / "4gcnA.pdb.gz", 40, 3.0)
+    clean = project_particles(fourier_reference(volume), truth.rotations(), truth.origins(), truth.ctf(), 40, 3.0)
+    noise = clean.var(dim=(-2, -1)).mean().div(s.snr).sqrt()
+    write_stack(out / "particles.mrcs", clean + noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5)), 3.0)
+    truth.write(out / "truth.star")
+    Particles(table.drop(columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst",
+                                  "rlnOriginYAngst"]), truth.optics, out).write(out / "particles.star")
+    return out
+
+
+def test_one_class_recovers_the_in_plane_angles(one_view, tmp_path):
+    r = blush("class2d", "--particles", one_view / "particles.star", "--k", 1, "--out", tmp_path / "c",
+              "--iter", 8, "--diameter", 60)
+    assert r.returncode == 0, r.stderr
+    found = Particles.read(tmp_path / "c" / "run_data.star").table
+    true_psi = Particles.read(one_view / "truth.star").table["rlnAnglePsi"].to_numpy()
+    # the class average sits at some angle psi0 of the truth's view: psi_true - psi_found = psi0 for all
+    difference = np.deg2rad(true_psi - found["rlnAnglePsi"].to_numpy())
+    resultant = np.abs(np.exp(1j * difference).mean())
+    assert resultant > 0.95, f"in-plane angles scattered (mean resultant length {resultant:.3f})"
+    assert (found["rlnClassNumber"] == 1).all()
+
+
+@pytest.fixture(scope="module")
+def two_structures(tmp_path_factory):
+    """150 particles each of 4gcnA (14 kDa) and adenylate kinase (23.5 kDa), 40 px at 3 A/px, SNR 0.3."""
+    out = tmp_path_factory.mktemp("mix")
+    sets = []
+    for i, name in enumerate(["4gcnA", "adk_closed"]):
+        simulate_from_model(DATA / f"{name}.pdb.gz", SimulationSettings(n_particles=150, box=40, pixel_size=3.0,
+                                                                        snr=0.3, seed=10 + i), out / name)
+        sets.append(Particles.read(out / name / "particles.star"))
+    concatenate(sets).write(out / "mixed.star")
+    return out, np.repeat([0, 1], 150)
+
+
+def test_classes_separate_two_structures(two_structures, tmp_path):
+    data, labels = two_structures
+    out = tmp_path / "c"
+    r = blush("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10,
+              "--diameter", 75, "--seed", 1)
+    assert r.returncode == 0, r.stderr
+    classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
+    purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
+    assert purity > 0.9, f"class purity {purity:.2f}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classes"] == 4 and summary["iterations"] == 10 and not summary["blush"]
+    assert abs(sum(summary["class_distribution"]) - 1) < 1e-4
+    assert read_stack(out / "run_classes.mrcs").shape == (4, 40, 40)
+    assert (out / "run_it010_optimiser.json").exists() and (out / "run_model.star").exists()
+    again = blush("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10,
+                  "--diameter", 75, "--continue")
+    assert again.returncode == 0 and "continuing after iteration 10" in again.stdout
+
+
+def test_bad_input_is_named(two_structures, tmp_path):
+    data, _ = two_structures
+    r = blush("class2d", "--particles", data / "mixed.star", "--k", 0, "--out", tmp_path / "c")
+    assert r.returncode == 2 and "mixed.star" in r.stderr and "0 classes" in r.stderr
+    no_ctf = Particles.read(data / "mixed.star")
+    no_ctf.with_columns().table.drop(columns=["rlnDefocusU"]).pipe(
+        lambda t: Particles(t, no_ctf.optics, no_ctf.root).write(tmp_path / "no_ctf.star"))
+    r = blush("class2d", "--particles", tmp_path / "no_ctf.star", "--k", 2, "--out", tmp_path / "d")
+    assert r.returncode == 2 and "no_ctf.star" in r.stderr and "CTF" in r.stderr
