@@ -26,6 +26,15 @@ def matrix_from_pose(rot: float, tilt: float, psi: float, origin_x: float, origi
     return np.linalg.inv(m)
 
 
+def transform_2d(psi: float, origin_x: float, origin_y: float) -> Transform:
+    """RELION 2D alignment (in-plane angle in degrees, origin in pixels) -> Scipion ALIGN_2D
+    Transform, as Scipion's RELION plugin reads rlnAnglePsi and the origins for 2D: rotation by
+    psi, the origin as the translation, not inverted."""
+    m = euler_matrix(0.0, 0.0, np.deg2rad(psi), "szyz")
+    m[:3, 3] = [origin_x, origin_y, 0.0]
+    return Transform(m)
+
+
 def pose_from_matrix(matrix: np.ndarray) -> tuple[float, float, float, float, float]:
     """Inverse of matrix_from_pose: (rot, tilt, psi, origin_x, origin_y)."""
     m = np.linalg.inv(matrix)

@@ -7,7 +7,9 @@ the offsets as priors; the M-step puts the posterior-weighted, CTF-multiplied im
 their angles (inplane.py) and divides by the CTF^2 weights plus sigma2 / (tau2_fudge tau2), tau2
 being each class's power spectrum (RELION's regularisation). The E-step uses the shells where
 some class's SSNR exceeds 1, plus a margin. Class averages are masked by the particle diameter and
-re-centred on their centre of mass. Every iteration is checkpointed (RELION's run_itNNN_* names);
+re-centred on their centre of mass. With Blush (`blush`), each class average is instead its nearly
+unregularised average denoised by the 2D denoiser, trailed at the class's resolution with the
+regularised average above it. Every iteration is checkpointed (RELION's run_itNNN_* names);
 `resume` continues from the last one.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .blush.denoiser import Denoiser, denoise_images, load_denoiser
+from .blush.trailing import trail_at
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
 from .images import image_batch, initial_sigma2, noise_weighted_points, residual_power
@@ -48,11 +52,13 @@ class Class2DSettings:
     diameter: float | None = None      # A; mask of images and class averages (default 90% of the box)
     ini_high: float = 25.0             # A; the first E-step's resolution limit
     highres: float | None = None       # A; never use shells beyond this
-    resolution_margin: int = 3         # E-step shells beyond the last with SSNR >= 1
+    resolution_margin: int = 10        # E-step shells beyond the last with SSNR >= 1 (RELION's --incr_size)
     center_classes: bool = True
     batch_size: int = 64
     device: str = "cpu"
     seed: int = 0
+    blush: bool = False                # class averages from the 2D Blush denoiser
+    blush_weights: str | None = None   # default: the 2D weights shipped with the package
 
 
 @dataclass
@@ -208,12 +214,13 @@ def power_spectrum(images: torch.Tensor) -> torch.Tensor:
 
 
 def class_averages(sums: Sums, tau2: torch.Tensor | None, sigma2: torch.Tensor, r_max: int, fudge: float,
-                   n: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   n: int, floor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Regularised class averages (K, n, n) and each class's SSNR per shell (K, n//2+1).
 
     Average = data / (weight + sigma2 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
     coefficient spreads its weight over pad^2 pixels of the padded grid, as in RELION). Without
-    tau2 (the random start) the regulariser is each shell's mean weight. Shells past r_max stay empty.
+    tau2 the regulariser is `floor` x each shell's mean weight (1 for the random start, 0.001 for
+    Blush's nearly unregularised input). Shells past r_max stay empty.
     """
     m = sums.data.shape[-1]
     n_shells = n // 2 + 1
@@ -221,7 +228,7 @@ def class_averages(sums: Sums, tau2: torch.Tensor | None, sigma2: torch.Tensor, 
     counts = shell_sum(torch.ones_like(sums.weight[0]), shells, n_shells + 1).clamp(min=1)
     mean_weight = torch.stack([shell_sum(w, shells, n_shells + 1) for w in sums.weight]) / counts  # (K, S+1)
     if tau2 is None:
-        regulariser = mean_weight.clone()
+        regulariser = floor * mean_weight
     else:
         regulariser = torch.zeros_like(mean_weight)
         regulariser[:, :n_shells] = sigma2 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
@@ -255,12 +262,19 @@ def last_ssnr_shell(ssnr: torch.Tensor) -> torch.Tensor:
 
 
 def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState, settings: Class2DSettings,
-                 n: int, apix: float, r_max: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """New class averages (K, n, n), masked and centred, and their SSNR (K, n//2+1)."""
+                 n: int, apix: float, r_max: int, denoiser: Denoiser | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """New class averages (K, n, n), masked and centred, and their SSNR (K, n//2+1); Blush's
+    when a `denoiser` is given (and there is a previous iteration to take the SSNR from)."""
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32, device=sums.data.device)
     tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
     images, ssnr = class_averages(sums, tau2, sigma2, r_max, settings.tau2_fudge, n)
-    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    diameter = particle_diameter(settings, n, apix)
+    if denoiser is not None and previous is not None:
+        noisy, _ = class_averages(sums, None, sigma2, r_max, settings.tau2_fudge, n, floor=1e-3)
+        denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
+        images = torch.stack([trail_at(d, r, int(k), nyquist, fill=True)
+                              for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))])
+    mask = circular_mask(n, diameter / (2 * apix), edge=5)
     if settings.center_classes:
         images = recentre(images * mask)
     return images * mask, ssnr
@@ -371,23 +385,26 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         images, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
         origins = particles.origins()
         previous_classes = None
+    denoiser = load_denoiser(settings.blush_weights, settings.device, dim=2) if settings.blush else None
     log(f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
         f"{len(angles(settings.psi_step))} angles x {len(translation_grid(settings.offset_range, settings.offset_step))}"
-        f" shifts, device {settings.device}")
+        f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
     while state.iteration < settings.iterations:
         t0 = time.time()
         sums, a = expectation(particles, images, origins, state, settings, progress)
-        images, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current)
+        t_blush = time.time()
+        images, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current, denoiser)
+        t_blush = time.time() - t_blush
         new = next_state(state, settings, sums, ssnr, n, apix, len(particles))
         changed = float((a.classes != previous_classes).float().mean()) if previous_classes is not None else 1.0
         entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,
                  "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
-                 "seconds": round(time.time() - t0, 1)}
+                 "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
         new.history = state.history + [entry]
         write_iteration(out, particles, images, a, new, ssnr, settings, f"run_it{new.iteration:03d}_")
         log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
             f"{state.r_current}  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
-            f"{entry['seconds']:.0f} s")
+            f"{entry['seconds']:.0f} s" + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else ""))
         state, origins, previous_classes = new, a.origins, a.classes
     final = state.iteration
     if final == 0:
@@ -396,7 +413,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         src = _name(out, final, what)
         with atomic_path(out / f"run_{what}") as tmp:
             tmp.write_bytes(src.read_bytes())
-    summary = {"classes": k, "iterations": final, "blush": False, "wall_seconds": round(time.time() - t_start, 1),
+    summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
                "particles": len(particles), "box": n, "pixel_size": apix,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
                "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}

@@ -4,28 +4,38 @@ from __future__ import annotations
 import torch
 
 
+def rfftn_centered(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(..., n, ..., n) real over the last `dim` axes -> (..., n, ..., n//2+1) complex: real-space
+    origin at n//2, every frequency axis but the last centred at n//2."""
+    axes = tuple(range(-dim, 0))
+    return torch.fft.fftshift(torch.fft.rfftn(torch.fft.ifftshift(x, dim=axes), dim=axes), dim=axes[:-1])
+
+
+def irfftn_centered(ft: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """Inverse of rfftn_centered."""
+    axes = tuple(range(-dim, 0))
+    x = torch.fft.irfftn(torch.fft.ifftshift(ft, dim=axes[:-1]), s=(n,) * dim, dim=axes)
+    return torch.fft.fftshift(x, dim=axes)
+
+
 def rfft2_centered(images: torch.Tensor) -> torch.Tensor:
     """(..., n, n) real -> (..., n, n//2+1) complex, real origin at n//2, ky centred at n//2."""
-    ft = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))  # centre -> index 0
-    return torch.fft.fftshift(ft, dim=-2)  # ky: DC -> index n//2
+    return rfftn_centered(images, 2)
 
 
 def irfft2_centered(ft: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of rfft2_centered: (..., n, n//2+1) complex -> (..., n, n) real."""
-    img = torch.fft.irfft2(torch.fft.ifftshift(ft, dim=-2), s=(n, n))  # ky: DC -> index 0
-    return torch.fft.fftshift(img, dim=(-2, -1))  # origin -> centre
+    return irfftn_centered(ft, n, 2)
 
 
 def rfft3_centered(volume: torch.Tensor) -> torch.Tensor:
     """(..., n, n, n) real -> (..., n, n, n//2+1) complex; kz and ky centred at n//2."""
-    ft = torch.fft.rfftn(torch.fft.ifftshift(volume, dim=(-3, -2, -1)), dim=(-3, -2, -1))
-    return torch.fft.fftshift(ft, dim=(-3, -2))  # kz, ky: DC -> index n//2
+    return rfftn_centered(volume, 3)
 
 
 def irfft3_centered(ft: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of rfft3_centered: (..., n, n, n//2+1) complex -> (..., n, n, n) real."""
-    vol = torch.fft.irfftn(torch.fft.ifftshift(ft, dim=(-3, -2)), s=(n, n, n), dim=(-3, -2, -1))
-    return torch.fft.fftshift(vol, dim=(-3, -2, -1))
+    return irfftn_centered(ft, n, 3)
 
 
 def fft3_centered(volume: torch.Tensor) -> torch.Tensor:
@@ -67,20 +77,29 @@ def centred_radius_2d(n: int, device=None) -> torch.Tensor:
     return torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
 
 
+def rfft_radius(n: int, dim: int, device=None) -> torch.Tensor:
+    """(n, ..., n//2+1) frequency radius (Fourier pixels) of each coefficient of a centred rfftn."""
+    k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
+    kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
+    axes = [k] * (dim - 1) + [kx]
+    return torch.sqrt(sum(a.reshape([-1 if i == j else 1 for j in range(dim)]) ** 2 for i, a in enumerate(axes)))
+
+
+def rfft_shell_index(n: int, dim: int, device=None) -> torch.Tensor:
+    """(n, ..., n//2+1) long: the Fourier shell (rounded radius) of each rfftn coefficient."""
+    return torch.round(rfft_radius(n, dim, device)).long()
+
+
 def rfft_shell_index_2d(n: int, device=None) -> torch.Tensor:
-    """(n, n//2+1) long: the Fourier shell (rounded radius in pixels) of each rfft2 coefficient."""
-    ky, kx = rfft_frequencies_2d(n, device)
-    return torch.round(torch.sqrt(ky**2 + kx**2)).long()
+    return rfft_shell_index(n, 2, device)
 
 
 def rfft_shell_index_3d(n: int, device=None) -> torch.Tensor:
-    """(n, n, n//2+1) long: the Fourier shell of each rfft3 coefficient."""
-    kz, ky, kx = rfft_frequencies_3d(n, device)
-    return torch.round(torch.sqrt(kz**2 + ky**2 + kx**2)).long()
+    return rfft_shell_index(n, 3, device)
 
 
-def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
-    """(1, 1, n//2+1): how often each kx plane of the half transform stands for the full one.
+def rfft_hermitian_weight(n: int, dim: int, device=None) -> torch.Tensor:
+    """(1, ..., n//2+1): how often each kx plane of the half transform stands for the full one.
 
     Sums over a half transform weighted by this equal sums over the full transform.
     """
@@ -88,7 +107,11 @@ def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
     w[0] = 1.0
     if n % 2 == 0:
         w[-1] = 1.0  # the Nyquist plane is its own Hermitian mate
-    return w[None, None, :]
+    return w.reshape((1,) * (dim - 1) + (-1,))
+
+
+def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
+    return rfft_hermitian_weight(n, 3, device)
 
 
 def shell_sum(values: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch.Tensor:
@@ -108,36 +131,42 @@ def phase_shift_2d(ft: torch.Tensor, shifts: torch.Tensor, n: int) -> torch.Tens
     return ft * torch.polar(torch.ones_like(phase), phase)
 
 
-def resize_fourier_3d(volume: torch.Tensor, n_new: int) -> torch.Tensor:
-    """Fourier crop or zero-pad a (n, n, n) volume to (n_new,)*3 on the same physical extent.
+def resize_fourier(x: torch.Tensor, n_new: int, dim: int) -> torch.Tensor:
+    """Fourier crop or zero-pad the last `dim` axes (n each) to n_new on the same physical extent.
 
     The voxel size becomes old * n / n_new; densities keep their values (not their sums).
     """
-    n = volume.shape[-1]
+    n = x.shape[-1]
     if n_new == n:
-        return volume
-    ft = fft3_centered(volume)
+        return x
+    axes = tuple(range(-dim, 0))
+    ft = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=axes), dim=axes), dim=axes)
     m = min(n, n_new)
-    src = slice(n // 2 - m // 2, n // 2 - m // 2 + m)
-    dst = slice(n_new // 2 - m // 2, n_new // 2 - m // 2 + m)
-    out = torch.zeros((n_new,) * 3, dtype=ft.dtype, device=ft.device)
-    out[dst, dst, dst] = ft[src, src, src]
-    return ifft3_centered(out) * (n_new / n) ** 3
+    src = (slice(n // 2 - m // 2, n // 2 - m // 2 + m),) * dim
+    dst = (slice(n_new // 2 - m // 2, n_new // 2 - m // 2 + m),) * dim
+    out = torch.zeros(x.shape[:-dim] + (n_new,) * dim, dtype=ft.dtype, device=ft.device)
+    out[(...,) + dst] = ft[(...,) + src]
+    back = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(out, dim=axes), dim=axes), dim=axes).real
+    return back * (n_new / n) ** dim
 
 
-def cosine_low_pass_filter(n: int, shell: float, width: float, device=None) -> torch.Tensor:
-    """(n, n, n//2+1) on the centred rfft3 grid: a raised cosine falling from 1 to 0 over
-    `width` shells centred on `shell` (radius in Fourier pixels)."""
-    kz, ky, kx = rfft_frequencies_3d(n, device)
-    r = torch.sqrt(kz**2 + ky**2 + kx**2)
-    t = ((r - (shell - width / 2)) / max(width, 1e-6)).clamp(0, 1)
+def resize_fourier_3d(volume: torch.Tensor, n_new: int) -> torch.Tensor:
+    """resize_fourier of a (n, n, n) volume."""
+    return resize_fourier(volume, n_new, 3)
+
+
+def cosine_low_pass_filter(n: int, shell: float, width: float, device=None, dim: int = 3) -> torch.Tensor:
+    """(n, ..., n//2+1) on the centred rfftn grid of `dim` axes: a raised cosine falling from 1 to 0
+    over `width` shells centred on `shell` (radius in Fourier pixels)."""
+    t = ((rfft_radius(n, dim, device) - (shell - width / 2)) / max(width, 1e-6)).clamp(0, 1)
     return 0.5 * (1 + torch.cos(torch.pi * t))
 
 
-def cosine_low_pass(volume: torch.Tensor, shell: float, width: float) -> torch.Tensor:
-    """(n, n, n) map low-passed by cosine_low_pass_filter."""
-    n = volume.shape[-1]
-    return irfft3_centered(rfft3_centered(volume) * cosine_low_pass_filter(n, shell, width, volume.device), n)
+def cosine_low_pass(x: torch.Tensor, shell: float, width: float, dim: int = 3) -> torch.Tensor:
+    """A map (or image, dim=2) low-passed by cosine_low_pass_filter."""
+    n = x.shape[-1]
+    keep = cosine_low_pass_filter(n, shell, width, x.device, dim)
+    return irfftn_centered(rfftn_centered(x, dim) * keep, n, dim)
 
 
 def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0) -> torch.Tensor:

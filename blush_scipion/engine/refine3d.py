@@ -61,7 +61,7 @@ class RefineSettings:
     blush: bool = False                # references from the Blush denoiser (blush/prior.py)
     blush_weights: str | None = None   # default: the weights shipped with the package
     blush_trailing: bool = True        # spectral trailing of the denoised references
-    blush_fill: bool = False           # the tau2 map fills in above the trailing edge (trailing.py)
+    blush_fill: bool = True            # the tau2 map fills in above the trailing edge (trailing.py)
 
 
 @dataclass
@@ -431,7 +431,8 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     write_map(out / "run_class001.mrc", stats["joined"], apix)
     if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
         denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
-                                   apix, particle_diameter(settings, n, apix), settings.blush_trailing)
+                                   apix, particle_diameter(settings, n, apix), settings.blush_trailing,
+                                   fill=settings.blush_fill)
         write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
     write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)

@@ -1,7 +1,8 @@
+from .protocol_classify2d import ProtBlushClassify2D
 from .protocol_denoise import ProtBlushDenoise
 from .protocol_import_particles import ProtBlushImportParticles
 from .protocol_refine3d import ProtBlushRefine3D
 from .protocol_train import ProtBlushTrain
 from .protocol_validate_fsc import ProtBlushValidateFsc
 
-__all__ = ["ProtBlushDenoise", "ProtBlushImportParticles", "ProtBlushRefine3D", "ProtBlushTrain", "ProtBlushValidateFsc"]
+__all__ = ["ProtBlushClassify2D", "ProtBlushDenoise", "ProtBlushImportParticles", "ProtBlushRefine3D", "ProtBlushTrain", "ProtBlushValidateFsc"]

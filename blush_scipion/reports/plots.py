@@ -37,18 +37,21 @@ def plot_fsc(ax, curves: dict[str, tuple], title: str = "Fourier shell correlati
     ax.grid(alpha=0.3)
 
 
-def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement progress") -> None:
-    """Gold-standard resolution per iteration for one or more runs {label: summary history}."""
+def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement progress",
+                  ylabel: str = "gold-standard resolution (A, FSC 0.143)") -> None:
+    """Resolution per iteration for one or more runs {label: summary history}; changes of angular
+    step annotated where the history has them."""
     for label, history in histories.items():
         its = [h["iteration"] for h in history]
         res = [h["resolution"] for h in history]
         ax.plot(its, res, marker="o", lw=2, label=label)
         for h in history:
-            if h["iteration"] > 1 and h["angular_step"] != history[h["iteration"] - 2]["angular_step"]:
+            if h["iteration"] > 1 and "angular_step" in h and \
+                    h["angular_step"] != history[h["iteration"] - 2]["angular_step"]:
                 ax.annotate(f"{h['angular_step']:.2f} deg", (h["iteration"], h["resolution"]),
                             textcoords="offset points", xytext=(0, 8), fontsize=7, ha="center")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("gold-standard resolution (A, FSC 0.143)")
+    ax.set_ylabel(ylabel)
     ax.invert_yaxis()
     ax.set_title(title)
     ax.legend(fontsize=8)

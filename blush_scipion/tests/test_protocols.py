@@ -16,8 +16,8 @@ from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  #
 from blush_scipion.engine.mrc import read_map, write_map  # noqa: E402
 from blush_scipion.engine.fourier import low_pass  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
-from blush_scipion.protocols import (ProtBlushDenoise, ProtBlushImportParticles, ProtBlushRefine3D,  # noqa: E402
-                                     ProtBlushTrain, ProtBlushValidateFsc)
+from blush_scipion.protocols import (ProtBlushClassify2D, ProtBlushDenoise, ProtBlushImportParticles,  # noqa: E402
+                                     ProtBlushRefine3D, ProtBlushTrain, ProtBlushValidateFsc)
 
 from .conftest import DATA  # noqa: E402
 
@@ -110,6 +110,38 @@ class TestBlushProtocols(BaseTest):
         self.launchProtocol(val)
         res = float(val.outputFSC.calculateResolution(0.143))
         self.assertLess(res, 15.0)
+
+    def test_classify2d_with_blush(self):
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
+                                numberOfIterations=4, maskDiameterA=90, useBlush=True)
+        self.launchProtocol(prot)
+        classes = prot.outputClasses
+        self.assertLessEqual(classes.getSize(), 3)
+        self.assertEqual(sum(c.getSize() for c in classes), 400)
+        for cls in classes:
+            index, path = cls.getRepresentative().getLocation()
+            self.assertTrue(os.path.exists(path) and 1 <= index <= 3)
+            first = cls.getFirstItem()
+            self.assertTrue(first.hasTransform())
+        self.assertIn("Kimanius2024", prot._citations())
+        self.assertTrue(any("Blush for 2D" in line for line in prot.summary()))
+        self.assertTrue(prot.methods())
+        graph = self.proj.getSourceGraph(refresh=True)
+        self.assertIsNotNone(graph.getNode(classes.strId()))
+        from PIL import Image
+
+        from blush_scipion.viewers import BlushClassify2DViewer
+        for name in ("classes.png", "progress.png"):
+            with Image.open(prot._getExtraPath(name)) as image:
+                self.assertGreater(len(set(image.convert("L").getdata())), 10)
+        views = BlushClassify2DViewer(project=self.proj)._visualize(prot)
+        views[0].savefig(self.proj.getTmpPath("classes_viewer.png"))
+        with Image.open(self.proj.getTmpPath("classes_viewer.png")) as image:
+            self.assertGreater(len(set(image.convert("L").getdata())), 10)
+        too_many = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401)
+        self.assertTrue(any("401 classes" in e for e in too_many.validate()))
 
     def test_validate_refuses_mismatched_inputs(self):
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")

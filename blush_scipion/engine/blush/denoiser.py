@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 
-from ..fourier import resize_fourier_3d
+from ..fourier import resize_fourier, resize_fourier_3d
+from ..mask import circular_mask
 from .features import denoiser_inputs, standardise
 from .inference import infer_blocks, particle_mask
 from .model import BlushUNet
 from .weights import WeightsError, load_state, model_state_dict
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "blush_cpu_v1.safetensors"
+SHIPPED_WEIGHTS_2D = Path(__file__).resolve().parents[2] / "data" / "blush2d_cpu_v1.safetensors"
 
 
 @dataclass
@@ -29,25 +31,33 @@ class Denoiser:
     block: int
     source: str
 
+    @property
+    def dim(self) -> int:
+        return self.net.dim
 
-def load_denoiser(path: str | os.PathLike | None = None, device: str = "cpu", sha256: str | None = None) -> Denoiser:
-    """The denoiser in `path` (default: the weights shipped with the package), on `device`.
+
+def load_denoiser(path: str | os.PathLike | None = None, device: str = "cpu", sha256: str | None = None,
+                  dim: int = 3) -> Denoiser:
+    """The denoiser in `path` (default: the weights shipped with the package for maps, or with
+    dim=2 for images), on `device`.
 
     RELION's blush_v1.0.ckpt(.gz) is recognised by its parameter names and read as plain tensors
     into BlushUNet(layout="relion"), after a sha256 check (`sha256`, else RELION's published one
     for the .gz download; WeightsError without either)."""
     from .relion_checkpoint import is_relion_checkpoint, relion_params
-    path = Path(path) if path else SHIPPED_WEIGHTS
+    path = Path(path) if path else (SHIPPED_WEIGHTS_2D if dim == 2 else SHIPPED_WEIGHTS)
     state = load_state(path, sha256)
     meta = _metadata(path, state)
     params = relion_params(path, state, sha256) if is_relion_checkpoint(state) else model_state_dict(state)
     try:
         net = BlushUNet(int(meta.get("depth", 5)), int(meta.get("width", 16)),
-                        layout=str(meta.get("layout", "symmetric")))
+                        layout=str(meta.get("layout", "symmetric")), dim=int(meta.get("dim", 3)))
         net.load_state_dict(params)
     except (RuntimeError, ValueError) as e:
         raise WeightsError(f"{path}: its tensors do not fit a BlushUNet of depth {meta.get('depth', 5)}, "
                            f"width {meta.get('width', 16)}: {str(e).splitlines()[0]}") from e
+    if net.dim != dim:
+        raise WeightsError(f"{path}: a {net.dim}D denoiser, where a {dim}D one is needed")
     voxel = float(meta.get("voxel_size", 1.5))
     return Denoiser(net.to(device).eval(), voxel, float(meta.get("voxel_size_max", voxel)),
                     int(meta.get("block_size", 64)), str(path))
@@ -99,3 +109,27 @@ def denoise_map(volume: torch.Tensor, pixel_size: float, denoiser: Denoiser, dia
     out = infer_blocks(denoiser.net, inputs, mask, block=denoiser.block, stride=stride, batch_size=batch_size)
     denoised = mean + std * out * mask
     return resize_fourier_3d(denoised, n).to(volume.device), m // 2
+
+
+def denoise_images(images: torch.Tensor, pixel_size: float, denoiser: Denoiser, diameter: float
+                   ) -> tuple[torch.Tensor, int]:
+    """(K, n, n) images (class averages) -> (denoised (K, n, n) on their grid and grey scale, the
+    denoiser grid's Nyquist in shells of the input), with a 2D denoiser. Images are small: each
+    goes through the network whole, zero-padded to a multiple of 2^depth."""
+    n = images.shape[-1]
+    device = next(denoiser.net.parameters()).device
+    m, pixel = working_grid(n, pixel_size, denoiser)
+    work = resize_fourier(images.to(device, torch.float32), m, 2)
+    mask = circular_mask(m, diameter / pixel / 2, edge=5, device=device)
+    unit = 2 ** denoiser.net.depth
+    size = unit * -(-m // unit)
+    lo = (size - m) // 2
+    inputs = torch.zeros(len(work), 2, size, size, device=device)
+    scale = []
+    for i, image in enumerate(work):
+        inputs[i, :, lo:lo + m, lo:lo + m] = denoiser_inputs(image, mask)
+        scale.append(standardise(image)[1:])
+    with torch.no_grad():
+        out = denoiser.net(inputs)[0][:, lo:lo + m, lo:lo + m]
+    denoised = torch.stack([mean + std * o * mask for o, (mean, std) in zip(out, scale)])
+    return resize_fourier(denoised, n, 2).to(images.device), m // 2

@@ -4,6 +4,8 @@ Both halves share the signal (the truth blurred by a misalignment B-factor) and 
 Gaussian noise whose power per shell makes their FSC follow a real-looking curve: near 1 at low
 resolution, through 0.143 at the requested resolution, falling off over a realistic width. The
 noise is stationary, so the solvent is as noisy as the particle, as in unmasked half maps.
+The same on images (a truth projection) gives the 2D denoiser's pairs: a half map's projection
+is the truth's projection plus the projection of its noise, stationary with a per-ring power.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 
 import torch
 
-from ..fourier import irfft3_centered, rfft3_centered, rfft_hermitian_weight_3d, rfft_shell_index_3d, shell_sum
+from ..fourier import irfftn_centered, rfft_hermitian_weight, rfft_shell_index, rfftn_centered, shell_sum
 
 
 def target_fsc(n: int, pixel_size: float, resolution: float, width: float = 0.15) -> torch.Tensor:
@@ -25,16 +27,17 @@ def target_fsc(n: int, pixel_size: float, resolution: float, width: float = 0.15
 
 def simulate_half_maps(truth: torch.Tensor, pixel_size: float, resolution: float, generator: torch.Generator,
                        blur_bfactor: float = 0.0, width: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, n, n) truth -> two (n, n, n) half maps with their FSC following target_fsc.
+    """(n, n, n) truth -> two (n, n, n) half maps with their FSC following target_fsc ((n, n) images
+    alike, their FRC following it).
 
     blur_bfactor (A^2): shared blur from misalignment, applied to the signal of both halves.
     """
-    n = truth.shape[-1]
-    ft = rfft3_centered(truth.double())
-    shells = rfft_shell_index_3d(n)
+    n, dim = truth.shape[-1], truth.dim()
+    ft = rfftn_centered(truth.double(), dim)
+    shells = rfft_shell_index(n, dim)
     s2 = (shells.double() / (n * pixel_size)) ** 2
     signal = ft * torch.exp(-blur_bfactor * s2 / 4)
-    w = rfft_hermitian_weight_3d(n).double().expand_as(shells)
+    w = rfft_hermitian_weight(n, dim).double().expand_as(shells)
     n_shells = n // 2 + 1
     counts = shell_sum(w, shells, n_shells).clamp(min=1)
     power = shell_sum(w * signal.abs() ** 2, shells, n_shells) / counts
@@ -42,9 +45,9 @@ def simulate_half_maps(truth: torch.Tensor, pixel_size: float, resolution: float
     noise_power = power / (fsc / (1 - fsc))              # per half: FSC = SNR / (1 + SNR)
     halves = []
     for _ in range(2):
-        noise = rfft3_centered(torch.randn(truth.shape, generator=generator, dtype=torch.float64))
+        noise = rfftn_centered(torch.randn(truth.shape, generator=generator, dtype=torch.float64), dim)
         noise_now = shell_sum(w * noise.abs() ** 2, shells, n_shells) / counts
         scale = torch.zeros(n_shells + 1, dtype=torch.float64)
         scale[:n_shells] = (noise_power / noise_now.clamp(min=1e-30)).sqrt()
-        halves.append(irfft3_centered(signal + noise * scale[shells.clamp(max=n_shells)], n).float())
+        halves.append(irfftn_centered(signal + noise * scale[shells.clamp(max=n_shells)], n, dim).float())
     return halves[0], halves[1]

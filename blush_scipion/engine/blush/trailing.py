@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..fourier import cosine_low_pass_filter, irfft3_centered, rfft3_centered
+from ..fourier import cosine_low_pass_filter, irfftn_centered, rfftn_centered
 
 THRESHOLD = 1 / 7
 WIDTH = 3.0  # shells of the cosine edge
@@ -29,11 +29,18 @@ def spectral_trailing(denoised: torch.Tensor, regularised: torch.Tensor, fsc: to
     With `fill` the regularised map fills in above the edge in every case (ours, not RELION 5's):
     a zero reference past the edge throws away the Wiener-weighted signal that the standard prior
     aligns with there, and the gold-standard FSC stays honest because that signal is each half's own."""
-    n = denoised.shape[-1]
-    centre = trailing_shell(fsc) - 1.0
+    return trail_at(denoised, regularised, trailing_shell(fsc), denoiser_nyquist, fill)
+
+
+def trail_at(denoised: torch.Tensor, regularised: torch.Tensor, shell: int, denoiser_nyquist: int,
+             fill: bool = False) -> torch.Tensor:
+    """spectral_trailing with the data's last resolved `shell` given: for maps (n, n, n) and for
+    images (n, n) alike (2D classification trails each class at its own resolution)."""
+    n, dim = denoised.shape[-1], denoised.dim()
+    centre = shell - 1.0
     limit = denoiser_nyquist - WIDTH / 2
-    keep = cosine_low_pass_filter(n, min(centre, limit), WIDTH, denoised.device)
-    ft = rfft3_centered(denoised) * keep
+    keep = cosine_low_pass_filter(n, min(centre, limit), WIDTH, denoised.device, dim)
+    ft = rfftn_centered(denoised, dim) * keep
     if fill or centre > limit:
-        ft = ft + rfft3_centered(regularised.to(denoised.device)) * (1 - keep)
-    return irfft3_centered(ft, n)
+        ft = ft + rfftn_centered(regularised.to(denoised.device), dim) * (1 - keep)
+    return irfftn_centered(ft, n, dim)

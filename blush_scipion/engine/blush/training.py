@@ -9,6 +9,10 @@ the particle mask, plus the solvent-mask logit's binary cross-entropy against th
 truth (weight 0.1). The squared error is relative to the target's power, so that sharp and
 blurred, high- and low-contrast samples weigh alike.
 
+The 2D denoiser (dim=2, for class averages) trains alike on projections: the truth projected
+along a random direction, one half of a simulated pair of its images (halfmaps.py in 2D), the
+truth's projection as target; random crops, rotations by 90 degrees and mirror images.
+
 Fine-tuning on a user's own half-map pairs (pair_sampler) is noise2noise: one half in, the other
 as target, starting from trained weights.
 """
@@ -26,8 +30,9 @@ import torch
 
 from ..atomic import atomic_path
 from ..density import density_from_model, model_centre, read_model
-from ..fourier import cosine_low_pass, resize_fourier_3d
-from ..mask import spherical_mask
+from ..fourier import cosine_low_pass, resize_fourier, resize_fourier_3d
+from ..mask import circular_mask, spherical_mask
+from ..rotation import euler_to_matrix, random_rotations
 from .denoiser import grid_in_range
 from .features import denoiser_inputs, standardise
 from .halfmaps import simulate_half_maps
@@ -35,6 +40,7 @@ from .model import BlushUNet
 
 
 TRUTH_BFACTOR = 20.0  # A^2: targets as sharp as a good map, not point atoms
+PROJECTIONS_PER_MODEL = 32  # 2D: views per model (each sample adds its own noise, crop, turn and mirror)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class TrainSettings:
     blur_max: float = 150.0
     mask_loss_weight: float = 0.1      # solvent-mask logit (0 when fine-tuning on half maps)
     layout: str = "symmetric"          # model.LAYOUTS
+    dim: int = 3                       # 3: maps; 2: images (class averages)
     seed: int = 0
     device: str = "cpu"
 
@@ -87,20 +94,63 @@ def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: tor
     return random_block([inputs, target, mask, solvent], s.block, g, u[2])
 
 
-def random_block(volumes: list, block: int, g: torch.Generator, axis_draw: float) -> list:
+def projection(volume: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """(n, n, n) map, (3, 3) rotation -> (n, n): the map rotated (trilinear) and summed along z."""
+    n = volume.shape[-1]
+    theta = torch.cat([rotation.float(), torch.zeros(3, 1)], dim=1)[None]
+    grid = torch.nn.functional.affine_grid(theta, (1, 1, n, n, n), align_corners=False)
+    return torch.nn.functional.grid_sample(volume[None, None], grid, align_corners=False)[0, 0].sum(0)
+
+
+def training_sample_2d(image: torch.Tensor, radius: float, s: TrainSettings, g: torch.Generator):
+    """(n, n) truth projection at voxel_min -> inputs (2, b, b), target (b, b), mask (b, b),
+    solvent label (b, b)."""
+    u = torch.rand(5, generator=g).tolist()
+    n0 = image.shape[-1]
+    n = max(s.block, 2 * round(n0 * s.voxel_min / (s.voxel_min + (s.voxel_max - s.voxel_min) * u[3]) / 2))
+    voxel, radius = s.voxel_min * n0 / n, radius * n / n0
+    image = resize_fourier(image, n, 2)
+    best = max(s.resolution_min, 2.5 * voxel)
+    resolution = best + max(0.0, s.resolution_max - best) * u[0]
+    half, _ = simulate_half_maps(image, voxel, resolution, g, blur_bfactor=s.blur_max * u[1])
+    if u[4] < s.cutoff_fraction:
+        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0, dim=2)
+    mask = circular_mask(n, radius + 2, edge=5)
+    _, mean, std = standardise(half)
+    target = (image - mean) / std * mask
+    solvent = (image > 0.1 * image.max()).float()
+    return random_block([denoiser_inputs(half, mask), target, mask, solvent], s.block, g, u[2], dim=2)
+
+
+def random_block(volumes: list, block: int, g: torch.Generator, axis_draw: float, dim: int = 3) -> list:
     """The same random (block,)*3 crop of each (..., n, n, n) volume (whole if n <= block), rotated
-    alike by a random multiple of 90 degrees about the axis that `axis_draw` in [0, 1) picks."""
+    alike by a random multiple of 90 degrees about the axis that `axis_draw` in [0, 1) picks.
+    dim=2: (block, block) crops of (..., n, n) images, rotated in plane and mirrored if
+    `axis_draw` >= 0.5 (images have a hand; maps keep theirs)."""
     n = volumes[0].shape[-1]
-    lo = torch.randint(0, n - block + 1, (3,), generator=g).tolist() if n > block else [0, 0, 0]
-    crop = (slice(lo[0], lo[0] + block), slice(lo[1], lo[1] + block), slice(lo[2], lo[2] + block))
-    k, dims = int(torch.randint(0, 4, (1,), generator=g)), [(1, 2), (0, 2), (0, 1)][int(axis_draw * 3) % 3]
+    lo = torch.randint(0, n - block + 1, (dim,), generator=g).tolist() if n > block else [0] * dim
+    crop = tuple(slice(a, a + block) for a in lo)
+    k = int(torch.randint(0, 4, (1,), generator=g))
+    if dim == 2:
+        out = [torch.rot90(x[(...,) + crop], k, dims=(-2, -1)) for x in volumes]
+        return [x.flip(-1) for x in out] if axis_draw >= 0.5 else out
+    dims = [(1, 2), (0, 2), (0, 1)][int(axis_draw * 3) % 3]
     return [torch.rot90(x[(...,) + crop], k, dims=[d + (x.dim() - 3) for d in dims]) for x in volumes]
 
 
 def model_sampler(models: list, s: TrainSettings) -> Callable[[torch.Generator], list]:
     """Samples from half maps simulated from atomic models (the shipped weights' data)."""
     truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
-    return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
+    if s.dim == 3:
+        return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
+    views: dict = {}  # projections are the costly part: each model gets PROJECTIONS_PER_MODEL, made on first use
+
+    def sample_2d(g: torch.Generator):
+        i, j = (int(torch.randint(0, k, (1,), generator=g)) for k in (len(truths), PROJECTIONS_PER_MODEL))
+        if (i, j) not in views:
+            views[i, j] = projection(truths[i][0], euler_to_matrix(*random_rotations(1, g)[0]))
+        return training_sample_2d(views[i, j], truths[i][1], s, g)
+    return sample_2d
 
 
 def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -> Callable[[torch.Generator], list]:
@@ -128,9 +178,9 @@ def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -
 
 
 def relative_error(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, b, b, b) each -> (B,) squared error inside the mask over the target's power there:
-    every sample counts alike, whatever its resolution and contrast."""
-    dims = (1, 2, 3)
+    """(B, b, b, b) (or (B, b, b)) each -> (B,) squared error inside the mask over the target's
+    power there: every sample counts alike, whatever its resolution and contrast."""
+    dims = tuple(range(1, target.dim()))
     power = (target**2 * mask).sum(dims)
     return ((denoised - target) ** 2 * mask).sum(dims) / torch.maximum(power, 1e-2 * mask.sum(dims) + 1e-6)
 
@@ -139,7 +189,7 @@ def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
     """Weights as safetensors, with what inference needs to know as metadata (atomically)."""
     from safetensors.torch import save_file
     meta = {"voxel_size": str(s.voxel_min), "voxel_size_max": str(s.voxel_max), "block_size": str(s.block),
-            "depth": str(s.depth), "width": str(s.width), "layout": s.layout}
+            "depth": str(s.depth), "width": str(s.width), "layout": s.layout, "dim": str(s.dim)}
     with atomic_path(out) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
 
@@ -153,7 +203,7 @@ def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str 
     torch.manual_seed(s.seed)
     g = torch.Generator().manual_seed(s.seed)
     out = Path(out)
-    net = BlushUNet(s.depth, s.width, layout=s.layout)
+    net = BlushUNet(s.depth, s.width, layout=s.layout, dim=s.dim)
     if init is not None:
         net.load_state_dict(init)
     net = net.to(s.device)

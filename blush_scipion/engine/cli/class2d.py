@@ -3,7 +3,9 @@ in-plane angles x translations with a Gaussian noise model, CTF-weighted class a
 tau2 regularisation from each class's power spectrum, classes masked and re-centred.
 Writes run_classes.mrcs (the class averages), run_data.star (rlnClassNumber, rlnAnglePsi,
 rlnOriginX/YAngst, rlnMaxValueProbDistribution), run_model.star (class distribution and
-resolution), summary.json, and RELION's run_itNNN_* files per iteration; --continue resumes."""
+resolution), summary.json, and RELION's run_itNNN_* files per iteration; --continue resumes.
+With --blush each class average is denoised between iterations by a 2D U-Net (RELION has no
+Blush in 2D) and low-passed at the class's resolution, the regularised average above it."""
 from __future__ import annotations
 
 from ..classify2d import Class2DSettings, classify
@@ -29,6 +31,9 @@ def add_args(p):
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed of the initial classes (%(default)s)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
+    p.add_argument("--blush", action="store_true",
+                   help="Blush for 2D: each class average is denoised by the 2D denoiser and trailed at its resolution")
+    p.add_argument("--blush-weights", help="2D denoiser weights (.safetensors); default: those shipped with this package")
 
 
 def main(args):
@@ -36,5 +41,5 @@ def main(args):
                                offset_range=args.offset_range, offset_step=args.offset_step,
                                tau2_fudge=args.tau2_fudge, diameter=args.diameter, ini_high=args.ini_high,
                                highres=args.highres, center_classes=not args.no_center, batch_size=args.batch,
-                               device=args.device, seed=args.seed)
+                               device=args.device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights)
     classify(Particles.read(args.particles), settings, args.out, resume=args.resume)

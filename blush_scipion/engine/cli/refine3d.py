@@ -41,8 +41,9 @@ def add_args(p):
                    "default: the weights shipped with this package")
     p.add_argument("--blush-skip-spectral-trailing", action="store_true",
                    help="use the denoised map at all resolutions (inflates the gold-standard FSC; for tests)")
-    p.add_argument("--blush-fill", action="store_true",
-                   help="above the trailing edge the reference is the tau2-regularised map, not zero")
+    p.add_argument("--blush-trailing-fill", choices=["wiener", "zero"], default="wiener",
+                   help="above the trailing edge each half's reference is its tau2-regularised (Wiener) map "
+                   "(%(default)s; measured better at low SNR) or zero (RELION 5)")
 
 
 def main(args):
@@ -55,7 +56,7 @@ def main(args):
                               max_iterations=args.max_iter, batch_size=args.batch, device=args.device,
                               seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
                               blush_trailing=not args.blush_skip_spectral_trailing,
-                              blush_fill=args.blush_fill)
+                              blush_fill=args.blush_trailing_fill == "wiener")
     try:
         refine(particles, reference, ref_apix, settings, args.out, resume=args.resume)
     except ValueError as e:

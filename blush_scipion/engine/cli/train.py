@@ -31,6 +31,9 @@ def add_args(p):
     p.add_argument("--depth", type=int, default=d.depth, help="U-Net pooling steps (%(default)s)")
     p.add_argument("--width", type=int, default=d.width, help="channels of the first level (%(default)s)")
     p.add_argument("--block", type=int, default=d.block, help="block size in voxels (%(default)s)")
+    p.add_argument("--dim", type=int, choices=[2, 3], default=d.dim,
+                   help="3: the map denoiser; 2: the image denoiser for 2D class averages, trained on projections "
+                   "(%(default)s)")
     p.add_argument("--voxel-min", type=float, default=d.voxel_min,
                    help="finest voxel size the denoiser works at, A (%(default)s)")
     p.add_argument("--voxel-max", type=float, default=d.voxel_max,
@@ -44,10 +47,11 @@ def add_args(p):
 def main(args):
     s = TrainSettings(depth=args.depth, width=args.width, block=args.block, voxel_min=args.voxel_min,
                       voxel_max=args.voxel_max, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
-                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=args.device)
+                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=args.device,
+                      dim=args.dim)
     init = None
     if args.init or args.pairs:
-        start = load_denoiser(args.init)  # the architecture and voxel range come with the weights
+        start = load_denoiser(args.init, dim=args.dim)  # the architecture and voxel range come with the weights
         init = start.net.state_dict()
         s = replace(s, depth=start.net.depth, width=start.net.encoders[0][0].out_channels, layout=start.net.layout,
                     block=start.block, voxel_min=start.voxel_min, voxel_max=start.voxel_max)
@@ -56,6 +60,8 @@ def main(args):
     if s.block % 2 ** s.depth:
         raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2 ** s.depth}")
     if args.pairs:
+        if args.dim == 2:
+            raise ValueError("--pairs fine-tunes the map denoiser (--dim 3); the 2D one trains on --models")
         if len(args.pairs) % 2:
             raise ValueError(f"--pairs takes half maps two by two; {args.pairs[-1]} has no partner")
         pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
