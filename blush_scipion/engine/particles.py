@@ -27,7 +27,8 @@ class Particles:
     """Particles (one row each, RELION column names) with their optics groups.
 
     `root` is where relative image names resolve (RELION resolves them against its project
-    directory; we try the STAR file's directory first, then the working directory).
+    directory; we try the STAR file's directory, then its parents (a job folder such as
+    Refine3D/job012/ sits two levels below the project), then the working directory).
     """
 
     table: pd.DataFrame
@@ -58,13 +59,21 @@ class Particles:
                             f"missing from data_optics")
         if len(table) == 0:
             raise StarError(f"{path}: data_particles is empty")
-        star_dir = Path(path).resolve().parent
-        first = str(table["rlnImageName"].iloc[0]).split("@")[-1]
-        root = star_dir if (Path(first).is_absolute() or (star_dir / first).exists()) else Path.cwd()
-        return cls(table.reset_index(drop=True), optics.reset_index(drop=True), root, str(path))
+        return cls(table.reset_index(drop=True), optics.reset_index(drop=True), _image_root(path, table), str(path))
 
     def write(self, path: str | os.PathLike) -> None:
-        write_star(path, {"optics": self.optics, "particles": self.table})
+        """Write the set as RELION 3.1 STAR; relative image names of existing stacks that would not
+        resolve from the new file's folder (another folder than this set's root) become absolute."""
+        table = self.table
+        if Path(path).resolve().parent != self.root.resolve():
+            table = table.assign(rlnImageName=[self._portable(name) for name in table["rlnImageName"]])
+        write_star(path, {"optics": self.optics, "particles": table})
+
+    def _portable(self, name) -> str:
+        number, at, stack = str(name).rpartition("@")
+        if os.path.isabs(stack) or not (self.root / stack).exists():  # nothing to point to: leave it
+            return str(name)
+        return f"{number}{at}{(self.root / stack).resolve()}"
 
     def __len__(self) -> int:
         return len(self.table)
@@ -182,6 +191,18 @@ class Particles:
         finally:
             if own:
                 reader.close()
+
+
+def _image_root(path, table: pd.DataFrame) -> Path:
+    """The folder against which the first relative image name exists (see Particles)."""
+    first = str(table["rlnImageName"].iloc[0]).split("@")[-1]
+    star_dir = Path(path).resolve().parent
+    if Path(first).is_absolute():
+        return star_dir
+    for folder in [star_dir, *list(star_dir.parents)[:3]]:
+        if (folder / first).exists():
+            return folder
+    return Path.cwd()
 
 
 def concatenate(sets: list[Particles]) -> Particles:
