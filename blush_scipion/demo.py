@@ -40,6 +40,7 @@ def main(argv=None):
     from .engine.reconstruct import reconstruct_particles
     from .engine.simulate import SimulationSettings, simulate_from_model
     from .protocols import ProtBlushImportParticles, ProtBlushRefine3D, ProtBlushValidateFsc
+    from .viewers import BlushRefine3DViewer
 
     box, apix = 48, 2.5
     sim = out / "simulated"
@@ -78,6 +79,8 @@ def main(argv=None):
     summary = json.loads(Path(refine._getExtraPath("summary.json")).read_text())
     for name in ("fsc.png", "progress.png", "slices.png"):
         shutil.copy(refine._getExtraPath(name), out / name)
+    # the Scipion viewer, headless: Blush beside the standard prior on the same particles
+    BlushRefine3DViewer(project=project)._visualize(refine)[0].savefig(str(out / "blush_vs_standard.png"))
 
     rows = [("known poses (reconstruct)", "-", f"{resolution_at(known.fsc, 0.143, box, apix):.2f}",
              f"{vs_truth(known.volume):.2f}")]
@@ -90,7 +93,7 @@ def main(argv=None):
         print(f"{r[0]:<32} {r[1]:>7} {r[2]:>24} {r[3]:>17}")
     print(f"\nFSC validation of the Blush run: {validate.outputFSC.calculateResolution(0.143)} A at 0.143 "
           f"(Nyquist {2 * apix:.1f} A); {summary['iterations']} iterations")
-    print(f"plots: {out}/fsc.png, progress.png, slices.png")
+    print(f"plots: {out}/fsc.png, progress.png, slices.png, blush_vs_standard.png")
     (out / "demo.json").write_text(json.dumps({"rows": rows, "refine": summary}, indent=2, default=str))
 
 

@@ -65,15 +65,15 @@ class Particles:
         """Write the set as RELION 3.1 STAR; relative image names of existing stacks that would not
         resolve from the new file's folder (another folder than this set's root) become absolute."""
         table = self.table
-        if Path(path).resolve().parent != self.root.resolve():
+        if Path(path).resolve().parent != Path(self.root).resolve():
             table = table.assign(rlnImageName=[self._portable(name) for name in table["rlnImageName"]])
         write_star(path, {"optics": self.optics, "particles": table})
 
     def _portable(self, name) -> str:
         number, at, stack = str(name).rpartition("@")
-        if os.path.isabs(stack) or not (self.root / stack).exists():  # nothing to point to: leave it
+        if os.path.isabs(stack) or not (Path(self.root) / stack).exists():  # nothing to point to: leave it
             return str(name)
-        return f"{number}{at}{(self.root / stack).resolve()}"
+        return f"{number}{at}{(Path(self.root) / stack).resolve()}"
 
     def __len__(self) -> int:
         return len(self.table)

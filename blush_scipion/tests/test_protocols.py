@@ -88,7 +88,12 @@ class TestBlushProtocols(BaseTest):
             with Image.open(refine._getExtraPath(name)) as image:
                 self.assertGreater(image.size[0], 300)
                 self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
-        views = BlushRefine3DViewer(project=self.proj)._visualize(refine)
+        standard = self.newProtocol(ProtBlushRefine3D, inputParticles=parts, referenceVolume=start,
+                                    maxIterations=3, maskDiameterA=90, useBlush=False)
+        self.launchProtocol(standard)
+        viewer = BlushRefine3DViewer(project=self.proj)
+        self.assertEqual([r.getObjId() for r in viewer._companions(refine)], [standard.getObjId()])
+        views = viewer._visualize(refine)  # Blush beside the standard prior
         views[0].savefig(self.proj.getTmpPath("viewer.png"))
         with Image.open(self.proj.getTmpPath("viewer.png")) as image:
             self.assertGreater(len(set(image.convert("L").getdata())), 10)

@@ -10,7 +10,9 @@ from ..reports.refine import refine_fsc_curve, refine_history
 
 
 class BlushRefine3DViewer(Viewer):
-    """FSC (0.143 and 0.5 lines), resolution per iteration and central slices of the refined map."""
+    """FSC (0.143 and 0.5 lines) and resolution per iteration of the refined map, beside those of
+    the project's other finished 3D auto-refine runs on the same particles (Blush against the
+    standard prior, when both were run)."""
     _label = "viewer 3D auto-refine"
     _targets = [ProtBlushRefine3D]
     _environments = [DESKTOP_TKINTER]
@@ -18,9 +20,22 @@ class BlushRefine3DViewer(Viewer):
     def _visualize(self, prot, **kwargs):
         if not os.path.exists(prot._getExtraPath("summary.json")):
             return [self.errorMessage("The refinement has not finished yet.")]
+        runs = [prot] + self._companions(prot)
         plotter = EmPlotter(x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine")
         plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/A)", "FSC"),
-                 {prot.getRunName(): refine_fsc_curve(prot._getExtraPath)})
+                 {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs})
         plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (A)"),
-                      {prot.getRunName(): refine_history(prot._getExtraPath)})
+                      {_label(r): refine_history(r._getExtraPath) for r in runs})
         return [plotter]
+
+    def _companions(self, prot) -> list:
+        """The project's other finished 3D auto-refine runs on the same particles."""
+        def source(run):
+            return run.inputParticles.getObjValue().getObjId(), run.inputParticles.getExtended()
+        return [run for run in self.getProject().getRuns()
+                if isinstance(run, ProtBlushRefine3D) and run.getObjId() != prot.getObjId() and run.isFinished()
+                and source(run) == source(prot) and os.path.exists(run._getExtraPath("summary.json"))]
+
+
+def _label(run) -> str:
+    return f"{run.getRunName()} ({'Blush' if run.useBlush.get() else 'standard prior'})"
