@@ -16,9 +16,10 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as open() would create it; mkstemp makes it private (0600)
     try:
         yield Path(tmp)
+        # as open() would create it: mkstemp makes it private (0600), and some writers recreate it
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
