@@ -11,6 +11,7 @@ Writes benchmarks/results/refine3d.{json,md}.
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import gemmi
+import numpy as np
 import torch
 
 from blush_scipion.engine.expectation import log_likelihoods
@@ -48,9 +50,13 @@ def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: 
     n = truth.shape[-1]
     fsc = fourier_shell_correlation(read_map(final_map)[0], truth)
     est_set, true_set = Particles.read(run_data), Particles.read(work / "truth.star")
-    # RELION reorders particles: pair them by image name
-    order = true_set.table.reset_index().set_index("rlnImageName").loc[est_set.table["rlnImageName"], "index"]
-    est, true = est_set.rotations(), true_set.rotations(order.to_numpy())
+    # RELION reorders particles: pair them by image (names may be relative to different folders)
+    def images(p):
+        paths, index = p.image_locations(np.arange(len(p)))
+        return [f"{i}@{os.path.realpath(path)}" for path, i in zip(paths, index)]
+    position = {name: i for i, name in enumerate(images(true_set))}
+    order = np.array([position[name] for name in images(est_set)])
+    est, true = est_set.rotations(), true_set.rotations(order)
     err = angular_distance(est, true)
     row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": round(resolution_at(fsc, 0.5, n, apix), 2),
            "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}

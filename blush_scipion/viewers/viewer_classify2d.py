@@ -24,7 +24,8 @@ class BlushClassify2DViewer(Viewer):
         images = read_stack(prot._getExtraPath("run_classes.mrcs")).numpy()
         cols = min(6, len(images))
         rows = -(-len(images) // cols)
-        plotter = EmPlotter(x=rows, y=cols, mainTitle=prot.getRunName(), windowTitle="Blush 2D classes")
+        plotter = EmPlotter(x=rows, y=cols, mainTitle=prot.getRunName(), windowTitle="Blush 2D classes",
+                            figsize=(1.8 * cols, 1.9 * rows + 0.4))
         axes = np.array([plotter.createSubPlot("", "", "") for _ in range(rows * cols)])
         class_gallery(axes, images, s["class_distribution"], s["class_resolution_angstrom"])
         return [plotter]

@@ -21,7 +21,8 @@ class BlushRefine3DViewer(Viewer):
         if not os.path.exists(prot._getExtraPath("summary.json")):
             return [self.errorMessage("The refinement has not finished yet.")]
         runs = [prot] + self._companions(prot)
-        plotter = EmPlotter(x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine")
+        plotter = EmPlotter(x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine",
+                            figsize=(12, 5))
         plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/A)", "FSC"),
                  {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs})
         plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (A)"),
@@ -38,4 +39,4 @@ class BlushRefine3DViewer(Viewer):
 
 
 def _label(run) -> str:
-    return f"{run.getRunName()} ({'Blush' if run.useBlush.get() else 'standard prior'})"
+    return f"{'Blush' if run.useBlush.get() else 'standard prior'} (run {run.getObjId()})"
