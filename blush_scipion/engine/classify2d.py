@@ -2,11 +2,12 @@
 
 Per iteration: an E-step scores every image at every shift against every class average at every
 in-plane angle (the two GEMMs of expectation.py; R = classes x angles columns) under a Gaussian
-noise model with per-shell variance sigma2, with the class distribution and a Gaussian prior on
-the offsets as priors; the M-step puts the posterior-weighted, CTF-multiplied images back at
-their angles (inplane.py) and divides by the CTF^2 weights plus sigma2 / (tau2_fudge tau2), tau2
-being each class's power spectrum (RELION's regularisation). The E-step uses the shells where
-some class's SSNR exceeds 1, plus a margin. Class averages are masked by the particle diameter and
+noise model with a variance sigma2 per shell and optics group, with the class distribution and
+a Gaussian prior on the offsets as priors; the M-step puts the posterior-weighted, CTF-multiplied
+images back at their angles (inplane.py), each over its group's sigma2, and divides by the
+CTF^2 / sigma2 weights plus 1 / (tau2_fudge tau2), tau2 being each class's power spectrum
+(RELION's regularisation). The E-step uses the shells where some class's SSNR
+exceeds 1, plus a margin. Class averages are masked by the particle diameter and
 re-centred on their centre of mass. With Blush (`blush`), each class average is instead its nearly
 unregularised average denoised by the 2D denoiser, trailed at the class's resolution with the
 regularised average above it. Every iteration is checkpointed (RELION's run_itNNN_* names);
@@ -30,7 +31,7 @@ from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
-from .images import image_batch, initial_sigma2, noise_weighted_points, residual_power
+from .images import group_index, image_batch, initial_sigma2, noise_weighted_points, residual_power
 from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
 from .mask import circular_mask
 from .mrc import StackReader, read_stack, write_stack
@@ -65,7 +66,7 @@ class Class2DSettings:
 class Class2DState:
     iteration: int = 0
     r_current: int = 0
-    sigma2: list = field(default_factory=list)        # per shell, complex noise variance
+    sigma2: list = field(default_factory=list)        # (G, S): complex noise variance per optics group, shell
     sigma_offset: float = 2.0                         # pixels, per axis
     distribution: list = field(default_factory=list)  # (K,) class fractions
     resolution: list = field(default_factory=list)    # (K,) A, last shell with SSNR >= 1
@@ -84,11 +85,11 @@ class Assignment:
 @dataclass
 class Sums:
     """An E-step's M-step sums over a set of particles."""
-    data: torch.Tensor       # (K, m, m) complex, CTF-multiplied images put back at their angles
-    weight: torch.Tensor     # (K, m, m) CTF^2
+    data: torch.Tensor       # (K, m, m) complex, CTF-multiplied images over sigma2, put back at their angles
+    weight: torch.Tensor     # (K, m, m) CTF^2 / sigma2
     mass: torch.Tensor       # (K,) posterior mass per class
     offset2: float           # sum over particles of the expected squared offset (pixels^2)
-    residual: torch.Tensor   # (n//2+1,) sum w |X - C A|^2 at the best pose
+    residual: torch.Tensor   # (G, n//2+1) sum w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
 
 
@@ -112,6 +113,8 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     n, apix, k = particles.image_size, particles.pixel_size, classes.shape[0]
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
     points, shells, weight = noise_weighted_points(n, state.r_current, sigma2, device)
+    inverse_noise = 1 / sigma2.to(device)[:, shells]                 # (G, P)
+    groups = torch.as_tensor(group_index(particles), device=device)
     psi = angles(settings.psi_step)
     j = len(psi)
     references = extract_rotated(fourier_images(classes.to(device), PAD), psi, points, PAD).reshape(k * j, -1)
@@ -122,7 +125,7 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
     acc_weight = torch.zeros(k * j, len(points.index), device=device)
     mass = torch.zeros(k * j, device=device)
-    res_sum = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
+    res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
     res_w = torch.zeros_like(res_sum)
     offset2 = 0.0
     best_r, best_origin, best_p = [], [], []
@@ -138,21 +141,23 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
             x_t = shifted(x, phases)                                            # (B, T, P)
             total = origins[rows].to(device)[:, None, :] + shifts[None]          # (B, T, 2)
             log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
-            scores = log_likelihoods(x_t, ctf, weight, references) + log_offset[:, :, None] + log_class
+            g = groups[torch.as_tensor(rows)]
+            scores = log_likelihoods(x_t, ctf, weight[g], references) + log_offset[:, :, None] + log_class
             probs, pmax, (bt, br) = posteriors(scores)
             ar = torch.arange(len(rows), device=device)
             best_r.append(br.cpu())
             best_origin.append(total[ar, bt].cpu())
             best_p.append(pmax.cpu())
             offset2 += float((probs.sum(2) * (total**2).sum(-1)).sum())
-            sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n)
+            sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
-            y = x_t * ctf[:, None, :]
+            ctf_w = ctf * inverse_noise[g]
+            y = x_t * ctf_w[:, None, :]
             p = probs.reshape(-1, probs.shape[-1])                               # (B T, R)
             yf = y.reshape(-1, y.shape[-1])
             acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
-            acc_weight += probs.sum(1).T @ ctf**2
+            acc_weight += probs.sum(1).T @ (ctf * ctf_w)
             mass += probs.sum((0, 1))
     finally:
         reader.close()
@@ -172,11 +177,15 @@ def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tenso
     return hermitian_complete(data, weight)
 
 
-def random_start(particles: Particles, k: int, settings: Class2DSettings, generator: torch.Generator, progress: bool = True) -> Sums:
+def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2: torch.Tensor,
+                 generator: torch.Generator, progress: bool = True) -> Sums:
     """RELION's start: each class the average of a random subset of the images at random angles."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
     points = SlicePoints.within(n, n // 2, device)
+    shells = torch.round(points.coords.norm(dim=1)).long()
+    inverse_noise = 1 / sigma2.to(device)[:, shells]
+    groups = torch.as_tensor(group_index(particles), device=device)
     psi = angles(settings.psi_step)
     j = len(psi)
     r = torch.randint(0, k * j, (len(particles),), generator=generator)
@@ -192,13 +201,14 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, genera
             x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
                                  mask)
             index = r[rows].to(device)
-            acc_data.index_add_(0, index, x * ctf)
-            acc_weight.index_add_(0, index, ctf**2)
+            ctf_w = ctf * inverse_noise[groups[torch.as_tensor(rows)]]
+            acc_data.index_add_(0, index, x * ctf_w)
+            acc_weight.index_add_(0, index, ctf * ctf_w)
     finally:
         reader.close()
     data, weight = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
     mass = torch.bincount(r // j, minlength=k).float()
-    zero = torch.zeros(n // 2 + 1, dtype=torch.float64)
+    zero = torch.zeros(sigma2.shape, dtype=torch.float64)
     return Sums(data, weight, mass, 0.0, zero, zero)
 
 
@@ -213,11 +223,11 @@ def power_spectrum(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)]) / counts
 
 
-def class_averages(sums: Sums, tau2: torch.Tensor | None, sigma2: torch.Tensor, r_max: int, fudge: float,
-                   n: int, floor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def class_averages(sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int,
+                   floor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Regularised class averages (K, n, n) and each class's SSNR per shell (K, n//2+1).
 
-    Average = data / (weight + sigma2 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
+    Average = data / (weight + 1 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
     coefficient spreads its weight over pad^2 pixels of the padded grid, as in RELION). Without
     tau2 the regulariser is `floor` x each shell's mean weight (1 for the random start, 0.001 for
     Blush's nearly unregularised input). Shells past r_max stay empty.
@@ -231,14 +241,14 @@ def class_averages(sums: Sums, tau2: torch.Tensor | None, sigma2: torch.Tensor, 
         regulariser = floor * mean_weight
     else:
         regulariser = torch.zeros_like(mean_weight)
-        regulariser[:, :n_shells] = sigma2 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
+        regulariser[:, :n_shells] = 1 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
     regulariser[:, r_max + 1:] = float("inf")
     regulariser = regulariser.clamp(min=1e-30)
     reg_grid = torch.stack([reg[shells] for reg in regulariser])
     images = images_from_fourier(sums.data / (sums.weight + reg_grid), n, PAD)
     ssnr = torch.zeros(len(images), n_shells)
     if tau2 is not None:
-        ssnr = (fudge * tau2 * PAD**2 * mean_weight[:, :n_shells] / sigma2).cpu()
+        ssnr = (fudge * tau2 * PAD**2 * mean_weight[:, :n_shells]).cpu()
         ssnr[:, r_max + 1:] = 0
     return images.cpu(), ssnr
 
@@ -265,12 +275,11 @@ def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState,
                  n: int, apix: float, r_max: int, denoiser: Denoiser | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """New class averages (K, n, n), masked and centred, and their SSNR (K, n//2+1); Blush's
     when a `denoiser` is given (and there is a previous iteration to take the SSNR from)."""
-    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32, device=sums.data.device)
     tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
-    images, ssnr = class_averages(sums, tau2, sigma2, r_max, settings.tau2_fudge, n)
+    images, ssnr = class_averages(sums, tau2, r_max, settings.tau2_fudge, n)
     diameter = particle_diameter(settings, n, apix)
     if denoiser is not None and previous is not None:
-        noisy, _ = class_averages(sums, None, sigma2, r_max, settings.tau2_fudge, n, floor=1e-3)
+        noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
         denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
         images = torch.stack([trail_at(d, r, int(k), nyquist, fill=True)
                               for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))])
@@ -287,7 +296,7 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     if sums.residual_weight.sum() > 0:
         new = sums.residual / sums.residual_weight.clamp(min=1e-9)
-        s.sigma2 = torch.where(torch.arange(n // 2 + 1) <= state.r_current, new.float(),
+        s.sigma2 = torch.where((torch.arange(n // 2 + 1) <= state.r_current)[None], new.float(),
                                torch.tensor(state.sigma2)).tolist()
         s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * n_particles)), 0.5, settings.offset_range))
     last = last_ssnr_shell(ssnr)
@@ -330,8 +339,9 @@ def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: t
             "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
             "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
             "rlnSsnrMap": ssnr[i].double().numpy()})
-    blocks["model_optics_group_1"] = pd.DataFrame({"rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
-                                                   "rlnSigma2Noise": np.asarray(state.sigma2)})
+    for g, spectrum in enumerate(state.sigma2):  # RELION 3.1: one noise spectrum per optics group
+        blocks[f"model_optics_group_{g + 1}"] = pd.DataFrame({
+            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix), "rlnSigma2Noise": np.asarray(spectrum)})
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
 
@@ -380,7 +390,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         sigma2 = initial_sigma2(particles, n)
         state = Class2DState(sigma2=sigma2.tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
                              r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
-        sums = random_start(particles, k, settings, generator, progress)
+        sums = random_start(particles, k, settings, sigma2, generator, progress)
         state.distribution = (sums.mass / sums.mass.sum()).tolist()
         images, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
         origins = particles.origins()

@@ -1,5 +1,6 @@
 """Particle images as the E-step sees them: centred transforms at a SlicePoints list, shifted by
-their current origins, with their CTFs; and the noise model's per-shell variance."""
+their current origins, with their CTFs; and the noise model: a complex variance per Fourier shell
+for each optics group (as RELION 3.1 keeps one noise spectrum per optics group), shape (G, S)."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,30 +28,44 @@ def image_batch(particles: Particles, rows: np.ndarray, reader: StackReader, ori
     return points.gather(ft), points.gather(compute_ctf_2d(ctf.to(device), n, apix))
 
 
+def group_index(particles: Particles) -> np.ndarray:
+    """(N,) each particle's optics group as 0 .. G-1, in order of the group numbers present."""
+    numbers = particles.table["rlnOpticsGroup"].to_numpy()
+    return np.searchsorted(np.unique(numbers), numbers)
+
+
 def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Tensor:
-    """(n//2+1,) noise power per shell from the images' mean power spectrum (signal is small)."""
-    rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
-    ft = rfft2_centered(particles.read_images(rows))
+    """(G, n//2+1) noise power per shell and optics group from the images' mean power spectrum
+    (their signal is small)."""
+    groups = group_index(particles)
     shells = rfft_shell_index_2d(n)
     w = torch.where(torch.arange(n // 2 + 1) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
-    power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
-    return power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
+    out = []
+    for g in range(groups.max() + 1):
+        members = np.nonzero(groups == g)[0]
+        rows = members[np.linspace(0, len(members) - 1, min(sample, len(members))).astype(int)]
+        ft = rfft2_centered(particles.read_images(rows))
+        power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
+        out.append(power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9))
+    return torch.stack(out)
 
 
 def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
                           ) -> tuple[SlicePoints, torch.Tensor, torch.Tensor]:
-    """The E-step's rfft points within r_max, their shells (P,) and weights (P,): the Hermitian
-    weight over the noise variance of the point's shell."""
+    """The E-step's rfft points within r_max, their shells (P,) and weights (G, P): the Hermitian
+    weight over the noise variance of the point's shell in each group's spectrum (G, S)."""
     points = SlicePoints.within(n, r_max, device)
     shells = torch.round(points.coords.norm(dim=1)).long()
-    return points, shells, points.weight / sigma2.to(device)[shells]
+    return points, shells, points.weight / sigma2.to(device)[:, shells]
 
 
-def residual_power(residual: torch.Tensor, points: SlicePoints, shells: torch.Tensor, n: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, P) complex residuals -> per-shell sums (n//2+1,) of w |r|^2 and of w (float64), whose
-    ratio, summed over batches, is the noise variance sigma2."""
-    sums = torch.bincount(shells, weights=(points.weight * residual.abs() ** 2).sum(0).double(),
-                          minlength=n // 2 + 1)[: n // 2 + 1]
-    counts = len(residual) * torch.bincount(shells, weights=points.weight.double(), minlength=n // 2 + 1)[: n // 2 + 1]
-    return sums, counts
+def residual_power(residual: torch.Tensor, points: SlicePoints, shells: torch.Tensor, n: int,
+                   groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, P) complex residuals of images in optics groups (B,) -> per group and shell sums
+    (G, n//2+1) of w |r|^2 and of w (float64), whose ratio, summed over batches, is sigma2."""
+    s = n // 2 + 1
+    key = (groups[:, None] * (s + 1) + shells.clamp(max=s)[None, :]).flatten()
+    w = points.weight.double().expand_as(residual)
+    sums = torch.bincount(key, weights=(w * residual.abs() ** 2).flatten().double(), minlength=n_groups * (s + 1))
+    counts = torch.bincount(key, weights=w.flatten(), minlength=n_groups * (s + 1))
+    return sums.reshape(n_groups, s + 1)[:, :s], counts.reshape(n_groups, s + 1)[:, :s]

@@ -26,7 +26,7 @@ from .blush.prior import blush_reference
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
-from .images import image_batch, initial_sigma2, noise_weighted_points, residual_power
+from .images import group_index, image_batch, initial_sigma2, noise_weighted_points, residual_power
 from .mask import spherical_mask
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
@@ -75,7 +75,7 @@ class RefineState:
     iterations_without_gain: int = 0
     final: bool = False                # the next iteration is the last (all frequencies)
     done: bool = False
-    sigma2: list = field(default_factory=list)   # per shell, complex noise variance
+    sigma2: list = field(default_factory=list)   # (G, S): complex noise variance per optics group and shell
     fsc: list = field(default_factory=list)
     history: list = field(default_factory=list)
 
@@ -92,6 +92,7 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     """
     n, apix = particles.image_size, particles.pixel_size
     points, _, weight = noise_weighted_points(n, r_max, sigma2, device)
+    groups = torch.as_tensor(group_index(particles), device=device)
     projections = extract_central_slices(fourier_reference(reference.to(device), PAD),
                                          grid_rotations(orientation_grid(order)).to(device), points, PAD)
     phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
@@ -102,7 +103,7 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
                                apix, device)
     finally:
         reader.close()
-    cross, power = cross_and_power(shifted(x, phases), ctf, weight, projections)
+    cross, power = cross_and_power(shifted(x, phases), ctf, weight[groups[torch.as_tensor(rows)]], projections)
     best = (cross / power.clamp(min=1e-30).sqrt()[:, None, :]).flatten(1).argmax(1)
     t, r = best // projections.shape[0], best % projections.shape[0]
     ar = torch.arange(len(rows), device=device)
@@ -118,7 +119,7 @@ class HalfResult:
     rotations: torch.Tensor  # (N_h, 3, 3) best poses
     origins: torch.Tensor    # (N_h, 2) pixels
     max_prob: torch.Tensor   # (N_h,)
-    residual: torch.Tensor   # (n//2+1,) sum of w |X - C A|^2 at the best pose
+    residual: torch.Tensor   # (G, n//2+1) sum of w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
 
 
@@ -131,6 +132,9 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     m = PAD * n
     r_cur = n // 2 if state.final else state.r_current
     points, shells, weight = noise_weighted_points(n, r_cur, sigma2, device)
+    # images weigh into the reconstruction by their group's inverse noise variance, as in RELION
+    inverse_noise = 1 / sigma2.to(device)[:, shells]                 # (G, P)
+    groups = torch.as_tensor(group_index(particles)[rows], device=device)
     ref_ft = fourier_reference(reference.to(device), PAD)
     shifts = translation_grid(state.offset_range, state.offset_step).to(device)
     phases = shift_phases(shifts, points.coords, n)
@@ -147,8 +151,8 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     back_weight = torch.zeros((m, m, m), device=device)
     new_rot, new_orig, max_prob = [], [], []
     ctf_params = particles.ctf(rows)
-    res_sum = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
-    res_w = torch.zeros(n // 2 + 1, dtype=torch.float64, device=device)
+    res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
+    res_w = torch.zeros_like(res_sum)
     reader = StackReader()
     batch = settings.batch_size
     try:
@@ -164,29 +168,31 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
                 proj = extract_central_slices(ref_ft, cand.reshape(-1, 3, 3), points, PAD).reshape(b, j, -1)
             else:
                 proj = projections
-            probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight, proj))
+            g = groups[sel]
+            probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight[g], proj))
             ar = torch.arange(len(x), device=device)
             best_proj = proj[ar, br] if local else proj[br]
             chosen = cand[ar, br] if local else grid[br]
             new_rot.append(chosen.cpu())
             new_orig.append((origins[sel].to(device) + shifts[bt]).cpu())
             max_prob.append(pmax.cpu())
-            # noise: residual at the best pose, per shell
-            sums, counts = residual_power(x_t[ar, bt] - ctf * best_proj, points, shells, n)
+            # noise: residual at the best pose, per optics group and shell
+            sums, counts = residual_power(x_t[ar, bt] - ctf * best_proj, points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
-            # M-step sums: posterior-weighted, CTF-multiplied images per orientation
-            y = x_t * ctf[:, None, :]
+            # M-step sums: posterior-weighted, CTF-multiplied images per orientation, over their noise
+            ctf_w = ctf * inverse_noise[g]
+            y = x_t * ctf_w[:, None, :]
             if local:
                 slices = torch.einsum("btj,btp->bjp", probs.to(y.dtype), y)
-                wslices = torch.einsum("bj,bp->bjp", probs.sum(1), ctf**2)
+                wslices = torch.einsum("bj,bp->bjp", probs.sum(1), ctf * ctf_w)
                 keep = probs.sum(1) > 1e-4 * pmax[:, None]     # significant orientations only
                 _insert(data, back_weight, slices[keep], wslices[keep], cand[keep], points, sym)
             else:
                 p = probs.reshape(-1, probs.shape[-1])               # (B T, R)
                 yf = y.reshape(-1, y.shape[-1])
                 acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
-                acc_weight += probs.sum(1).T @ ctf**2
+                acc_weight += probs.sum(1).T @ (ctf * ctf_w)
         if not local:
             _insert(data, back_weight, acc_data, acc_weight, grid, points, sym)
     finally:
@@ -238,7 +244,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     """One EM iteration on both halves. Returns the new references (Blush's when a `denoiser` is
     given), the iteration's statistics and the new poses (rotations, origins, max probability)."""
     n, apix = particles.image_size, particles.pixel_size
-    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
+    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)          # (G, S)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
     halves = []
     new_rot, new_orig, new_pmax = rotations.clone(), origins.clone(), torch.zeros(len(particles))
@@ -272,7 +278,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
             joined_unregularised = wiener_map(data, weight, n, PAD).cpu()
     stats = {
         "fsc": fsc, "unregularised": unreg,
-        "sigma2": torch.where(torch.arange(n // 2 + 1) <= r_cur, residual.float(), sigma2),
+        "sigma2": torch.where((torch.arange(n // 2 + 1) <= r_cur)[None], residual.float(), sigma2),
         "joined": joined, "joined_unregularised": joined_unregularised,
         "angular_change": float(angular_distance(new_rot, rotations).median()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
@@ -290,7 +296,7 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
     s = RefineState(**asdict(state))
     s.iteration += 1
     s.fsc = [float(x) for x in stats["fsc"]]
-    s.sigma2 = [float(x) for x in stats["sigma2"]]
+    s.sigma2 = stats["sigma2"].tolist()
     if state.final:
         s.done = True
         return s
@@ -343,10 +349,13 @@ def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolu
         "rlnSpectralIndex": k, "rlnResolution": k / (n * apix),
         "rlnAngstromResolution": np.where(k > 0, n * apix / np.maximum(k, 1), 999.0),
         "rlnGoldStandardFsc": fsc, "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
-        "rlnSigma2Noise": np.asarray(state.sigma2)})
+        "rlnSigma2Noise": np.asarray(state.sigma2).mean(0)})
+    blocks = {"model_general": general, "model_classes": classes, "model_class_1": curve}
+    for g, spectrum in enumerate(state.sigma2):  # RELION 3.1: one noise spectrum per optics group
+        blocks[f"model_optics_group_{g + 1}"] = pd.DataFrame({"rlnSpectralIndex": k, "rlnResolution": k / (n * apix),
+                                                             "rlnSigma2Noise": np.asarray(spectrum)})
     with atomic_path(path) as tmp:
-        starfile.write({"model_general": general, "model_classes": classes, "model_class_1": curve}, tmp,
-                       overwrite=True)
+        starfile.write(blocks, tmp, overwrite=True)
 
 
 def _checkpoint_name(out: Path, iteration: int, what: str) -> Path:
@@ -375,6 +384,8 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
         state = RefineState(**json.loads(_checkpoint_name(out, start_it, "optimiser.json").read_text())["state"])
+        if state.sigma2 and not isinstance(state.sigma2[0], list):  # checkpoints from before optics groups
+            state.sigma2 = [state.sigma2]
         data = Particles.read(_checkpoint_name(out, start_it, "data.star"))
         subsets = data.half_sets()
         rotations, origins = data.rotations(), data.origins()
@@ -392,7 +403,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
                             offset_step=settings.offset_step,
                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
-                            sigma2=[float(x) for x in initial_sigma2(particles, n)])
+                            sigma2=initial_sigma2(particles, n).tolist())
         start = low_pass(reference, settings.ini_high, apix)
         start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current, state.order,
                                         state.offset_range, state.offset_step, settings.device)
