@@ -58,6 +58,16 @@ def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement
     ax.grid(alpha=0.3)
 
 
+def plot_angular_distribution(ax, rot: np.ndarray, tilt: np.ndarray, title: str = "Angular distribution") -> None:
+    """Particles per view direction: a hexagonal histogram of (rot, tilt) in degrees."""
+    ax.hexbin(rot, tilt, gridsize=(36, 12), extent=(-180, 180, 0, 180), cmap="viridis", mincnt=1)
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(180, 0)
+    ax.set_xlabel("rot (deg)")
+    ax.set_ylabel("tilt (deg)")
+    ax.set_title(f"{title} ({len(rot)} particles)")
+
+
 def plot_central_slices(axes, volume: np.ndarray, title: str = "") -> None:
     """Three orthogonal central slices (z, y, x) of a [z, y, x] map on three Axes."""
     n = volume.shape[0]

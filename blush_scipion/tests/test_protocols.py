@@ -84,7 +84,7 @@ class TestBlushProtocols(BaseTest):
         from PIL import Image
 
         from blush_scipion.viewers import BlushRefine3DViewer
-        for name in ("fsc.png", "progress.png", "slices.png"):
+        for name in ("fsc.png", "progress.png", "slices.png", "angles.png"):
             with Image.open(refine._getExtraPath(name)) as image:
                 self.assertGreater(image.size[0], 300)
                 self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image

@@ -1,18 +1,19 @@
-"""Scipion viewer for 3D auto-refine: FSC, resolution per iteration, central slices."""
+"""Scipion viewer for 3D auto-refine: FSC, resolution per iteration, angular distribution, central slice."""
 import os
 
 from pwem.viewers.plotter import EmPlotter
 from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
 
 from ..protocols import ProtBlushRefine3D
-from ..reports.plots import plot_fsc, plot_progress
-from ..reports.refine import refine_fsc_curve, refine_history
+from ..engine.mrc import read_map
+from ..reports.plots import plot_angular_distribution, plot_fsc, plot_progress
+from ..reports.refine import refine_angles, refine_fsc_curve, refine_history
 
 
 class BlushRefine3DViewer(Viewer):
     """FSC (0.143 and 0.5 lines) and resolution per iteration of the refined map, beside those of
     the project's other finished 3D auto-refine runs on the same particles (Blush against the
-    standard prior, when both were run)."""
+    standard prior, when both were run); the run's angular distribution and its map's central slice."""
     _label = "viewer 3D auto-refine"
     _targets = [ProtBlushRefine3D]
     _environments = [DESKTOP_TKINTER]
@@ -21,12 +22,18 @@ class BlushRefine3DViewer(Viewer):
         if not os.path.exists(prot._getExtraPath("summary.json")):
             return [self.errorMessage("The refinement has not finished yet.")]
         runs = [prot] + self._companions(prot)
-        plotter = EmPlotter(x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine",
-                            figsize=(12, 5))
+        plotter = EmPlotter(x=2, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine",
+                            figsize=(12, 9))
         plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/A)", "FSC"),
                  {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs})
         plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (A)"),
                       {_label(r): refine_history(r._getExtraPath) for r in runs})
+        plot_angular_distribution(plotter.createSubPlot("Angular distribution", "rot", "tilt"),
+                                  *refine_angles(prot._getExtraPath))
+        volume = read_map(prot._getExtraPath("run_class001.mrc"))[0].numpy()
+        ax = plotter.createSubPlot("Central slice (xy)", "x", "y")
+        ax.imshow(volume[volume.shape[0] // 2], cmap="gray", origin="lower")
+        ax.axis("off")
         return [plotter]
 
     def _companions(self, prot) -> list:
