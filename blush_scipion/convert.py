@@ -13,6 +13,7 @@ import pandas as pd
 from pwem.constants import ALIGN_PROJ
 from pwem.convert.transformations import euler_from_matrix, euler_matrix, translation_from_matrix
 from pwem.objects import CTFModel, Particle, Transform
+from pyworkflow.object import Integer
 
 from .engine.particles import Particles
 
@@ -49,8 +50,9 @@ def image_name(particle) -> str:
 
 
 def particles_to_star(particle_set, star_path: str, with_poses: bool = False) -> None:
-    """Write a RELION 3.1 STAR file (one optics group) for a Scipion SetOfParticles, referencing
-    its MRC stacks in place."""
+    """Write a RELION 3.1 STAR file for a Scipion SetOfParticles, referencing its MRC stacks in
+    place. Optics groups come from each particle's _rlnOpticsGroup (as Scipion's RELION plugin
+    keeps them; group 1 where absent), all with the set's acquisition."""
     acq = particle_set.getAcquisition()
     apix = particle_set.getSamplingRate()
     rows = []
@@ -58,7 +60,8 @@ def particles_to_star(particle_set, star_path: str, with_poses: bool = False) ->
         if not p.isEnabled():  # as copyItems skips them, so output rows stay in step
             continue
         ctf = p.getCTF()
-        row = {"rlnImageName": image_name(p), "rlnOpticsGroup": 1,
+        group = getattr(p, "_rlnOpticsGroup", None)
+        row = {"rlnImageName": image_name(p), "rlnOpticsGroup": int(group.get()) if group is not None else 1,
                "rlnDefocusU": ctf.getDefocusU(), "rlnDefocusV": ctf.getDefocusV(),
                "rlnDefocusAngle": ctf.getDefocusAngle(), "rlnPhaseShift": ctf.getPhaseShift() or 0.0}
         if with_poses and p.hasTransform():
@@ -66,11 +69,12 @@ def particles_to_star(particle_set, star_path: str, with_poses: bool = False) ->
             row.update(rlnAngleRot=rot, rlnAngleTilt=tilt, rlnAnglePsi=psi,
                        rlnOriginXAngst=ox * apix, rlnOriginYAngst=oy * apix)
         rows.append(row)
+    groups = sorted({r["rlnOpticsGroup"] for r in rows}) or [1]
     optics = pd.DataFrame({
-        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnAmplitudeContrast": [acq.getAmplitudeContrast()], "rlnSphericalAberration": [acq.getSphericalAberration()],
-        "rlnVoltage": [acq.getVoltage()], "rlnImagePixelSize": [apix], "rlnImageSize": [particle_set.getXDim()],
-        "rlnImageDimensionality": [2]})
+        "rlnOpticsGroup": groups, "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups],
+        "rlnAmplitudeContrast": acq.getAmplitudeContrast(), "rlnSphericalAberration": acq.getSphericalAberration(),
+        "rlnVoltage": acq.getVoltage(), "rlnImagePixelSize": apix, "rlnImageSize": particle_set.getXDim(),
+        "rlnImageDimensionality": 2})
     Particles(pd.DataFrame(rows), optics, os.path.dirname(os.path.abspath(star_path))).write(star_path)
 
 
@@ -79,6 +83,7 @@ def particle_from_row(particles: Particles, i: int, apix: float) -> Particle:
     (path,), (index,) = particles.image_locations([i])
     p = Particle(location=(int(index) + 1, str(path)))
     row = particles.table.iloc[i]
+    p._rlnOpticsGroup = Integer(int(row["rlnOpticsGroup"]))
     if particles.has_ctf():
         ctf = CTFModel()
         ctf.setStandardDefocus(float(row["rlnDefocusU"]), float(row["rlnDefocusV"]), float(row["rlnDefocusAngle"]))

@@ -45,3 +45,16 @@ def test_each_optics_group_gets_its_own_noise_spectrum(two_groups, command):
     assert run.returncode == 0, run.stderr[-2000:]
     ratio = noise_ratio(two_groups / command[0] / "run_model.star")
     assert 7 < ratio < 13, ratio  # the simulated noise variances are 10x apart
+
+
+def test_optics_groups_survive_the_scipion_round_trip(two_groups, tmp_path):
+    from pwem.objects import SetOfParticles
+
+    from blush_scipion.convert import particles_to_star, star_to_particles
+    scipion_set = SetOfParticles(filename=str(tmp_path / "particles.sqlite"))
+    star_to_particles(str(two_groups / "mixed.star"), scipion_set)
+    scipion_set.write()
+    particles_to_star(scipion_set, str(tmp_path / "back.star"))
+    back, original = Particles.read(tmp_path / "back.star"), Particles.read(two_groups / "mixed.star")
+    assert list(back.optics["rlnOpticsGroup"]) == [1, 2]
+    assert (back.table["rlnOpticsGroup"].to_numpy() == original.table["rlnOpticsGroup"].to_numpy()).all()
