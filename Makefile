@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/reconstruct_throughput.py
 	$(PY) benchmarks/refine3d_vs_relion.py
 	$(PY) benchmarks/blush_vs_standard.py
+	$(PY) benchmarks/class2d_blush.py
 
 clean:
 	rm -rf $(VENV) .scipion demo_output *.egg-info
