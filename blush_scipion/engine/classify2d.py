@@ -323,13 +323,13 @@ def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
 
 
 def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: torch.Tensor, n: int,
-                     apix: float) -> None:
+                     apix: float, tau2_fudge: float) -> None:
     import starfile
     k = len(state.distribution)
     shells = np.arange(n // 2 + 1)
     general = {"rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": n,
                "rlnCurrentResolution": float(min(state.resolution)), "rlnCurrentImageSize": 2 * state.r_current,
-               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnTau2FudgeFactor": 2.0,
+               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnTau2FudgeFactor": tau2_fudge,
                "rlnSigmaOffsetsAngst": state.sigma_offset * apix}
     blocks = {"model_general": general, "model_classes": pd.DataFrame({
         "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
@@ -351,7 +351,7 @@ def write_iteration(out: Path, particles: Particles, images: torch.Tensor, a: As
     n, apix = particles.image_size, particles.pixel_size
     write_stack(out / f"{prefix}classes.mrcs", images, apix)
     write_data_star(out / f"{prefix}data.star", particles, a)
-    write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix)
+    write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix, settings.tau2_fudge)
     with atomic_path(out / f"{prefix}optimiser.json") as tmp:  # written last: it marks the iteration done
         tmp.write_text(json.dumps({"state": asdict(state), "settings": asdict(settings),
                                    "ssnr": ssnr.tolist()}, indent=1))
