@@ -75,23 +75,24 @@ def model_truth(path, voxel_size: float, block: int) -> tuple[torch.Tensor, floa
 
 def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: torch.Generator):
     """(n, n, n) truth at voxel_min -> inputs (2, b, b, b), target (b, b, b), mask (b, b, b),
-    solvent label (b, b, b)."""
+    solvent label (b, b, b); for the 2D denoiser an (n, n) truth projection gives (2, b, b) and
+    (b, b) alike."""
     u = torch.rand(5, generator=g).tolist()
-    n0 = truth.shape[-1]
+    n0, dim = truth.shape[-1], truth.dim()
     n = max(s.block, 2 * round(n0 * s.voxel_min / (s.voxel_min + (s.voxel_max - s.voxel_min) * u[3]) / 2))
     voxel, radius = s.voxel_min * n0 / n, radius * n / n0
-    truth = resize_fourier_3d(truth, n)
+    truth = resize_fourier(truth, n, dim)
     best = max(s.resolution_min, 2.5 * voxel)
     resolution = best + max(0.0, s.resolution_max - best) * u[0]
     half, _ = simulate_half_maps(truth, voxel, resolution, g, blur_bfactor=s.blur_max * u[1])
     if u[4] < s.cutoff_fraction:
-        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0)
-    mask = spherical_mask(n, radius + 2, edge=5)
+        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0, dim=dim)
+    mask = (spherical_mask if dim == 3 else circular_mask)(n, radius + 2, edge=5)
     inputs = denoiser_inputs(half, mask)
     _, mean, std = standardise(half)
     target = (truth - mean) / std * mask
     solvent = (truth > 0.1 * truth.max()).float()
-    return random_block([inputs, target, mask, solvent], s.block, g, u[2])
+    return random_block([inputs, target, mask, solvent], s.block, g, u[2], dim=dim)
 
 
 def projection(volume: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -100,26 +101,6 @@ def projection(volume: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     theta = torch.cat([rotation.float(), torch.zeros(3, 1)], dim=1)[None]
     grid = torch.nn.functional.affine_grid(theta, (1, 1, n, n, n), align_corners=False)
     return torch.nn.functional.grid_sample(volume[None, None], grid, align_corners=False)[0, 0].sum(0)
-
-
-def training_sample_2d(image: torch.Tensor, radius: float, s: TrainSettings, g: torch.Generator):
-    """(n, n) truth projection at voxel_min -> inputs (2, b, b), target (b, b), mask (b, b),
-    solvent label (b, b)."""
-    u = torch.rand(5, generator=g).tolist()
-    n0 = image.shape[-1]
-    n = max(s.block, 2 * round(n0 * s.voxel_min / (s.voxel_min + (s.voxel_max - s.voxel_min) * u[3]) / 2))
-    voxel, radius = s.voxel_min * n0 / n, radius * n / n0
-    image = resize_fourier(image, n, 2)
-    best = max(s.resolution_min, 2.5 * voxel)
-    resolution = best + max(0.0, s.resolution_max - best) * u[0]
-    half, _ = simulate_half_maps(image, voxel, resolution, g, blur_bfactor=s.blur_max * u[1])
-    if u[4] < s.cutoff_fraction:
-        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0, dim=2)
-    mask = circular_mask(n, radius + 2, edge=5)
-    _, mean, std = standardise(half)
-    target = (image - mean) / std * mask
-    solvent = (image > 0.1 * image.max()).float()
-    return random_block([denoiser_inputs(half, mask), target, mask, solvent], s.block, g, u[2], dim=2)
 
 
 def random_block(volumes: list, block: int, g: torch.Generator, axis_draw: float, dim: int = 3) -> list:
@@ -149,7 +130,7 @@ def model_sampler(models: list, s: TrainSettings) -> Callable[[torch.Generator],
         i, j = (int(torch.randint(0, k, (1,), generator=g)) for k in (len(truths), PROJECTIONS_PER_MODEL))
         if (i, j) not in views:
             views[i, j] = projection(truths[i][0], euler_to_matrix(*random_rotations(1, g)[0]))
-        return training_sample_2d(views[i, j], truths[i][1], s, g)
+        return training_sample(views[i, j], truths[i][1], s, g)
     return sample_2d
 
 
