@@ -29,11 +29,13 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
+from .checkpoint import iteration_path, last_checkpoint, write_json
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted
-from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
-from .images import group_index, image_batch, initial_sigma2, noise_weighted_points, residual_power
+from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, shell_sum
+from .images import (group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points,
+                     power_spectrum, residual_power)
 from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
-from .mask import circular_mask
+from .mask import circular_mask, particle_diameter
 from .mrc import StackReader, read_stack, write_stack
 from .particles import Particles
 from .projector import SlicePoints
@@ -99,10 +101,6 @@ def angles(step: float) -> torch.Tensor:
     return torch.arange(j, dtype=torch.float32) * (360.0 / j)
 
 
-def particle_diameter(settings: Class2DSettings, n: int, apix: float) -> float:
-    return settings.diameter or 0.9 * n * apix
-
-
 # --- E-step and its M-step sums ---------------------------------------------------------------
 
 def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tensor, state: Class2DState,
@@ -121,7 +119,7 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
     phases = shift_phases(shifts, points.coords, n)
     log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(j)
-    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
     acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
     acc_weight = torch.zeros(k * j, len(points.index), device=device)
     mass = torch.zeros(k * j, device=device)
@@ -182,14 +180,13 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
     """RELION's start: each class the average of a random subset of the images at random angles."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
-    points = SlicePoints.within(n, n // 2, device)
-    shells = torch.round(points.coords.norm(dim=1)).long()
+    points, shells, _ = noise_weighted_points(n, n // 2, sigma2, device)
     inverse_noise = 1 / sigma2.to(device)[:, shells]
     groups = torch.as_tensor(group_index(particles), device=device)
     psi = angles(settings.psi_step)
     j = len(psi)
     r = torch.randint(0, k * j, (len(particles),), generator=generator)
-    mask = circular_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
+    mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
     acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
     acc_weight = torch.zeros(k * j, len(points.index), device=device)
     ctf_params, origins = particles.ctf(), particles.origins()
@@ -213,15 +210,6 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
 
 
 # --- M-step ---------------------------------------------------------------------------------
-
-def power_spectrum(images: torch.Tensor) -> torch.Tensor:
-    """(K, n, n) -> (K, n//2+1) mean |F|^2 per shell of each image's centred rfft2."""
-    n = images.shape[-1]
-    shells = rfft_shell_index_2d(n, images.device)
-    w = torch.where(torch.arange(n // 2 + 1, device=images.device) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
-    counts = shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
-    return torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)]) / counts
-
 
 def class_averages(sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int,
                    floor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,7 +265,7 @@ def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState,
     when a `denoiser` is given (and there is a previous iteration to take the SSNR from)."""
     tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
     images, ssnr = class_averages(sums, tau2, r_max, settings.tau2_fudge, n)
-    diameter = particle_diameter(settings, n, apix)
+    diameter = particle_diameter(settings.diameter, n, apix)
     if denoiser is not None and previous is not None:
         noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
         denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
@@ -308,10 +296,6 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
 
 # --- files ---------------------------------------------------------------------------------
 
-def _name(out: Path, iteration: int, what: str) -> Path:
-    return out / f"run_it{iteration:03d}_{what}"
-
-
 def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
     apix = particles.pixel_size
     table = particles.table.drop(columns=["rlnAngleRot", "rlnAngleTilt"], errors="ignore").assign(
@@ -339,9 +323,7 @@ def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: t
             "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
             "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
             "rlnSsnrMap": ssnr[i].double().numpy()})
-    for g, spectrum in enumerate(state.sigma2):  # RELION 3.1: one noise spectrum per optics group
-        blocks[f"model_optics_group_{g + 1}"] = pd.DataFrame({
-            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix), "rlnSigma2Noise": np.asarray(spectrum)})
+    blocks.update(noise_model_blocks(state.sigma2, n, apix))
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
 
@@ -352,14 +334,9 @@ def write_iteration(out: Path, particles: Particles, images: torch.Tensor, a: As
     write_stack(out / f"{prefix}classes.mrcs", images, apix)
     write_data_star(out / f"{prefix}data.star", particles, a)
     write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix, settings.tau2_fudge)
-    with atomic_path(out / f"{prefix}optimiser.json") as tmp:  # written last: it marks the iteration done
-        tmp.write_text(json.dumps({"state": asdict(state), "settings": asdict(settings),
-                                   "ssnr": ssnr.tolist()}, indent=1))
-
-
-def last_checkpoint(out: Path) -> int | None:
-    done = sorted(out.glob("run_it*_optimiser.json"))
-    return int(done[-1].name[6:9]) if done else None
+    # written last: it marks the iteration done
+    write_json(out / f"{prefix}optimiser.json", {"state": asdict(state), "settings": asdict(settings),
+                                                 "ssnr": ssnr.tolist()})
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -379,10 +356,10 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
     torch.manual_seed(settings.seed)
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
-        saved = json.loads(_name(out, start_it, "optimiser.json").read_text())
+        saved = json.loads(iteration_path(out, start_it, "optimiser.json").read_text())
         state = Class2DState(**saved["state"])
-        images = read_stack(_name(out, start_it, "classes.mrcs"))
-        saved_data = Particles.read(_name(out, start_it, "data.star"))
+        images = read_stack(iteration_path(out, start_it, "classes.mrcs"))
+        saved_data = Particles.read(iteration_path(out, start_it, "data.star"))
         origins = saved_data.origins()
         previous_classes = torch.as_tensor(saved_data.column("rlnClassNumber").astype(np.int64)) - 1
         log(f"continuing after iteration {start_it}")
@@ -420,15 +397,14 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
     for what in ("classes.mrcs", "data.star", "model.star"):
-        src = _name(out, final, what)
+        src = iteration_path(out, final, what)
         with atomic_path(out / f"run_{what}") as tmp:
             tmp.write_bytes(src.read_bytes())
     summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
                "particles": len(particles), "box": n, "pixel_size": apix,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
                "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
         f"{summary['wall_seconds']:.0f} s")
     return summary

@@ -4,6 +4,7 @@ for each optics group (as RELION 3.1 keeps one noise spectrum per optics group),
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .ctf import CtfParameters, compute_ctf_2d
@@ -38,16 +39,21 @@ def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Ten
     """(G, n//2+1) noise power per shell and optics group from the images' mean power spectrum
     (their signal is small)."""
     groups = group_index(particles)
-    shells = rfft_shell_index_2d(n)
-    w = torch.where(torch.arange(n // 2 + 1) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
     out = []
     for g in range(groups.max() + 1):
         members = np.nonzero(groups == g)[0]
         rows = members[np.linspace(0, len(members) - 1, min(sample, len(members))).astype(int)]
-        ft = rfft2_centered(particles.read_images(rows))
-        power = shell_sum((w * ft.abs() ** 2).mean(0), shells, n // 2 + 1)
-        out.append(power / shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9))
+        out.append(power_spectrum(particles.read_images(rows)).mean(0))
     return torch.stack(out)
+
+
+def power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """(B, n, n) -> (B, n//2+1) mean |F|^2 per shell of each image's centred rfft2."""
+    n = images.shape[-1]
+    shells = rfft_shell_index_2d(n, images.device)
+    w = torch.where(torch.arange(n // 2 + 1, device=images.device) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
+    counts = shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
+    return torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)]) / counts
 
 
 def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
@@ -69,3 +75,11 @@ def residual_power(residual: torch.Tensor, points: SlicePoints, shells: torch.Te
     sums = torch.bincount(key, weights=(w * residual.abs() ** 2).flatten().double(), minlength=n_groups * (s + 1))
     counts = torch.bincount(key, weights=w.flatten(), minlength=n_groups * (s + 1))
     return sums.reshape(n_groups, s + 1)[:, :s], counts.reshape(n_groups, s + 1)[:, :s]
+
+
+def noise_model_blocks(sigma2, n: int, pixel_size: float) -> dict:
+    """run_model.star's data_model_optics_group_N tables: RELION 3.1's noise spectrum per group."""
+    shells = np.arange(n // 2 + 1)
+    return {f"model_optics_group_{g + 1}": pd.DataFrame({
+        "rlnSpectralIndex": shells, "rlnResolution": shells / (n * pixel_size), "rlnSigma2Noise": np.asarray(spectrum)})
+        for g, spectrum in enumerate(sigma2)}

@@ -16,6 +16,11 @@ def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
     return 0.5 * (1 + torch.cos(torch.pi * t))
 
 
+def particle_diameter(diameter: float | None, n: int, pixel_size: float) -> float:
+    """A: the user's particle diameter, else 90% of the (n px) box."""
+    return diameter or 0.9 * n * pixel_size
+
+
 def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
     """(n, n, n) soft sphere: 1 inside `radius` voxels, cosine edge `edge` voxels wide outside."""
     return raised_cosine(centred_radius_3d(n, device) - radius, edge)

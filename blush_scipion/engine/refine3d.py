@@ -23,11 +23,12 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
+from .checkpoint import iteration_path, last_checkpoint, write_json
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
-from .images import group_index, image_batch, initial_sigma2, noise_weighted_points, residual_power
-from .mask import spherical_mask
+from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points, residual_power
+from .mask import particle_diameter, spherical_mask
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
@@ -230,12 +231,7 @@ def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
         if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
             raise ValueError(f"{settings.mask}: mask values must lie in [0, 1]")
         return mask
-    return spherical_mask(n, particle_diameter(settings, n, apix) / (2 * apix), edge=5)
-
-
-def particle_diameter(settings: RefineSettings, n: int, apix: float) -> float:
-    """A: the user's, else 90% of the box."""
-    return settings.diameter or 0.9 * n * apix
+    return spherical_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
 
 
 def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
@@ -265,7 +261,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     refs = [wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() for h in halves]
     t_blush = time.time()
     if denoiser is not None:
-        refs = [blush_reference(u, r, fsc, denoiser, apix, particle_diameter(settings, n, apix),
+        refs = [blush_reference(u, r, fsc, denoiser, apix, particle_diameter(settings.diameter, n, apix),
                                 settings.blush_trailing, fill=settings.blush_fill).cpu() for u, r in zip(unreg, refs)]
     t_blush = time.time() - t_blush
     refs = [r * mask for r in refs]
@@ -321,11 +317,6 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
 
 # --- files ---------------------------------------------------------------------------------
 
-def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2))
-
-
 def write_data_star(path: Path, particles: Particles, subsets, rotations, origins, max_prob) -> None:
     rot, tilt, psi = matrix_to_euler(rotations)
     apix = particles.pixel_size
@@ -351,20 +342,9 @@ def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolu
         "rlnGoldStandardFsc": fsc, "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
         "rlnSigma2Noise": np.asarray(state.sigma2).mean(0)})
     blocks = {"model_general": general, "model_classes": classes, "model_class_1": curve}
-    for g, spectrum in enumerate(state.sigma2):  # RELION 3.1: one noise spectrum per optics group
-        blocks[f"model_optics_group_{g + 1}"] = pd.DataFrame({"rlnSpectralIndex": k, "rlnResolution": k / (n * apix),
-                                                             "rlnSigma2Noise": np.asarray(spectrum)})
+    blocks.update(noise_model_blocks(state.sigma2, n, apix))
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
-
-
-def _checkpoint_name(out: Path, iteration: int, what: str) -> Path:
-    return out / f"run_it{iteration:03d}_{what}"
-
-
-def last_checkpoint(out: Path) -> int | None:
-    done = sorted(out.glob("run_it*_optimiser.json"))
-    return int(done[-1].name[6:9]) if done else None
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -383,13 +363,13 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
-        state = RefineState(**json.loads(_checkpoint_name(out, start_it, "optimiser.json").read_text())["state"])
+        state = RefineState(**json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"])
         if state.sigma2 and not isinstance(state.sigma2[0], list):  # checkpoints from before optics groups
             state.sigma2 = [state.sigma2]
-        data = Particles.read(_checkpoint_name(out, start_it, "data.star"))
+        data = Particles.read(iteration_path(out, start_it, "data.star"))
         subsets = data.half_sets()
         rotations, origins = data.rotations(), data.origins()
-        references = [read_map(_checkpoint_name(out, start_it, f"half{h}_class001.mrc"))[0] for h in (1, 2)]
+        references = [read_map(iteration_path(out, start_it, f"half{h}_class001.mrc"))[0] for h in (1, 2)]
         log(f"continuing after iteration {start_it}")
         if state.done and (out / "summary.json").exists():  # finished already: nothing to redo
             log("the refinement had finished; its outputs are in place")
@@ -428,9 +408,9 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
         for h in (1, 2):
-            write_map(_checkpoint_name(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
-        write_data_star(_checkpoint_name(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
-        _write_json(_checkpoint_name(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
+            write_map(iteration_path(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
+        write_data_star(iteration_path(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
+        write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {state.offset_step:.2f} px  "
             f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
@@ -442,7 +422,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     write_map(out / "run_class001.mrc", stats["joined"], apix)
     if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
         denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
-                                   apix, particle_diameter(settings, n, apix), settings.blush_trailing,
+                                   apix, particle_diameter(settings.diameter, n, apix), settings.blush_trailing,
                                    fill=settings.blush_fill)
         write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
     write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
@@ -452,7 +432,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
                "wall_seconds": round(time.time() - t_start, 1), "particles": len(particles), "box": n,
                "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
                "settings": asdict(settings)}
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     log(f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
         f"{summary['wall_seconds']:.0f} s")
     return summary
