@@ -25,9 +25,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/reconstruct_throughput.py
-	$(PY) benchmarks/refine3d_vs_relion.py
+	$(PY) benchmarks/refine3d_vs_relion.py --relion --relion-budget 3
 	$(PY) benchmarks/blush_vs_standard.py
 	$(PY) benchmarks/class2d_blush.py
+	$(PY) benchmarks/relion_peer.py
 
 clean:
 	rm -rf $(VENV) .scipion demo_output *.egg-info

@@ -4,7 +4,7 @@ Particles are simulated from validate models of ../shared/data (never seen by th
 denoisers), 64 px at 2 A/px, --n per structure (seed 21 + i), mixed into one set; both arms
 classify the same set with the same seed. Reported per arm: wall time, class purity (the share
 of particles whose class's majority structure is their own), and each populated class's FRC
-against the best-matching projection of its majority structure's truth (searched over a 15 deg
+(engine FSC in 2D) against the best-matching projection of its majority structure's truth (searched over a 15 deg
 grid, then locally at 2.5 deg, with shifts): the particle-weighted mean FRC = 0.5 resolution.
 Writes benchmarks/results/class2d.{json,md} (--name).
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blush_scipion.engine.fourier import irfft2_centered, rfft2_centered, rfft_shell_index_2d, shell_sum
-from blush_scipion.engine.fsc import resolution_at
+from blush_scipion.engine.fourier import irfft2_centered, rfft2_centered
+from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map, read_stack
 from blush_scipion.engine.particles import Particles, concatenate
 from blush_scipion.engine.projector import SlicePoints, extract_central_slices, fourier_reference
@@ -42,16 +42,6 @@ def projections(truth: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
                       for r in rotations.split(512)])
 
 
-def frc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(n, n) x2 -> (n//2+1,) Fourier ring correlation."""
-    n = a.shape[-1]
-    fa, fb = rfft2_centered(a.double()), rfft2_centered(b.double())
-    shells = rfft_shell_index_2d(n)
-    num = shell_sum((fa * fb.conj()).real, shells, n // 2 + 1)
-    den = (shell_sum(fa.abs() ** 2, shells, n // 2 + 1) * shell_sum(fb.abs() ** 2, shells, n // 2 + 1)).sqrt()
-    return (num / den.clamp(min=1e-30)).float()
-
-
 def best_match(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """The projection of `truth` (shifted) that correlates best with `image`: (n, n)."""
     def search(rotations):
@@ -65,9 +55,9 @@ def best_match(image: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return search(local_rotations(2.5, 3) @ coarse)[1]
 
 
-def evaluate(out: Path, labels: np.ndarray, truths: list, apix: float) -> dict:
-    classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
-    images = read_stack(out / "run_classes.mrcs")
+def score_classes(classes: np.ndarray, images: torch.Tensor, labels: np.ndarray, truths: list, apix: float) -> dict:
+    """Class purity and FRC against the truth of per-particle classes (N,) (1-based) with class
+    averages (K, n, n), for particles of known structure `labels` (N,)."""
     purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
     n = images.shape[-1]
     resolutions, weights = [], []
@@ -76,13 +66,33 @@ def evaluate(out: Path, labels: np.ndarray, truths: list, apix: float) -> dict:
         if len(members) < 0.01 * len(labels):
             continue
         match = best_match(images[c - 1], truths[np.bincount(members).argmax()])
-        resolutions.append(resolution_at(frc(images[c - 1], match), 0.5, n, apix))
+        resolutions.append(resolution_at(fourier_shell_correlation(images[c - 1], match), 0.5, n, apix))
         weights.append(len(members))
-    summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": summary["wall_seconds"], "iterations": summary["iterations"], "purity": round(purity, 3),
-            "populated_classes": len(resolutions),
+    return {"purity": round(purity, 3), "populated_classes": len(resolutions),
             "frc_truth_05_A": round(float(np.average(resolutions, weights=weights)), 2),
             "best_class_frc_truth_05_A": round(float(min(resolutions)), 2)}
+
+
+def evaluate(out: Path, labels: np.ndarray, truths: list, apix: float) -> dict:
+    classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
+    summary = json.loads((out / "summary.json").read_text())
+    return {"wall_s": summary["wall_seconds"], "iterations": summary["iterations"],
+            **score_classes(classes, read_stack(out / "run_classes.mrcs"), labels, truths, apix)}
+
+
+def mixture(models: list, n: int, snr: float) -> tuple[Path, np.ndarray, list]:
+    """The simulated mixture (its folder, with mixed.star), each particle's structure (N,), the truths."""
+    work = HERE / "work" / f"class2d_{'_'.join(models)}_n{n}_snr{snr}"
+    sets, truths = [], []
+    for i, name in enumerate(models):
+        d = work / name
+        if not (d / "summary.json").exists():
+            simulate_from_model(MODELS / f"{name}.pdb.gz", SimulationSettings(
+                n_particles=n, box=64, pixel_size=2.0, snr=snr, seed=21 + i), d)
+        sets.append(Particles.read(d / "particles.star"))
+        truths.append(read_map(d / "truth.mrc")[0])
+    concatenate(sets).write(work / "mixed.star")
+    return work, np.repeat(np.arange(len(sets)), [len(s) for s in sets]), truths
 
 
 def main():
@@ -98,17 +108,7 @@ def main():
     results = {"device": args.device, "models": args.models, "n_per_model": args.n, "k": args.k, "rows": []}
     diameter = max(diameter_of(MODELS / f"{m}.pdb.gz") for m in args.models)
     for snr in args.snr:
-        work = HERE / "work" / f"class2d_{'_'.join(args.models)}_n{args.n}_snr{snr}"
-        sets, truths = [], []
-        for i, name in enumerate(args.models):
-            d = work / name
-            if not (d / "summary.json").exists():
-                simulate_from_model(MODELS / f"{name}.pdb.gz", SimulationSettings(
-                    n_particles=args.n, box=64, pixel_size=2.0, snr=snr, seed=21 + i), d)
-            sets.append(Particles.read(d / "particles.star"))
-            truths.append(read_map(d / "truth.mrc")[0])
-        concatenate(sets).write(work / "mixed.star")
-        labels = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+        work, labels, truths = mixture(args.models, args.n, snr)
         for arm in ("standard", "blush"):
             out = work / arm
             if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue

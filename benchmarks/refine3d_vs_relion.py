@@ -10,9 +10,11 @@ Writes benchmarks/results/refine3d.{json,md}.
     .venv/bin/python benchmarks/refine3d_vs_relion.py [--models adk_closed 19hc] [--relion]
 """
 import argparse
+import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from blush_scipion.engine.expectation import log_likelihoods
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.particles import Particles
+from blush_scipion.engine.reconstruct import reconstruct_particles
 from blush_scipion.engine.rotation import angular_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
@@ -45,6 +48,20 @@ def two_fold(model: Path):
     return torch.tensor(sup.transform.mat.tolist(), dtype=torch.float32) if sup.rmsd < 2.0 else None
 
 
+def fsc_to_truth(volume: torch.Tensor, work: Path) -> tuple[torch.Tensor, float]:
+    """FSC curve of `volume` against work/truth.mrc, and its 0.5 resolution (A)."""
+    truth, apix = read_map(work / "truth.mrc")
+    fsc = fourier_shell_correlation(volume, truth)
+    return fsc, round(resolution_at(fsc, 0.5, truth.shape[-1], apix), 2)
+
+
+@functools.lru_cache(maxsize=None)
+def posed(work: Path, run_data: Path) -> tuple[torch.Tensor, float]:
+    """All particles of `run_data` reconstructed at its poses: FSC to the truth and its 0.5
+    resolution. Scores a run stopped mid-way (its half-1 map has half the data) like a finished one."""
+    return fsc_to_truth(reconstruct_particles(Particles.read(run_data), progress=False).volume, work)
+
+
 def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op):
     truth, apix = read_map(work / "truth.mrc")
     n = truth.shape[-1]
@@ -59,6 +76,7 @@ def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: 
     est, true = est_set.rotations(), true_set.rotations(order)
     err = angular_distance(est, true)
     row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": round(resolution_at(fsc, 0.5, n, apix), 2),
+           "posed_fsc_truth_05_A": posed(work, run_data)[1],
            "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}
     if sym_op is not None:
         err_sym = torch.minimum(err, angular_distance(est, true @ sym_op))
@@ -98,22 +116,46 @@ def run_blush(work: Path, device: str):
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], seconds, s["iterations"]
 
 
-def run_relion(work: Path, diameter: float, iter_max: int | None):
-    out = work / "relion"
-    out.mkdir(exist_ok=True)
-    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", "relion_refine_mpi", "--o", "relion/run",
+def run_budgeted(cmd: list, work: Path, out: Path, budget_s: float | None = None, env: dict | None = None) -> float:
+    """Run `cmd` in `work` (its log in out/log.txt), stopped after `budget_s` seconds if given;
+    returns its wall time. A finished run of the same command and budget in `out` is reused."""
+    timing = out / "timing.json"
+    if timing.exists() and json.loads(timing.read_text()).get("run") == [cmd, budget_s]:
+        return json.loads(timing.read_text())["seconds"]
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+    try:
+        if proc.wait(timeout=budget_s):
+            raise RuntimeError(f"{cmd[0]} failed: see {out / 'log.txt'}")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    seconds = time.perf_counter() - t0
+    timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds}))
+    return seconds
+
+
+def run_relion(work: Path, diameter: float, iter_max: int | None = None, budget_s: float | None = None,
+               name: str = "relion", extra: tuple = (), env: dict | None = None, oversampling: int = 1):
+    """relion_refine --auto_refine on the same files (`extra` arguments added, `env` for its
+    environment); stopped after `budget_s` seconds if given, then measured at its last finished
+    iteration (its half-1 map). A finished run with the same command is reused."""
+    out = work / name
+    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", "relion_refine_mpi", "--o", f"{name}/run",
            "--auto_refine", "--split_random_halves", "--i", "particles.star", "--ref", "truth.mrc", "--ini_high", "40",
-           "--ctf", "--particle_diameter", str(diameter), "--flatten_solvent", "--zero_mask", "--oversampling", "1",
+           "--ctf", "--particle_diameter", f"{diameter:.1f}", "--flatten_solvent", "--zero_mask", "--oversampling", str(oversampling),
            "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "5", "--offset_step", "2",
            "--sym", "C1", "--low_resol_join_halves", "40", "--j", "1", "--pool", "3", "--pad", "2",
-           "--dont_combine_weights_via_disc", "--random_seed", "1", "--firstiter_cc"]
+           "--dont_combine_weights_via_disc", "--random_seed", "1", "--firstiter_cc", *extra]
     if iter_max:
         cmd += ["--auto_iter_max", str(iter_max)]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=work, check=True, stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - t0
-    its = sorted(out.glob("run_it*_half1_model.star"))
-    last = its[-1].name[6:9]
+    seconds = run_budgeted(cmd, work, out, budget_s, env)
+    finished = [f.name[6:9] for f in sorted(out.glob("run_it*_data.star"))
+                if all((out / f"run_it{f.name[6:9]}_{x}").exists() for x in ("half1_model.star", "half1_class001.mrc"))]
+    last = finished[-1]
     final = out / "run_class001.mrc"
     data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"
     model = out / "run_model.star" if (out / "run_model.star").exists() else out / f"run_it{last}_half1_model.star"
@@ -130,6 +172,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--relion", action="store_true", help="also run relion_refine (hours on 2 cores)")
     p.add_argument("--relion-iter-max", type=int, default=None)
+    p.add_argument("--relion-budget", type=float, default=None, metavar="X",
+                   help="stop relion_refine after X times our wall time and measure its last finished iteration")
     args = p.parse_args()
     results = {"estep_gflops": None, "gemm_peak_gflops": None, "rows": []}
     results["estep_gflops"], results["gemm_peak_gflops"] = estep_gflops(args.device)
@@ -143,11 +187,13 @@ def main():
         results["rows"].append(row)
         print(row, flush=True)
         if args.relion and shutil.which("relion_refine_mpi"):
-            row = {"model": name, "program": "relion_refine 3.1.3",
-                   **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max), sym_op)}
+            budget = args.relion_budget * row["wall_s"] if args.relion_budget else None
+            row = {"model": name, "program": "relion_refine 3.1.3" + (f" (stopped at {args.relion_budget:g}x)"
+                                                                     if budget else ""),
+                   **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget), sym_op)}
             results["rows"].append(row)
             print(row, flush=True)
-    keys = ["model", "program", "wall_s", "iterations", "fsc_truth_05_A", "gold_standard_0143_A",
+    keys = ["model", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A",
             "median_angular_error_deg", "median_error_up_to_2fold_deg"]
     write_results("refine3d", results, keys, f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "
                   f"float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s")

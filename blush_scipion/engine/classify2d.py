@@ -30,7 +30,7 @@ from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
 from .checkpoint import iteration_path, last_checkpoint, write_json
-from .expectation import log_likelihoods, posteriors, shift_phases, shifted
+from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant, weighted_sums
 from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, shell_sum
 from .images import (group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points,
                      power_spectrum, residual_power)
@@ -146,16 +146,14 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
             best_r.append(br.cpu())
             best_origin.append(total[ar, bt].cpu())
             best_p.append(pmax.cpu())
+            probs = significant(probs)                    # the M-step visits significant poses only
             offset2 += float((probs.sum(2) * (total**2).sum(-1)).sum())
             sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
             ctf_w = ctf * inverse_noise[g]
             y = x_t * ctf_w[:, None, :]
-            p = probs.reshape(-1, probs.shape[-1])                               # (B T, R)
-            yf = y.reshape(-1, y.shape[-1])
-            acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
-            acc_weight += probs.sum(1).T @ (ctf * ctf_w)
+            weighted_sums(probs, y, ctf * ctf_w, acc_data, acc_weight)
             mass += probs.sum((0, 1))
     finally:
         reader.close()

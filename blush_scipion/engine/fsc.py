@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from .fourier import irfft3_centered, rfft3_centered, rfft_hermitian_weight_3d, rfft_shell_index_3d, shell_sum
+from .fourier import irfft3_centered, rfft3_centered, rfft_hermitian_weight, rfft_shell_index, rfft_shell_index_3d, \
+    rfftn_centered, shell_sum
 
 
 def fourier_shell_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(n, n, n) x (n, n, n) -> (n//2+1,) FSC per shell (shell k: frequency k / (n pixel))."""
+    """(n, n, n) x (n, n, n) -> (n//2+1,) FSC per shell (shell k: frequency k / (n pixel)).
+    Two (n, n) images give their Fourier ring correlation the same way."""
     if a.shape != b.shape:
         raise ValueError(f"FSC needs maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    n = a.shape[-1]
-    fa, fb = rfft3_centered(a.double()), rfft3_centered(b.double())
-    shells = rfft_shell_index_3d(n, a.device)
-    w = rfft_hermitian_weight_3d(n, a.device).double().expand_as(shells)
+    n, dim = a.shape[-1], a.dim()
+    fa, fb = rfftn_centered(a.double(), dim), rfftn_centered(b.double(), dim)
+    shells = rfft_shell_index(n, dim, a.device)
+    w = rfft_hermitian_weight(n, dim, a.device).double().expand_as(shells)
     n_shells = n // 2 + 1
     cross = shell_sum(w * (fa * fb.conj()).real, shells, n_shells)
     power = shell_sum(w * fa.abs() ** 2, shells, n_shells) * shell_sum(w * fb.abs() ** 2, shells, n_shells)

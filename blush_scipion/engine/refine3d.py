@@ -24,7 +24,8 @@ from .atomic import atomic_path
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
-from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted
+from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
+    weighted_sums
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
 from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points, residual_power
@@ -181,19 +182,18 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
             sums, counts = residual_power(x_t[ar, bt] - ctf * best_proj, points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
-            # M-step sums: posterior-weighted, CTF-multiplied images per orientation, over their noise
+            # M-step sums over the significant poses: posterior-weighted, CTF-multiplied images per
+            # orientation, over their noise
+            probs = significant(probs)
             ctf_w = ctf * inverse_noise[g]
             y = x_t * ctf_w[:, None, :]
             if local:
                 slices = torch.einsum("btj,btp->bjp", probs.to(y.dtype), y)
                 wslices = torch.einsum("bj,bp->bjp", probs.sum(1), ctf * ctf_w)
-                keep = probs.sum(1) > 1e-4 * pmax[:, None]     # significant orientations only
+                keep = probs.sum(1) > 0
                 _insert(data, back_weight, slices[keep], wslices[keep], cand[keep], points, sym)
             else:
-                p = probs.reshape(-1, probs.shape[-1])               # (B T, R)
-                yf = y.reshape(-1, y.shape[-1])
-                acc_data += torch.complex(p.T @ yf.real, p.T @ yf.imag)
-                acc_weight += probs.sum(1).T @ (ctf * ctf_w)
+                weighted_sums(probs, y, ctf * ctf_w, acc_data, acc_weight)
         if not local:
             _insert(data, back_weight, acc_data, acc_weight, grid, points, sym)
     finally:

@@ -128,8 +128,7 @@ def test_shipped_2d_denoiser_brings_a_held_out_class_average_closer_to_the_truth
     from blush_scipion.engine.blush.halfmaps import simulate_half_maps
     from blush_scipion.engine.blush.training import projection
     from blush_scipion.engine.rotation import euler_to_matrix
-    sys.path.insert(0, str(DATA.parents[1] / "benchmarks"))
-    from class2d_blush import frc
+    from blush_scipion.engine.fsc import fourier_shell_correlation as frc
 
     volume = density_from_model(DATA / "4gcnA.pdb.gz", 64, 2.0)
     truth = projection(volume, euler_to_matrix(*torch.tensor([30.0, 60.0, 10.0])))

@@ -1,0 +1,56 @@
+"""The E-step's likelihoods, and the significant-weights pruning of the M-step (RELION's
+adaptive_fraction): what is kept, and that the pruned sums equal the dense ones."""
+import torch
+
+from blush_scipion.engine.expectation import log_likelihoods, posteriors, significant, weighted_sums
+
+
+def _posteriors(sharpness: float, b=16, t=5, r=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(b, t, r, generator=g) * sharpness
+    return torch.softmax(scores.reshape(b, -1), 1).reshape(b, t, r)
+
+
+def test_significant_poses_hold_the_fraction_and_nothing_more_than_a_bin():
+    for sharpness in (0.5, 3.0, 30.0):
+        probs = _posteriors(sharpness)
+        kept = significant(probs, fraction=0.99)
+        flat, kflat = probs.flatten(1), kept.flatten(1)
+        inside = kflat > 0
+        assert torch.allclose(kflat.sum(1), torch.ones(len(flat)))
+        mass = (flat * inside).sum(1)
+        assert (mass >= 0.99 - 1e-5).all()
+        # the best pose is always kept, and every kept pose outweighs every dropped one
+        assert inside.gather(1, flat.argmax(1, keepdim=True)).all()
+        lightest_kept = torch.where(inside, flat, torch.ones_like(flat)).min(1).values
+        heaviest_dropped = torch.where(inside, torch.zeros_like(flat), flat).max(1).values
+        assert (lightest_kept >= heaviest_dropped).all()
+        # minimal up to one bin of 0.05 nats: dropping the kept poses lighter than e^0.05 times
+        # the lightest kept one leaves less than the fraction
+        margin = (flat * inside * (flat > lightest_kept[:, None] * 1.052)).sum(1)
+        assert (margin < 0.99 + 1e-5).all()
+    sharp = significant(_posteriors(30.0), fraction=0.999)
+    assert (sharp.flatten(1) > 0).sum(1).float().mean() < 5     # a sharp posterior keeps a few poses
+
+
+def test_pruned_m_step_sums_equal_the_dense_sums():
+    g = torch.Generator().manual_seed(1)
+    for sharpness in (0.5, 30.0):                  # the dense path and the gathered one
+        probs = significant(_posteriors(sharpness))
+        b, t, r = probs.shape
+        y = torch.randn(b, t, 40, dtype=torch.complex64, generator=g)
+        ctf2 = torch.rand(b, 40, generator=g)
+        data, weight = torch.zeros(r, 40, dtype=torch.complex64), torch.zeros(r, 40)
+        weighted_sums(probs, y, ctf2, data, weight)
+        assert torch.allclose(data, torch.einsum("btr,btp->rp", probs.to(y.dtype), y), atol=1e-5)
+        assert torch.allclose(weight, torch.einsum("btr,bp->rp", probs, ctf2), atol=1e-5)
+
+
+def test_the_true_pose_is_the_most_likely():
+    g = torch.Generator().manual_seed(2)
+    proj = torch.randn(50, 200, dtype=torch.complex64, generator=g)
+    ctf = torch.rand(3, 200, generator=g) + 0.5
+    truth = torch.tensor([4, 17, 33])
+    images = ctf * proj[truth] + 0.3 * torch.randn(3, 200, dtype=torch.complex64, generator=g)
+    _, _, (bt, br) = posteriors(log_likelihoods(images[:, None], ctf, torch.ones(200), proj))
+    assert br.tolist() == truth.tolist() and bt.tolist() == [0, 0, 0]
