@@ -56,24 +56,24 @@ def log_likelihoods(images_t, ctf, weight, projections) -> torch.Tensor:
 
 
 def significant(probs: torch.Tensor, fraction: float = 0.999, bin_width: float = 0.05) -> torch.Tensor:
-    """(B, T, R) posteriors -> the same, each image's weights outside its significant poses set to
-    zero and the rest renormalised. An image's significant poses are its most probable ones that
-    together hold at least `fraction` of its probability (RELION's adaptive_fraction, 0.999): the
-    only poses the M-step then has to visit.
+    """(B, T, R) posteriors -> the same, with each image's weights outside its significant
+    orientations set to zero and the rest renormalised. An image's significant orientations are
+    its most probable ones (summed over shifts) that together hold at least `fraction` of its
+    probability (RELION's adaptive_fraction, 0.999): the only ones the M-step then visits.
 
-    Instead of sorting every image's poses, weights are binned by log-distance from the image's
-    best (`bin_width` nats per bin, one pass) and whole bins are kept down to the one where the
-    mass crosses `fraction`.
+    Instead of sorting, the orientations are binned by log-distance from the image's best
+    (`bin_width` nats per bin) and whole bins are kept down to the one where the mass crosses
+    `fraction`: one pass over (B, R).
     """
-    b = probs.shape[0]
-    flat = probs.reshape(b, -1)
-    n_bins = int(25 / bin_width)          # below e^-25 of the best, all poses together weigh < 1e-6
-    top = flat.max(1, keepdim=True).values
-    depth = (torch.log(top) - torch.log(flat.clamp(min=1e-38))).div_(bin_width).clamp_(max=n_bins).long()
-    mass = torch.zeros(b, n_bins + 1, dtype=flat.dtype, device=flat.device).scatter_add_(1, depth, flat)
+    marginal = probs.sum(1)                                                   # (B, R)
+    n_bins = int(25 / bin_width)     # below e^-25 of the best, all orientations together weigh < 1e-6
+    top = marginal.max(1, keepdim=True).values
+    depth = ((top.log() - marginal.clamp(min=1e-38).log()) / bin_width).clamp_(max=n_bins).long()
+    mass = torch.zeros(len(marginal), n_bins + 1, dtype=probs.dtype, device=probs.device)
+    mass.scatter_add_(1, depth, marginal)
     last = ((mass.cumsum(1) - mass) < fraction * mass.sum(1, keepdim=True)).sum(1, keepdim=True) - 1
-    kept = torch.where(depth <= last, flat, torch.zeros_like(flat))
-    return (kept / kept.sum(1, keepdim=True)).reshape(probs.shape)
+    keep = (depth <= last).to(probs.dtype)
+    return probs * (keep / (marginal * keep).sum(1, keepdim=True))[:, None, :]
 
 
 def weighted_sums(probs: torch.Tensor, y: torch.Tensor, ctf2: torch.Tensor, data: torch.Tensor,
@@ -81,21 +81,22 @@ def weighted_sums(probs: torch.Tensor, y: torch.Tensor, ctf2: torch.Tensor, data
     """The M-step's sums over the images of a batch, added into `data` and `weight` in place:
     data[r] += sum_bt probs[b, t, r] y[b, t], weight[r] += sum_bt probs[b, t, r] ctf2[b].
 
-    probs: (B, T, R), zero outside the significant poses (`significant`); y: (B, T, P) complex;
-    ctf2: (B, P); data: (R, P) complex; weight: (R, P). The GEMMs run only over the (image, shift)
-    rows and orientation columns that carry a significant weight.
+    probs: (B, T, R), zero outside the significant orientations (`significant`); y: (B, T, P)
+    complex; ctf2: (B, P); data: (R, P) complex; weight: (R, P). The GEMMs run only over the
+    orientations that carry weight for some image of the batch.
     """
     b, t, r = probs.shape
-    flat, yf = probs.reshape(b * t, r), y.reshape(b * t, -1)
-    nonzero = flat > 0
-    rows, cols = nonzero.any(1).nonzero().squeeze(1), nonzero.any(0).nonzero().squeeze(1)
-    if len(rows) * len(cols) > 0.5 * flat.numel():   # broad posteriors: gathering costs more than it saves
-        data += torch.complex(flat.T @ yf.real, flat.T @ yf.imag)
-        weight += probs.sum(1).T @ ctf2
+    marginal = probs.sum(1)                                                   # (B, R)
+    cols = (marginal > 0).any(0).nonzero().squeeze(1)
+    flat = probs.reshape(b * t, r)
+    yr = torch.view_as_real(y.reshape(b * t, -1).contiguous()).reshape(b * t, -1)   # (B T, 2P) real: one GEMM
+    if len(cols) > 0.7 * r:          # broad posteriors: gathering would cost more than it saves
+        data += torch.view_as_complex((flat.T @ yr).reshape(r, -1, 2))
+        weight += marginal.T @ ctf2
         return
-    p, yf = flat[rows][:, cols], yf[rows]                                 # (rows, cols), (rows, P)
-    data.index_add_(0, cols, torch.complex(p.T @ yf.real, p.T @ yf.imag))
-    weight.index_add_(0, cols, probs.sum(1)[:, cols].T @ ctf2)
+    p = flat[:, cols]                                                         # (B T, cols)
+    data.index_add_(0, cols, torch.view_as_complex((p.T @ yr).reshape(len(cols), -1, 2)))
+    weight.index_add_(0, cols, marginal[:, cols].T @ ctf2)
 
 
 def posteriors(scores: torch.Tensor, log_prior: torch.Tensor | None = None):

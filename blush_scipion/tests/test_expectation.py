@@ -11,26 +11,27 @@ def _posteriors(sharpness: float, b=16, t=5, r=300, seed=0):
     return torch.softmax(scores.reshape(b, -1), 1).reshape(b, t, r)
 
 
-def test_significant_poses_hold_the_fraction_and_nothing_more_than_a_bin():
+def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more():
     for sharpness in (0.5, 3.0, 30.0):
         probs = _posteriors(sharpness)
         kept = significant(probs, fraction=0.99)
-        flat, kflat = probs.flatten(1), kept.flatten(1)
-        inside = kflat > 0
-        assert torch.allclose(kflat.sum(1), torch.ones(len(flat)))
-        mass = (flat * inside).sum(1)
-        assert (mass >= 0.99 - 1e-5).all()
-        # the best pose is always kept, and every kept pose outweighs every dropped one
-        assert inside.gather(1, flat.argmax(1, keepdim=True)).all()
-        lightest_kept = torch.where(inside, flat, torch.ones_like(flat)).min(1).values
-        heaviest_dropped = torch.where(inside, torch.zeros_like(flat), flat).max(1).values
+        assert torch.allclose(kept.sum((1, 2)), torch.ones(len(probs)))
+        marginal, inside = probs.sum(1), kept.sum(1) > 0                      # (B, R)
+        # every shift of a kept orientation is kept, in proportion
+        renormalised = probs * inside[:, None, :] / (marginal * inside).sum(1)[:, None, None]
+        assert torch.allclose(kept, renormalised, rtol=1e-4, atol=1e-9)
+        assert ((marginal * inside).sum(1) >= 0.99 - 1e-5).all()
+        # the best orientation is always kept, and every kept one outweighs every dropped one
+        assert inside.gather(1, marginal.argmax(1, keepdim=True)).all()
+        lightest_kept = torch.where(inside, marginal, torch.ones_like(marginal)).min(1).values
+        heaviest_dropped = torch.where(inside, torch.zeros_like(marginal), marginal).max(1).values
         assert (lightest_kept >= heaviest_dropped).all()
-        # minimal up to one bin of 0.05 nats: dropping the kept poses lighter than e^0.05 times
-        # the lightest kept one leaves less than the fraction
-        margin = (flat * inside * (flat > lightest_kept[:, None] * 1.052)).sum(1)
-        assert (margin < 0.99 + 1e-5).all()
+        # minimal up to one bin of 0.05 nats: without the kept orientations lighter than e^0.05
+        # times the lightest kept one, less than the fraction is left
+        heavy = inside & (marginal > lightest_kept[:, None] * 1.052)
+        assert ((marginal * heavy).sum(1) < 0.99 + 1e-5).all()
     sharp = significant(_posteriors(30.0), fraction=0.999)
-    assert (sharp.flatten(1) > 0).sum(1).float().mean() < 5     # a sharp posterior keeps a few poses
+    assert (sharp.sum(1) > 0).sum(1).float().mean() < 5     # a sharp posterior keeps a few orientations
 
 
 def test_pruned_m_step_sums_equal_the_dense_sums():
