@@ -59,12 +59,12 @@ def known_pose(work: Path, curves: dict) -> list:
     return out
 
 
-def hook_script(work: Path, diameter: float) -> Path:
+def hook_script(work: Path, diameter: float, apix: float) -> Path:
     """The command RELION runs per half and iteration: `blush relion-hook --blush STAR`, one thread
-    each (RELION's two half-set ranks call it at once)."""
+    each (RELION's two half-set ranks call it at once); RELION 3.1's STAR has no pixel size."""
     script = work / "blush_hook.sh"
     script.write_text(f"#!/bin/sh\nOMP_NUM_THREADS=1 exec {sys.executable} -m blush_scipion.engine.cli relion-hook "
-                      f"--blush --diameter {diameter:.1f} \"$1\"\n")
+                      f"--blush --diameter {diameter:.1f} --angpix {apix} \"$1\"\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
 
@@ -80,7 +80,8 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
     if not (work / "summary.json").exists():
         simulate_from_model(model, SimulationSettings(n_particles=n, box=64, pixel_size=2.0, snr=snr, seed=7), work)
     diameter = diameter_of(model)
-    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter)))
+    hook = hook_script(work, diameter, Particles.read(work / "particles.star").pixel_size)
+    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook))
     arms = [("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device, True)),
             ("blush refine3d", lambda: run_arm(work, "standard", diameter, device, False)),
             ("relion_refine + blush relion-hook --blush",
