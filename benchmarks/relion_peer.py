@@ -191,8 +191,8 @@ def main():
     keys = ["task", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A",
             "gold_standard_0143_A", "median_angular_error_deg", "purity", "frc_truth_05_A"]
     write_results("relion_peer", {"args": vars(args), "rows": rows}, keys,
-                  "2 CPU cores; RELION arms stopped at their budget are measured at their last finished iteration. "
-                  "FSC curves: relion_peer.png.")
+                  f"This run: {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores per program. RELION arms "
+                  "stopped at their budget are measured at their last finished iteration. FSC curves: relion_peer.png.")
     plot(curves, HERE / "results" / "relion_peer.png")
 
 
