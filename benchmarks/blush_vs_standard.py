@@ -22,13 +22,12 @@ import torch
 
 from blush_scipion.engine.blush.denoiser import load_denoiser, denoise_map
 from blush_scipion.engine.density import read_model
-from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from refine3d_vs_relion import MODELS, evaluate, write_results  # noqa: E402
+from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, write_results  # noqa: E402
 
 
 def diameter_of(model: Path) -> float:
@@ -80,9 +79,8 @@ def main():
                 row = {"model": name, "snr": snr, "arm": arm,
                        **evaluate(work, *run_arm(work, arm, diameter, args.device, blush), None)}
                 if blush:
-                    truth, apix = read_map(work / "truth.mrc")
-                    fsc = fourier_shell_correlation(read_map(work / arm / "run_class001_blush.mrc")[0], truth)
-                    row["denoised_fsc_truth_05_A"] = round(resolution_at(fsc, 0.5, truth.shape[-1], apix), 2)
+                    row["denoised_fsc_truth_05_A"] = fsc_to_truth(read_map(work / arm / "run_class001_blush.mrc")[0],
+                                                                  work)[1]
                 results["rows"].append(row)
                 print(row, flush=True)
     keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "denoised_fsc_truth_05_A",

@@ -95,6 +95,18 @@ def mixture(models: list, n: int, snr: float) -> tuple[Path, np.ndarray, list]:
     return work, np.repeat(np.arange(len(sets)), [len(s) for s in sets]), truths
 
 
+def run_arm(work: Path, arm: str, k: int, iterations: int, diameter: float, device: str) -> Path:
+    """`blush class2d` of work/mixed.star into work/ARM (--blush for the "blush" arm); finished arms
+    are kept, unfinished ones continue."""
+    out = work / arm
+    if not (out / "summary.json").exists():
+        subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "class2d", "--particles", "mixed.star",
+                        "--out", arm, "--k", str(k), "--iter", str(iterations), "--diameter", f"{diameter:.1f}",
+                        "--device", device, "--seed", "1", "--continue"] + (["--blush"] if arm == "blush" else []),
+                       cwd=work, check=True, stdout=open(work / f"{arm}.log", "a"), stderr=subprocess.STDOUT)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["1osm", "4gcnA", "adk_open"])
@@ -111,12 +123,7 @@ def main():
         work, labels, truths = mixture(args.models, args.n, snr)
         for arm in ("standard", "blush"):
             out = work / arm
-            if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
-                subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "class2d", "--particles",
-                                "mixed.star", "--out", arm, "--k", str(args.k), "--iter", str(args.iter),
-                                "--diameter", f"{diameter:.1f}", "--device", args.device, "--seed", "1",
-                                "--continue"] + (["--blush"] if arm == "blush" else []),
-                               cwd=work, check=True, stdout=open(work / f"{arm}.log", "a"), stderr=subprocess.STDOUT)
+            run_arm(work, arm, args.k, args.iter, diameter, args.device)
             row = {"snr": snr, "arm": arm, **evaluate(out, labels, truths, 2.0)}
             results["rows"].append(row)
             print(row, flush=True)

@@ -63,9 +63,6 @@ def posed(work: Path, run_data: Path) -> tuple[torch.Tensor, float]:
 
 
 def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op):
-    truth, apix = read_map(work / "truth.mrc")
-    n = truth.shape[-1]
-    fsc = fourier_shell_correlation(read_map(final_map)[0], truth)
     est_set, true_set = Particles.read(run_data), Particles.read(work / "truth.star")
     # RELION reorders particles: pair them by image (names may be relative to different folders)
     def images(p):
@@ -75,7 +72,7 @@ def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: 
     order = np.array([position[name] for name in images(est_set)])
     est, true = est_set.rotations(), true_set.rotations(order)
     err = angular_distance(est, true)
-    row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": round(resolution_at(fsc, 0.5, n, apix), 2),
+    row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": fsc_to_truth(read_map(final_map)[0], work)[1],
            "posed_fsc_truth_05_A": posed(work, run_data)[1],
            "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}
     if sym_op is not None:
@@ -138,6 +135,13 @@ def run_budgeted(cmd: list, work: Path, out: Path, budget_s: float | None = None
     return seconds
 
 
+def last_iteration(out: Path, *files: str) -> str:
+    """NNN of the last iteration in `out` that RELION finished writing: run_itNNN_data.star and
+    run_itNNN_<file> for each of `files` (a run stopped mid-write leaves some missing)."""
+    return [f.name[6:9] for f in sorted(out.glob("run_it*_data.star"))
+            if all((out / f"run_it{f.name[6:9]}_{x}").exists() for x in files)][-1]
+
+
 def run_relion(work: Path, diameter: float, iter_max: int | None = None, budget_s: float | None = None,
                name: str = "relion", extra: tuple = (), env: dict | None = None, oversampling: int = 1):
     """relion_refine --auto_refine on the same files (`extra` arguments added, `env` for its
@@ -153,9 +157,7 @@ def run_relion(work: Path, diameter: float, iter_max: int | None = None, budget_
     if iter_max:
         cmd += ["--auto_iter_max", str(iter_max)]
     seconds = run_budgeted(cmd, work, out, budget_s, env)
-    finished = [f.name[6:9] for f in sorted(out.glob("run_it*_data.star"))
-                if all((out / f"run_it{f.name[6:9]}_{x}").exists() for x in ("half1_model.star", "half1_class001.mrc"))]
-    last = finished[-1]
+    last = last_iteration(out, "half1_model.star", "half1_class001.mrc")
     final = out / "run_class001.mrc"
     data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"
     model = out / "run_model.star" if (out / "run_model.star").exists() else out / f"run_it{last}_half1_model.star"

@@ -36,8 +36,9 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blush_vs_standard import diameter_of, run_arm  # noqa: E402
-from class2d_blush import mixture, score_classes  # noqa: E402
-from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, posed, run_budgeted, run_relion, write_results  # noqa: E402
+from class2d_blush import evaluate as evaluate_classes, mixture, run_arm as run_class2d, score_classes  # noqa: E402
+from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, last_iteration, posed, run_budgeted, run_relion, \
+    write_results  # noqa: E402
 
 
 def known_pose(work: Path, curves: dict) -> list:
@@ -107,26 +108,17 @@ def relion_class2d(work: Path, k: int, iterations: int, diameter: float, budget:
            "--particle_diameter", f"{diameter:.1f}", "--psi_step", "12", "--offset_range", "5", "--offset_step", "2",
            "--oversampling", "1", "--j", "1", "--pool", "3", "--dont_combine_weights_via_disc", "--random_seed", "1"]
     seconds = run_budgeted(cmd, work, out, budget)
-    last = sorted(f.name[6:9] for f in out.glob("run_it*_data.star") if (out / f"run_it{f.name[6:9]}_classes.mrcs").exists())[-1]
+    last = last_iteration(out, "classes.mrcs")
     return out / f"run_it{last}_data.star", out / f"run_it{last}_classes.mrcs", seconds
 
 
-def class2d_rows(models: list, n: int, snr: float, k: int, iterations: int, budget: float) -> list:
+def class2d_rows(models: list, n: int, snr: float, k: int, iterations: int, budget: float, device: str) -> list:
     """blush class2d (class2d_blush.py's standard arm) beside relion_refine 2D on the same mixture."""
     work, labels, truths = mixture(models, n, snr)
     diameter = max(diameter_of(MODELS / f"{m}.pdb.gz") for m in models)
-    ours = work / "standard"
-    if not (ours / "summary.json").exists():
-        subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "class2d", "--particles", "mixed.star",
-                        "--out", "standard", "--k", str(k), "--iter", str(iterations), "--diameter", f"{diameter:.1f}",
-                        "--seed", "1", "--continue"], cwd=work, check=True, stdout=open(work / "standard.log", "a"),
-                       stderr=subprocess.STDOUT)
-    summary = json.loads((ours / "summary.json").read_text())
     task = f"2D classes, {'+'.join(models)} SNR {snr}"
-    rows = [{"task": task, "program": "blush class2d", "wall_s": summary["wall_seconds"],
-             "iterations": summary["iterations"],
-             **score_classes(Particles.read(ours / "run_data.star").table["rlnClassNumber"].to_numpy(),
-                             read_stack(ours / "run_classes.mrcs"), labels, truths, 2.0)}]
+    rows = [{"task": task, "program": "blush class2d",
+             **evaluate_classes(run_class2d(work, "standard", k, iterations, diameter, device), labels, truths, 2.0)}]
     data, classes, seconds = relion_class2d(work, k, iterations, diameter, budget)
     # RELION may reorder particles: their structures follow them by image name
     mixed = Particles.read(work / "mixed.star")
@@ -187,7 +179,7 @@ def main():
     rows += blush_arms(args.model, args.snr, args.n, args.relion_budget, args.device, curves)
     if not args.skip_2d:
         rows += class2d_rows(args.class2d_models, args.class2d_n, args.snr, args.class2d_k, args.class2d_iter,
-                             args.relion_2d_budget)
+                             args.relion_2d_budget, args.device)
     keys = ["task", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A",
             "gold_standard_0143_A", "median_angular_error_deg", "purity", "frc_truth_05_A"]
     write_results("relion_peer", {"args": vars(args), "rows": rows}, keys,

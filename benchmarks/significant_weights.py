@@ -1,6 +1,7 @@
 """The M-step with and without significant-weights pruning, on one E-step batch of refine3d's
 global pass (128 images x 21 shifts x 4,608 orientations, 1,000 Fourier points), for a broad
-posterior (low SNR) and a sharp one (high SNR, where most weights are denormal floats).
+posterior (low SNR) and a sharp one (high SNR, where most weights are denormal floats). "Dense"
+is the M-step as it was before pruning: two strided complex GEMMs over every orientation.
 
     .venv/bin/python benchmarks/significant_weights.py
 """

@@ -188,9 +188,10 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
             ctf_w = ctf * inverse_noise[g]
             y = x_t * ctf_w[:, None, :]
             if local:
+                mass = probs.sum(1)                                     # (B, J)
                 slices = torch.einsum("btj,btp->bjp", probs.to(y.dtype), y)
-                wslices = torch.einsum("bj,bp->bjp", probs.sum(1), ctf * ctf_w)
-                keep = probs.sum(1) > 0
+                wslices = torch.einsum("bj,bp->bjp", mass, ctf * ctf_w)
+                keep = mass > 0
                 _insert(data, back_weight, slices[keep], wslices[keep], cand[keep], points, sym)
             else:
                 weighted_sums(probs, y, ctf * ctf_w, acc_data, acc_weight)
