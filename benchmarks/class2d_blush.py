@@ -5,7 +5,8 @@ denoisers), 64 px at 2 A/px, --n per structure (seed 21 + i), mixed into one set
 classify the same set with the same seed. Reported per arm: wall time, class purity (the share
 of particles whose class's majority structure is their own), and each populated class's FRC
 (engine FSC in 2D) against the best-matching projection of its majority structure's truth (searched over a 15 deg
-grid, then locally at 2.5 deg, with shifts): the particle-weighted mean FRC = 0.5 resolution.
+grid, then locally at 2.5 deg, with shifts): the particle-weighted mean FRC = 0.5 resolution, of
+the class averages (run_classes.mrcs) and, for the Blush arm, of Blush's references beside them.
 Writes benchmarks/results/class2d.{json,md} (--name).
 
     .venv/bin/python benchmarks/class2d_blush.py [--models 1osm 4gcnA adk_open] [--snr 0.05 0.02] [--n 3000]
@@ -74,10 +75,15 @@ def score_classes(classes: np.ndarray, images: torch.Tensor, labels: np.ndarray,
 
 
 def evaluate(out: Path, labels: np.ndarray, truths: list, apix: float) -> dict:
+    """A finished run's scores: of its class averages and, with Blush, of Blush's references."""
     classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": summary["wall_seconds"], "iterations": summary["iterations"],
-            **score_classes(classes, read_stack(out / "run_classes.mrcs"), labels, truths, apix)}
+    row = {"wall_s": summary["wall_seconds"], "iterations": summary["iterations"],
+           **score_classes(classes, read_stack(out / "run_classes.mrcs"), labels, truths, apix)}
+    if (out / "run_classes_blush.mrcs").exists():
+        blush = score_classes(classes, read_stack(out / "run_classes_blush.mrcs"), labels, truths, apix)
+        row["blush_references_frc_truth_05_A"] = blush["frc_truth_05_A"]
+    return row
 
 
 def mixture(models: list, n: int, snr: float) -> tuple[Path, np.ndarray, list]:
@@ -128,7 +134,7 @@ def main():
             results["rows"].append(row)
             print(row, flush=True)
     write_results(args.name, results, ["snr", "arm", "wall_s", "iterations", "purity", "populated_classes",
-                                       "frc_truth_05_A", "best_class_frc_truth_05_A"],
+                                       "frc_truth_05_A", "best_class_frc_truth_05_A", "blush_references_frc_truth_05_A"],
                   f"{', '.join(args.models)}: {args.n} particles each, 64 px at 2 A/px, {args.k} classes, "
                   f"{args.iter} iterations, diameter {diameter:.0f} A ({args.device}).")
 

@@ -29,7 +29,7 @@ from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.particles import Particles
 from blush_scipion.engine.reconstruct import reconstruct_particles
-from blush_scipion.engine.rotation import angular_distance
+from blush_scipion.engine.rotation import angular_distance, symmetric_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 HERE = Path(__file__).resolve().parent
@@ -76,7 +76,7 @@ def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: 
            "posed_fsc_truth_05_A": posed(work, run_data)[1],
            "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}
     if sym_op is not None:
-        err_sym = torch.minimum(err, angular_distance(est, true @ sym_op))
+        err_sym = symmetric_distance(est, true, torch.stack([torch.eye(3), sym_op]))
         row["median_error_up_to_2fold_deg"] = round(float(err_sym.median()), 2)
         row["fraction_flipped"] = round(float((err_sym < err - 1).float().mean()), 3)
     return row

@@ -156,10 +156,11 @@ def main():
     p.add_argument("--n", type=int, default=1000, help="Blush rows: particles (%(default)s)")
     p.add_argument("--relion-budget", type=float, default=1800, help="seconds per RELION 3D arm (%(default)s)")
     p.add_argument("--class2d-models", nargs="+", default=["1osm", "4gcnA", "adk_open"])
-    p.add_argument("--class2d-n", type=int, default=1000, help="particles per structure (%(default)s)")
-    p.add_argument("--class2d-k", type=int, default=9)
+    p.add_argument("--class2d-n", type=int, default=300, help="particles per structure (%(default)s)")
+    p.add_argument("--class2d-k", type=int, default=6)
     p.add_argument("--class2d-iter", type=int, default=15)
-    p.add_argument("--relion-2d-budget", type=float, default=2400, help="seconds (%(default)s)")
+    p.add_argument("--class2d-snr", type=float, default=0.05)
+    p.add_argument("--relion-2d-budget", type=float, default=3600, help="seconds (%(default)s)")
     p.add_argument("--skip-2d", action="store_true")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
@@ -178,7 +179,7 @@ def main():
                  for r in json.loads(refine3d.read_text())["rows"]]
     rows += blush_arms(args.model, args.snr, args.n, args.relion_budget, args.device, curves)
     if not args.skip_2d:
-        rows += class2d_rows(args.class2d_models, args.class2d_n, args.snr, args.class2d_k, args.class2d_iter,
+        rows += class2d_rows(args.class2d_models, args.class2d_n, args.class2d_snr, args.class2d_k, args.class2d_iter,
                              args.relion_2d_budget, args.device)
     keys = ["task", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A",
             "gold_standard_0143_A", "median_angular_error_deg", "purity", "frc_truth_05_A"]

@@ -8,10 +8,12 @@ images back at their angles (inplane.py), each over its group's sigma2, and divi
 CTF^2 / sigma2 weights plus 1 / (tau2_fudge tau2), tau2 being each class's power spectrum
 (RELION's regularisation). The E-step uses the shells where some class's SSNR
 exceeds 1, plus a margin. Class averages are masked by the particle diameter and
-re-centred on their centre of mass. With Blush (`blush`), each class average is instead its nearly
-unregularised average denoised by the 2D denoiser, trailed at the class's resolution with the
-regularised average above it. Every iteration is checkpointed (RELION's run_itNNN_* names);
-`resume` continues from the last one.
+re-centred on their centre of mass. With Blush (`blush`), the next E-step's reference for each
+class is instead its nearly unregularised average denoised by the 2D denoiser, trailed at the
+class's resolution with the regularised average above it; the regularised averages are still what
+run_classes.mrcs holds (and what tau2 comes from), Blush's references are in run_classes_blush.mrcs,
+as 3D writes the plain and the denoised map. Every iteration is checkpointed (RELION's run_itNNN_*
+names); `resume` continues from the last one.
 """
 from __future__ import annotations
 
@@ -258,21 +260,29 @@ def last_ssnr_shell(ssnr: torch.Tensor) -> torch.Tensor:
 
 
 def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState, settings: Class2DSettings,
-                 n: int, apix: float, r_max: int, denoiser: Denoiser | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """New class averages (K, n, n), masked and centred, and their SSNR (K, n//2+1); Blush's
-    when a `denoiser` is given (and there is a previous iteration to take the SSNR from)."""
+                 n: int, apix: float, r_max: int, denoiser: Denoiser | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """New regularised class averages (K, n, n), masked and centred; Blush's references for the next
+    E-step (K, n, n), or None without a `denoiser` (or before there is a `previous` average to take
+    tau2 and the SSNR from); and the averages' SSNR (K, n//2+1)."""
     tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
     images, ssnr = class_averages(sums, tau2, r_max, settings.tau2_fudge, n)
     diameter = particle_diameter(settings.diameter, n, apix)
+    references = None
     if denoiser is not None and previous is not None:
         noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
         denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
-        images = torch.stack([trail_at(d, r, int(k), nyquist, fill=True)
-                              for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))])
+        references = torch.stack([trail_at(d, r, int(k), nyquist, fill=True)
+                                  for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))])
     mask = circular_mask(n, diameter / (2 * apix), edge=5)
+    return (masked_centred(images, mask, settings),
+            None if references is None else masked_centred(references, mask, settings), ssnr)
+
+
+def masked_centred(images: torch.Tensor, mask: torch.Tensor, settings: Class2DSettings) -> torch.Tensor:
     if settings.center_classes:
         images = recentre(images * mask)
-    return images * mask, ssnr
+    return images * mask
 
 
 def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int,
@@ -326,10 +336,13 @@ def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: t
         starfile.write(blocks, tmp, overwrite=True)
 
 
-def write_iteration(out: Path, particles: Particles, images: torch.Tensor, a: Assignment, state: Class2DState,
-                    ssnr: torch.Tensor, settings: Class2DSettings, prefix: str) -> None:
+def write_iteration(out: Path, particles: Particles, images: torch.Tensor, references: torch.Tensor | None,
+                    a: Assignment, state: Class2DState, ssnr: torch.Tensor, settings: Class2DSettings,
+                    prefix: str) -> None:
     n, apix = particles.image_size, particles.pixel_size
     write_stack(out / f"{prefix}classes.mrcs", images, apix)
+    if references is not None:
+        write_stack(out / f"{prefix}classes_blush.mrcs", references, apix)
     write_data_star(out / f"{prefix}data.star", particles, a)
     write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix, settings.tau2_fudge)
     # written last: it marks the iteration done
@@ -357,6 +370,8 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         saved = json.loads(iteration_path(out, start_it, "optimiser.json").read_text())
         state = Class2DState(**saved["state"])
         images = read_stack(iteration_path(out, start_it, "classes.mrcs"))
+        blush_file = iteration_path(out, start_it, "classes_blush.mrcs")
+        references = read_stack(blush_file) if settings.blush and blush_file.exists() else None
         saved_data = Particles.read(iteration_path(out, start_it, "data.star"))
         origins = saved_data.origins()
         previous_classes = torch.as_tensor(saved_data.column("rlnClassNumber").astype(np.int64)) - 1
@@ -367,7 +382,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
                              r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
         sums = random_start(particles, k, settings, sigma2, generator, progress)
         state.distribution = (sums.mass / sums.mass.sum()).tolist()
-        images, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
+        images, references, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
         origins = particles.origins()
         previous_classes = None
     denoiser = load_denoiser(settings.blush_weights, settings.device, dim=2) if settings.blush else None
@@ -376,9 +391,10 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
     while state.iteration < settings.iterations:
         t0 = time.time()
-        sums, a = expectation(particles, images, origins, state, settings, progress)
+        sums, a = expectation(particles, images if references is None else references, origins, state,
+                              settings, progress)
         t_blush = time.time()
-        images, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current, denoiser)
+        images, references, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current, denoiser)
         t_blush = time.time() - t_blush
         new = next_state(state, settings, sums, ssnr, n, apix, len(particles))
         changed = float((a.classes != previous_classes).float().mean()) if previous_classes is not None else 1.0
@@ -386,7 +402,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
                  "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
                  "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
         new.history = state.history + [entry]
-        write_iteration(out, particles, images, a, new, ssnr, settings, f"run_it{new.iteration:03d}_")
+        write_iteration(out, particles, images, references, a, new, ssnr, settings, f"run_it{new.iteration:03d}_")
         log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
             f"{state.r_current}  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
             f"{entry['seconds']:.0f} s" + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else ""))
@@ -394,7 +410,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    for what in ("classes.mrcs", "data.star", "model.star"):
+    for what in ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if settings.blush else ()):
         src = iteration_path(out, final, what)
         with atomic_path(out / f"run_{what}") as tmp:
             tmp.write_bytes(src.read_bytes())

@@ -35,7 +35,7 @@ from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
     insert_central_slices
 from .reconstruct import shell_index_padded, ssnr_from_half_fsc, wiener_map
-from .rotation import angular_distance, matrix_to_euler
+from .rotation import matrix_to_euler, symmetric_distance
 from .sampling import angular_step, grid_rotations, local_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
@@ -75,6 +75,7 @@ class RefineState:
     r_current: int = 0                 # E-step radius, Fourier pixels
     best_resolution: float = float("inf")
     iterations_without_gain: int = 0
+    smallest_angular_change: float = float("inf")  # degrees, at the current sampling
     final: bool = False                # the next iteration is the last (all frequencies)
     done: bool = False
     sigma2: list = field(default_factory=list)   # (G, S): complex noise variance per optics group and shell
@@ -277,7 +278,7 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
         "fsc": fsc, "unregularised": unreg,
         "sigma2": torch.where((torch.arange(n // 2 + 1) <= r_cur)[None], residual.float(), sigma2),
         "joined": joined, "joined_unregularised": joined_unregularised,
-        "angular_change": float(angular_distance(new_rot, rotations).median()),
+        "angular_change": float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
         "blush_seconds": t_blush,
     }
@@ -300,13 +301,19 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
     gain = resolution < 0.99 * state.best_resolution  # RELION counts whole shells; we ask for 1%
     s.best_resolution = min(resolution, state.best_resolution)
     s.iterations_without_gain = 0 if gain else state.iterations_without_gain + 1
-    small_changes = stats["angular_change"] < 2 * angular_step(state.order) or state.iteration == 0
-    if state.iteration > 0 and s.iterations_without_gain >= 1 and small_changes:
+    # RELION's test of the hidden variables: the poses have settled when their mean change is under
+    # 40% of the angular step or no longer 3% below its smallest yet (a median would hide the few
+    # particles still jumping between views)
+    change = stats["angular_change"]
+    settled = change < 0.4 * angular_step(state.order) or 1.03 * change >= state.smallest_angular_change
+    s.smallest_angular_change = min(change, state.smallest_angular_change)
+    if state.iteration > 0 and s.iterations_without_gain >= 1 and settled:
         if state.order < settings.max_order:
             s.order += 1
             s.offset_step = state.offset_step / 2
             s.offset_range = max(2 * s.offset_step, state.offset_range / 2)
             s.iterations_without_gain = 0
+            s.smallest_angular_change = float("inf")
         else:
             s.final = True
     if s.iteration >= settings.max_iterations - 1:

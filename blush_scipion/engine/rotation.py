@@ -63,3 +63,9 @@ def angular_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) x (..., 3, 3) -> (...) angle in degrees of the rotation a b^T."""
     trace = (a * b).sum(dim=(-2, -1))
     return torch.rad2deg(torch.arccos(((trace - 1) / 2).clamp(-1, 1)))
+
+
+def symmetric_distance(a: torch.Tensor, b: torch.Tensor, operators: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) x (N, 3, 3) poses, (S, 3, 3) symmetry operators -> (N,) degrees: the angle from
+    a to the nearest of b's symmetry-equivalent poses b S (which project a symmetric map alike)."""
+    return angular_distance(a[:, None], b[:, None] @ operators.to(b.dtype)).amin(dim=1)

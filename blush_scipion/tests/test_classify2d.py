@@ -137,3 +137,23 @@ def test_shipped_2d_denoiser_brings_a_held_out_class_average_closer_to_the_truth
     before, after = frc(noisy, truth), frc(denoised[0], truth)
     shells = slice(2, int(64 * 2.0 / 12.0) + 1)
     assert (after[shells] > before[shells]).all(), (before[shells], after[shells])
+
+
+def test_blush_classes_separate_two_structures_and_continue(two_structures, tmp_path):
+    """With --blush: the classes still separate; Blush's references are written beside the
+    regularised averages, and a continued run picks them up."""
+    data, labels = two_structures
+    out = tmp_path / "b"
+    args = ("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--diameter", 75, "--seed", 1,
+            "--blush")
+    r = blush(*args, "--iter", 4)
+    assert r.returncode == 0, r.stderr
+    again = blush(*args, "--iter", 8, "--continue")
+    assert again.returncode == 0 and "continuing after iteration 4" in again.stdout, again.stderr
+    classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
+    purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
+    assert purity > 0.9, f"class purity {purity:.2f}"
+    averages, references = read_stack(out / "run_classes.mrcs"), read_stack(out / "run_classes_blush.mrcs")
+    assert averages.shape == references.shape == (4, 40, 40)
+    assert not torch.allclose(averages, references)
+    assert json.loads((out / "summary.json").read_text())["blush"]

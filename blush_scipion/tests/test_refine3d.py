@@ -129,3 +129,19 @@ def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp
     assert abs(blush_gold - blush_truth) < 0.2 * blush_truth, results
     denoised, _ = read_map(tmp_path / "blush" / "run_class001_blush.mrc")
     assert resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix) < 1.03 * blush_truth, results
+
+
+def test_sampling_gets_finer_only_once_the_poses_settle():
+    """RELION's rule: without a resolution gain, the sampling stays while the mean angular change
+    is large and still falling (particles still jumping between views); it gets finer once the
+    change stops falling by 3% or is under 40% of the angular step."""
+    from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
+    state = RefineState(iteration=3, order=2, best_resolution=10.0, iterations_without_gain=1,
+                        smallest_angular_change=20.0, sigma2=[[1.0] * 21])
+    stats = {"fsc": torch.zeros(21), "sigma2": torch.ones(1, 21)}
+    still_moving = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 12.0}, 40, 3.0)
+    assert still_moving.order == 2 and still_moving.smallest_angular_change == 12.0
+    settled = next_state(still_moving, RefineSettings(), 10.0, {**stats, "angular_change": 12.5}, 40, 3.0)
+    assert settled.order == 3 and settled.offset_step == 1.0 and settled.smallest_angular_change == float("inf")
+    small = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 5.0}, 40, 3.0)
+    assert small.order == 3  # 5 deg < 40% of 15 deg, though still falling

@@ -55,3 +55,13 @@ def test_point_groups_have_their_order(group, order):
     ops = symmetry_operators(group)
     assert len(ops) == order
     assert torch.allclose(ops @ ops.transpose(-1, -2), torch.eye(3).expand(order, 3, 3), atol=1e-5)
+
+
+def test_symmetric_distance_is_zero_between_symmetry_equivalent_poses():
+    from blush_scipion.engine.rotation import angular_distance, euler_to_matrix, symmetric_distance
+    ops = symmetry_operators("D2")
+    pose = euler_to_matrix(*torch.tensor([30.0, 70.0, -20.0])).expand(4, 3, 3)
+    assert symmetric_distance(pose @ ops, pose, ops).abs().max() < 1e-3
+    assert angular_distance(pose @ ops, pose)[1:].min() > 179  # D2's 2-folds: 180 deg apart
+    turned = euler_to_matrix(*torch.tensor([35.0, 70.0, -20.0]))[None]
+    assert abs(float(symmetric_distance(turned, pose[:1], symmetry_operators("C1"))) - 5) < 0.01

@@ -4,8 +4,9 @@ tau2 regularisation from each class's power spectrum, classes masked and re-cent
 Writes run_classes.mrcs (the class averages), run_data.star (rlnClassNumber, rlnAnglePsi,
 rlnOriginX/YAngst, rlnMaxValueProbDistribution), run_model.star (class distribution and
 resolution), summary.json, and RELION's run_itNNN_* files per iteration; --continue resumes.
-With --blush each class average is denoised between iterations by a 2D U-Net (RELION has no
-Blush in 2D) and low-passed at the class's resolution, the regularised average above it."""
+With --blush each class's reference for the next iteration is its average denoised by a 2D U-Net
+(RELION has no Blush in 2D), low-passed at the class's resolution with the regularised average above
+it; run_classes.mrcs keeps the regularised averages, run_classes_blush.mrcs holds Blush's references."""
 from __future__ import annotations
 
 from ..classify2d import Class2DSettings, classify
