@@ -410,7 +410,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    for what in ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if settings.blush else ()):
+    for what in ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if references is not None else ()):
         src = iteration_path(out, final, what)
         with atomic_path(out / f"run_{what}") as tmp:
             tmp.write_bytes(src.read_bytes())
