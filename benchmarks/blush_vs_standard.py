@@ -4,9 +4,9 @@ particles, seed and start, at low SNR.
 For each model (validate split of ../shared/data: never seen by the shipped denoiser): 2,000
 particles of 64 px at 2 A/px (blush simulate, seed 7), at each SNR; both arms start from the
 truth low-passed to 40 A with the particle diameter from the model. Reported per arm: wall
-time, iterations, FSC-vs-truth 0.5 of the final (regularised) map and, for Blush, of its
-denoised map, the gold-standard 0.143 resolution, and the median angular error. Also the
-denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md} (--name).
+time, iterations, FSC-vs-truth 0.5 of the final (regularised) map docked onto the truth (and
+undocked) and, for Blush, of its denoised map, the gold-standard 0.143 resolution, and the
+median angular error. Also the denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md} (--name).
 
     .venv/bin/python benchmarks/blush_vs_standard.py [--models 4gcnA 2qdlA adk_open] [--snr 0.05 0.02]
 """
@@ -70,7 +70,7 @@ def main():
     for snr in args.snr:
         for name in args.models:
             model = MODELS / f"{name}.pdb.gz"
-            work = HERE / "work" / f"blush_{name}_snr{snr}"
+            work = HERE / "work" / (f"blush_{name}_snr{snr}" + (f"_n{args.n}" if args.n != 2000 else ""))
             if not (work / "summary.json").exists():
                 simulate_from_model(model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=snr,
                                                               seed=7), work)
@@ -83,8 +83,8 @@ def main():
                                                                   work)[1]
                 results["rows"].append(row)
                 print(row, flush=True)
-    keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "denoised_fsc_truth_05_A",
-            "gold_standard_0143_A", "median_angular_error_deg"]
+    keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A",
+            "denoised_fsc_truth_05_A", "gold_standard_0143_A", "median_angular_error_deg"]
     write_results(args.name, results, keys,
                   f"Denoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s")
 

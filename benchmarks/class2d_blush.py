@@ -1,12 +1,14 @@
 """2D classification with and without Blush for 2D, on a mixture of structures at low SNR.
 
 Particles are simulated from validate models of ../shared/data (never seen by the shipped
-denoisers), 64 px at 2 A/px, --n per structure (seed 21 + i), mixed into one set; both arms
-classify the same set with the same seed. Reported per arm: wall time, class purity (the share
-of particles whose class's majority structure is their own), and each populated class's FRC
-(engine FSC in 2D) against the best-matching projection of its majority structure's truth (searched over a 15 deg
-grid, then locally at 2.5 deg, with shifts): the particle-weighted mean FRC = 0.5 resolution, of
-the class averages (run_classes.mrcs) and, for the Blush arm, of Blush's references beside them.
+denoisers), 64 px at 2 A/px, --n per structure (seed 21 + i), mixed into one set; every arm
+classifies the same set with the same seed: EM (standard), EM with Blush for 2D (blush), and
+mini-batches (grad: `--grad`, RELION 4's VDAM schedule, 200 iterations). Reported per arm: wall
+time, class purity (the share of particles whose class's majority structure is their own), and
+each populated class's FRC (engine FSC in 2D) against the best-matching projection of its
+majority structure's truth (searched over a 15 deg grid, then locally at 2.5 deg, with shifts):
+the particle-weighted mean FRC = 0.5 resolution, of the class averages (run_classes.mrcs) and,
+for the Blush arm, of Blush's references beside them.
 Writes benchmarks/results/class2d.{json,md} (--name).
 
     .venv/bin/python benchmarks/class2d_blush.py [--models 1osm 4gcnA adk_open] [--snr 0.05 0.02] [--n 3000]
@@ -101,14 +103,17 @@ def mixture(models: list, n: int, snr: float) -> tuple[Path, np.ndarray, list]:
     return work, np.repeat(np.arange(len(sets)), [len(s) for s in sets]), truths
 
 
+ARM_FLAGS = {"standard": [], "blush": ["--blush"], "grad": ["--grad"]}
+
+
 def run_arm(work: Path, arm: str, k: int, iterations: int, diameter: float, device: str) -> Path:
-    """`blush class2d` of work/mixed.star into work/ARM (--blush for the "blush" arm); finished arms
-    are kept, unfinished ones continue."""
+    """`blush class2d` of work/mixed.star into work/ARM with the arm's flags (ARM_FLAGS); finished
+    arms are kept, unfinished ones continue."""
     out = work / arm
     if not (out / "summary.json").exists():
         subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "class2d", "--particles", "mixed.star",
                         "--out", arm, "--k", str(k), "--iter", str(iterations), "--diameter", f"{diameter:.1f}",
-                        "--device", device, "--seed", "1", "--continue"] + (["--blush"] if arm == "blush" else []),
+                        "--device", device, "--seed", "1", "--continue"] + ARM_FLAGS[arm],
                        cwd=work, check=True, stdout=open(work / f"{arm}.log", "a"), stderr=subprocess.STDOUT)
     return out
 
@@ -120,6 +125,8 @@ def main():
     p.add_argument("--n", type=int, default=3000, help="particles per structure (%(default)s)")
     p.add_argument("--k", type=int, default=12, help="classes (%(default)s)")
     p.add_argument("--iter", type=int, default=20, help="iterations (%(default)s)")
+    p.add_argument("--arms", nargs="+", default=list(ARM_FLAGS), choices=list(ARM_FLAGS))
+    p.add_argument("--grad-iter", type=int, default=200, help="mini-batch iterations of the grad arm (%(default)s)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--name", default="class2d", help="results file stem (%(default)s)")
     args = p.parse_args()
@@ -127,16 +134,16 @@ def main():
     diameter = max(diameter_of(MODELS / f"{m}.pdb.gz") for m in args.models)
     for snr in args.snr:
         work, labels, truths = mixture(args.models, args.n, snr)
-        for arm in ("standard", "blush"):
-            out = work / arm
-            run_arm(work, arm, args.k, args.iter, diameter, args.device)
+        for arm in args.arms:
+            out = run_arm(work, arm, args.k, args.grad_iter if arm == "grad" else args.iter, diameter, args.device)
             row = {"snr": snr, "arm": arm, **evaluate(out, labels, truths, 2.0)}
             results["rows"].append(row)
             print(row, flush=True)
     write_results(args.name, results, ["snr", "arm", "wall_s", "iterations", "purity", "populated_classes",
                                        "frc_truth_05_A", "best_class_frc_truth_05_A", "blush_references_frc_truth_05_A"],
                   f"{', '.join(args.models)}: {args.n} particles each, 64 px at 2 A/px, {args.k} classes, "
-                  f"{args.iter} iterations, diameter {diameter:.0f} A ({args.device}).")
+                  f"{args.iter} iterations (grad: {args.grad_iter} mini-batches, RELION's schedule), "
+                  f"diameter {diameter:.0f} A ({args.device}).")
 
 
 if __name__ == "__main__":

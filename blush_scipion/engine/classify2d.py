@@ -12,15 +12,16 @@ re-centred on their centre of mass. With Blush (`blush`), the next E-step's refe
 class is instead its nearly unregularised average denoised by the 2D denoiser, trailed at the
 class's resolution with the regularised average above it; the regularised averages are still what
 run_classes.mrcs holds (and what tau2 comes from), Blush's references are in run_classes_blush.mrcs,
-as 3D writes the plain and the denoised map. Every iteration is checkpointed (RELION's run_itNNN_*
-names); `resume` continues from the last one.
+as 3D writes the plain and the denoised map. With `grad`, each iteration visits a mini-batch
+(minibatch.py: RELION 4's VDAM schedule, as online EM), and the last one every particle. Every
+iteration is checkpointed (RELION's run_itNNN_* names); `resume` continues from the last one.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,14 @@ from .images import (group_index, image_batch, initial_sigma2, noise_model_block
                      power_spectrum, residual_power)
 from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
 from .mask import circular_mask, particle_diameter
+from .minibatch import MiniBatchSchedule, batch_rows
 from .mrc import StackReader, read_stack, write_stack
 from .particles import Particles
 from .projector import SlicePoints
 from .sampling import translation_grid
 
 PAD = 2
+GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
 
 
 @dataclass
@@ -64,6 +67,9 @@ class Class2DSettings:
     seed: int = 0
     blush: bool = False                # class averages from the 2D Blush denoiser
     blush_weights: str | None = None   # default: the 2D weights shipped with the package
+    grad: bool = False                 # mini-batches (minibatch.py): RELION's --grad
+    grad_ini_subset: int | None = None # particles per mini-batch at first / at the end (default: RELION's)
+    grad_fin_subset: int | None = None
 
 
 @dataclass
@@ -85,6 +91,13 @@ class Assignment:
     origins: torch.Tensor    # (N, 2) pixels
     max_prob: torch.Tensor   # (N,)
 
+    def updated(self, rows: np.ndarray, batch: "Assignment") -> "Assignment":
+        """These assignments with `rows` replaced by a mini-batch's."""
+        out = Assignment(*(getattr(self, f.name).clone() for f in fields(self)))
+        for f in fields(self):
+            getattr(out, f.name)[torch.as_tensor(rows)] = getattr(batch, f.name)
+        return out
+
 
 @dataclass
 class Sums:
@@ -95,6 +108,24 @@ class Sums:
     offset2: float           # sum over particles of the expected squared offset (pixels^2)
     residual: torch.Tensor   # (G, n//2+1) sum w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
+
+    def mixed(self, batch: "Sums", step: float, scale: float) -> "Sums":
+        """(1 - step) x these sums + step x scale x a mini-batch's (online EM)."""
+        return Sums(*((1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name) for f in fields(self)))
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+        tensors = {f.name: torch.as_tensor(getattr(self, f.name)).contiguous() for f in fields(self)}
+        tensors["data"] = torch.view_as_real(self.data).contiguous()
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
+
+    @classmethod
+    def load(cls, path: Path) -> "Sums":
+        from safetensors.torch import load_file
+        t = load_file(str(path))
+        t["data"], t["offset2"] = torch.view_as_complex(t["data"]), float(t["offset2"])
+        return cls(**{f.name: t[f.name] for f in fields(cls)})
 
 
 def angles(step: float) -> torch.Tensor:
@@ -372,41 +403,58 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         images = read_stack(iteration_path(out, start_it, "classes.mrcs"))
         blush_file = iteration_path(out, start_it, "classes_blush.mrcs")
         references = read_stack(blush_file) if settings.blush and blush_file.exists() else None
-        saved_data = Particles.read(iteration_path(out, start_it, "data.star"))
-        origins = saved_data.origins()
-        previous_classes = torch.as_tensor(saved_data.column("rlnClassNumber").astype(np.int64)) - 1
+        saved = Particles.read(iteration_path(out, start_it, "data.star"))
+        a = Assignment(torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
+                       torch.as_tensor(saved.column("rlnAnglePsi").astype(np.float32)), saved.origins(),
+                       torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)))
+        running = Sums.load(iteration_path(out, start_it, GRAD_SUMS)) if settings.grad else None
         log(f"continuing after iteration {start_it}")
     else:
         sigma2 = initial_sigma2(particles, n)
         state = Class2DState(sigma2=sigma2.tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
                              r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
-        sums = random_start(particles, k, settings, sigma2, generator, progress)
-        state.distribution = (sums.mass / sums.mass.sum()).tolist()
-        images, references, _ = maximisation(sums, None, state, settings, n, apix, state.r_current)
-        origins = particles.origins()
-        previous_classes = None
+        running = random_start(particles, k, settings, sigma2, generator, progress)
+        state.distribution = (running.mass / running.mass.sum()).tolist()
+        images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
+        a = Assignment(torch.full((len(particles),), -1), torch.zeros(len(particles)), particles.origins(),
+                       torch.zeros(len(particles)))
+    schedule = MiniBatchSchedule.for_set(len(particles), settings.iterations, settings.grad_ini_subset,
+                                         settings.grad_fin_subset) if settings.grad else None
     denoiser = load_denoiser(settings.blush_weights, settings.device, dim=2) if settings.blush else None
     log(f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
         f"{len(angles(settings.psi_step))} angles x {len(translation_grid(settings.offset_range, settings.offset_step))}"
-        f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
+        f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else "")
+        + (f", mini-batches of {schedule.ini_subset} to {schedule.fin_subset}" if schedule else ""))
     while state.iteration < settings.iterations:
-        t0 = time.time()
-        sums, a = expectation(particles, images if references is None else references, origins, state,
+        t0, it = time.time(), state.iteration
+        rows = batch_rows(len(particles), schedule.subset_size(it) if schedule else -1, settings.seed, it)
+        batch = particles if len(rows) == len(particles) else particles.subset(rows)
+        sums, b = expectation(batch, images if references is None else references, a.origins[rows], state,
                               settings, progress)
+        if len(rows) < len(particles):
+            sums = running.mixed(sums, schedule.step(it), len(particles) / len(rows))
+        running = sums
+        now = replace(settings, tau2_fudge=schedule.tau2_fudge(it, settings.tau2_fudge)) if schedule else settings
         t_blush = time.time()
-        images, references, ssnr = maximisation(sums, images, state, settings, n, apix, state.r_current, denoiser)
+        images, references, ssnr = maximisation(sums, images, state, now, n, apix, state.r_current, denoiser)
         t_blush = time.time() - t_blush
-        new = next_state(state, settings, sums, ssnr, n, apix, len(particles))
-        changed = float((a.classes != previous_classes).float().mean()) if previous_classes is not None else 1.0
+        new = next_state(state, now, sums, ssnr, n, apix, len(particles))
+        changed = float((b.classes != a.classes[rows]).float().mean())
+        a = a.updated(rows, b)
         entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,
-                 "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
+                 "particles": len(rows), "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
                  "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
         new.history = state.history + [entry]
-        write_iteration(out, particles, images, references, a, new, ssnr, settings, f"run_it{new.iteration:03d}_")
+        if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
+            running.save(iteration_path(out, new.iteration, GRAD_SUMS))
+        write_iteration(out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_")
+        if schedule:
+            iteration_path(out, it, GRAD_SUMS).unlink(missing_ok=True)
         log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
-            f"{state.r_current}  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
+            f"{state.r_current}" + (f" on {len(rows)} particles" if schedule else "") +
+            f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
             f"{entry['seconds']:.0f} s" + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else ""))
-        state, origins, previous_classes = new, a.origins, a.classes
+        state = new
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")

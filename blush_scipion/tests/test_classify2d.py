@@ -157,3 +157,37 @@ def test_blush_classes_separate_two_structures_and_continue(two_structures, tmp_
     assert averages.shape == references.shape == (4, 40, 40)
     assert not torch.allclose(averages, references)
     assert json.loads((out / "summary.json").read_text())["blush"]
+
+
+def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_the_same(two_structures, tmp_path):
+    """--grad: batches of 50 growing to 100 of the 300 particles, then one pass over all of them;
+    the classes separate. A run killed part-way and continued ends with the same classes as one
+    left alone (the batches and the running sums are restored exactly)."""
+    import time
+    data, labels = two_structures
+    args = ["class2d", "--particles", data / "mixed.star", "--k", 4, "--diameter", 75, "--seed", 1, "--grad",
+            "--iter", 20, "--grad-ini-subset", 50, "--grad-fin-subset", 100]
+    r = blush(*args, "--out", tmp_path / "whole")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    sizes = [h["particles"] for h in summary["history"]]
+    assert sizes[:6] == [50] * 6 and sizes[-4:-1] == [100] * 3 and sizes[-1] == 300  # 30% first, 20% last
+    classes = Particles.read(tmp_path / "whole" / "run_data.star").table["rlnClassNumber"].to_numpy()
+    purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
+    assert purity > 0.9, f"class purity {purity:.2f}"
+    assert len(list((tmp_path / "whole").glob("run_it*_grad_sums.safetensors"))) == 1
+
+    out = tmp_path / "killed"
+    run = subprocess.Popen([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args), "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "run_it008_optimiser.json").exists() and run.poll() is None:
+        time.sleep(0.05)
+    run.kill()
+    run.wait()
+    again = blush(*args, "--out", out, "--continue")
+    assert again.returncode == 0 and "continuing after iteration" in again.stdout, again.stderr
+    assert "continuing after iteration 20" not in again.stdout  # it was interrupted
+    resumed = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
+    assert (resumed == classes).all()
+    assert torch.allclose(read_stack(out / "run_classes.mrcs"), read_stack(tmp_path / "whole" / "run_classes.mrcs"),
+                          atol=1e-5)

@@ -43,6 +43,27 @@ def test_reconstruct_and_fsc_against_truth(cli_run):
     assert 5.0 <= numbers["resolution_05"] < 10.0
 
 
+def test_fsc_fits_a_turned_map_onto_its_reference(cli_run, tmp_path):
+    import math
+
+    import torch
+
+    from blush_scipion.engine.fit import rotation_from_vector, transform_map
+    from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
+    from blush_scipion.engine.mrc import read_map, write_map
+    volume, apix = read_map(cli_run / "rec.mrc")
+    turn = rotation_from_vector(torch.tensor([0.0, 0.6, 0.8]) * math.radians(4))
+    write_map(tmp_path / "turned.mrc", transform_map(volume, turn, torch.tensor([0.5, 0.0, -0.5])), apix)
+    truth = cli_run / "sim" / "truth.mrc"
+    plain = blush("fsc", tmp_path / "turned.mrc", truth, "--json", tmp_path / "plain.json")
+    fitted = blush("fsc", tmp_path / "turned.mrc", truth, "--fit", "--json", tmp_path / "fitted.json")
+    assert plain.returncode == 0 and fitted.returncode == 0, fitted.stderr
+    assert "fitted onto map2: turned 4." in fitted.stdout
+    before, after = (json.loads((tmp_path / f"{name}.json").read_text())["resolution_05"] for name in ("plain", "fitted"))
+    unturned = resolution_at(fourier_shell_correlation(volume, read_map(truth)[0]), 0.5, volume.shape[-1], apix)
+    assert after < 0.9 * before and after == pytest.approx(unturned, rel=0.05)
+
+
 def test_fsc_with_a_mask(cli_run, tmp_path):
     import torch
 

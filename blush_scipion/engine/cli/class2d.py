@@ -6,11 +6,14 @@ rlnOriginX/YAngst, rlnMaxValueProbDistribution), run_model.star (class distribut
 resolution), summary.json, and RELION's run_itNNN_* files per iteration; --continue resumes.
 With --blush each class's reference for the next iteration is its average denoised by a 2D U-Net
 (RELION has no Blush in 2D), low-passed at the class's resolution with the regularised average above
-it; run_classes.mrcs keeps the regularised averages, run_classes_blush.mrcs holds Blush's references."""
+it; run_classes.mrcs keeps the regularised averages, run_classes_blush.mrcs holds Blush's references.
+With --grad each iteration visits a mini-batch (RELION 4's VDAM schedule), the last one all particles."""
 from __future__ import annotations
 
 from ..classify2d import Class2DSettings, classify
 from ..particles import Particles
+
+GRAD_ITERATIONS = 200  # RELION's default number of VDAM mini-batches
 
 
 def add_args(p):
@@ -18,7 +21,7 @@ def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
     p.add_argument("--k", type=int, default=d.classes, help="number of classes (%(default)s)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--iter", type=int, default=d.iterations, help="iterations (%(default)s)")
+    p.add_argument("--iter", type=int, help=f"iterations ({d.iterations}; {GRAD_ITERATIONS} with --grad)")
     p.add_argument("--diameter", type=float, help="particle diameter in A for the masks (default: 90%% of the box)")
     p.add_argument("--psi-step", type=float, default=d.psi_step, help="in-plane angular step, degrees (%(default)s)")
     p.add_argument("--offset-range", type=float, default=d.offset_range, help="translation search range, px (%(default)s)")
@@ -35,12 +38,21 @@ def add_args(p):
     p.add_argument("--blush", action="store_true",
                    help="Blush for 2D: each class average is denoised by the 2D denoiser and trailed at its resolution")
     p.add_argument("--blush-weights", help="2D denoiser weights (.safetensors); default: those shipped with this package")
+    p.add_argument("--grad", action="store_true",
+                   help="mini-batches for large sets (RELION's VDAM schedule as online EM); the last iteration uses every particle")
+    p.add_argument("--grad-ini-subset", type=int,
+                   help="particles per mini-batch at first (default: 0.5%% of the set, 200 to 5,000)")
+    p.add_argument("--grad-fin-subset", type=int,
+                   help="particles per mini-batch at the end (default: 10%% of the set, 1,000 to 50,000)")
 
 
 def main(args):
-    settings = Class2DSettings(classes=args.k, iterations=args.iter, psi_step=args.psi_step,
+    iterations = args.iter or (GRAD_ITERATIONS if args.grad else Class2DSettings.iterations)
+    settings = Class2DSettings(classes=args.k, iterations=iterations, psi_step=args.psi_step,
                                offset_range=args.offset_range, offset_step=args.offset_step,
                                tau2_fudge=args.tau2_fudge, diameter=args.diameter, ini_high=args.ini_high,
                                highres=args.highres, center_classes=not args.no_center, batch_size=args.batch,
-                               device=args.device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights)
+                               device=args.device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights,
+                               grad=args.grad, grad_ini_subset=args.grad_ini_subset,
+                               grad_fin_subset=args.grad_fin_subset)
     classify(Particles.read(args.particles), settings, args.out, resume=args.resume)

@@ -1,10 +1,14 @@
 """Fourier shell correlation between two maps: the curve, and the resolution at FSC 0.143 and
-0.5. With --mask, the masked FSC corrected by phase randomisation (as relion_postprocess)."""
+0.5. With --mask, the masked FSC corrected by phase randomisation (as relion_postprocess). With
+--fit, map1 is first fitted onto map2 by a local rigid search (a refined map against a reference
+or a model's map, whose frames may differ by a few degrees)."""
 from __future__ import annotations
 
 import json
+import math
 
 from ..atomic import atomic_path
+from ..fit import fit_rigid, transform_map
 from ..fsc import fourier_shell_correlation, mask_corrected_fsc, resolution_at, shell_resolutions
 from ..mrc import MapError, read_map, read_map_pair
 
@@ -14,12 +18,22 @@ def add_args(p):
     p.add_argument("map2")
     p.add_argument("--mask", help="soft mask (.mrc) for the corrected masked FSC")
     p.add_argument("--json", help="write curve and numbers to this JSON file")
+    p.add_argument("--fit", action="store_true",
+                   help="fit map1 onto map2 first (rotation and shift, local search); never for half maps")
 
 
 def main(args):
     a, b, apix_a = read_map_pair(args.map1, args.map2)
     n = a.shape[-1]
     result = {"map1": args.map1, "map2": args.map2, "pixel_size": apix_a, "box": n}
+    if args.fit:
+        rotation, shift, corr = fit_rigid(a, b, apix_a)
+        a = transform_map(a, rotation, shift)
+        angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(rotation.trace()) - 1) / 2))))
+        result["fit"] = {"rotation": rotation.tolist(), "shift_px": shift.tolist(), "angle_deg": round(angle, 3),
+                         "correlation": round(corr, 4)}
+        print(f"map1 fitted onto map2: turned {angle:.2f} deg, shifted {float(shift.norm()):.2f} px, "
+              f"correlation {corr:.3f}")
     if args.mask:
         mask, apix_m = read_map(args.mask)
         if mask.shape != a.shape:
