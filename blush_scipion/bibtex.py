@@ -29,4 +29,26 @@ pages = {24--35},
 year = {2013},
 doi = {10.1016/j.ultramic.2013.06.004}
 }
+
+@article{Kimanius2021,
+title = {New tools for automated cryo-EM single-particle analysis in RELION-4.0},
+author = {Kimanius, Dari and Dong, Liyi and Sharov, Grigory and Nakane, Takanori and Scheres, Sjors H. W.},
+journal = {Biochemical Journal},
+volume = {478},
+number = {24},
+pages = {4169--4185},
+year = {2021},
+doi = {10.1042/BCJ20210708}
+}
+
+@article{Cappe2009,
+title = {On-line expectation-maximization algorithm for latent data models},
+author = {Capp{\'e}, Olivier and Moulines, Eric},
+journal = {Journal of the Royal Statistical Society: Series B},
+volume = {71},
+number = {3},
+pages = {593--613},
+year = {2009},
+doi = {10.1111/j.1467-9868.2009.00698.x}
+}
 """

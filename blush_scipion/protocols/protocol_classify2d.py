@@ -28,7 +28,13 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
                       label="Input particles", help="Particles with CTF; MRC stacks.")
         form.addParam("numberOfClasses", params.IntParam, default=20, label="Number of classes",
                       help="As a rule of thumb, at least a few hundred particles per class.")
-        form.addParam("numberOfIterations", params.IntParam, default=25, label="Number of iterations")
+        form.addParam("useGradientAlg", params.BooleanParam, default=False, label="Use mini-batches (VDAM)?",
+                      help="For large sets: each iteration visits a random mini-batch (RELION 4's VDAM schedule: "
+                           "0.5% of the set growing to 10%), the last one every particle.")
+        form.addParam("numberOfIterations", params.IntParam, default=25, label="Number of iterations",
+                      condition="not useGradientAlg")
+        form.addParam("numberOfVDAMBatches", params.IntParam, default=200, label="Number of mini-batches",
+                      condition="useGradientAlg")
         form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
                       help="Diameter of the soft circular mask of images and class averages; -1: 90% of the box.")
         form.addParam("regularisation", params.FloatParam, default=2, label="Regularisation parameter T",
@@ -59,7 +65,7 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
 
     def classifyStep(self):
         args = ["class2d", "--particles", self._getExtraPath("input_particles.star"), "--out", self._getExtraPath(),
-                "--k", self.numberOfClasses.get(), "--iter", self.numberOfIterations.get(),
+                "--k", self.numberOfClasses.get(), "--iter", self._iterations(),
                 "--tau2-fudge", self.regularisation.get(), "--psi-step", self.psiStepDeg.get(),
                 "--offset-range", self.offsetSearchRangePix.get(), "--offset-step", self.offsetSearchStepPix.get(),
                 "--continue"]  # a re-run of an interrupted step resumes from its last iteration
@@ -67,11 +73,16 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
             args += ["--diameter", self.maskDiameterA.get()]
         if not self.centerClasses.get():
             args += ["--no-center"]
+        if self.useGradientAlg.get():
+            args += ["--grad"]
         if self.useBlush.get():
             args += ["--blush"]
             if self.blushWeights.get():
                 args += ["--blush-weights", self.blushWeights.get()]
         self._runEngine(args)
+
+    def _iterations(self) -> int:
+        return self.numberOfVDAMBatches.get() if self.useGradientAlg.get() else self.numberOfIterations.get()
 
     def createOutputStep(self):
         particles = self.inputParticles.get()
@@ -116,6 +127,8 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
         first = particles.getFirstItem()
         if first is not None and not first.getFileName().lower().endswith(convert.MRC_EXTENSIONS):
             errors.append(f"Particle images must be MRC stacks; found {first.getFileName()}.")
+        if self._iterations() < 1:
+            errors.append("At least one iteration is needed.")
         if self.psiStepDeg.get() <= 0 or self.offsetSearchStepPix.get() <= 0:
             errors.append("Angular and offset steps must be positive.")
         if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
@@ -139,8 +152,12 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
         s = json.loads(open(self._summaryFile()).read())
         blush = (" Class averages were denoised between iterations by a 2D version of Blush "
                  "regularisation [Kimanius2024].") if s.get("blush") else ""
+        grad = s.get("settings", {}).get("grad")
+        how = (f"over {s['iterations']} iterations of random mini-batches on RELION's VDAM schedule [Kimanius2021], "
+               f"as on-line EM [Cappe2009], the last over all particles" if grad else f"over {s['iterations']} iterations")
         return [f"{s['particles']} particles were classified into {s['classes']} 2D classes by maximum-likelihood "
-                f"2D classification [Scheres2012] over {s['iterations']} iterations.{blush}"]
+                f"2D classification [Scheres2012] {how}.{blush}"]
 
     def _citations(self):
-        return ["Scheres2012", "Kimanius2024"] if self.useBlush.get() else ["Scheres2012"]
+        return (["Scheres2012"] + (["Kimanius2021", "Cappe2009"] if self.useGradientAlg.get() else [])
+                + (["Kimanius2024"] if self.useBlush.get() else []))

@@ -1,5 +1,6 @@
 """The plugin's protocols in a real Scipion project: import, 3D refine (with Blush), denoise, FSC
 validation."""
+import json
 import os
 
 import numpy as np
@@ -147,6 +148,19 @@ class TestBlushProtocols(BaseTest):
             self.assertGreater(len(set(image.convert("L").getdata())), 10)
         too_many = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401)
         self.assertTrue(any("401 classes" in e for e in too_many.validate()))
+
+    def test_classify2d_with_mini_batches(self):
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
+                                useGradientAlg=True, numberOfVDAMBatches=6, maskDiameterA=90)
+        self.launchProtocol(prot)
+        self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
+        summary = json.loads(open(prot._getExtraPath("summary.json")).read())
+        sizes = [h["particles"] for h in summary["history"]]
+        self.assertEqual((sizes[0], sizes[-1], sorted(sizes)), (200, 400, sizes))  # growing, then all of them
+        self.assertIn("Kimanius2021", prot._citations())
+        self.assertTrue(any("mini-batches" in line for line in prot.methods()))
 
     def test_validate_refuses_mismatched_inputs(self):
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
