@@ -84,7 +84,7 @@ def main():
                 results["rows"].append(row)
                 print(row, flush=True)
     keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A",
-            "denoised_fsc_truth_05_A", "gold_standard_0143_A", "median_angular_error_deg"]
+            "denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A", "median_angular_error_deg"]
     write_results(args.name, results, keys,
                   f"Denoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s")
 

@@ -110,8 +110,10 @@ class Sums:
     residual_weight: torch.Tensor
 
     def mixed(self, batch: "Sums", step: float, scale: float) -> "Sums":
-        """(1 - step) x these sums + step x scale x a mini-batch's (online EM)."""
-        return Sums(*((1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name) for f in fields(self)))
+        """(1 - step) x these sums + step x scale x a mini-batch's (on-line EM; scale = N / B makes
+        the batch's sums an unbiased estimate of the whole set's)."""
+        return Sums(*((1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name)
+                      for f in fields(self)))
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
@@ -317,7 +319,7 @@ def masked_centred(images: torch.Tensor, mask: torch.Tensor, settings: Class2DSe
 
 
 def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int,
-               apix: float, n_particles: int) -> Class2DState:
+               apix: float) -> Class2DState:
     s = Class2DState(**asdict(state))
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
@@ -325,7 +327,7 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
         new = sums.residual / sums.residual_weight.clamp(min=1e-9)
         s.sigma2 = torch.where((torch.arange(n // 2 + 1) <= state.r_current)[None], new.float(),
                                torch.tensor(state.sigma2)).tolist()
-        s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * n_particles)), 0.5, settings.offset_range))
+        s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5, settings.offset_range))
     last = last_ssnr_shell(ssnr)
     s.resolution = [n * apix / max(int(x), 1) for x in last]
     limit = n // 2 if settings.highres is None else min(n // 2, int(n * apix / settings.highres))
@@ -438,7 +440,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         t_blush = time.time()
         images, references, ssnr = maximisation(sums, images, state, now, n, apix, state.r_current, denoiser)
         t_blush = time.time() - t_blush
-        new = next_state(state, now, sums, ssnr, n, apix, len(particles))
+        new = next_state(state, now, sums, ssnr, n, apix)
         changed = float((b.classes != a.classes[rows]).float().mean())
         a = a.updated(rows, b)
         entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,

@@ -1,14 +1,15 @@
-"""Mini-batches for large sets: RELION 4's VDAM schedule, run as online EM.
+"""Mini-batches for large sets: RELION 4's VDAM schedule, run as on-line EM.
 
 RELION's gradient-driven classification (--grad) visits a random mini-batch per iteration: a
 small one for the first 30% of the iterations, growing linearly to a large one for the last 20%,
 with a step size that falls from 0.9 to 0.5 and tau2_fudge rising from 1 to its final value (more
 regularisation while the batches are small). We keep that schedule and take the step on the
-M-step's sufficient statistics (Cappe & Moulines' online EM): the running sums become
-(1 - step) x running + step x (N / B) x the batch's sums, so each step moves the class averages
-part of the way to what this batch says, scaled as if it were the whole set. The last iteration
-is an ordinary EM pass over every particle, so every particle gets its class from the final
-averages, as in RELION's closing iteration.
+M-step's sufficient statistics (Cappe & Moulines' on-line EM): the running sums become
+(1 - step) x running + step x (N / B) x the batch's sums. The batch's sums, scaled by N / B, are
+an unbiased estimate of the whole set's, so the running sums settle where full EM's do; while
+batches are small they are noisy, which the lower tau2_fudge of the early phase tempers. The
+last iteration is an ordinary EM pass over every particle, so every particle gets its class from
+the final averages, as in RELION's closing iteration.
 """
 from __future__ import annotations
 
