@@ -39,7 +39,7 @@ from .images import (group_index, image_batch, initial_sigma2, noise_model_block
                      power_spectrum, residual_power)
 from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
 from .mask import circular_mask, particle_diameter
-from .minibatch import MiniBatchSchedule, batch_rows
+from .minibatch import MiniBatchSchedule, batch_rows, running_weights
 from .mrc import StackReader, read_stack, write_stack
 from .particles import Particles
 from .projector import SlicePoints
@@ -47,6 +47,7 @@ from .sampling import translation_grid
 
 PAD = 2
 GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
+INACTIVITY = 0.1                     # mini-batches: re-seed classes below this share of 1 / K (RELION's GUI)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Class2DState:
     sigma_offset: float = 2.0                         # pixels, per axis
     distribution: list = field(default_factory=list)  # (K,) class fractions
     resolution: list = field(default_factory=list)    # (K,) A, last shell with SSNR >= 1
+    batch_weights: list = field(default_factory=list) # mini-batches: the running sums' [signal, noise] weights
     history: list = field(default_factory=list)
 
 
@@ -114,6 +116,25 @@ class Sums:
         the batch's sums an unbiased estimate of the whole set's)."""
         return Sums(*((1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name)
                       for f in fields(self)))
+
+    def reseeded(self, threshold: float, generator: torch.Generator) -> tuple["Sums", list]:
+        """Classes with less than `threshold` / K of the mass take half of the largest class's sums,
+        with noise as large as the data's own added so that the two differ (RELION's
+        --class_inactivity_threshold for mini-batches, where an unvisited class fades away).
+        Returns the new sums and the re-seeded classes."""
+        out = Sums(*(getattr(self, f.name).clone() if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name)
+                     for f in fields(self)))
+        k = len(out.mass)
+        inactive = [i for i in range(k) if out.mass[i] < threshold / k * out.mass.sum()]
+        for i in inactive:
+            j = int(torch.argmax(out.mass))
+            for x in (out.data, out.weight, out.mass):
+                x[j] *= 0.5
+                x[i] = x[j]
+            # data sums CTF X / sigma2 over images: their noise variance is the weight
+            noise = torch.randn(out.data[i].shape, dtype=torch.complex64, generator=generator)
+            out.data[i] += noise.to(out.data.device) * out.weight[i].sqrt()
+        return out, inactive
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
@@ -417,6 +438,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
                              r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
         running = random_start(particles, k, settings, sigma2, generator, progress)
         state.distribution = (running.mass / running.mass.sum()).tolist()
+        state.batch_weights = [float(len(particles))] * 2
         images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
         a = Assignment(torch.full((len(particles),), -1), torch.zeros(len(particles)), particles.origins(),
                        torch.zeros(len(particles)))
@@ -433,14 +455,21 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         batch = particles if len(rows) == len(particles) else particles.subset(rows)
         sums, b = expectation(batch, images if references is None else references, a.origins[rows], state,
                               settings, progress)
+        weights, reseeded = [float(len(particles))] * 2, []
         if len(rows) < len(particles):
             sums = running.mixed(sums, schedule.step(it), len(particles) / len(rows))
+            weights = running_weights(*state.batch_weights, schedule.step(it), len(particles), len(rows))
+            sums, reseeded = sums.reseeded(INACTIVITY, torch.Generator().manual_seed(settings.seed * 100003 + it))
         running = sums
         now = replace(settings, tau2_fudge=schedule.tau2_fudge(it, settings.tau2_fudge)) if schedule else settings
         t_blush = time.time()
         images, references, ssnr = maximisation(sums, images, state, now, n, apix, state.r_current, denoiser)
         t_blush = time.time() - t_blush
+        # the running sums stand for the whole set but hold the noise of fewer particles: the SSNR
+        # (and so the resolution and the next E-step's shells) is that of those
+        ssnr = ssnr * weights[0] / weights[1]
         new = next_state(state, now, sums, ssnr, n, apix)
+        new.batch_weights = weights
         changed = float((b.classes != a.classes[rows]).float().mean())
         a = a.updated(rows, b)
         entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,
@@ -455,6 +484,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
             f"{state.r_current}" + (f" on {len(rows)} particles" if schedule else "") +
             f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
+            + (f"re-seeded {[c + 1 for c in reseeded]}  " if reseeded else "") +
             f"{entry['seconds']:.0f} s" + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else ""))
         state = new
     final = state.iteration

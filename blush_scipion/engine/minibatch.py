@@ -7,9 +7,12 @@ regularisation while the batches are small). We keep that schedule and take the 
 M-step's sufficient statistics (Cappe & Moulines' on-line EM): the running sums become
 (1 - step) x running + step x (N / B) x the batch's sums. The batch's sums, scaled by N / B, are
 an unbiased estimate of the whole set's, so the running sums settle where full EM's do; while
-batches are small they are noisy, which the lower tau2_fudge of the early phase tempers. The
-last iteration is an ordinary EM pass over every particle, so every particle gets its class from
-the final averages, as in RELION's closing iteration.
+batches are small they are noisy, which the lower tau2_fudge of the early phase tempers, and
+they hold the noise of fewer particles than they stand for, so the SSNR that sets the resolution
+and the E-step's shells is scaled down to those particles (running_weights). Classes that fall
+below a tenth of an even share are re-seeded from the largest (RELION's
+--class_inactivity_threshold). The last iteration is an ordinary EM pass over every particle, so
+every particle gets its class from the final averages, as in RELION's closing iteration.
 """
 from __future__ import annotations
 
@@ -67,3 +70,12 @@ def batch_rows(n_particles: int, size: int, seed: int, iteration: int) -> np.nda
         return np.arange(n_particles)
     rng = np.random.default_rng([seed, iteration])
     return np.sort(rng.choice(n_particles, size, replace=False))
+
+
+def running_weights(signal: float, noise: float, step: float, n_particles: int, batch: int) -> list:
+    """The running sums' weights after a step, [signal, noise]: how many particles' signal they
+    carry, and how many particles' noise variance. A sum over m particles has both equal to m; the
+    running sums hold the noise of signal^2 / noise particles (about B (2 - step) / step), so their
+    SSNR is signal / noise times what their weights say."""
+    scale = n_particles / batch
+    return [(1 - step) * signal + step * n_particles, (1 - step) ** 2 * noise + step ** 2 * scale ** 2 * batch]

@@ -191,3 +191,24 @@ def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_t
     assert (resumed == classes).all()
     assert torch.allclose(read_stack(out / "run_classes.mrcs"), read_stack(tmp_path / "whole" / "run_classes.mrcs"),
                           atol=1e-5)
+
+
+def test_an_inactive_class_takes_half_of_the_largest_and_differs_from_it():
+    from blush_scipion.engine.classify2d import Sums
+    from blush_scipion.engine.minibatch import running_weights
+    g = torch.Generator().manual_seed(0)
+    weight = torch.rand(3, 8, 8, generator=g) + 1
+    data = torch.randn(3, 8, 8, dtype=torch.complex64, generator=g) * 10
+    sums = Sums(data, weight, torch.tensor([60.0, 39.5, 0.5]), 4.0, torch.ones(1, 5), torch.ones(1, 5))
+    out, inactive = sums.reseeded(0.1, torch.Generator().manual_seed(1))
+    assert inactive == [2] and torch.equal(sums.mass, torch.tensor([60.0, 39.5, 0.5]))  # the input is kept
+    assert torch.allclose(out.mass, torch.tensor([30.0, 39.5, 30.0]))
+    assert torch.allclose(out.weight[2], 0.5 * weight[0]) and torch.allclose(out.weight[0], 0.5 * weight[0])
+    added = out.data[2] - out.data[0]  # noise of the data's own size
+    assert 0.5 < float((added.abs() ** 2).mean() / out.weight[0].mean()) < 2
+    # a sum over m particles has signal and noise weights m; a running sum holds fewer particles' noise
+    assert running_weights(1000.0, 1000.0, 1.0, 1000, 1000) == [1000.0, 1000.0]
+    signal, noise = 1000.0, 1000.0
+    for _ in range(50):
+        signal, noise = running_weights(signal, noise, 0.5, 1000, 100)
+    assert abs(signal ** 2 / noise - 100 * (2 - 0.5) / 0.5) < 1
