@@ -352,7 +352,13 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
     last = last_ssnr_shell(ssnr)
     s.resolution = [n * apix / max(int(x), 1) for x in last]
     limit = n // 2 if settings.highres is None else min(n // 2, int(n * apix / settings.highres))
-    s.r_current = int(min(limit, max(int(last.max()) + settings.resolution_margin, s.r_current)))
+    if settings.grad:
+        # mini-batch estimates jump from one iteration to the next (a re-seeded class most): the
+        # E-step follows the classes' SSNR averaged by their share, up or down
+        mean_ssnr = (torch.as_tensor(s.distribution)[:, None] * ssnr).sum(0, keepdim=True)
+        s.r_current = int(min(limit, int(last_ssnr_shell(mean_ssnr)[0]) + settings.resolution_margin))
+    else:
+        s.r_current = int(min(limit, max(int(last.max()) + settings.resolution_margin, s.r_current)))
     return s
 
 
