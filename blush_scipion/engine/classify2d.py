@@ -48,6 +48,7 @@ from .sampling import translation_grid
 PAD = 2
 GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
 INACTIVITY = 0.1                     # mini-batches: re-seed classes below this share of 1 / K (RELION's GUI)
+GRAD_WRITE_ITER = 10                 # mini-batches: write (and checkpoint) every so many iterations (RELION's GUI)
 
 
 @dataclass
@@ -455,6 +456,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         f"{len(angles(settings.psi_step))} angles x {len(translation_grid(settings.offset_range, settings.offset_step))}"
         f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else "")
         + (f", mini-batches of {schedule.ini_subset} to {schedule.fin_subset}" if schedule else ""))
+    written = start_it
     while state.iteration < settings.iterations:
         t0, it = time.time(), state.iteration
         rows = batch_rows(len(particles), schedule.subset_size(it) if schedule else -1, settings.seed, it)
@@ -482,11 +484,13 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
                  "particles": len(rows), "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
                  "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
         new.history = state.history + [entry]
-        if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
-            running.save(iteration_path(out, new.iteration, GRAD_SUMS))
-        write_iteration(out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_")
-        if schedule:
-            iteration_path(out, it, GRAD_SUMS).unlink(missing_ok=True)
+        if not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations:
+            if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
+                running.save(iteration_path(out, new.iteration, GRAD_SUMS))
+            write_iteration(out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_")
+            if schedule and written is not None:
+                iteration_path(out, written, GRAD_SUMS).unlink(missing_ok=True)
+            written = new.iteration
         log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
             f"{state.r_current}" + (f" on {len(rows)} particles" if schedule else "") +
             f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "

@@ -176,11 +176,12 @@ def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_t
     purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
     assert purity > 0.9, f"class purity {purity:.2f}"
     assert len(list((tmp_path / "whole").glob("run_it*_grad_sums.safetensors"))) == 1
+    assert sorted(p.name[:9] for p in (tmp_path / "whole").glob("run_it*_optimiser.json")) == ["run_it010", "run_it020"]
 
     out = tmp_path / "killed"
     run = subprocess.Popen([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args), "--out", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (out / "run_it008_optimiser.json").exists() and run.poll() is None:
+    while not (out / "run_it010_optimiser.json").exists() and run.poll() is None:
         time.sleep(0.05)
     run.kill()
     run.wait()
