@@ -15,8 +15,9 @@ from .fourier import cosine_low_pass, resize_fourier_3d
 from .mask import spherical_mask
 
 
-def rotation_from_vector(w: torch.Tensor) -> torch.Tensor:
-    """(3,) axis-angle vector (radians) -> (3, 3) rotation matrix, differentiable."""
+def _rotation_from_vector(w: torch.Tensor) -> torch.Tensor:
+    """(3,) axis-angle vector (radians) -> (3, 3) rotation matrix, differentiable (for the search;
+    rotation.axis_angle_matrix builds fixed ones)."""
     zero = w.new_zeros(())
     skew = torch.stack([torch.stack([zero, -w[2], w[1]]),
                         torch.stack([w[2], zero, -w[0]]),
@@ -65,9 +66,9 @@ def fit_rigid(moving: torch.Tensor, fixed: torch.Tensor, pixel_size: float, radi
         opt = torch.optim.Adam([{"params": [w], "lr": 2e-3}, {"params": [t], "lr": 0.05}])
         for _ in range(steps):
             opt.zero_grad()
-            moved = _sample(a, rotation_from_vector(w), t) * mask
+            moved = _sample(a, _rotation_from_vector(w), t) * mask
             moved = moved - moved.mean()
             corr = (moved * b).sum() / moved.norm().clamp(min=1e-12)
             (-corr).backward()
             opt.step()
-    return rotation_from_vector(w).detach(), t.detach(), float(corr.detach())
+    return _rotation_from_vector(w).detach(), t.detach(), float(corr.detach())

@@ -44,15 +44,14 @@ def test_reconstruct_and_fsc_against_truth(cli_run):
 
 
 def test_fsc_fits_a_turned_map_onto_its_reference(cli_run, tmp_path):
-    import math
-
     import torch
 
-    from blush_scipion.engine.fit import rotation_from_vector, transform_map
+    from blush_scipion.engine.fit import transform_map
     from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
     from blush_scipion.engine.mrc import read_map, write_map
+    from blush_scipion.engine.rotation import axis_angle_matrix
     volume, apix = read_map(cli_run / "rec.mrc")
-    turn = rotation_from_vector(torch.tensor([0.0, 0.6, 0.8]) * math.radians(4))
+    turn = axis_angle_matrix([0.0, 0.6, 0.8], 4.0)
     write_map(tmp_path / "turned.mrc", transform_map(volume, turn, torch.tensor([0.5, 0.0, -0.5])), apix)
     truth = cli_run / "sim" / "truth.mrc"
     plain = blush("fsc", tmp_path / "turned.mrc", truth, "--json", tmp_path / "plain.json")

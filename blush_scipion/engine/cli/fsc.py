@@ -5,12 +5,14 @@ or a model's map, whose frames may differ by a few degrees)."""
 from __future__ import annotations
 
 import json
-import math
+
+import torch
 
 from ..atomic import atomic_path
 from ..fit import fit_rigid, transform_map
 from ..fsc import fourier_shell_correlation, mask_corrected_fsc, resolution_at, shell_resolutions
 from ..mrc import MapError, read_map, read_map_pair
+from ..rotation import angular_distance
 
 
 def add_args(p):
@@ -29,7 +31,7 @@ def main(args):
     if args.fit:
         rotation, shift, corr = fit_rigid(a, b, apix_a)
         a = transform_map(a, rotation, shift)
-        angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(rotation.trace()) - 1) / 2))))
+        angle = float(angular_distance(rotation, torch.eye(3)))
         result["fit"] = {"rotation": rotation.tolist(), "shift_px": shift.tolist(), "angle_deg": round(angle, 3),
                          "correlation": round(corr, 4)}
         print(f"map1 fitted onto map2: turned {angle:.2f} deg, shifted {float(shift.norm()):.2f} px, "
