@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
+from .blush import TRAINED_RESOLUTION_MAX
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
     weighted_sums
@@ -64,6 +65,9 @@ class RefineSettings:
     blush_weights: str | None = None   # default: the weights shipped with the package
     blush_trailing: bool = True        # spectral trailing of the denoised references
     blush_fill: bool = True            # the tau2 map fills in above the trailing edge (trailing.py)
+    # A; Blush's references start once the gold-standard resolution is this fine (0: from the first
+    # iteration, as RELION 5)
+    blush_from_resolution: float = TRAINED_RESOLUTION_MAX
 
 
 @dataclass
@@ -287,6 +291,12 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
 
 # --- auto-sampling -------------------------------------------------------------------------
 
+def blush_active(state: RefineState, settings: RefineSettings) -> bool:
+    """Whether this iteration's references come from the denoiser."""
+    return settings.blush and (settings.blush_from_resolution <= 0
+                               or state.best_resolution <= settings.blush_from_resolution)
+
+
 def next_state(state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int,
                apix: float) -> RefineState:
     """RELION's auto-refine logic: finer sampling when resolution stalls; converge when the finest
@@ -403,7 +413,8 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     while not state.done:
         t0 = time.time()
         refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
-            particles, references, state, settings, subsets, rotations, origins, progress, denoiser)
+            particles, references, state, settings, subsets, rotations, origins, progress,
+            denoiser if blush_active(state, settings) else None)
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
         entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
@@ -411,7 +422,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
                  and state.iteration > 0, "offset_step": state.offset_step, "r_current": n // 2 if state.final
                  else state.r_current, "angular_change": stats["angular_change"],
                  "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1),
-                 "blush_seconds": round(stats["blush_seconds"], 1)}
+                 "blush": blush_active(state, settings), "blush_seconds": round(stats["blush_seconds"], 1)}
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
@@ -422,8 +433,11 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {state.offset_step:.2f} px  "
             f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
-            f"{entry['seconds']:.0f} s" + (f" (Blush {entry['blush_seconds']:.0f} s)" if denoiser else ""))
+            f"{entry['seconds']:.0f} s" + (f" (Blush {entry['blush_seconds']:.0f} s)" if entry["blush"] else ""))
         state = new
+    if settings.blush and not any(e.get("blush", True) for e in state.history):
+        log(f"warning: Blush was never used: the resolution never reached {settings.blush_from_resolution:g} A "
+            "(--blush-from-resolution)")
     unreg = stats["unregularised"]
     write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
     write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .fsc import resolution_at
 from .mask import soft_mask_outside_map
 from .mrc import MapError, read_map, write_map
 from .projector import crop_volume, gridding_correction
@@ -256,6 +257,11 @@ def blush_maps(h: HandOver, denoiser, pixel_size: float, diameter: float, mode: 
     if mode == "final":
         return {"result": regularised, "denoised": denoised}
     return {"result": denoised}
+
+
+def gold_standard_resolution(h: HandOver, pixel_size: float) -> float:
+    """A: where the FSC RELION handed over falls below 0.143 (inf at the first iteration: no FSC yet)."""
+    return resolution_at(padded_fsc(h), 0.143, h.ori_size, pixel_size)
 
 
 def resolve_mode(h: HandOver, mode: str) -> str:

@@ -65,7 +65,8 @@ class TestBlushProtocols(BaseTest):
                                   maxIterations=6, maskDiameterA=90, useBlush=True)
         self.launchProtocol(refine)
         volume = refine.outputVolume
-        self.assertTrue(any("Blush regularisation" in line for line in refine.summary()))
+        self.assertTrue(any("Blush regularisation from iteration" in line for line in refine.summary()),
+                        refine.summary())
         self.assertIn("Kimanius2024", refine._citations())
         self.assertTrue(os.path.exists(refine.outputVolumeBlush.getFileName()))
         self.assertTrue(volume.hasHalfMaps())

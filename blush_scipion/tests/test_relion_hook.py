@@ -161,6 +161,23 @@ def test_blush_needs_a_pixel_size_and_writes_blush_maps(tmp_path, weights):
     assert torch.allclose(result, external_reconstruct(read_hand_over(star)), atol=1e-6)
 
 
+def test_a_half_set_gets_blush_only_once_its_fsc_is_in_the_denoisers_range(tmp_path, weights):
+    """First iteration (no FSC yet): the plain map, as refine3d's --blush-from-resolution; with 0,
+    Blush from the first iteration (RELION 5); an FSC at 0.9 everywhere: Blush."""
+    from blush_scipion.engine import cli
+    maps = {}
+    for name, fsc, extra in (("first", 0.0, []), ("first_relion5", 0.0, ["--blush-from-resolution", "0"]),
+                             ("later", 0.9, [])):
+        (tmp_path / name).mkdir()
+        star = write_hand_over(tmp_path / name, blob(BOX), stem="run_it001_half1_class001", pixel_size=APIX, fsc=fsc)
+        assert cli.main(["relion-hook", str(star), "--blush", "--weights", str(weights), *extra]) == 0
+        maps[name] = (read_map(str(star).replace(".star", ".mrc"))[0], external_reconstruct(read_hand_over(star)))
+    assert torch.allclose(*maps["first"], atol=1e-6)
+    for name in ("first_relion5", "later"):
+        ours, plain = maps[name]
+        assert (ours - plain).abs().max() > 0.01 * plain.abs().max(), name
+
+
 def test_relion_python_blush_answers_success_and_nothing_else(tmp_path, weights, capfd):
     from blush_scipion.engine.cli.relion_hook import relion_python_blush
     star = write_hand_over(tmp_path, blob(BOX), stem="run_it003_half1_class001", pixel_size=APIX, fsc=0.9)
@@ -210,7 +227,7 @@ def test_relion_refine_runs_two_iterations_with_blush_as_its_reconstruction(part
 @pytest.mark.skipif(shutil.which("mpirun") is None or shutil.which("relion_refine_mpi") is None,
                     reason="mpirun / relion_refine_mpi not on PATH")
 def test_relion_refine_half_sets_get_blush_references_trailed_to_their_fsc(particles, weights):
-    hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights)
+    hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights, "--blush-from-resolution", 0)
     relion_refine(particles, "halves/run", "--ini_high", 20, "--iter", 2, "--split_random_halves",
                   "--healpix_order", 1, "--offset_range", 3, "--offset_step", 2, executable=str(hook), mpi=3)
     for half in (1, 2):

@@ -44,6 +44,10 @@ def add_args(p):
     p.add_argument("--blush-trailing-fill", choices=["wiener", "zero"], default="wiener",
                    help="above the trailing edge each half's reference is its tau2-regularised (Wiener) map "
                    "(%(default)s; measured better at low SNR) or zero (RELION 5)")
+    p.add_argument("--blush-from-resolution", type=float, default=d.blush_from_resolution,
+                   help="Blush's references start once the gold-standard resolution reaches this, A "
+                   "(%(default)s: the coarsest the shipped denoiser was trained on; 0: from the first "
+                   "iteration, as RELION 5)")
 
 
 def main(args):
@@ -56,7 +60,8 @@ def main(args):
                               max_iterations=args.max_iter, batch_size=args.batch, device=args.device,
                               seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
                               blush_trailing=not args.blush_skip_spectral_trailing,
-                              blush_fill=args.blush_trailing_fill == "wiener")
+                              blush_fill=args.blush_trailing_fill == "wiener",
+                              blush_from_resolution=args.blush_from_resolution)
     try:
         refine(particles, reference, ref_apix, settings, args.out, resume=args.resume)
     except ValueError as e:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..relion_hook import blush_maps, external_reconstruct, read_hand_over, resolve_mode, write_result
+from ..blush import TRAINED_RESOLUTION_MAX
+from ..relion_hook import blush_maps, external_reconstruct, gold_standard_resolution, read_hand_over, resolve_mode, \
+    write_result
 
 
 def add_args(p):
@@ -37,6 +39,9 @@ def add_args(p):
     p.add_argument("--skip-spectral-trailing", action="store_true",
                    help="--blush: keep the denoiser's output at all resolutions (inflates the FSC)")
     p.add_argument("--stride", type=int, help="--blush: voxels between denoiser blocks (default: half a block)")
+    p.add_argument("--blush-from-resolution", type=float, default=TRAINED_RESOLUTION_MAX,
+                   help="--blush: a half set whose gold-standard FSC has not reached this resolution, A, gets "
+                   "the plain map (%(default)s, as blush refine3d; 0: Blush from the first iteration, RELION 5)")
 
 
 def run(args, log=print) -> Path:
@@ -44,15 +49,19 @@ def run(args, log=print) -> Path:
     t0 = time.time()
     h = read_hand_over(args.star)
     apix = args.angpix or h.pixel_size
-    if not args.blush:
-        out = write_result(h, external_reconstruct(h), apix, args.out)
-        log(f"relion-hook: {h.star.name} -> {out} (box {h.ori_size}, current size {h.current_size}, "
-            f"{time.time() - t0:.1f} s)")
-        return out
-    from ..blush.denoiser import load_denoiser  # torch model code only when Blush is asked for
-    if apix is None:
+    if args.blush and apix is None:
         raise ValueError(f"{h.star}: no pixel size (rlnPixelSize is RELION 5's; the MRC headers say 0): "
                          "pass --angpix")
+    # as refine3d: a half set's references come from the denoiser once its FSC is in its trained range
+    waiting = args.blush and resolve_mode(h, args.mode) == "refine" and 0 < args.blush_from_resolution < \
+        gold_standard_resolution(h, apix)
+    if not args.blush or waiting:
+        out = write_result(h, external_reconstruct(h), apix, args.out)
+        log(f"relion-hook: {h.star.name} -> {out} (box {h.ori_size}, current size {h.current_size}, "
+            f"{time.time() - t0:.1f} s)" + (f"; plain map: its FSC has not reached {args.blush_from_resolution:g} A "
+                                           "(--blush-from-resolution)" if waiting else ""))
+        return out
+    from ..blush.denoiser import load_denoiser  # torch model code only when Blush is asked for
     diameter = args.diameter or h.diameter or 0.9 * h.ori_size * apix
     denoiser = load_denoiser(args.weights, args.device)
     mode = resolve_mode(h, args.mode)
@@ -97,6 +106,9 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="accepted; no debug maps are written")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="use no spectral trailing (unsafe)")
     p.add_argument("--angpix", type=float, help="pixel size, A, if the STAR lacks rlnPixelSize")
+    p.add_argument("--blush-from-resolution", type=float, default=TRAINED_RESOLUTION_MAX,
+                   help="a half set whose FSC has not reached this, A, gets the plain map (%(default)s; 0: "
+                   "from the first iteration, as RELION 5)")
     args, unknown = p.parse_known_args(argv)
     weights = None if args.model_name in ("v1.0", "", None) else args.model_name
     try:
@@ -112,7 +124,8 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
                 return 0
             hook_args = argparse.Namespace(
                 star=args.star, out=None, blush=True, weights=weights, device=_device(args.gpu), angpix=args.angpix,
-                diameter=None, mode="auto", skip_spectral_trailing=args.skip_spectral_trailing, stride=args.strides)
+                diameter=None, mode="auto", skip_spectral_trailing=args.skip_spectral_trailing, stride=args.strides,
+                blush_from_resolution=args.blush_from_resolution)
             run(hook_args, log=lambda line: print(line, file=sys.stderr))
     except Exception as e:  # RELION shows our standard output when it is not 'success': say why there
         ours = isinstance(e, (ValueError, OSError))  # input errors: the message says it all
