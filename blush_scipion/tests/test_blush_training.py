@@ -4,7 +4,8 @@ import torch
 from safetensors import safe_open
 
 from blush_scipion.engine.blush.model import BlushUNet
-from blush_scipion.engine.blush.training import TrainSettings, model_sampler, model_truth, train, training_sample
+from blush_scipion.engine.blush.training import StepBatches, TrainSettings, batches, model_sampler, model_truth, train, \
+    training_sample
 from blush_scipion.engine.blush.weights import load_state
 
 from .conftest import DATA
@@ -62,3 +63,15 @@ def test_fine_tuning_on_half_map_pairs_learns_their_shared_signal(tmp_path):
     err_net = float(((denoised - target) ** 2 * mask).sum())
     err_input = float(((inputs[0] - target) ** 2 * mask).sum())
     assert err_net < 0.8 * err_input, (err_net, err_input)
+
+
+def test_batches_made_by_worker_processes_do_not_depend_on_their_number(tmp_path):
+    """`blush train --workers N`: each step's batch comes from its own seed, so one worker and
+    two give the same training, step for step."""
+    s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0, steps=4, batch_size=2)
+    sample = model_sampler([DATA / "4gcnA.pdb.gz"], s)
+    records = [train(sample, s, tmp_path / f"w{n}.safetensors", ["4gcnA"], log=lambda *a: None, workers=n)
+               for n in (1, 2)]
+    assert records[0]["losses"] == records[1]["losses"] and len(records[0]["losses"]) == 4
+    first = next(iter(batches(sample, s, workers=2)))
+    assert torch.equal(first[0][0], StepBatches(sample, s)[0][0][0])  # step 0's batch, made here

@@ -33,6 +33,7 @@ from ..density import density_from_model, model_centre, read_model
 from ..fourier import cosine_low_pass, resize_fourier, resize_fourier_3d
 from ..mask import circular_mask, spherical_mask
 from ..rotation import euler_to_matrix, random_rotations
+from . import TRAINED_RESOLUTION_MAX
 from .denoiser import grid_in_range
 from .features import denoiser_inputs, standardise
 from .halfmaps import simulate_half_maps
@@ -54,7 +55,7 @@ class TrainSettings:
     batch_size: int = 2
     learning_rate: float = 2e-3
     resolution_min: float = 3.0        # A; never finer than 2.5 voxels
-    resolution_max: float = 15.0
+    resolution_max: float = TRAINED_RESOLUTION_MAX
     cutoff_fraction: float = 0.25      # samples with nothing past a shell beyond their resolution
     blur_max: float = 150.0
     mask_loss_weight: float = 0.1      # solvent-mask logit (0 when fine-tuning on half maps)
@@ -175,14 +176,40 @@ def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Step t's batch, drawn from its own seed: the same batches whichever worker makes them."""
+
+    def __init__(self, sample: Callable[[torch.Generator], list], s: TrainSettings):
+        self.sample, self.s = sample, s
+
+    def __len__(self) -> int:
+        return self.s.steps
+
+    def __getitem__(self, step: int) -> list:
+        g = torch.Generator().manual_seed(self.s.seed * 1_000_003 + step)
+        return [self.sample(g) for _ in range(self.s.batch_size)]
+
+
+def batches(sample: Callable[[torch.Generator], list], s: TrainSettings, workers: int = 0):
+    """Each step's list of samples. workers=0: one generator stream in this process (the recipe of
+    the shipped weights); workers>0: made ahead in that many processes (StepBatches), so that a GPU
+    is not left waiting on the CPU's simulation."""
+    if workers == 0:
+        g = torch.Generator().manual_seed(s.seed)
+        for _ in range(s.steps):
+            yield [sample(g) for _ in range(s.batch_size)]
+        return
+    yield from torch.utils.data.DataLoader(StepBatches(sample, s), batch_size=None, num_workers=workers,
+                                           prefetch_factor=4, collate_fn=lambda batch: batch)
+
+
 def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str | Path, sources: list,
-          log=print, init: dict | None = None) -> dict:
+          log=print, init: dict | None = None, workers: int = 0) -> dict:
     """Train a BlushUNet on `sample(generator)` -> [inputs, target, mask, solvent label] (from
-    model_sampler or pair_sampler), from scratch or from `init` (a state dict); writes `out`
-    (safetensors) and `out`.json (settings, sources, loss curve), both also at each progress
-    line, so an interrupted run leaves usable weights."""
+    model_sampler or pair_sampler), from scratch or from `init` (a state dict), its batches made by
+    `workers` processes (batches()); writes `out` (safetensors) and `out`.json (settings, sources,
+    loss curve), both also at each progress line, so an interrupted run leaves usable weights."""
     torch.manual_seed(s.seed)
-    g = torch.Generator().manual_seed(s.seed)
     out = Path(out)
     net = BlushUNet(s.depth, s.width, layout=s.layout, dim=s.dim)
     if init is not None:
@@ -191,10 +218,9 @@ def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str 
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
     losses, t0 = [], time.time()
-    record = {"settings": asdict(s), "sources": [str(m) for m in sources], "losses": losses}
+    record = {"settings": asdict(s), "workers": workers, "sources": [str(m) for m in sources], "losses": losses}
     every = max(1, s.steps // 20)
-    for step in range(1, s.steps + 1):
-        batch = [sample(g) for _ in range(s.batch_size)]
+    for step, batch in enumerate(batches(sample, s, workers), start=1):
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
         denoised, logit = net(inputs)
         loss = relative_error(denoised, target, mask).mean()

@@ -42,6 +42,9 @@ def add_args(p):
     p.add_argument("--res-max", type=float, default=d.resolution_max, help="worst half-map resolution, A (%(default)s)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes simulating the batches ahead (%(default)s: in this one, the shipped weights' "
+                   "recipe); with N > 0 every step's batch has its own seed, the same for any N")
 
 
 def main(args):
@@ -57,6 +60,9 @@ def main(args):
                     block=start.block, voxel_min=start.voxel_min, voxel_max=start.voxel_max)
     if args.voxel_max < args.voxel_min:
         raise ValueError(f"--voxel-max {args.voxel_max} is below --voxel-min {args.voxel_min}")
+    if args.workers < 0 or (args.workers and args.dim == 2):
+        raise ValueError(f"--workers {args.workers}: a count >= 0, and 0 with --dim 2 (its projections are "
+                         "made on first use, so they would differ from process to process)")
     if s.block % 2 ** s.depth:
         raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2 ** s.depth}")
     if args.pairs:
@@ -75,6 +81,6 @@ def main(args):
         if not sources:
             raise ValueError(f"no atomic models in {' '.join(args.models)}")
         sample = model_sampler(sources, s)
-    record = train(sample, s, args.out, sources, init=init)
+    record = train(sample, s, args.out, sources, init=init, workers=args.workers)
     print(f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
           f"-> {args.out}")
