@@ -1,5 +1,6 @@
 """Blush against the standard prior: `blush refine3d --blush` beside `blush refine3d` on the same
-particles, seed and start, at low SNR.
+particles, seed and start, at low SNR; and Blush from the first iteration (RELION 5's schedule)
+beside ours, which starts it once the resolution reaches the denoiser's training range.
 
 For each model (validate split of ../shared/data: never seen by the shipped denoiser): 2,000
 particles of 64 px at 2 A/px (blush simulate, seed 7), at each SNR; both arms start from the
@@ -36,15 +37,30 @@ def diameter_of(model: Path) -> float:
     return float(2 * np.linalg.norm(xyz - xyz.mean(0), axis=1).max() + 10)
 
 
-def run_arm(work: Path, name: str, diameter: float, device: str, blush: bool):
+ARMS = {"standard": [], "blush": ["--blush"], "blush_first": ["--blush", "--blush-from-resolution", "0"]}
+
+
+def run_arm(work: Path, arm: str, diameter: float, device: str, timeout: float | None = None):
+    """Runs (or reuses) one arm in work/ARM (work/ARM_cuda0 and so on off the CPU)."""
+    name = arm if device == "cpu" else f"{arm}_{device.replace(':', '')}"
     out = work / name
     if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
         subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", "--particles", "particles.star",
                         "--ref", "truth.mrc", "--out", name, "--device", device, "--diameter", f"{diameter:.1f}",
-                        "--continue"] + (["--blush"] if blush else []), cwd=work, check=True,
+                        "--continue"] + ARMS[arm], cwd=work, check=True, timeout=timeout,
                        stdout=open(work / f"{name}.log", "a"), stderr=subprocess.STDOUT)
     s = json.loads((out / "summary.json").read_text())
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], s["wall_seconds"], s["iterations"]
+
+
+def score_arm(work: Path, arm: str, diameter: float, device: str, timeout: float | None = None) -> dict:
+    """The arm's figures against the truth (refine3d_vs_relion.evaluate), and its denoised map's."""
+    run_data, final_map, *rest = run_arm(work, arm, diameter, device, timeout)
+    row = evaluate(work, run_data, final_map, *rest, None)
+    if "--blush" in ARMS[arm]:
+        row["denoised_fsc_truth_05_A"] = fsc_to_truth(read_map(final_map.with_name("run_class001_blush.mrc"))[0],
+                                                      work)[1]
+    return row
 
 
 def denoiser_time(device: str, n: int = 128, apix: float = 1.5) -> float:
@@ -62,7 +78,9 @@ def main():
     p.add_argument("--models", nargs="+", default=["4gcnA", "2qdlA", "adk_open"])
     p.add_argument("--snr", nargs="+", type=float, default=[0.05, 0.02])
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=7, help="of the simulated particles (%(default)s)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--name", default="blush", help="results file stem (%(default)s): run SNRs side by side")
     args = p.parse_args()
     results = {"denoise_128_seconds": denoiser_time(args.device), "device": args.device, "rows": []}
@@ -70,17 +88,14 @@ def main():
     for snr in args.snr:
         for name in args.models:
             model = MODELS / f"{name}.pdb.gz"
-            work = HERE / "work" / (f"blush_{name}_snr{snr}" + (f"_n{args.n}" if args.n != 2000 else ""))
+            work = HERE / "work" / (f"blush_{name}_snr{snr}" + (f"_n{args.n}" if args.n != 2000 else "")
+                                    + (f"_seed{args.seed}" if args.seed != 7 else ""))
             if not (work / "summary.json").exists():
                 simulate_from_model(model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=snr,
-                                                              seed=7), work)
+                                                              seed=args.seed), work)
             diameter = diameter_of(model)
-            for arm, blush in (("standard", False), ("blush", True)):
-                row = {"model": name, "snr": snr, "arm": arm,
-                       **evaluate(work, *run_arm(work, arm, diameter, args.device, blush), None)}
-                if blush:
-                    row["denoised_fsc_truth_05_A"] = fsc_to_truth(read_map(work / arm / "run_class001_blush.mrc")[0],
-                                                                  work)[1]
+            for arm in args.arms:
+                row = {"model": name, "snr": snr, "arm": arm, **score_arm(work, arm, diameter, args.device)}
                 results["rows"].append(row)
                 print(row, flush=True)
     keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A",

@@ -60,20 +60,21 @@ def known_pose(work: Path, curves: dict) -> list:
     return out
 
 
-def hook_script(work: Path, diameter: float, apix: float) -> Path:
+def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str = "") -> Path:
     """The command RELION runs per half and iteration: `blush relion-hook --blush STAR`, one thread
     each (RELION's two half-set ranks call it at once); RELION 3.1's STAR has no pixel size."""
-    script = work / "blush_hook.sh"
+    script = work / f"{name}.sh"
     script.write_text(f"#!/bin/sh\nOMP_NUM_THREADS=1 exec {sys.executable} -m blush_scipion.engine.cli relion-hook "
-                      f"--blush --diameter {diameter:.1f} --angpix {apix} \"$1\"\n")
+                      f"--blush --diameter {diameter:.1f} --angpix {apix} {extra}\"$1\"\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
 
 
 def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves: dict) -> list:
-    """Four arms at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does:
-    ours with and without Blush, RELION with our Blush as its external reconstruction and RELION
-    plain (same wall-time budget for both). RELION samples as we do (HEALPix order 2, offsets
+    """Six arms at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does:
+    ours with Blush (from the denoiser's range, and from the first iteration as RELION 5) and
+    without, RELION with our Blush as its external reconstruction (both schedules) and RELION
+    plain (the same wall-time budget for the three). RELION samples as we do (HEALPix order 2, offsets
     2 px, no oversampling): with its usual oversampling one iteration of 2,000 particles on one core
     takes 10 minutes here."""
     model = MODELS / f"{name}.pdb.gz"
@@ -81,13 +82,18 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
     if not (work / "summary.json").exists():
         simulate_from_model(model, SimulationSettings(n_particles=n, box=64, pixel_size=2.0, snr=snr, seed=7), work)
     diameter = diameter_of(model)
-    hook = hook_script(work, diameter, Particles.read(work / "particles.star").pixel_size)
-    env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook))
-    arms = [("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device, True)),
-            ("blush refine3d", lambda: run_arm(work, "standard", diameter, device, False)),
-            ("relion_refine + blush relion-hook --blush",
-             lambda: run_relion(work, diameter, budget_s=budget, name="relion_hook_blush",
-                                extra=("--external_reconstruct",), env=env, oversampling=0)),
+    apix = Particles.read(work / "particles.star").pixel_size
+
+    def relion_hook(name: str, extra: str = ""):
+        env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, name, extra)))
+        return run_relion(work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env,
+                          oversampling=0)
+    first = "--blush-from-resolution 0"
+    arms = [("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device)),
+            (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
+            ("blush refine3d", lambda: run_arm(work, "standard", diameter, device)),
+            ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
+            (f"relion_refine + blush relion-hook --blush {first}", lambda: relion_hook("relion_hook_blush_first", first + " ")),
             ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain", oversampling=0))]
     rows = []
     for program, run in arms:
