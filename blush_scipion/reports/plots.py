@@ -40,7 +40,7 @@ def plot_fsc(ax, curves: dict[str, tuple], title: str = "Fourier shell correlati
 def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement progress",
                   ylabel: str = "gold-standard resolution (A, FSC 0.143)") -> None:
     """Resolution per iteration for one or more runs {label: summary history}; changes of angular
-    step annotated where the history has them."""
+    step, and the iteration from which Blush made the references, annotated where the history has them."""
     for label, history in histories.items():
         its = [h["iteration"] for h in history]
         res = [h["resolution"] for h in history]
@@ -50,6 +50,10 @@ def plot_progress(ax, histories: dict[str, list[dict]], title: str = "Refinement
                     h["angular_step"] != history[h["iteration"] - 2]["angular_step"]:
                 ax.annotate(f"{h['angular_step']:.2f} deg", (h["iteration"], h["resolution"]),
                             textcoords="offset points", xytext=(0, 8), fontsize=7, ha="center")
+        blush = [h for h in history if h.get("blush")]
+        if blush and not history[0].get("blush"):
+            ax.annotate("Blush from here", (blush[0]["iteration"], blush[0]["resolution"]), textcoords="offset points",
+                        xytext=(0, -14), fontsize=7, ha="center", color=ax.lines[-1].get_color())
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     ax.invert_yaxis()
