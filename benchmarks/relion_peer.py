@@ -73,8 +73,8 @@ def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str 
 def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves: dict) -> list:
     """Six arms at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does:
     ours with Blush (from the denoiser's range, and from the first iteration as RELION 5) and
-    without, RELION with our Blush as its external reconstruction (both schedules) and RELION
-    plain (the same wall-time budget for the three). RELION samples as we do (HEALPix order 2, offsets
+    without, RELION with our Blush as its external reconstruction (from the first iteration, the
+    hook's default, and from 15 A) and RELION plain (the same wall-time budget for the three). RELION samples as we do (HEALPix order 2, offsets
     2 px, no oversampling): with its usual oversampling one iteration of 2,000 particles on one core
     takes 10 minutes here."""
     model = MODELS / f"{name}.pdb.gz"
@@ -93,7 +93,8 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
             (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
             ("blush refine3d", lambda: run_arm(work, "standard", diameter, device)),
             ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
-            (f"relion_refine + blush relion-hook --blush {first}", lambda: relion_hook("relion_hook_blush_first", first + " ")),
+            ("relion_refine + blush relion-hook --blush --blush-from-resolution 15",
+             lambda: relion_hook("relion_hook_blush_from15", "--blush-from-resolution 15 ")),
             ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain", oversampling=0))]
     rows = []
     for program, run in arms:

@@ -161,13 +161,14 @@ def test_blush_needs_a_pixel_size_and_writes_blush_maps(tmp_path, weights):
     assert torch.allclose(result, external_reconstruct(read_hand_over(star)), atol=1e-6)
 
 
-def test_a_half_set_gets_blush_only_once_its_fsc_is_in_the_denoisers_range(tmp_path, weights):
-    """First iteration (no FSC yet): the plain map, as refine3d's --blush-from-resolution; with 0,
-    Blush from the first iteration (RELION 5); an FSC at 0.9 everywhere: Blush."""
+def test_a_half_set_gets_blush_from_the_first_iteration_or_once_its_fsc_reaches_the_set_resolution(tmp_path,
+                                                                                                    weights):
+    """By default Blush from the first iteration (no FSC yet), as RELION 5; with
+    --blush-from-resolution 15 the plain map until the FSC reaches 15 A (at 0.9 everywhere: Blush)."""
     from blush_scipion.engine import cli
     maps = {}
-    for name, fsc, extra in (("first", 0.0, []), ("first_relion5", 0.0, ["--blush-from-resolution", "0"]),
-                             ("later", 0.9, [])):
+    wait = ["--blush-from-resolution", "15"]
+    for name, fsc, extra in (("first", 0.0, wait), ("first_relion5", 0.0, []), ("later", 0.9, wait)):
         (tmp_path / name).mkdir()
         star = write_hand_over(tmp_path / name, blob(BOX), stem="run_it001_half1_class001", pixel_size=APIX, fsc=fsc)
         assert cli.main(["relion-hook", str(star), "--blush", "--weights", str(weights), *extra]) == 0
@@ -227,7 +228,7 @@ def test_relion_refine_runs_two_iterations_with_blush_as_its_reconstruction(part
 @pytest.mark.skipif(shutil.which("mpirun") is None or shutil.which("relion_refine_mpi") is None,
                     reason="mpirun / relion_refine_mpi not on PATH")
 def test_relion_refine_half_sets_get_blush_references_trailed_to_their_fsc(particles, weights):
-    hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights, "--blush-from-resolution", 0)
+    hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights)
     relion_refine(particles, "halves/run", "--ini_high", 20, "--iter", 2, "--split_random_halves",
                   "--healpix_order", 1, "--offset_range", 3, "--offset_step", 2, executable=str(hook), mpi=3)
     for half in (1, 2):

@@ -39,9 +39,11 @@ def add_args(p):
     p.add_argument("--skip-spectral-trailing", action="store_true",
                    help="--blush: keep the denoiser's output at all resolutions (inflates the FSC)")
     p.add_argument("--stride", type=int, help="--blush: voxels between denoiser blocks (default: half a block)")
-    p.add_argument("--blush-from-resolution", type=float, default=TRAINED_RESOLUTION_MAX,
+    p.add_argument("--blush-from-resolution", type=float, default=0.0,
                    help="--blush: a half set whose gold-standard FSC has not reached this resolution, A, gets "
-                   "the plain map (%(default)s, as blush refine3d; 0: Blush from the first iteration, RELION 5)")
+                   f"the plain map (%(default)s: Blush from the first iteration, as RELION 5; blush refine3d "
+                   f"waits for {TRAINED_RESOLUTION_MAX:g} A, but RELION's first iterations stay coarser than that "
+                   "and, waiting, it ran at plain RELION's pace)")
 
 
 def run(args, log=print) -> Path:
@@ -52,7 +54,7 @@ def run(args, log=print) -> Path:
     if args.blush and apix is None:
         raise ValueError(f"{h.star}: no pixel size (rlnPixelSize is RELION 5's; the MRC headers say 0): "
                          "pass --angpix")
-    # as refine3d: a half set's references come from the denoiser once its FSC is in its trained range
+    # with --blush-from-resolution, as refine3d: a half set's Blush waits for its FSC to reach it
     waiting = args.blush and resolve_mode(h, args.mode) == "refine" and 0 < args.blush_from_resolution < \
         gold_standard_resolution(h, apix)
     if not args.blush or waiting:
@@ -106,9 +108,9 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="accepted; no debug maps are written")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="use no spectral trailing (unsafe)")
     p.add_argument("--angpix", type=float, help="pixel size, A, if the STAR lacks rlnPixelSize")
-    p.add_argument("--blush-from-resolution", type=float, default=TRAINED_RESOLUTION_MAX,
-                   help="a half set whose FSC has not reached this, A, gets the plain map (%(default)s; 0: "
-                   "from the first iteration, as RELION 5)")
+    p.add_argument("--blush-from-resolution", type=float, default=0.0,
+                   help="a half set whose FSC has not reached this, A, gets the plain map (%(default)s: from the "
+                   "first iteration, as RELION 5)")
     args, unknown = p.parse_known_args(argv)
     weights = None if args.model_name in ("v1.0", "", None) else args.model_name
     try:
