@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .blush import TRAINED_RESOLUTION_MAX
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
-from .blush import TRAINED_RESOLUTION_MAX
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
     weighted_sums
@@ -412,9 +412,10 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     stats = None
     while not state.done:
         t0 = time.time()
+        use_blush = blush_active(state, settings)
         refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
             particles, references, state, settings, subsets, rotations, origins, progress,
-            denoiser if blush_active(state, settings) else None)
+            denoiser if use_blush else None)
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
         entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
@@ -422,7 +423,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
                  and state.iteration > 0, "offset_step": state.offset_step, "r_current": n // 2 if state.final
                  else state.r_current, "angular_change": stats["angular_change"],
                  "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1),
-                 "blush": blush_active(state, settings), "blush_seconds": round(stats["blush_seconds"], 1)}
+                 "blush": use_blush, "blush_seconds": round(stats["blush_seconds"], 1)}
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration

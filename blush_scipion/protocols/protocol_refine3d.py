@@ -149,6 +149,8 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                           f"particles' {particles.getSamplingRate():.3f} A.")
         if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
             errors.append(f"Denoiser weights {self.blushWeights.get()} do not exist.")
+        if self.useBlush.get() and self.blushFromResolution.get() < 0:
+            errors.append("Blush from resolution must be 0 (from the first iteration) or a resolution in A.")
         mask = self.referenceMask.get()
         if mask is not None and mask.getXDim() != particles.getXDim():
             errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
@@ -184,7 +186,7 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
 
 
 def blush_start(summary: dict) -> str:
-    """' from iteration N (at X A)', the first iteration whose references Blush made, or that it made none."""
+    """The first iteration whose references Blush made, for the summary and methods text."""
     used = [h["iteration"] for h in summary["history"] if h.get("blush", True)]
     if not used:
         return " (not used: the resolution never reached its start)"

@@ -170,10 +170,11 @@ class TestBlushProtocols(BaseTest):
         write_map(small, torch.zeros(32, 32, 32), 3.0)
         wrong = self._import_volume(small)
         refine = self.newProtocol(ProtBlushRefine3D, inputParticles=imp.outputParticles, referenceVolume=wrong,
-                                  symmetryGroup="X7")
+                                  symmetryGroup="X7", blushFromResolution=-5)
         errors = refine.validate()
         self.assertTrue(any("32 px" in e for e in errors), errors)
         self.assertTrue(any("X7" in e for e in errors), errors)
+        self.assertTrue(any("Blush from resolution" in e for e in errors), errors)
         no_halves = self.newProtocol(ProtBlushDenoise, inputVolume=wrong)
         self.assertTrue(any("no half maps" in e for e in no_halves.validate()))
         bad = self.newProtocol(ProtBlushImportParticles, starFile=self.proj.getTmpPath("missing.star"))
