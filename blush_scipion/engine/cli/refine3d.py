@@ -4,7 +4,8 @@ back-projection into two half sets, tau2 from their FSC, auto-sampling until con
 Writes run_data.star, run_class001.mrc, run_half{1,2}_class001_unfil.mrc, run_model.star,
 summary.json and a checkpoint per iteration (run_itNNN_*); --continue resumes from the last.
 With --blush each half set's reference is its denoised reconstruction, trailed to the FSC = 1/7
-shell, and run_class001_blush.mrc (the denoised final map) is written beside run_class001.mrc."""
+shell, from the iteration the resolution reaches --blush-from-resolution on, and
+run_class001_blush.mrc (the denoised final map) is written beside run_class001.mrc."""
 from __future__ import annotations
 
 from ..mrc import read_map
