@@ -74,4 +74,5 @@ def test_batches_made_by_worker_processes_do_not_depend_on_their_number(tmp_path
                for n in (1, 2)]
     assert records[0]["losses"] == records[1]["losses"] and len(records[0]["losses"]) == 4
     first = next(iter(batches(sample, s, workers=2)))
-    assert torch.equal(first[0][0], StepBatches(sample, s)[0][0][0])  # step 0's batch, made here
+    # step 0's batch, made here: the same up to rounding (workers run one thread, this process may run more)
+    assert torch.allclose(first[0][0], StepBatches(sample, s)[0][0][0], atol=1e-5)
