@@ -28,15 +28,16 @@ VALIDATE = ["1osm", "2qdlA", "3PWP", "3nbkA", "4gcnA", "adk_open"]  # never trai
 def timed(cmd: list, cwd: Path, timeout: float) -> dict:
     """Runs `blush CMD...` in cwd; wall seconds, or how it failed."""
     t0 = time.perf_counter()
-    log = open(cwd / f"{cmd[0]}_{int(t0)}.log", "w")
+    log = cwd / f"{cmd[0]}_{int(t0)}.log"
     try:
-        subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli"] + cmd, cwd=cwd, check=True,
-                       timeout=timeout, stdout=log, stderr=subprocess.STDOUT)
+        with open(log, "w") as out:
+            subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli"] + cmd, cwd=cwd, check=True,
+                           timeout=timeout, stdout=out, stderr=subprocess.STDOUT)
         return {"wall_s": round(time.perf_counter() - t0, 1)}
     except subprocess.TimeoutExpired:
         return {"wall_s": None, "failed": f"stopped at its {timeout:.0f} s cap"}
     except subprocess.CalledProcessError:
-        return {"wall_s": None, "failed": Path(log.name).read_text()[-2000:]}
+        return {"wall_s": None, "failed": log.read_text()[-2000:]}
 
 
 def main():

@@ -74,9 +74,9 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
     """Six arms at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does:
     ours with Blush (from the denoiser's range, and from the first iteration as RELION 5) and
     without, RELION with our Blush as its external reconstruction (from the first iteration, the
-    hook's default, and from 15 A) and RELION plain (the same wall-time budget for the three). RELION samples as we do (HEALPix order 2, offsets
-    2 px, no oversampling): with its usual oversampling one iteration of 2,000 particles on one core
-    takes 10 minutes here."""
+    hook's default, and from 15 A) and RELION plain (the same wall-time budget for the three).
+    RELION samples as we do (HEALPix order 2, offsets 2 px, no oversampling): with its usual
+    oversampling one iteration of 2,000 particles on one core takes 10 minutes here."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():

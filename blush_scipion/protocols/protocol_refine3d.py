@@ -7,6 +7,7 @@ from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
 from .. import convert
+from ..engine.blush import TRAINED_RESOLUTION_MAX
 from ..engine.mrc import read_map, write_map
 from ..engine.symmetry import symmetry_operators
 from .engine_job import EngineJob
@@ -49,10 +50,11 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                       label="Denoiser weights (optional)", expertLevel=params.LEVEL_ADVANCED,
                       help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
                            "empty: the weights shipped with the plugin.")
-        form.addParam("blushFromResolution", params.FloatParam, default=15, condition="useBlush",
+        form.addParam("blushFromResolution", params.FloatParam, default=TRAINED_RESOLUTION_MAX, condition="useBlush",
                       label="Blush from resolution (A)", expertLevel=params.LEVEL_ADVANCED,
                       help="Blush's references start once the gold-standard resolution reaches this; the "
-                           "standard prior before. 15 A is the coarsest the shipped denoiser was trained on "
+                           f"standard prior before. {TRAINED_RESOLUTION_MAX:g} A is the coarsest the shipped "
+                           "denoiser was trained on "
                            "(on a pseudo-symmetric 17 kDa protein at low SNR, Blush from the first iteration "
                            "let mirror views mix: 11.1 A against 10.2 A). 0: from the first iteration, as "
                            "RELION 5.")

@@ -54,9 +54,9 @@ def run(args, log=print) -> Path:
     if args.blush and apix is None:
         raise ValueError(f"{h.star}: no pixel size (rlnPixelSize is RELION 5's; the MRC headers say 0): "
                          "pass --angpix")
+    mode = resolve_mode(h, args.mode)
     # with --blush-from-resolution, as refine3d: a half set's Blush waits for its FSC to reach it
-    waiting = args.blush and resolve_mode(h, args.mode) == "refine" and 0 < args.blush_from_resolution < \
-        gold_standard_resolution(h, apix)
+    waiting = args.blush and mode == "refine" and 0 < args.blush_from_resolution < gold_standard_resolution(h, apix)
     if not args.blush or waiting:
         out = write_result(h, external_reconstruct(h), apix, args.out)
         log(f"relion-hook: {h.star.name} -> {out} (box {h.ori_size}, current size {h.current_size}, "
@@ -66,7 +66,6 @@ def run(args, log=print) -> Path:
     from ..blush.denoiser import load_denoiser  # torch model code only when Blush is asked for
     diameter = args.diameter or h.diameter or 0.9 * h.ori_size * apix
     denoiser = load_denoiser(args.weights, args.device)
-    mode = resolve_mode(h, args.mode)
     with torch.no_grad():
         maps = blush_maps(h, denoiser, apix, diameter, mode, trailing=not args.skip_spectral_trailing,
                           stride=args.stride)
