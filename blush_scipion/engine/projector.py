@@ -41,6 +41,14 @@ class SlicePoints:
         weight = torch.where(coords[:, 0] == 0, 0.5, 1.0)
         return cls(n, coords, index, weight)
 
+    def selection(self, r_max: float) -> torch.Tensor:
+        """(P,) bool: the points within r_max."""
+        return (self.coords.float() ** 2).sum(1) <= r_max**2
+
+    def subset(self, keep: torch.Tensor) -> SlicePoints:
+        """The points where `keep` (P,) is true, in their order."""
+        return SlicePoints(self.n, self.coords[keep], self.index[keep], self.weight[keep])
+
     def gather(self, ft: torch.Tensor) -> torch.Tensor:
         """(..., n, n//2+1) -> (..., P): the listed coefficients of a centred rfft2."""
         return ft.flatten(-2)[..., self.index]

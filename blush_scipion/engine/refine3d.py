@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .accuracy import expected_accuracy
 from .atomic import atomic_path
 from .blush import TRAINED_RESOLUTION_MAX
 from .blush.denoiser import Denoiser, load_denoiser
@@ -27,17 +28,20 @@ from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
     weighted_sums
+from .ctf import compute_ctf_2d
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
 from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points, residual_power
+from .local_search import FINE_ROTATIONS, FINE_SHIFTS, LocalSampling, coarse_radius, local_search
 from .mask import particle_diameter, spherical_mask
+from .memory import batch_size, memory_budget_bytes, peak_memory_gb
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
-    insert_central_slices
+    insert_central_slices, reference_channels
 from .reconstruct import shell_index_padded, ssnr_from_half_fsc, wiener_map
 from .rotation import matrix_to_euler, symmetric_distance
-from .sampling import angular_step, grid_rotations, local_rotations, orientation_grid, translation_grid
+from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
 PAD = 2
@@ -51,13 +55,15 @@ class RefineSettings:
     join_halves_below: float = 40.0    # A; halves share their data below this resolution
     healpix_order: int = 2             # initial orientation sampling (15 degrees)
     local_from_order: int = 3          # from this order, search locally around the previous pose
-    max_order: int = 4
+    max_order: int | None = None       # finest sampling order; None: until finer than the accuracy allows
     offset_range: float = 5.0          # pixels
     offset_step: float = 2.0           # pixels
-    local_half_width: int = 2          # local searches: +- this many angular steps
+    oversampled_cells: int = 32        # local searches: at most this many significant coarse cells per image
+                                       # are sampled at the fine step
     resolution_margin: int = 5         # E-step shells beyond the FSC 0.143 shell
-    max_iterations: int = 25
-    batch_size: int = 128
+    max_iterations: int = 50           # a cap only: the auto-sampling decides when to stop
+    batch_size: int = 128              # images per E-step batch at most; fewer where memory_gb needs it
+    memory_gb: float | None = None     # the E-step batches' memory budget (default: half the device's free)
     device: str = "cpu"
     seed: int = 0
     mask: str | None = None
@@ -81,6 +87,7 @@ class RefineState:
     iterations_without_gain: int = 0
     smallest_angular_change: float = float("inf")  # degrees, at the current sampling
     final: bool = False                # the next iteration is the last (all frequencies)
+    poses_given: bool = False          # the particles came with poses: local searches may start at once
     done: bool = False
     sigma2: list = field(default_factory=list)   # (G, S): complex noise variance per optics group and shell
     fsc: list = field(default_factory=list)
@@ -92,7 +99,9 @@ class RefineState:
 def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch.Tensor, r_max: int,
                     order: int, offset_range: float, offset_step: float, device, sample: int = 256) -> float:
     """The factor that puts a reference on the images' grey scale: the median over a sample of
-    images of the least-squares scale of the best-correlating CTF-modulated projection.
+    images of the least-squares scale of the CTF-modulated projection at their given poses, or
+    without poses, of the best-correlating one on the grid of `order` (at most 2: a scale needs
+    no finer) and shifts.
 
     With it the first iteration can weigh poses by their likelihood (soft posteriors over
     low-resolution ambiguities) instead of committing each image to its best correlation.
@@ -100,17 +109,23 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     n, apix = particles.image_size, particles.pixel_size
     points, _, weight = noise_weighted_points(n, r_max, sigma2, device)
     groups = torch.as_tensor(group_index(particles), device=device)
-    projections = extract_central_slices(fourier_reference(reference.to(device), PAD),
-                                         grid_rotations(orientation_grid(order)).to(device), points, PAD)
-    phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
     rows = np.linspace(0, len(particles) - 1, min(sample, len(particles))).astype(int)
+    reference_ft = fourier_reference(reference.to(device), PAD)
     reader = StackReader()
     try:
         x, ctf = image_batch(particles, rows, reader, particles.origins(rows), particles.ctf(rows), points,
                                apix, device)
     finally:
         reader.close()
-    cross, power = cross_and_power(shifted(x, phases), ctf, weight[groups[torch.as_tensor(rows)]], projections)
+    weight = weight[groups[torch.as_tensor(rows)]]
+    if particles.has_poses():
+        projections = extract_central_slices(reference_ft, particles.rotations(rows).to(device), points, PAD)
+        cross, power = cross_and_power(x[:, None], ctf, weight, projections[:, None])
+        return float((cross[:, 0, 0] / power[:, 0].clamp(min=1e-30)).median())
+    projections = extract_central_slices(reference_ft, grid_rotations(orientation_grid(min(order, 2))).to(device),
+                                         points, PAD)
+    phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
+    cross, power = cross_and_power(shifted(x, phases), ctf, weight, projections)
     best = (cross / power.clamp(min=1e-30).sqrt()[:, None, :]).flatten(1).argmax(1)
     t, r = best // projections.shape[0], best % projections.shape[0]
     ar = torch.arange(len(rows), device=device)
@@ -128,6 +143,30 @@ class HalfResult:
     max_prob: torch.Tensor   # (N_h,)
     residual: torch.Tensor   # (G, n//2+1) sum of w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
+    insert_seconds: float = 0.0  # the grid's summed slices back-projected once per half (per iteration)
+
+
+def searches_locally(state: RefineState, settings: RefineSettings) -> bool:
+    """Local searches from --local-from-order on, once there are poses to search around (as RELION,
+    from the first iteration when the particles come with angles and the order is that fine)."""
+    return state.order >= settings.local_from_order and (state.iteration > 0 or state.poses_given)
+
+
+def half_batch_size(points: SlicePoints, state: RefineState, settings: RefineSettings, local: bool,
+                    sampling: LocalSampling | None) -> int:
+    """Images per E-step batch within the memory budget: what one image's likelihoods, projections
+    and M-step slices take (with room for temporaries), after the orientation grid's fixed sums."""
+    p, complex_bytes = points.index.shape[0], 8
+    if local:
+        t, j = len(sampling.shifts), len(sampling.rotations)
+        fine = settings.oversampled_cells * (FINE_ROTATIONS + FINE_SHIFTS)
+        per_image, fixed = 3 * complex_bytes * p * (j + 2 * t + 2 * fine), 0
+    else:
+        t = len(translation_grid(state.offset_range, state.offset_step))
+        r = len(orientation_grid(state.order))
+        per_image = 4 * complex_bytes * p * t + 4 * 4 * t * r
+        fixed = 3 * complex_bytes * p * r
+    return batch_size(per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed)
 
 
 def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor, rotations: torch.Tensor,
@@ -143,13 +182,15 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     inverse_noise = 1 / sigma2.to(device)[:, shells]                 # (G, P)
     groups = torch.as_tensor(group_index(particles)[rows], device=device)
     ref_ft = fourier_reference(reference.to(device), PAD)
-    shifts = translation_grid(state.offset_range, state.offset_step).to(device)
-    phases = shift_phases(shifts, points.coords, n)
-    local = state.order >= settings.local_from_order and state.iteration > 0
-    step = angular_step(state.order)
+    local = searches_locally(state, settings)
     if local:
-        deltas = local_rotations(step, settings.local_half_width).to(device)
+        ref_ft = reference_channels(ref_ft)
+        sampling = LocalSampling.around(angular_step(state.order), state.offset_range, state.offset_step,
+                                        device=device)
+        r_coarse = coarse_radius(angular_step(state.order), particle_diameter(settings.diameter, n, apix), n, apix)
     else:
+        shifts = translation_grid(state.offset_range, state.offset_step).to(device)
+        phases = shift_phases(shifts, points.coords, n)
         grid = grid_rotations(orientation_grid(state.order)).to(device)
         projections = extract_central_slices(ref_ft, grid, points, PAD)
         acc_data = torch.zeros(grid.shape[0], points.index.shape[0], dtype=torch.complex64, device=device)
@@ -161,59 +202,59 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
     res_w = torch.zeros_like(res_sum)
     reader = StackReader()
-    batch = settings.batch_size
+    batch = half_batch_size(points, state, settings, local, sampling if local else None)
     try:
         for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
                           leave=False):
             sel = slice(start, start + batch)
             x, ctf = image_batch(particles, rows[sel], reader, origins[sel], ctf_params[sel], points, apix,
                                    device)
-            x_t = shifted(x, phases)                                       # (B, T, P)
-            if local:
-                cand = deltas[None] @ rotations[sel].to(device)[:, None]   # (B, J, 3, 3)
-                b, j = cand.shape[:2]
-                proj = extract_central_slices(ref_ft, cand.reshape(-1, 3, 3), points, PAD).reshape(b, j, -1)
-            else:
-                proj = projections
             g = groups[sel]
-            probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight[g], proj))
-            ar = torch.arange(len(x), device=device)
-            best_proj = proj[ar, br] if local else proj[br]
-            chosen = cand[ar, br] if local else grid[br]
+            if local:
+                found = local_search(ref_ft, x, ctf, weight[g], ctf * inverse_noise[g], rotations[sel].to(device),
+                                     sampling, points, coarse_radius=r_coarse, cells=settings.oversampled_cells,
+                                     pad=PAD)
+                chosen, shift, pmax, residual = found.rotations, found.shifts, found.max_prob, found.residual
+                _insert(data, back_weight, found.slices, found.slice_weights, found.slice_rotations, points, sym)
+            else:
+                x_t = shifted(x, phases)                                       # (B, T, P)
+                probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight[g], projections))
+                ar = torch.arange(len(x), device=device)
+                chosen, shift, residual = grid[br], shifts[bt], x_t[ar, bt] - ctf * projections[br]
+                # M-step sums over the significant poses: posterior-weighted, CTF-multiplied images
+                # per orientation, over their noise
+                ctf_w = ctf * inverse_noise[g]
+                weighted_sums(significant(probs), x_t * ctf_w[:, None, :], ctf * ctf_w, acc_data, acc_weight)
             new_rot.append(chosen.cpu())
-            new_orig.append((origins[sel].to(device) + shifts[bt]).cpu())
+            new_orig.append((origins[sel].to(device) + shift).cpu())
             max_prob.append(pmax.cpu())
             # noise: residual at the best pose, per optics group and shell
-            sums, counts = residual_power(x_t[ar, bt] - ctf * best_proj, points, shells, n, g, len(sigma2))
+            sums, counts = residual_power(residual, points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
-            # M-step sums over the significant poses: posterior-weighted, CTF-multiplied images per
-            # orientation, over their noise
-            probs = significant(probs)
-            ctf_w = ctf * inverse_noise[g]
-            y = x_t * ctf_w[:, None, :]
-            if local:
-                mass = probs.sum(1)                                     # (B, J)
-                slices = torch.einsum("btj,btp->bjp", probs.to(y.dtype), y)
-                wslices = torch.einsum("bj,bp->bjp", mass, ctf * ctf_w)
-                keep = mass > 0
-                _insert(data, back_weight, slices[keep], wslices[keep], cand[keep], points, sym)
-            else:
-                weighted_sums(probs, y, ctf * ctf_w, acc_data, acc_weight)
-        if not local:
-            _insert(data, back_weight, acc_data, acc_weight, grid, points, sym)
+        t_insert = time.time()
+        if not local:  # the orientations some image weighs on
+            used = (acc_weight > 0).any(1)
+            _insert(data, back_weight, acc_data[used], acc_weight[used], grid[used], points, sym)
     finally:
         reader.close()
     data, back_weight = hermitian_symmetrize(data, back_weight)
     return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
-                      res_sum.cpu(), res_w.cpu())
+                      res_sum.cpu(), res_w.cpu(), time.time() - t_insert)
+
+
+INSERT_CHUNK = 1 << 21  # slice points back-projected at once: the scatter's indices take 64 bytes a point
 
 
 def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: torch.Tensor) -> None:
-    """Back-project slices (K, P) at rotations (K, 3, 3), once per symmetry operator."""
+    """Back-project slices (K, P) at rotations (K, 3, 3), once per symmetry operator, in chunks of
+    slices so that the scatter's temporaries stay bounded whatever K (a global grid has 36,864)."""
+    chunk = max(1, INSERT_CHUNK // max(points.index.shape[0], 1))
     for op in sym:
-        insert_central_slices(data, weight, slices * points.weight, wslices * points.weight,
-                              rotations @ op, points, PAD)
+        for start in range(0, len(rotations), chunk):
+            part = slice(start, start + chunk)
+            insert_central_slices(data, weight, slices[part] * points.weight, wslices[part] * points.weight,
+                                  rotations[part] @ op, points, PAD)
 
 
 # --- the iteration -------------------------------------------------------------------------
@@ -240,6 +281,28 @@ def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
     return spherical_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
 
 
+def sample_accuracy(particles: Particles, references: list[torch.Tensor], subsets: np.ndarray,
+                    rotations: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
+                    sample: int = 100) -> tuple[float, float]:
+    """RELION's expected accuracies (degrees, pixels) on `sample` particles (its n_trials_acc, 100),
+    half from each half set against that half's reference, at the E-step's current size."""
+    device = torch.device(settings.device)
+    n, apix = particles.image_size, particles.pixel_size
+    points, _, weight = noise_weighted_points(n, n // 2 if state.final else state.r_current, sigma2, device)
+    rng = np.random.default_rng(settings.seed + state.iteration)
+    generator = torch.Generator().manual_seed(settings.seed + state.iteration)
+    groups = torch.as_tensor(group_index(particles), device=device)
+    found = []
+    for h in (1, 2):
+        members = np.nonzero(subsets == h)[0]
+        rows = np.sort(rng.choice(members, min(sample // 2, len(members)), replace=False))
+        ctf = points.gather(compute_ctf_2d(particles.ctf(rows).to(device), n, apix))
+        ref = fourier_reference(references[h - 1].to(device), PAD)
+        found.append(expected_accuracy(ref, rotations[rows].to(device), ctf,
+                                       weight[groups[torch.as_tensor(rows, device=device)]], points, generator, PAD))
+    return tuple(float(np.mean(values)) for values in zip(*found))
+
+
 def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
                   settings: RefineSettings, subsets: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
                   progress: bool = True, denoiser: Denoiser | None = None) -> tuple[list[torch.Tensor], dict, tuple]:
@@ -250,12 +313,15 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     sym = symmetry_operators(settings.symmetry).to(settings.device)
     halves = []
     new_rot, new_orig, new_pmax = rotations.clone(), origins.clone(), torch.zeros(len(particles))
+    t_expectation = time.time()
     for h in (1, 2):
         rows = np.nonzero(subsets == h)[0]
         result = refine_half(particles, rows, references[h - 1], rotations[rows], origins[rows], sigma2, state,
                              settings, sym, progress, f"half {h}")
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
         halves.append(result)
+    # the E-step proper (per particle); the global grid's one back-projection counts with the M-step
+    t_expectation = time.time() - t_expectation - sum(h.insert_seconds for h in halves)
     join_low_resolution(halves, n * apix / settings.join_halves_below)
     unreg = [wiener_map(h.data, h.weight, n, PAD).cpu() for h in halves]
     fsc = fourier_shell_correlation(*unreg)
@@ -278,13 +344,17 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
         joined = wiener_map(data, weight, n, PAD, ssnr=ssnr).cpu()
         if denoiser is not None:
             joined_unregularised = wiener_map(data, weight, n, PAD).cpu()
+    t_accuracy = time.time()
+    accuracy = sample_accuracy(particles, refs, subsets, new_rot, sigma2, state, settings)
+    t_accuracy = time.time() - t_accuracy
     stats = {
         "fsc": fsc, "unregularised": unreg,
         "sigma2": torch.where((torch.arange(n // 2 + 1) <= r_cur)[None], residual.float(), sigma2),
         "joined": joined, "joined_unregularised": joined_unregularised,
         "angular_change": float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
-        "blush_seconds": t_blush,
+        "accuracy_rotation": accuracy[0], "accuracy_translation": accuracy[1],
+        "expectation_seconds": t_expectation, "blush_seconds": t_blush, "accuracy_seconds": t_accuracy,
     }
     return refs, stats, (new_rot, new_orig, new_pmax)
 
@@ -297,10 +367,37 @@ def blush_active(state: RefineState, settings: RefineSettings) -> bool:
                                or state.best_resolution <= settings.blush_from_resolution)
 
 
+def fine_enough(state: RefineState, settings: RefineSettings, accuracy_rotation: float) -> bool:
+    """RELION's stop for the auto-sampling: the angular step is under 75% of the expected accuracy
+    (or at the user's --max-order). Our global grid is not oversampled (RELION's is), so the first
+    order of local searches is always reached."""
+    if settings.max_order is not None and state.order >= settings.max_order:
+        return True
+    return state.order >= settings.local_from_order and angular_step(state.order) < 0.75 * accuracy_rotation
+
+
+def finer_offsets(state: RefineState, settings: RefineSettings, stats: dict, apix: float) -> tuple[float, float]:
+    """(step, range) in pixels for the next order, RELION's rule (updateAngularSampling): the fine
+    step 75% of the expected accuracy, at most 1.5 A; the range five times the offsets' last RMS
+    change, at most 1.3 times the last range, at least 1.5 coarse steps, halved while over four."""
+    local = state.order + 1 >= settings.local_from_order
+    step = min(1.5 / apix, 0.75 * stats["accuracy_translation"]) * (2 if local else 1)  # the coarse grid's
+    span = min(1.3 * state.offset_range, 5 * stats["offset_change"])
+    span = max(span, 1.5 * step)
+    if span > 4 * step:
+        span /= 2
+    if span > 4 * step:
+        step = span / 4
+    if step > state.offset_step:
+        return state.offset_step, state.offset_range
+    return step, span
+
+
 def next_state(state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int,
                apix: float) -> RefineState:
-    """RELION's auto-refine logic: finer sampling when resolution stalls; converge when the finest
-    sampling stalls too; then one last iteration with all frequencies."""
+    """RELION's auto-refine logic: finer sampling when resolution stalls and the poses have settled,
+    until the step is finer than the accuracy the data allow; then one last iteration with all
+    frequencies."""
     s = RefineState(**asdict(state))
     s.iteration += 1
     s.fsc = [float(x) for x in stats["fsc"]]
@@ -318,14 +415,13 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
     settled = change < 0.4 * angular_step(state.order) or 1.03 * change >= state.smallest_angular_change
     s.smallest_angular_change = min(change, state.smallest_angular_change)
     if state.iteration > 0 and s.iterations_without_gain >= 1 and settled:
-        if state.order < settings.max_order:
+        if fine_enough(state, settings, stats["accuracy_rotation"]):
+            s.final = True
+        else:
             s.order += 1
-            s.offset_step = state.offset_step / 2
-            s.offset_range = max(2 * s.offset_step, state.offset_range / 2)
+            s.offset_step, s.offset_range = finer_offsets(state, settings, stats, apix)
             s.iterations_without_gain = 0
             s.smallest_angular_change = float("inf")
-        else:
-            s.final = True
     if s.iteration >= settings.max_iterations - 1:
         s.final = True
     k = n * apix / resolution if math.isfinite(resolution) else 1
@@ -399,7 +495,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
         origins = particles.origins()
         state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
-                            offset_step=settings.offset_step,
+                            offset_step=settings.offset_step, poses_given=particles.has_poses(),
                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
                             sigma2=initial_sigma2(particles, n).tolist())
         start = low_pass(reference, settings.ini_high, apix)
@@ -418,12 +514,21 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
             denoiser if use_blush else None)
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
+        local = searches_locally(state, settings)
+        seconds = time.time() - t0
         entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
-                 "angular_step": angular_step(state.order), "local": state.order >= settings.local_from_order
-                 and state.iteration > 0, "offset_step": state.offset_step, "r_current": n // 2 if state.final
-                 else state.r_current, "angular_change": stats["angular_change"],
-                 "offset_change": stats["offset_change"], "seconds": round(time.time() - t0, 1),
-                 "blush": use_blush, "blush_seconds": round(stats["blush_seconds"], 1)}
+                 "angular_step": angular_step(state.order), "local": local,
+                 "offset_step": state.offset_step / (2 if local else 1), "offset_range": state.offset_range,
+                 "r_current": n // 2 if state.final else state.r_current,
+                 "angular_change": stats["angular_change"], "offset_change": stats["offset_change"],
+                 "accuracy_rotation": stats["accuracy_rotation"],
+                 "accuracy_translation_angstrom": stats["accuracy_translation"] * apix,
+                 "seconds": round(seconds, 1), "expectation_seconds": round(stats["expectation_seconds"], 1),
+                 "maximization_seconds": round(seconds - stats["expectation_seconds"] - stats["blush_seconds"]
+                                               - stats["accuracy_seconds"], 1),
+                 "accuracy_seconds": round(stats["accuracy_seconds"], 1),
+                 "blush": use_blush, "blush_seconds": round(stats["blush_seconds"], 1),
+                 **peak_memory_gb(settings.device)}
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
@@ -432,7 +537,8 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         write_data_star(iteration_path(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
         write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
-            f"{' local' if entry['local'] else ''}  offsets {state.offset_step:.2f} px  "
+            f"{' local' if entry['local'] else ''}  offsets {entry['offset_step']:.2f} px  "
+            f"accuracy {entry['accuracy_rotation']:.2f} deg {entry['accuracy_translation_angstrom']:.2f} A  "
             f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
             f"{entry['seconds']:.0f} s" + (f" (Blush {entry['blush_seconds']:.0f} s)" if entry["blush"] else ""))
         state = new
@@ -454,6 +560,8 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": settings.blush,
                "wall_seconds": round(time.time() - t_start, 1), "particles": len(particles), "box": n,
                "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
+               "finest_angular_step": min(e["angular_step"] for e in state.history),
+               **peak_memory_gb(settings.device),
                "settings": asdict(settings)}
     write_json(out / "summary.json", summary)
     log(f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "

@@ -69,3 +69,18 @@ def symmetric_distance(a: torch.Tensor, b: torch.Tensor, operators: torch.Tensor
     """(N, 3, 3) x (N, 3, 3) poses, (S, 3, 3) symmetry operators -> (N,) degrees: the angle from
     a to the nearest of b's symmetry-equivalent poses b S (which project a symmetric map alike)."""
     return angular_distance(a[:, None], b[:, None] @ operators.to(b.dtype)).amin(dim=1)
+
+
+def rotation_vector_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotation vectors in degrees (axis times angle) -> (..., 3, 3) matrices, rotating
+    column vectors right-handedly about the axis as axis_angle_matrix does (Rodrigues)."""
+    v = torch.deg2rad(vectors.double())
+    angle = v.norm(dim=-1, keepdim=True)
+    axis = v / angle.clamp(min=1e-12)
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    cross = torch.stack([torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1),
+                         torch.stack([-y, x, zero], -1)], -2)
+    s, c = angle.sin()[..., None], angle.cos()[..., None]
+    eye = torch.eye(3, dtype=v.dtype, device=v.device).expand_as(cross)
+    return (eye + s * cross + (1 - c) * cross @ cross).float()

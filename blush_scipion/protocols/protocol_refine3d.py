@@ -170,7 +170,13 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                  f"({s['wall_seconds']:.0f} s, {s['particles']} particles)"
                  + (f", Blush regularisation{blush_start(s)}." if s.get("blush") else ", standard prior.")]
         lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} A, sampling {h['angular_step']:.2f} deg"
+                  + (f" (expected accuracy {h['accuracy_rotation']:.2f} deg, "
+                     f"{h['accuracy_translation_angstrom']:.2f} A)" if "accuracy_rotation" in h else "")
                   for h in s["history"]]
+        if "peak_rss_gb" in s:
+            lines.append(f"Peak memory {s['peak_rss_gb']:.1f} GB"
+                         + (f" (GPU {s['cuda_peak_allocated_gb']:.1f} GB)" if "cuda_peak_allocated_gb" in s else "")
+                         + ".")
         lines.append("Plots: extra/fsc.png, extra/progress.png, extra/slices.png.")
         return lines
 
@@ -181,7 +187,9 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
         blush = f" with Blush regularisation [Kimanius2024]{blush_start(s)}" if s.get("blush") else ""
         return [f"{s['particles']} particles were refined in 3D by gold-standard auto-refinement "
                 f"[Scheres2012]{blush} with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} A "
-                f"(FSC 0.143)."]
+                f"(FSC 0.143)"
+                + (f", the angular sampling reaching {s['finest_angular_step']:.2f} deg." if "finest_angular_step" in s
+                   else ".")]
 
     def _citations(self):
         return ["Scheres2012", "Kimanius2024"] if self.useBlush.get() else ["Scheres2012"]

@@ -142,10 +142,76 @@ def test_sampling_gets_finer_only_once_the_poses_settle():
     from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
     state = RefineState(iteration=3, order=2, best_resolution=10.0, iterations_without_gain=1,
                         smallest_angular_change=20.0, sigma2=[[1.0] * 21])
-    stats = {"fsc": torch.zeros(21), "sigma2": torch.ones(1, 21)}
+    stats = {"fsc": torch.zeros(21), "sigma2": torch.ones(1, 21), "accuracy_rotation": 2.0,
+             "accuracy_translation": 0.5, "offset_change": 0.3}
     still_moving = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 12.0}, 40, 3.0)
     assert still_moving.order == 2 and still_moving.smallest_angular_change == 12.0
     settled = next_state(still_moving, RefineSettings(), 10.0, {**stats, "angular_change": 12.5}, 40, 3.0)
-    assert settled.order == 3 and settled.offset_step == 1.0 and settled.smallest_angular_change == float("inf")
+    assert settled.order == 3 and settled.smallest_angular_change == float("inf")
+    # RELION's offsets: fine step 75% of the accuracy, at most 1.5 A (0.5 px here), coarse grid twice
+    # that in local searches; the range five times the last RMS change, at least 1.5 coarse steps
+    assert settled.offset_step == 2 * 0.375 and settled.offset_range == 5 * 0.3
     small = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 5.0}, 40, 3.0)
     assert small.order == 3  # 5 deg < 40% of 15 deg, though still falling
+
+
+def test_sampling_gets_finer_until_the_step_is_under_the_accuracy():
+    """No fixed cap: past the first local order the sampling keeps getting finer while its step is
+    at least 75% of the expected accuracy (RELION's rule), then the last iteration follows; a user's
+    --max-order still stops it."""
+    from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
+    stats = {"fsc": torch.zeros(33), "sigma2": torch.ones(1, 33), "angular_change": 0.1,
+             "accuracy_translation": 0.2, "offset_change": 0.1}
+    state = RefineState(iteration=9, order=5, best_resolution=3.0, iterations_without_gain=1,
+                        smallest_angular_change=0.1, sigma2=[[1.0] * 33], offset_step=0.5, offset_range=1.0)
+    finer = next_state(state, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
+    assert finer.order == 6 and not finer.final                  # 1.875 deg >= 0.75 x 1 deg
+    done = next_state(finer, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.5}, 64, 1.0)
+    assert done.order == 6 and done.final                        # 0.94 deg < 0.75 x 1.5 deg
+    capped = next_state(state, RefineSettings(max_order=5), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
+    assert capped.order == 5 and capped.final
+
+
+@pytest.fixture(scope="module")
+def fine_set(tmp_path_factory):
+    """4gcnA filling a 64 px box at 1 A/px (radius 28 px), 400 particles at SNR 1: RELION's accuracy
+    estimate puts their angles near 0.6 deg, far below the 3.75 deg of HEALPix order 4. Their start
+    poses are the true ones turned 3 deg about random axes (where a 3.75 deg refinement leaves them)."""
+    out = tmp_path_factory.mktemp("fine")
+    simulate_from_model(DATA / "4gcnA.pdb.gz", SimulationSettings(n_particles=400, box=64, pixel_size=1.0, snr=1.0,
+                                                                  bfactor=5.0, seed=5), out)
+    from blush_scipion.engine.rotation import matrix_to_euler, rotation_vector_matrix
+    truth = Particles.read(out / "truth.star")
+    axes = torch.nn.functional.normalize(torch.randn(len(truth), 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    rot, tilt, psi = matrix_to_euler(rotation_vector_matrix(3.0 * axes) @ truth.rotations())
+    table = truth.table.assign(rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(),
+                               rlnAnglePsi=psi.double().numpy())
+    Particles(table, truth.optics, truth.root, truth.source).write(out / "start.star")
+    return out
+
+
+def test_sampling_goes_past_order_4_when_the_data_hold_it(fine_set, tmp_path):
+    """Local searches from the given poses at 3.75 deg: capped there (the old default) the poses stay
+    about 2 deg off; without a cap the sampling gets finer by RELION's rule and the poses come within
+    a degree of the truth, the map within 15% of the known-pose reconstruction of the same particles."""
+    truth = Particles.read(fine_set / "truth.star").rotations()
+    truth_map, apix = read_map(fine_set / "truth.mrc")
+    errors = {}
+    for arm, extra in (("capped", ["--max-order", 4]), ("free", ["--max-iter", 8])):
+        run = blush("refine3d", "--particles", fine_set / "start.star", "--ref", fine_set / "truth.mrc",
+                    "--out", tmp_path / arm, "--ini-high", 3, "--healpix-order", 4, "--local-from-order", 4,
+                    "--offset-range", 2, "--offset-step", 1, *extra)
+        assert run.returncode == 0, run.stderr[-2000:]
+        summary = json.loads((tmp_path / arm / "summary.json").read_text())
+        errors[arm] = float(angular_distance(Particles.read(tmp_path / arm / "run_data.star").rotations(),
+                                             truth).median())
+    assert summary["finest_angular_step"] < 3.75 and summary["history"][-2]["accuracy_rotation"] < 1.5
+    assert {"peak_rss_gb", "expectation_seconds", "maximization_seconds"} <= set(summary) | set(summary["history"][0])
+    assert errors["capped"] > 1.8 and errors["free"] < 1.0, errors
+    known = blush("reconstruct", "--particles", fine_set / "truth.star", "--out", tmp_path / "known.mrc")
+    assert known.returncode == 0, known.stderr[-2000:]
+    refined, _ = read_map(tmp_path / "free" / "run_class001.mrc")
+    known_map, _ = read_map(tmp_path / "known.mrc")
+    vs_truth = resolution_at(fourier_shell_correlation(refined, truth_map), 0.5, 64, apix)
+    known_vs_truth = resolution_at(fourier_shell_correlation(known_map, truth_map), 0.5, 64, apix)
+    assert vs_truth < 1.15 * known_vs_truth, (vs_truth, known_vs_truth)

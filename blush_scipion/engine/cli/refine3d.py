@@ -28,11 +28,19 @@ def add_args(p):
                    help="initial angular sampling: order k gives 60/2^k degrees (%(default)s: 15 deg)")
     p.add_argument("--local-from-order", type=int, default=d.local_from_order,
                    help="local searches around the previous pose from this order on (%(default)s)")
-    p.add_argument("--max-order", type=int, default=d.max_order, help="finest angular sampling order (%(default)s)")
+    p.add_argument("--max-order", type=int, default=d.max_order,
+                   help="finest angular sampling order (default: none; the sampling gets finer until its step is "
+                   "under 75%% of the accuracy the data allow, RELION's rule)")
+    p.add_argument("--oversampled-cells", type=int, default=d.oversampled_cells,
+                   help="local searches: at most this many significant coarse cells per image are sampled at "
+                   "the fine step (%(default)s)")
     p.add_argument("--offset-range", type=float, default=d.offset_range, help="translation search range, px (%(default)s)")
     p.add_argument("--offset-step", type=float, default=d.offset_step, help="translation step, px (%(default)s)")
     p.add_argument("--max-iter", type=int, default=d.max_iterations, help="iteration cap (%(default)s)")
-    p.add_argument("--batch", type=int, default=d.batch_size, help="images per E-step batch (%(default)s)")
+    p.add_argument("--batch", type=int, default=d.batch_size,
+                   help="images per E-step batch at most (%(default)s; fewer where --memory-gb needs it)")
+    p.add_argument("--memory-gb", type=float, default=d.memory_gb,
+                   help="memory the E-step's batches may take, GB (default: half of the device's free memory)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed for the half-set split (%(default)s)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
@@ -57,8 +65,10 @@ def main(args):
     settings = RefineSettings(diameter=args.diameter, symmetry=args.sym, ini_high=args.ini_high,
                               join_halves_below=args.join_halves_below, healpix_order=args.healpix_order,
                               local_from_order=args.local_from_order, max_order=args.max_order,
+                              oversampled_cells=args.oversampled_cells,
                               offset_range=args.offset_range, offset_step=args.offset_step,
-                              max_iterations=args.max_iter, batch_size=args.batch, device=args.device,
+                              max_iterations=args.max_iter, batch_size=args.batch, memory_gb=args.memory_gb,
+                              device=args.device,
                               seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
                               blush_trailing=not args.blush_skip_spectral_trailing,
                               blush_fill=args.blush_trailing_fill == "wiener",
