@@ -98,6 +98,15 @@ def test_mismatched_reference_is_refused(refine_set, tmp_path):
     assert run.returncode == 2 and "wrong.mrc" in run.stderr and "pixel size" in run.stderr
 
 
+def test_sampling_options_that_cannot_work_are_refused(refine_set, tmp_path):
+    for flags, words in ((["--oversampled-cells", 0], "--oversampled-cells"), (["--memory-gb", -1], "--memory-gb"),
+                         (["--max-order", 1], "--max-order")):
+        run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc",
+                    "--out", tmp_path / "r", *flags)
+        assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / "r").exists()
+
+
 
 @pytest.fixture(scope="module")
 def low_snr_set(tmp_path_factory):

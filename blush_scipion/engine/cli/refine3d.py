@@ -60,6 +60,12 @@ def add_args(p):
 
 
 def main(args):
+    if args.oversampled_cells < 1:
+        raise ValueError(f"--oversampled-cells must be at least 1, not {args.oversampled_cells}")
+    if args.memory_gb is not None and not args.memory_gb > 0:
+        raise ValueError(f"--memory-gb must be a positive number of GB, not {args.memory_gb}")
+    if args.max_order is not None and args.max_order < args.healpix_order:
+        raise ValueError(f"--max-order {args.max_order} is coarser than --healpix-order {args.healpix_order}")
     particles = Particles.read(args.particles)
     reference, ref_apix = read_map(args.ref)
     settings = RefineSettings(diameter=args.diameter, symmetry=args.sym, ini_high=args.ini_high,
