@@ -57,7 +57,7 @@ class RefineSettings:
     local_from_order: int = 3          # from this order, search locally around the previous pose
     max_order: int | None = None       # finest sampling order; None: until finer than the accuracy allows
     offset_range: float = 5.0          # pixels
-    offset_step: float = 2.0           # pixels
+    offset_step: float = 2.0           # pixels; the finest examined (in local searches the children's)
     oversampled_cells: int = 32        # local searches: at most this many significant coarse cells per image
                                        # are sampled at the fine step
     resolution_margin: int = 5         # E-step shells beyond the FSC 0.143 shell
@@ -152,20 +152,19 @@ def searches_locally(state: RefineState, settings: RefineSettings) -> bool:
     return state.order >= settings.local_from_order and (state.iteration > 0 or state.poses_given)
 
 
-def half_batch_size(points: SlicePoints, state: RefineState, settings: RefineSettings, local: bool,
-                    sampling: LocalSampling | None) -> int:
+def half_batch_size(points: SlicePoints, settings: RefineSettings, *, sampling: LocalSampling | None = None,
+                    orientations: int = 0, shifts: int = 0) -> int:
     """Images per E-step batch within the memory budget: what one image's likelihoods, projections
-    and M-step slices take (with room for temporaries), after the orientation grid's fixed sums."""
+    and M-step slices take (with room for temporaries), after a global grid's fixed sums (of
+    `orientations` x `shifts`; local searches pass their `sampling` instead)."""
     p, complex_bytes = points.index.shape[0], 8
-    if local:
+    if sampling is not None:
         t, j = len(sampling.shifts), len(sampling.rotations)
         fine = settings.oversampled_cells * (FINE_ROTATIONS + FINE_SHIFTS)
         per_image, fixed = 3 * complex_bytes * p * (j + 2 * t + 2 * fine), 0
     else:
-        t = len(translation_grid(state.offset_range, state.offset_step))
-        r = len(orientation_grid(state.order))
-        per_image = 4 * complex_bytes * p * t + 4 * 4 * t * r
-        fixed = 3 * complex_bytes * p * r
+        per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
+        fixed = 3 * complex_bytes * p * orientations
     return batch_size(per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed)
 
 
@@ -202,7 +201,8 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
     res_w = torch.zeros_like(res_sum)
     reader = StackReader()
-    batch = half_batch_size(points, state, settings, local, sampling if local else None)
+    batch = half_batch_size(points, settings, sampling=sampling) if local else \
+        half_batch_size(points, settings, orientations=len(grid), shifts=len(shifts))
     try:
         for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
                           leave=False):
@@ -379,15 +379,18 @@ def fine_enough(state: RefineState, settings: RefineSettings, accuracy_rotation:
 def finer_offsets(state: RefineState, settings: RefineSettings, stats: dict, apix: float) -> tuple[float, float]:
     """(step, range) in pixels for the next order, RELION's rule (updateAngularSampling): the fine
     step 75% of the expected accuracy, at most 1.5 A; the range five times the offsets' last RMS
-    change, at most 1.3 times the last range, at least 1.5 coarse steps, halved while over four."""
+    change, at most 1.3 times the last range, at least 1.5 coarse steps, halved while over four.
+    The step returned is the finest examined (local searches' children; the coarse grid is twice
+    it), never coarser than the current one."""
     local = state.order + 1 >= settings.local_from_order
-    step = min(1.5 / apix, 0.75 * stats["accuracy_translation"]) * (2 if local else 1)  # the coarse grid's
+    coarse = min(1.5 / apix, 0.75 * stats["accuracy_translation"]) * (2 if local else 1)
     span = min(1.3 * state.offset_range, 5 * stats["offset_change"])
-    span = max(span, 1.5 * step)
-    if span > 4 * step:
+    span = max(span, 1.5 * coarse)
+    if span > 4 * coarse:
         span /= 2
-    if span > 4 * step:
-        step = span / 4
+    if span > 4 * coarse:
+        coarse = span / 4
+    step = coarse / (2 if local else 1)
     if step > state.offset_step:
         return state.offset_step, state.offset_range
     return step, span
@@ -518,7 +521,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         seconds = time.time() - t0
         entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
                  "angular_step": angular_step(state.order), "local": local,
-                 "offset_step": state.offset_step / (2 if local else 1), "offset_range": state.offset_range,
+                 "offset_step": state.offset_step, "offset_range": state.offset_range,
                  "r_current": n // 2 if state.final else state.r_current,
                  "angular_change": stats["angular_change"], "offset_change": stats["offset_change"],
                  "accuracy_rotation": stats["accuracy_rotation"],

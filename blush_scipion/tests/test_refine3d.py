@@ -159,7 +159,7 @@ def test_sampling_gets_finer_only_once_the_poses_settle():
     assert settled.order == 3 and settled.smallest_angular_change == float("inf")
     # RELION's offsets: fine step 75% of the accuracy, at most 1.5 A (0.5 px here), coarse grid twice
     # that in local searches; the range five times the last RMS change, at least 1.5 coarse steps
-    assert settled.offset_step == 2 * 0.375 and settled.offset_range == 5 * 0.3
+    assert settled.offset_step == 0.375 and settled.offset_range == 5 * 0.3
     small = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 5.0}, 40, 3.0)
     assert small.order == 3  # 5 deg < 40% of 15 deg, though still falling
 
