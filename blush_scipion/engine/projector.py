@@ -1,7 +1,7 @@
 """Fourier-space projection and back-projection by central slices (the projection-slice theorem).
 
-A reference is held as the full, centred, complex transform of its zero-padded (x `pad`) volume,
-pre-divided by the gridding correction; slices are read from it and written into it by trilinear
+A reference is held as the kx >= 0 half of the centred transform of its zero-padded (x `pad`)
+volume (`fourier_shape`: Hermitian symmetry holds the rest), pre-divided by the gridding correction; slices are read from it and written into it by trilinear
 interpolation (reading with torch's grid_sample, writing by scattering to the same eight
 neighbours with the same weights), so extract_central_slices and insert_central_slices are each
 other's adjoint.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fourier import centred_radius_3d, fft3_centered, ifft3_centered, rfft_frequencies_2d
+from .fourier import centred_radius_3d, irfft3_centered, rfft3_centered, rfft_frequencies_2d
 
 
 @dataclass(frozen=True)
@@ -83,34 +83,40 @@ def crop_volume(volume: torch.Tensor, n: int) -> torch.Tensor:
     return volume[s, s, s]
 
 
+def fourier_shape(m: int) -> tuple[int, int, int]:
+    """Shape of a Fourier volume of a (m, m, m) padded box: the kx >= 0 half (Hermitian symmetry
+    gives the rest), kz and ky centred at m // 2, kx = 0 .. m // 2 (RELION's half layout, centred)."""
+    return (m, m, m // 2 + 1)
+
+
 def fourier_reference(volume: torch.Tensor, pad: int = 2) -> torch.Tensor:
-    """(n, n, n) real map -> (pad n,)*3 complex: the projector's Fourier volume."""
+    """(n, n, n) real map -> fourier_shape(pad n) complex: the projector's Fourier volume."""
     n = volume.shape[-1]
     corrected = volume / gridding_correction(n, pad, volume.device)
-    return fft3_centered(pad_volume(corrected, pad * n))
+    return rfft3_centered(pad_volume(corrected, pad * n))
 
 
 def map_from_fourier(ft: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
-    """(pad n,)*3 complex reconstruction -> (n, n, n) real map, gridding-corrected."""
-    volume = crop_volume(ifft3_centered(ft), n)
+    """fourier_shape(pad n) complex reconstruction -> (n, n, n) real map, gridding-corrected."""
+    volume = crop_volume(irfft3_centered(ft, ft.shape[0]), n)
     return volume / gridding_correction(n, pad, ft.device)
 
 
-def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int, m: int) -> torch.Tensor:
-    """(B, 3, 3) -> (B, P, 3) padded-grid coordinates (z, y, x) of A^T (kx, ky, 0)."""
+def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int,
+                       m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, 3) -> (B, P, 3) half-volume coordinates (z, y, x) of A^T (kx, ky, 0), and (B, P) bool:
+    where kx < 0, so that the point was mirrored to -k (its value is the conjugate there)."""
     k2 = points.coords.to(rotations.dtype)
-    k3 = torch.einsum("bji,pj->bpi", rotations[:, :2, :], k2)  # rows 0,1 of A = columns of A^T
-    return pad * k3.flip(-1) + m // 2
-
-
-def _sampling_grid(rotations: torch.Tensor, points: SlicePoints, pad: int, m: int) -> torch.Tensor:
-    """(1, 1, B P, 1, 3) grid_sample coordinates: (x, y, z) in [-1, 1] with voxel centres at the ends."""
-    zyx = _slice_coordinates(rotations, points, pad, m)
-    return (zyx.flip(-1) * (2 / (m - 1)) - 1).reshape(1, 1, -1, 1, 3)
+    xyz = pad * torch.einsum("bji,pj->bpi", rotations[:, :2, :], k2)  # rows 0,1 of A = columns of A^T
+    mirrored = xyz[..., 0] < 0
+    xyz = torch.where(mirrored[..., None], -xyz, xyz)
+    centre = torch.tensor([m // 2, m // 2, 0], dtype=xyz.dtype, device=xyz.device)
+    return xyz.flip(-1) + centre, mirrored
 
 
 def reference_channels(reference: torch.Tensor) -> torch.Tensor:
-    """(m, m, m) complex -> (1, 2, m, m, m) real and imaginary channels, the layout slices are read from."""
+    """fourier_shape(m) complex -> (1, 2, m, m, m//2+1) real and imaginary channels, the layout
+    slices are read from."""
     return torch.view_as_real(reference).permute(3, 0, 1, 2).contiguous()[None]
 
 
@@ -118,32 +124,40 @@ def extract_central_slices(reference: torch.Tensor, rotations: torch.Tensor, poi
                            pad: int = 2) -> torch.Tensor:
     """Project: Fourier reference, (B, 3, 3) rotations -> (B, P) complex.
 
-    reference: (m, m, m) complex, or its reference_channels (faster when reused). Each row holds
-    the image transform (centred rfft2) at `points` of the projection along z of the reference
-    rotated by A. Trilinear interpolation (grid_sample), zero off the grid.
+    reference: fourier_shape(m) complex, or its reference_channels (faster when reused). Each row
+    holds the image transform (centred rfft2) at `points` of the projection along z of the
+    reference rotated by A. Trilinear interpolation (grid_sample), zero off the grid; a point with
+    kx < 0 reads the conjugate at -k (RELION's Projector does the same).
     """
     channels = reference_channels(reference) if reference.is_complex() else reference
-    m = channels.shape[-1]
-    out = torch.nn.functional.grid_sample(channels, _sampling_grid(rotations, points, pad, m), mode="bilinear",
-                                          padding_mode="zeros", align_corners=True)[0, :, 0, :, 0]
-    return torch.complex(out[0], out[1]).reshape(len(rotations), -1)
+    m, width = channels.shape[-3], channels.shape[-1]
+    zyx, mirrored = _slice_coordinates(rotations, points, pad, m)
+    # grid_sample takes (x, y, z) in [-1, 1], the first and last voxel centres at the ends
+    scale = torch.tensor([2 / (width - 1), 2 / (m - 1), 2 / (m - 1)], dtype=zyx.dtype, device=zyx.device)
+    grid = (zyx.flip(-1) * scale - 1).reshape(1, 1, -1, 1, 3)
+    out = torch.nn.functional.grid_sample(channels, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=True)[0, :, 0, :, 0]
+    imag = torch.where(mirrored.reshape(-1), -out[1], out[1])
+    return torch.complex(out[0], imag).reshape(len(rotations), -1)
 
 
-def _trilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners.
-    A corner that falls off the grid gets weight 0 (its index wraps)."""
+def _trilinear(coords: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners on a
+    grid of `shape`. A corner that falls off the grid gets weight 0 (its index wraps)."""
+    size = torch.tensor(shape, device=coords.device)
     base = torch.floor(coords)
     frac = coords - base
     base = base.long()
     upper = base + 1
-    lower_w = (1 - frac) * ((base >= 0) & (base < m))
-    upper_w = frac * ((upper >= 0) & (upper < m))
+    lower_w = (1 - frac) * ((base >= 0) & (base < size))
+    upper_w = frac * ((upper >= 0) & (upper < size))
     # per axis: (..., 2) indices and weights of the lower and upper neighbour
-    idx = torch.stack([base % m, upper % m], dim=-1)
+    idx = torch.stack([base % size, upper % size], dim=-1)
     wts = torch.stack([lower_w, upper_w], dim=-1)
     z, y, x = idx.unbind(-2)
     wz, wy, wx = wts.unbind(-2)
-    flat = ((z[..., :, None, None] * m + y[..., None, :, None]) * m + x[..., None, None, :]).flatten(-3)
+    flat = ((z[..., :, None, None] * shape[1] + y[..., None, :, None]) * shape[2]
+            + x[..., None, None, :]).flatten(-3)
     w = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)
     return flat, w
 
@@ -153,26 +167,35 @@ def insert_central_slices(data: torch.Tensor, weight: torch.Tensor | None, slice
                           points: SlicePoints, pad: int = 2) -> None:
     """Back-project, in place: the adjoint of extract_central_slices.
 
-    data: (m, m, m) complex accumulator += P^T slices; slices: (B, P) complex. weight: optional
-    (m, m, m) real accumulator += P^T slice_weights, slice_weights (B, P) real (e.g. CTF^2).
+    data: fourier_shape(m) complex accumulator += P^T slices; slices: (B, P) complex. weight:
+    optional real accumulator of the same shape += P^T slice_weights, slice_weights (B, P) real
+    (e.g. CTF^2). A point with kx < 0 goes, conjugated, to -k (RELION's BackProjector), so every
+    corner lies in the half volume; hermitian_symmetrize then completes the kx = 0 plane.
     """
-    m = data.shape[-1]
-    flat, w = _trilinear(_slice_coordinates(rotations, points, pad, m), m)
+    m = data.shape[0]
+    zyx, mirrored = _slice_coordinates(rotations, points, pad, m)
+    flat, w = _trilinear(zyx, tuple(data.shape))
     flat = flat.reshape(-1)
+    slices = torch.where(mirrored, slices.conj(), slices)
     data.view(-1).index_add_(0, flat, (slices.unsqueeze(-1) * w).reshape(-1))
     if weight is not None:
         weight.view(-1).index_add_(0, flat, (slice_weights.unsqueeze(-1) * w).reshape(-1))
 
 
-def hermitian_symmetrize(data: torch.Tensor, weight: torch.Tensor | None = None):
-    """Complete back-projected half-plane data: D(k) += conj(D(-k)), W(k) += W(-k).
+def hermitian_symmetrize(data: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+    """Complete back-projected half-plane data, in place, on the kx = 0 plane (where a point and its
+    mate both live): D(0, ky, kz) += conj(D(0, -ky, -kz)), W likewise. Elsewhere the mirroring at
+    insertion already put every point on its kx >= 0 side.
 
     Pair with SlicePoints.weight (0.5 on kx = 0) so that every full-plane point counts once.
     """
-    def mirror(x):  # index i <-> m - i on a centred grid of even size (i = 0 maps to itself)
-        return torch.roll(torch.flip(x, dims=(0, 1, 2)), shifts=(1, 1, 1), dims=(0, 1, 2))
+    m = data.shape[0]
 
-    data = data + mirror(data).conj()
-    if weight is None:
-        return data
-    return data, weight + mirror(weight)
+    def mirror(plane):  # centred index i <-> -i: m - 1 - i for odd m, m - i (mod m) for even m
+        return torch.roll(torch.flip(plane, dims=(0, 1)), shifts=(1 - m % 2,) * 2, dims=(0, 1))
+
+    plane = data[:, :, 0]
+    plane += mirror(plane).conj()
+    if weight is not None:
+        plane = weight[:, :, 0]
+        plane += mirror(plane)

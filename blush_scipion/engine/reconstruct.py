@@ -1,7 +1,7 @@
 """Wiener reconstruction from images with known poses (as relion_reconstruct, with half sets)."""
 from __future__ import annotations
 
-import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,13 +9,13 @@ import torch
 from tqdm import tqdm
 
 from .ctf import compute_ctf_2d
-from .fourier import centred_radius_3d, phase_shift_2d, rfft2_centered, shell_sum
+from .fourier import phase_shift_2d, rfft2_centered, rfft_hermitian_weight, shell_sum
 from .fsc import fourier_shell_correlation
 from .mask import soft_mask_outside_map
 from .mrc import StackReader
 from .particles import CTF_COLUMNS, POSE_COLUMNS, Particles
 from .star import require_columns
-from .projector import SlicePoints, hermitian_symmetrize, insert_central_slices, map_from_fourier
+from .projector import SlicePoints, fourier_shape, hermitian_symmetrize, insert_central_slices, map_from_fourier
 from .symmetry import symmetry_operators
 
 
@@ -35,32 +35,49 @@ def image_slices(images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor 
     return points.gather(ft) * points.weight, points.gather(weights) * points.weight
 
 
-@functools.lru_cache(maxsize=4)
-def shell_index_padded(m: int, pad: int, device=None) -> torch.Tensor:
-    """(m, m, m) long: the shell (in units of the unpadded map's transform) of each padded voxel."""
-    return torch.round(centred_radius_3d(m, device) / pad).long()
+SLAB_VOXELS = 1 << 24  # voxels of a Fourier volume visited at once by the per-shell passes
+
+
+def padded_shell_slabs(m: int, pad: int, device=None) -> Iterator[tuple[slice, torch.Tensor]]:
+    """The shells of a fourier_shape(m) volume, slab by slab of kz planes (bounded memory at 800^3):
+    yields (kz slice, (planes, m, m//2+1) long shell in units of the unpadded map's transform)."""
+    ky = (torch.arange(m, device=device, dtype=torch.float32) - m // 2)[None, :, None]
+    kx = torch.arange(m // 2 + 1, device=device, dtype=torch.float32)[None, None, :]
+    planes = max(1, SLAB_VOXELS // (m * (m // 2 + 1)))
+    for start in range(0, m, planes):
+        kz = (torch.arange(start, min(start + planes, m), device=device, dtype=torch.float32) - m // 2)[:, None, None]
+        yield slice(start, start + planes), torch.round(torch.sqrt(kz**2 + ky**2 + kx**2) / pad).long()
 
 
 def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
                ssnr: torch.Tensor | None = None, floor: float = 1e-3) -> torch.Tensor:
-    """(m,)*3 data and weight -> (n,)*3 map: data / (weight + regulariser), gridding-corrected.
+    """fourier_shape(m) data and weight -> (n,)*3 map: data / (weight + regulariser),
+    gridding-corrected.
 
     The regulariser per shell is the shell's mean weight over `ssnr` (n//2+1,) (Wiener filter),
-    or `floor` x the mean weight without an SSNR (nearly unregularised, as Blush's input).
-    Shells beyond n/2 (outside the sphere RELION reconstructs) are zeroed, and so are the box
-    corners (soft_mask_outside_map).
+    or `floor` x the mean weight without an SSNR (nearly unregularised, as Blush's input); the
+    mean counts each kx > 0 coefficient twice, for its Hermitian mate. Shells beyond n/2 (outside
+    the sphere RELION reconstructs) are zeroed, and so are the box corners (soft_mask_outside_map).
     """
-    m = data.shape[-1]
-    n_shells = n // 2 + 1
-    shells = shell_index_padded(m, pad, data.device).clamp(max=n_shells)  # n_shells: beyond the sphere
-    counts = shell_sum(torch.ones_like(weight), shells, n_shells + 1)
-    mean_weight = shell_sum(weight, shells, n_shells + 1) / counts.clamp(min=1)
+    m = data.shape[0]
+    n_shells = n // 2 + 1  # shell n_shells: beyond the sphere
+    mates = rfft_hermitian_weight(m, 3, data.device)
+    sums = torch.zeros(n_shells + 1, dtype=torch.float64, device=data.device)
+    counts = torch.zeros_like(sums)
+    for planes, shells in padded_shell_slabs(m, pad, data.device):
+        shells = shells.clamp(max=n_shells)
+        sums += shell_sum((weight[planes] * mates).double(), shells, n_shells + 1)
+        counts += shell_sum(mates.expand(shells.shape).double(), shells, n_shells + 1)
+    mean_weight = (sums / counts.clamp(min=1)).float()
     inverse_ssnr = torch.full((n_shells + 1,), floor, device=data.device)
     if ssnr is not None:
         inverse_ssnr[:n_shells] = 1 / ssnr[:n_shells].to(data.device).clamp(min=1e-6)
     regulariser = (mean_weight * inverse_ssnr).clamp(min=1e-30)
     regulariser[n_shells] = float("inf")
-    return soft_mask_outside_map(map_from_fourier(data / (weight + regulariser[shells]), n, pad))
+    quotient = torch.empty_like(data)
+    for planes, shells in padded_shell_slabs(m, pad, data.device):
+        quotient[planes] = data[planes] / (weight[planes] + regulariser[shells.clamp(max=n_shells)])
+    return soft_mask_outside_map(map_from_fourier(quotient, n, pad))
 
 
 def ssnr_from_half_fsc(fsc: torch.Tensor) -> torch.Tensor:
@@ -95,8 +112,8 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
     m = pad * n
     points = SlicePoints.within(n, device=device)
     sym = symmetry_operators(symmetry).to(device)
-    data = torch.zeros((2, m, m, m), dtype=torch.complex64, device=device)
-    weight = torch.zeros((2, m, m, m), dtype=torch.float32, device=device)
+    data = torch.zeros((2, *fourier_shape(m)), dtype=torch.complex64, device=device)
+    weight = torch.zeros((2, *fourier_shape(m)), dtype=torch.float32, device=device)
     halves = particles.half_sets()
     all_rotations, all_origins = particles.rotations(), particles.origins()
     all_ctf = particles.ctf() if ctf else None
@@ -116,7 +133,8 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
                                           rotations[sel] @ op, points, pad)
     finally:
         reader.close()
-    data, weight = zip(*(hermitian_symmetrize(d, w) for d, w in zip(data, weight)))
+    for d, w in zip(data, weight):
+        hermitian_symmetrize(d, w)
     half1, half2 = (wiener_map(d, w, n, pad) for d, w in zip(data, weight))
     fsc = fourier_shell_correlation(half1, half2)
     ssnr = ssnr_from_half_fsc(fsc) if wiener else None

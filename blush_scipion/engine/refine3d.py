@@ -37,9 +37,9 @@ from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
-from .projector import SlicePoints, extract_central_slices, fourier_reference, hermitian_symmetrize, \
+from .projector import SlicePoints, extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize, \
     insert_central_slices, reference_channels
-from .reconstruct import shell_index_padded, ssnr_from_half_fsc, wiener_map
+from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
 from .rotation import matrix_to_euler, symmetric_distance
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
@@ -136,8 +136,8 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
 
 @dataclass
 class HalfResult:
-    data: torch.Tensor       # (m, m, m) complex back-projection
-    weight: torch.Tensor     # (m, m, m)
+    data: torch.Tensor       # fourier_shape(m) complex back-projection
+    weight: torch.Tensor     # fourier_shape(m)
     rotations: torch.Tensor  # (N_h, 3, 3) best poses
     origins: torch.Tensor    # (N_h, 2) pixels
     max_prob: torch.Tensor   # (N_h,)
@@ -194,8 +194,8 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         projections = extract_central_slices(ref_ft, grid, points, PAD)
         acc_data = torch.zeros(grid.shape[0], points.index.shape[0], dtype=torch.complex64, device=device)
         acc_weight = torch.zeros(grid.shape[0], points.index.shape[0], device=device)
-    data = torch.zeros((m, m, m), dtype=torch.complex64, device=device)
-    back_weight = torch.zeros((m, m, m), device=device)
+    data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
+    back_weight = torch.zeros(fourier_shape(m), device=device)
     new_rot, new_orig, max_prob = [], [], []
     ctf_params = particles.ctf(rows)
     res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
@@ -238,7 +238,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
             _insert(data, back_weight, acc_data[used], acc_weight[used], grid[used], points, sym)
     finally:
         reader.close()
-    data, back_weight = hermitian_symmetrize(data, back_weight)
+    hermitian_symmetrize(data, back_weight)
     return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
                       res_sum.cpu(), res_w.cpu(), time.time() - t_insert)
 
@@ -261,12 +261,12 @@ def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: 
 
 def join_low_resolution(halves: list[HalfResult], shell: float) -> None:
     """Average both halves' data and weights below `shell` (RELION's low_resol_join_halves)."""
-    m = halves[0].data.shape[-1]
-    low = shell_index_padded(m, PAD, halves[0].data.device) <= shell
-    for name in ("data", "weight"):
-        joint = 0.5 * (getattr(halves[0], name) + getattr(halves[1], name))
-        for h in halves:
-            getattr(h, name)[low] = joint[low]
+    first, second = halves
+    for planes, shells in padded_shell_slabs(first.data.shape[0], PAD, first.data.device):
+        low = shells <= shell
+        for a, b in ((first.data[planes], second.data[planes]), (first.weight[planes], second.weight[planes])):
+            joint = 0.5 * (a[low] + b[low])
+            a[low], b[low] = joint, joint
 
 
 def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
@@ -340,7 +340,8 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
     joined = joined_unregularised = None
     if state.final:
-        data, weight = halves[0].data + halves[1].data, halves[0].weight + halves[1].weight
+        # the halves are spent: sum them in place (a 384 px box's pair of half volumes is 2.7 GB)
+        data, weight = halves[0].data.add_(halves[1].data), halves[0].weight.add_(halves[1].weight)
         joined = wiener_map(data, weight, n, PAD, ssnr=ssnr).cpu()
         if denoiser is not None:
             joined_unregularised = wiener_map(data, weight, n, PAD).cpu()

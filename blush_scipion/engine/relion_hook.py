@@ -208,24 +208,18 @@ def external_reconstruct(h: HandOver, regularise: bool = True, iterations: int =
     return real_space_map(relocate(data * factors, m, r2_max), m, h.ori_size, h.pad).float()
 
 
-def full_centred(half: torch.Tensor) -> torch.Tensor:
-    """FFTW-order half transform (m, m, m//2+1) -> the full centred (m, m, m) transform (DC at
-    m//2, as engine.projector holds Fourier volumes), completed by Hermitian symmetry."""
-    m = half.shape[0]
-    full = half.new_zeros((m, m, m))
-    full[:, :, : m // 2 + 1] = half
-    mirror = torch.roll(torch.flip(half, dims=(0, 1)), shifts=(1, 1), dims=(0, 1))  # (kz, ky) -> (-kz, -ky)
-    mirrored = mirror[:, :, 1: m - m // 2].flip(-1)  # kx = -(m - m//2 - 1) .. -1
-    full[:, :, m // 2 + 1:] = mirrored.conj() if half.is_complex() else mirrored
-    return torch.fft.fftshift(full)
+def centred_half(half: torch.Tensor) -> torch.Tensor:
+    """FFTW-order half transform (m, m, m//2+1) -> ours (engine.projector.fourier_shape): kz and ky
+    centred at m//2, kx = 0 .. m//2 as it was."""
+    return torch.fft.fftshift(half, dim=(0, 1))
 
 
 def unregularised_map(h: HandOver) -> torch.Tensor:
     """(n, n, n) data / (weight + 0.001 x the weight's shell mean), gridding-corrected, on RELION's
     grey scale: the nearly unregularised map Blush denoises."""
     n = h.ori_size
-    data = full_centred(h.data) * n**2  # RELION's scale -> ours (its images' FFTs are divided by n^2)
-    return wiener_map(data, full_centred(h.weight), n, h.pad, floor=1e-3).float()
+    data = centred_half(h.data) * n**2  # RELION's scale -> ours (its images' FFTs are divided by n^2)
+    return wiener_map(data, centred_half(h.weight), n, h.pad, floor=1e-3).float()
 
 
 def padded_fsc(h: HandOver) -> torch.Tensor:

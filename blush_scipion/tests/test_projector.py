@@ -1,8 +1,8 @@
 """Central-slice projection against real-space projection, and projector/back-projector adjointness."""
 import torch
 
-from blush_scipion.engine.fourier import irfft2_centered
-from blush_scipion.engine.projector import (SlicePoints, extract_central_slices, fourier_reference,
+from blush_scipion.engine.fourier import irfft2_centered, irfft3_centered, rfft2_centered, rfft3_centered
+from blush_scipion.engine.projector import (SlicePoints, extract_central_slices, fourier_reference, fourier_shape,
                                             hermitian_symmetrize, insert_central_slices)
 from blush_scipion.engine.rotation import euler_to_matrix, random_rotations
 
@@ -42,16 +42,19 @@ def test_extract_and_insert_are_adjoint():
     g = torch.Generator().manual_seed(0)
     n, pad = 24, 2
     m = n * pad
-    reference = torch.complex(torch.randn(m, m, m, generator=g), torch.randn(m, m, m, generator=g))
+    shape = fourier_shape(m)
+    reference = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
     points = SlicePoints.within(n)
     rotations = euler_to_matrix(*random_rotations(7, g).T)
     y = torch.complex(torch.randn(7, len(points.index), generator=g), torch.randn(7, len(points.index), generator=g))
     px = extract_central_slices(reference, rotations, points, pad)
-    pty = torch.zeros(m, m, m, dtype=torch.complex64)
+    pty = torch.zeros(shape, dtype=torch.complex64)
     insert_central_slices(pty, None, y, None, rotations, points, pad)
-    lhs = (px * y.conj()).sum()
-    rhs = (reference * pty.conj()).sum()
+    # points with kx < 0 read and write conjugates at -k: the pair is adjoint as real-linear maps
+    lhs = (px * y.conj()).sum().real
+    rhs = (reference * pty.conj()).sum().real
     assert torch.allclose(lhs, rhs, rtol=1e-4)
+    assert (pty[:, :, 0] != 0).any() and (pty[:, :, -2] != 0).any()  # both ends of the half are reached
 
 
 def test_back_projection_of_real_images_gives_a_real_map():
@@ -59,11 +62,34 @@ def test_back_projection_of_real_images_gives_a_real_map():
     n, pad = 16, 2
     m = n * pad
     points = SlicePoints.within(n)
-    from blush_scipion.engine.fourier import rfft2_centered
     images = torch.randn(5, n, n, generator=g)
     slices = points.gather(rfft2_centered(images)) * points.weight
-    data = torch.zeros(m, m, m, dtype=torch.complex64)
+    data = torch.zeros(fourier_shape(m), dtype=torch.complex64)
     insert_central_slices(data, None, slices, None, euler_to_matrix(*random_rotations(5, g).T), points, pad)
-    data = hermitian_symmetrize(data)
-    full = torch.fft.ifftn(torch.fft.ifftshift(data))
-    assert full.imag.abs().max() < 1e-4 * full.real.abs().max()
+    inner = slice(0, m // 2)  # the kx = m/2 plane (the padded box's Nyquist) is beyond the reconstructed sphere
+    before = rfft3_centered(irfft3_centered(data, m))
+    assert not torch.allclose(before[..., inner], data[..., inner], atol=1e-3)  # kx = 0 holds one side of its pairs
+    hermitian_symmetrize(data)
+    # a half transform of a real volume: the inverse and forward transforms give it back unchanged
+    assert torch.allclose(rfft3_centered(irfft3_centered(data, m))[..., inner], data[..., inner], atol=1e-3)
+
+
+def test_half_volume_projections_match_the_full_transform():
+    """The kx < 0 side read through Hermitian symmetry equals interpolating the full transform."""
+    g = torch.Generator().manual_seed(2)
+    n, pad = 20, 2
+    m = n * pad
+    volume = blobs(n)
+    points = SlicePoints.within(n)
+    rotations = euler_to_matrix(*random_rotations(6, g).T)
+    half = extract_central_slices(fourier_reference(volume, pad), rotations, points, pad)
+    from blush_scipion.engine.fourier import fft3_centered
+    from blush_scipion.engine.projector import gridding_correction, pad_volume
+    full = fft3_centered(pad_volume(volume / gridding_correction(n, pad), m))
+    channels = torch.view_as_real(full).permute(3, 0, 1, 2).contiguous()[None]
+    k3 = pad * torch.einsum("bji,pj->bpi", rotations[:, :2, :], points.coords.float()) + m // 2
+    grid = (k3 * (2 / (m - 1)) - 1).reshape(1, 1, -1, 1, 3)
+    out = torch.nn.functional.grid_sample(channels, grid, align_corners=True)[0, :, 0, :, 0]
+    expected = torch.complex(out[0], out[1]).reshape(len(rotations), -1)
+    inside = (points.coords.float().norm(dim=1) < n / 2 - 1)  # away from the full grid's one-sided edge
+    assert torch.allclose(half[:, inside], expected[:, inside], atol=1e-3 * expected.abs().max())

@@ -15,7 +15,7 @@ from blush_scipion.engine.fourier import fft3_centered, low_pass
 from blush_scipion.engine.fsc import fourier_shell_correlation
 from blush_scipion.engine.mrc import MapError, read_map
 from blush_scipion.engine.projector import gridding_correction, pad_volume
-from blush_scipion.engine.relion_hook import external_reconstruct, full_centred, read_hand_over, relocate
+from blush_scipion.engine.relion_hook import centred_half, external_reconstruct, read_hand_over, relocate
 from blush_scipion.engine.star import StarError
 
 from .conftest import MODEL
@@ -120,10 +120,11 @@ def hook_script(folder: Path, *options) -> Path:
 
 # --- RELION's layout, without RELION ---------------------------------------------------------
 
-def test_half_transform_in_fftw_order_becomes_our_centred_full_transform():
-    volume = torch.randn((12, 12, 12), dtype=torch.float64)
-    half = torch.fft.rfftn(torch.fft.ifftshift(volume))  # RELION's layout: FFTW order, real origin at the centre
-    assert torch.allclose(full_centred(half), fft3_centered(volume), atol=1e-9)
+def test_half_transform_in_fftw_order_becomes_our_centred_half_transform():
+    for m in (12, 13):
+        volume = torch.randn((m, m, m), dtype=torch.float64)
+        half = torch.fft.rfftn(torch.fft.ifftshift(volume))  # RELION's layout: FFTW order, real origin at the centre
+        assert torch.allclose(centred_half(half)[:, :, : m - m // 2], fft3_centered(volume)[:, :, m // 2:], atol=1e-9)
 
 
 def test_an_evenly_sampled_hand_over_gives_back_its_map(tmp_path):
