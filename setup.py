@@ -9,7 +9,7 @@ setup(
     license="GPLv3",
     python_requires=">=3.9",
     packages=find_packages(),
-    package_data={"blush_scipion": ["data/*", "templates/*"]},
+    package_data={"blush_scipion": ["protocols.conf", "data/*", "templates/*"]},
     install_requires=[
         "torch>=2.1",
         "numpy",

@@ -6,6 +6,10 @@ imports without pulling in Scipion.
 """
 __version__ = "0.1.0"
 
+# The package's own citations: pyworkflow reads `_references` from the package module (its keys resolve
+# in bibtex.py) and lists them under every protocol's "Package references".
+_references = ["Kimanius2024", "Scheres2012"]
+
 
 def __getattr__(name):
     if name == "Plugin":

@@ -30,6 +30,17 @@ year = {2013},
 doi = {10.1016/j.ultramic.2013.06.004}
 }
 
+@article{Rosenthal2003,
+title = {Optimal determination of particle orientation, absolute hand, and contrast loss in single-particle electron cryomicroscopy},
+author = {Rosenthal, Peter B. and Henderson, Richard},
+journal = {Journal of Molecular Biology},
+volume = {333},
+number = {4},
+pages = {721--745},
+year = {2003},
+doi = {10.1016/j.jmb.2003.07.013}
+}
+
 @article{Kimanius2021,
 title = {New tools for automated cryo-EM single-particle analysis in RELION-4.0},
 author = {Kimanius, Dari and Dong, Liyi and Sharov, Grigory and Nakane, Takanori and Scheres, Sjors H. W.},

@@ -1,4 +1,5 @@
-"""The Scipion plugin class: configuration variables, environment and citation keys."""
+"""The Scipion plugin class: configuration variables and environment (citations: the package's
+`_references`, in __init__)."""
 import os
 import shutil
 import sys
@@ -7,8 +8,6 @@ import pwem
 from pyworkflow.utils import Environ
 
 from .constants import BLUSH_DEVICE, BLUSH_PROGRAM
-
-_references = ["Kimanius2024", "Scheres2012"]
 
 
 class Plugin(pwem.Plugin):

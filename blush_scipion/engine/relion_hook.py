@@ -10,7 +10,8 @@ back-projected Fourier data (real and imaginary parts) and weight as MRC files, 
 The arrays are RELION's padded half transform in FFTW order: (m, m, m//2+1) indexed [z, y, x],
 m = round(pad x box), DC at index 0, negative kz, ky wrapped to the end, filled inside the sphere
 |k| < round(pad x current_size/2) and zero beyond. The data are on RELION's scale (its forward
-FFTs are divided by the pixel count), n^2 below ours. Headers carry no pixel size before RELION 5.
+FFTs are divided by the pixel count), n^2 below ours. Headers carry no pixel size before RELION 5;
+nor does the STAR, and the pixel size and particle diameter come from the run's files (relion_job).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .mask import soft_mask_outside_map
 from .mrc import MapError, read_map, write_map
 from .projector import crop_volume, gridding_correction
 from .reconstruct import wiener_map
+from .relion_job import run_settings
 from .star import StarError, read_star, require_block, require_columns
 
 GENERAL, TAU2 = "external_reconstruct_general", "external_reconstruct_tau2"
@@ -49,8 +51,8 @@ class HandOver:
     ori_size: int
     current_size: int
     result: Path             # the map RELION reads back
-    pixel_size: float | None   # A; None when neither the STAR nor the MRC headers say
-    diameter: float | None     # A, rlnParticleDiameter (RELION 5)
+    pixel_size: float | None   # A; None when neither the STAR, the MRC headers nor the run's files say
+    diameter: float | None     # A, rlnParticleDiameter (RELION 5; before, from the run's files)
 
     @property
     def half_set(self) -> bool:
@@ -98,10 +100,13 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     fsc = torch.zeros(len(tau2)) if fsc_column is None else torch.from_numpy(fsc_column.to_numpy(np.float32)[order])
     if "rlnPixelSize" in general.columns:
         apix = float(row["rlnPixelSize"])
-    diameter = float(row["rlnParticleDiameter"]) if "rlnParticleDiameter" in general.columns else None
+    diameter = float(row["rlnParticleDiameter"]) if "rlnParticleDiameter" in general.columns else -1.0
+    apix, diameter = (apix if apix > 0 else None), (diameter if diameter > 0 else None)
+    if apix is None or diameter is None:  # RELION 3.1 and 4 write neither: their run's own files do
+        run = run_settings(star)
+        apix, diameter = apix or run.pixel_size, diameter or run.diameter
     return HandOver(star, torch.complex(real, imag), weight, tau2, fsc, float(row["rlnTau2FudgeFactor"]), pad, ori,
-                    int(row["rlnCurrentImageSize"]), files["rlnExtReconsResult"], apix if apix > 0 else None,
-                    diameter if diameter and diameter > 0 else None)
+                    int(row["rlnCurrentImageSize"]), files["rlnExtReconsResult"], apix, diameter)
 
 
 def _round(x: float) -> int:

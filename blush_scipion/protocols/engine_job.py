@@ -11,7 +11,8 @@ class EngineJob:
 
     @staticmethod
     def _defineDeviceParams(form):
-        form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?")
+        form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?",
+                       help="Run the engine on a CUDA GPU instead of the CPU.")
         form.addHidden(GPU_LIST, params.StringParam, default="0", label="GPU ID",
                        help="The engine uses the first GPU listed.")
 

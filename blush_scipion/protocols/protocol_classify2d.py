@@ -10,9 +10,10 @@ from .. import convert
 from ..engine.particles import Particles
 from ..reports.classes import write_class2d_pngs
 from .engine_job import EngineJob
+from .label import PluginLabel
 
 
-class ProtBlushClassify2D(EngineJob, ProtClassify2D):
+class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
     """2D classification as in RELION: expectation-maximisation over classes, in-plane rotations
     and translations with a Gaussian noise model, CTF-weighted class averages regularised by their
     power spectrum, classes re-centred. With Blush for 2D (ours; RELION has none), each class
@@ -20,6 +21,7 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
     maps, and low-passed where the class's SSNR ends."""
     _label = "2D classification"
     _possibleOutputs = {"outputClasses": SetOfClasses2D}
+    _references = ["Scheres2012"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -27,20 +29,28 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
                       label="Input particles", help="Particles with CTF; MRC stacks.")
         form.addParam("numberOfClasses", params.IntParam, default=20, label="Number of classes",
-                      help="As a rule of thumb, at least a few hundred particles per class.")
+                      help="As a rule of thumb, at least a few hundred particles per class. Default here 20; "
+                           "RELION's form: 1.")
         form.addParam("useGradientAlg", params.BooleanParam, default=False, label="Use mini-batches (VDAM)?",
                       help="For large sets: each iteration visits a random mini-batch (RELION 4's VDAM schedule: "
-                           "0.5% of the set growing to 10%), the last one every particle.")
+                           "0.5% of the set growing to 10%), the last one every particle. Default here: No "
+                           "(every iteration visits all particles); RELION's form (4.0 on): Yes.")
         form.addParam("numberOfIterations", params.IntParam, default=25, label="Number of iterations",
-                      condition="not useGradientAlg")
+                      condition="not useGradientAlg",
+                      help="Iterations over all particles; 25, as RELION's form for its EM algorithm.")
         form.addParam("numberOfVDAMBatches", params.IntParam, default=200, label="Number of mini-batches",
-                      condition="useGradientAlg")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
-                      help="Diameter of the soft circular mask of images and class averages; -1: 90% of the box.")
+                      condition="useGradientAlg",
+                      help="Mini-batch iterations; 200, as RELION's form for VDAM.")
+        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (Å)",
+                      help="Diameter of the soft circular mask of images and class averages; -1: 90% of the "
+                           "box. RELION's form asks for a diameter (default 200 Å).")
         form.addParam("regularisation", params.FloatParam, default=2, label="Regularisation parameter T",
-                      expertLevel=params.LEVEL_ADVANCED, help="RELION's tau2_fudge: higher trusts the data more.")
+                      expertLevel=params.LEVEL_ADVANCED,
+                      help="RELION's tau2_fudge: higher trusts the data more. 2, as RELION's form.")
         form.addParam("centerClasses", params.BooleanParam, default=True, label="Center class averages?",
-                      expertLevel=params.LEVEL_ADVANCED)
+                      expertLevel=params.LEVEL_ADVANCED,
+                      help="Re-centre each class average on its centre of mass every iteration, so classes "
+                           "do not drift off-centre. Yes, as RELION's form.")
         form.addSection(label="Blush")
         form.addParam("useBlush", params.BooleanParam, default=False, label="Use Blush for 2D?",
                       help="Denoise each class average between iterations with the 2D denoiser shipped with the "
@@ -49,9 +59,13 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
                       label="2D denoiser weights (optional)", expertLevel=params.LEVEL_ADVANCED,
                       help="`blush train --dim 2` weights (.safetensors); empty: the shipped ones.")
         form.addSection(label="Sampling")
-        form.addParam("psiStepDeg", params.FloatParam, default=6, label="In-plane angular sampling (deg)")
-        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)")
-        form.addParam("offsetSearchStepPix", params.FloatParam, default=1, label="Offset search step (px)")
+        form.addParam("psiStepDeg", params.FloatParam, default=6, label="In-plane angular sampling (deg)",
+                      help="Step of the in-plane rotations searched; 6 deg, as RELION's form.")
+        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)",
+                      help="Translations are searched up to this distance (in pixels) from each particle's "
+                           "current offset; 5 px, as RELION's form.")
+        form.addParam("offsetSearchStepPix", params.FloatParam, default=1, label="Offset search step (px)",
+                      help="Step (in pixels) of the translation search; 1 px, as RELION's form.")
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
@@ -143,7 +157,7 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
         return [f"{s['classes']} classes ({populated} with more than 0.5% of the particles) from {s['particles']} "
                 f"particles after {s['iterations']} iterations ({s['wall_seconds']:.0f} s)"
                 + (", Blush for 2D." if s.get("blush") else "."),
-                f"Best class resolution {s['resolution_angstrom']:.1f} A (SSNR 1).",
+                f"Best class resolution {s['resolution_angstrom']:.1f} Å (SSNR 1).",
                 "Plots: extra/classes.png, extra/progress.png."]
 
     def _methods(self):
@@ -159,5 +173,5 @@ class ProtBlushClassify2D(EngineJob, ProtClassify2D):
                 f"2D classification [Scheres2012] {how}.{blush}"]
 
     def _citations(self):
-        return (["Scheres2012"] + (["Kimanius2021", "Cappe2009"] if self.useGradientAlg.get() else [])
+        return (self._references + (["Kimanius2021", "Cappe2009"] if self.useGradientAlg.get() else [])
                 + (["Kimanius2024"] if self.useBlush.get() else []))

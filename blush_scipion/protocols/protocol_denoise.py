@@ -7,21 +7,23 @@ from pwem.protocols import ProtAnalysis3D
 from pyworkflow.protocol import params
 
 from .engine_job import EngineJob
+from .label import PluginLabel
 
 
-class ProtBlushDenoise(EngineJob, ProtAnalysis3D):
+class ProtBlushDenoise(PluginLabel, EngineJob, ProtAnalysis3D):
     """Denoise a map from its two half maps with the Blush 3D U-Net: the half maps' average is
     denoised block by block and low-passed where their FSC falls below 1/7 (spectral trailing),
     so the result shows no detail the data do not support."""
     _label = "denoise (Blush)"
     _possibleOutputs = {"outputVolume": Volume}
+    _references = ["Kimanius2024"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
         self._defineDeviceParams(form)
         form.addParam("inputVolume", params.PointerParam, pointerClass="Volume", label="Map with half maps",
                       help="A refined map that carries its two unfiltered half maps (as 3D auto-refine outputs).")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle diameter (A)",
+        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle diameter (Å)",
                       help="The denoiser's inputs are masked by a soft sphere of this diameter; -1: 90% of the box.")
         form.addParam("weights", params.FileParam, default="", allowsNull=True, label="Denoiser weights (optional)",
                       expertLevel=params.LEVEL_ADVANCED,
@@ -71,12 +73,9 @@ class ProtBlushDenoise(EngineJob, ProtAnalysis3D):
         r = json.loads(open(path).read())
         trailing = (f"low-passed at shell {r['trailing_shell']}" if r["trailing_shell"] is not None
                     else "without spectral trailing")
-        return [f"Half maps at {r['resolution_0143']:.2f} A (FSC 0.143); denoised with {r['weights']}, "
+        return [f"Half maps at {r['resolution_0143']:.2f} Å (FSC 0.143); denoised with {r['weights']}, "
                 f"{trailing}, in {r['seconds']:.1f} s."]
 
     def _methods(self):
         return ["The half maps were averaged and denoised with the Blush denoiser [Kimanius2024], low-passed at "
                 "the resolution where their FSC falls below 1/7."]
-
-    def _citations(self):
-        return ["Kimanius2024"]

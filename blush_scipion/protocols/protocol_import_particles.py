@@ -7,13 +7,15 @@ from pyworkflow.protocol import params
 from .. import convert
 from ..engine.particles import Particles
 from ..engine.star import StarError
+from .label import PluginLabel
 
 
-class ProtBlushImportParticles(EMProtocol):
+class ProtBlushImportParticles(PluginLabel, EMProtocol):
     """Import particles from a RELION 3.0/3.1 STAR file: images (MRC stacks, used in place), CTF,
     acquisition from the optics table, and any poses (rlnAngleRot/Tilt/Psi, rlnOrigin*Angst)."""
     _label = "import particles (RELION STAR)"
     _possibleOutputs = {"outputParticles": "SetOfParticles"}
+    _references = ["Scheres2012"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -49,7 +51,7 @@ class ProtBlushImportParticles(EMProtocol):
         if not hasattr(self, "outputParticles"):
             return ["Output not ready yet."]
         s = self.outputParticles
-        return [f"Imported {s.getSize()} particles of {s.getXDim()} px at {s.getSamplingRate():.3f} A/px "
+        return [f"Imported {s.getSize()} particles of {s.getXDim()} px at {s.getSamplingRate():.3f} Å/px "
                 f"from {self.starFile.get()}" + (" with poses." if s.hasAlignmentProj() else ".")]
 
     def _methods(self):

@@ -12,11 +12,12 @@ from ..engine.mrc import read_map, write_map
 from ..engine.symmetry import symmetry_operators
 from .engine_job import EngineJob
 from ..reports.refine import refine_fsc_curve, write_refine_pngs
+from .label import PluginLabel
 
 SAMPLINGS = ["30", "15", "7.5", "3.75", "1.875"]  # degrees: HEALPix orders 1..5 (RELION's 360 / (6 2^k))
 
 
-class ProtBlushRefine3D(EngineJob, ProtRefine3D):
+class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
     """Gold-standard 3D auto-refinement as in RELION: two independent half sets, an E-step over
     HEALPix orientations and translations with a Gaussian noise model, tau2 regularisation from
     the half-map FSC, auto-sampling until convergence. With Blush, each half set's reference is
@@ -26,6 +27,7 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
     _label = "3D auto-refine"
     _possibleOutputs = {"outputVolume": Volume, "outputParticles": "SetOfParticles", "outputFSC": FSC,
                         "outputVolumeBlush": Volume}
+    _references = ["Scheres2012"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -38,9 +40,15 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                       label="Reference mask (optional)", help="Solvent mask (0..1) instead of a sphere.")
         form.addParam("symmetryGroup", params.StringParam, default="C1", label="Symmetry",
                       help="C<n>, D<n>, T, O or I (RELION's axis conventions).")
-        form.addParam("initialLowPassFilterA", params.FloatParam, default=40, label="Initial low-pass filter (A)")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (A)",
-                      help="Diameter of the soft spherical solvent mask; -1: 90% of the box.")
+        form.addParam("initialLowPassFilterA", params.FloatParam, default=40,
+                      label="Initial low-pass filter (Å)",
+                      help="The initial reference is low-pass filtered to this resolution so that the "
+                           "refinement does not inherit its fine detail (model bias). Filter harder (a "
+                           "larger value) for a reference from a different structure. Default here 40 Å; "
+                           "RELION's Refine3D form: 60 Å.")
+        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (Å)",
+                      help="Diameter of the soft spherical solvent mask; -1: 90% of the box. RELION's form "
+                           "asks for a diameter (default 200 Å).")
         form.addSection(label="Blush")
         form.addParam("useBlush", params.BooleanParam, default=True, label="Use Blush regularisation?",
                       help="Replace the smoothness prior by the Blush denoiser: each half set's reference is "
@@ -51,12 +59,12 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                       help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
                            "empty: the weights shipped with the plugin.")
         form.addParam("blushFromResolution", params.FloatParam, default=TRAINED_RESOLUTION_MAX, condition="useBlush",
-                      label="Blush from resolution (A)", expertLevel=params.LEVEL_ADVANCED,
+                      label="Blush from resolution (Å)", expertLevel=params.LEVEL_ADVANCED,
                       help="Blush's references start once the gold-standard resolution reaches this; the "
-                           f"standard prior before. {TRAINED_RESOLUTION_MAX:g} A is the coarsest the shipped "
+                           f"standard prior before. {TRAINED_RESOLUTION_MAX:g} Å is the coarsest the shipped "
                            "denoiser was trained on "
                            "(on a pseudo-symmetric 17 kDa protein at low SNR, Blush from the first iteration "
-                           "let mirror views mix: 11.1 A against 10.2 A). 0: from the first iteration, as "
+                           "let mirror views mix: 11.1 Å against 10.2 Å). 0: from the first iteration, as "
                            "RELION 5.")
         form.addParam("blushSkipSpectralTrailing", params.BooleanParam, default=False, condition="useBlush",
                       label="Skip spectral trailing?", expertLevel=params.LEVEL_ADVANCED,
@@ -64,13 +72,25 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
                            "gold-standard FSC: for diagnosis only.")
         form.addSection(label="Sampling")
         form.addParam("angularSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=1,
-                      label="Initial angular sampling (deg)")
-        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)")
-        form.addParam("offsetSearchStepPix", params.FloatParam, default=2, label="Offset search step (px)")
+                      label="Initial angular sampling (deg)",
+                      help="Angular step of the HEALPix orientation grid in the first iterations; "
+                           "auto-sampling makes it finer as the resolution improves. Default here 15 deg; "
+                           "RELION's form: 7.5 deg.")
+        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)",
+                      help="Translations are searched up to this distance (in pixels) from each particle's "
+                           "current offset in the first iterations. 5 px, as RELION's form.")
+        form.addParam("offsetSearchStepPix", params.FloatParam, default=2, label="Offset search step (px)",
+                      help="Step (in pixels) of the translation grid in the first iterations; auto-sampling "
+                           "makes it finer. Default here 2 px; RELION's form: 1 px.")
         form.addParam("localSearchAutoSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=2,
-                      label="Local searches from auto-sampling (deg)", expertLevel=params.LEVEL_ADVANCED)
+                      label="Local searches from auto-sampling (deg)", expertLevel=params.LEVEL_ADVANCED,
+                      help="Once auto-sampling reaches this angular step, orientations are searched only "
+                           "near each particle's previous one. Default here 7.5 deg; RELION's form: 1.8 deg.")
         form.addParam("maxIterations", params.IntParam, default=25, label="Maximum iterations",
-                      expertLevel=params.LEVEL_ADVANCED)
+                      expertLevel=params.LEVEL_ADVANCED,
+                      help="A cap only: the refinement stops earlier once neither the resolution nor the "
+                           "poses improve. RELION's form has no such field (relion_refine's --auto_iter_max: "
+                           "999).")
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
@@ -147,12 +167,12 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
         if reference.getXDim() != particles.getXDim():
             errors.append(f"The reference is {reference.getXDim()} px, the particles {particles.getXDim()} px.")
         if abs(reference.getSamplingRate() - particles.getSamplingRate()) > 1e-3 * particles.getSamplingRate():
-            errors.append(f"The reference pixel size {reference.getSamplingRate():.3f} A differs from the "
-                          f"particles' {particles.getSamplingRate():.3f} A.")
+            errors.append(f"The reference pixel size {reference.getSamplingRate():.3f} Å differs from the "
+                          f"particles' {particles.getSamplingRate():.3f} Å.")
         if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
             errors.append(f"Denoiser weights {self.blushWeights.get()} do not exist.")
         if self.useBlush.get() and self.blushFromResolution.get() < 0:
-            errors.append("Blush from resolution must be 0 (from the first iteration) or a resolution in A.")
+            errors.append("Blush from resolution must be 0 (from the first iteration) or a resolution in Å.")
         mask = self.referenceMask.get()
         if mask is not None and mask.getXDim() != particles.getXDim():
             errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
@@ -166,12 +186,12 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
         if not os.path.exists(self._summaryFile()):
             return ["Output not ready yet."]
         s = json.loads(open(self._summaryFile()).read())
-        lines = [f"Gold-standard resolution {s['resolution_angstrom']:.2f} A after {s['iterations']} iterations "
+        lines = [f"Gold-standard resolution {s['resolution_angstrom']:.2f} Å after {s['iterations']} iterations "
                  f"({s['wall_seconds']:.0f} s, {s['particles']} particles)"
                  + (f", Blush regularisation{blush_start(s)}." if s.get("blush") else ", standard prior.")]
-        lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} A, sampling {h['angular_step']:.2f} deg"
+        lines += [f"iteration {h['iteration']}: {h['resolution']:.2f} Å, sampling {h['angular_step']:.2f} deg"
                   + (f" (expected accuracy {h['accuracy_rotation']:.2f} deg, "
-                     f"{h['accuracy_translation_angstrom']:.2f} A)" if "accuracy_rotation" in h else "")
+                     f"{h['accuracy_translation_angstrom']:.2f} Å)" if "accuracy_rotation" in h else "")
                   for h in s["history"]]
         if "peak_rss_gb" in s:
             lines.append(f"Peak memory {s['peak_rss_gb']:.1f} GB"
@@ -186,13 +206,13 @@ class ProtBlushRefine3D(EngineJob, ProtRefine3D):
         s = json.loads(open(self._summaryFile()).read())
         blush = f" with Blush regularisation [Kimanius2024]{blush_start(s)}" if s.get("blush") else ""
         return [f"{s['particles']} particles were refined in 3D by gold-standard auto-refinement "
-                f"[Scheres2012]{blush} with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} A "
+                f"[Scheres2012]{blush} with symmetry {s['symmetry']} to {s['resolution_angstrom']:.2f} Å "
                 f"(FSC 0.143)"
                 + (f", the angular sampling reaching {s['finest_angular_step']:.2f} deg." if "finest_angular_step" in s
                    else ".")]
 
     def _citations(self):
-        return ["Scheres2012", "Kimanius2024"] if self.useBlush.get() else ["Scheres2012"]
+        return self._references + (["Kimanius2024"] if self.useBlush.get() else [])
 
 
 def blush_start(summary: dict) -> str:
@@ -203,4 +223,4 @@ def blush_start(summary: dict) -> str:
     if used[0] == 1:
         return " from the first iteration"
     at = min(h["resolution"] for h in summary["history"][:used[0] - 1])
-    return f" from iteration {used[0]} (once the resolution had reached {at:.1f} A)"
+    return f" from iteration {used[0]} (once the resolution had reached {at:.1f} Å)"

@@ -7,21 +7,23 @@ from pwem.protocols import EMProtocol
 from pyworkflow.protocol import params
 
 from .engine_job import EngineJob
+from .label import PluginLabel
 
 
-class ProtBlushTrain(EngineJob, EMProtocol):
+class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
     """Fine-tune the Blush denoiser on half-map pairs from your own refinements (noise2noise: one
     half in, the other as target, so only the signal the halves share is learnt). Starts from the
     shipped weights or given ones; the result plugs into 3D auto-refine's "Denoiser weights"."""
     _label = "train denoiser (Blush)"
     _possibleOutputs = {"outputWeights": EMFile}
+    _references = ["Kimanius2024"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
         self._defineDeviceParams(form)
         form.addParam("inputVolumes", params.MultiPointerParam, pointerClass="Volume",
                       label="Maps with half maps", help="Refined maps carrying their two unfiltered half maps.")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle diameter (A)",
+        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle diameter (Å)",
                       help="Inputs are masked by a soft sphere of this diameter; -1: 90% of the box.")
         form.addParam("initWeights", params.FileParam, default="", allowsNull=True, label="Start from (optional)",
                       help="Weights to fine-tune (.safetensors, or RELION's blush_v1.0.ckpt.gz); empty: the "
@@ -85,6 +87,3 @@ class ProtBlushTrain(EngineJob, EMProtocol):
     def _methods(self):
         return ["The Blush denoiser [Kimanius2024] was fine-tuned on the half maps of our refinements "
                 "(one half as input, the other as target)."]
-
-    def _citations(self):
-        return ["Kimanius2024"]

@@ -14,7 +14,7 @@ def class_gallery(axes, images: np.ndarray, distribution, resolution) -> None:
         ax.axis("off")
     for ax, k in zip(np.ravel(axes), order):
         ax.imshow(images[k], cmap="gray", origin="lower")
-        ax.set_title(f"{k + 1}: {100 * distribution[k]:.1f}%, {resolution[k]:.0f} A", fontsize=7)
+        ax.set_title(f"{k + 1}: {100 * distribution[k]:.1f}%, {resolution[k]:.0f} Å", fontsize=7)
 
 
 def write_class2d_pngs(extra, label: str) -> list[str]:

@@ -22,14 +22,14 @@ def plot_fsc(ax, curves: dict[str, tuple], title: str = "Fourier shell correlati
         marks = []
         for threshold in (0.143, 0.5):
             x = _crossing(freq, fsc, threshold)
-            marks.append(f"{1 / x:.2f} A" if x else "Nyquist")
+            marks.append(f"{1 / x:.2f} Å" if x else "Nyquist")
         ax.plot(freq, fsc, lw=2, label=f"{label} (0.143: {marks[0]}, 0.5: {marks[1]})")
     for threshold, style in ((0.143, "--"), (0.5, ":")):
         ax.axhline(threshold, color="grey", ls=style, lw=1)
         ax.text(ax.get_xlim()[1] if ax.get_xlim()[1] > 0 else 0.25, threshold + 0.01, f"{threshold}",
                 ha="right", color="grey", fontsize=8)
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_xlabel("spatial frequency (1/A)")
+    ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
     ax.set_title(title)

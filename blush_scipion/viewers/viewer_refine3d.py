@@ -24,9 +24,9 @@ class BlushRefine3DViewer(Viewer):
         runs = [prot] + self._companions(prot)
         plotter = EmPlotter(x=2, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine",
                             figsize=(12, 9))
-        plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/A)", "FSC"),
+        plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
                  {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs})
-        plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (A)"),
+        plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (Å)"),
                       {_label(r): refine_history(r._getExtraPath) for r in runs})
         plot_angular_distribution(plotter.createSubPlot("Angular distribution", "rot", "tilt"),
                                   *refine_angles(prot._getExtraPath))

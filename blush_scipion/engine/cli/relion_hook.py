@@ -1,10 +1,12 @@
-"""RELION's external reconstruction program: point RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE at
-`blush relion-hook` (or a script calling it with options) and run `relion_refine
---external_reconstruct`. Reads the STAR file RELION hands over and writes the map it names
-(rlnExtReconsResult): without --blush the same map relion_external_reconstruct makes; with --blush
-Blush's reference (a half set's denoised map trailed to the gold-standard FSC; the tau2-regularised
-map for the final joined map, the denoised one beside it as *_denoised.mrc; in classification the
-denoised regularised map). Also installed as `relion_python_blush`, the program RELION 5 calls."""
+"""RELION's external reconstruction program: set RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE="blush
+relion-hook --blush" (RELION appends the STAR path) and run `relion_refine --external_reconstruct`.
+Reads the STAR file RELION hands over and writes the map it names (rlnExtReconsResult): without
+--blush the same map relion_external_reconstruct makes; with --blush Blush's reference (a half set's
+denoised map trailed to the gold-standard FSC; the tau2-regularised map for the final joined map, the
+denoised one beside it as *_denoised.mrc; in classification the denoised regularised map). The pixel
+size and particle diameter come from the STAR (RELION 5) or the run's own files beside it (RELION
+3.1, 4); --angpix and --diameter override them. Also installed as `relion_python_blush`, the program
+RELION 5 calls."""
 from __future__ import annotations
 
 import argparse
@@ -29,10 +31,12 @@ def add_args(p):
     p.add_argument("--weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
                    "default: the weights shipped with this package")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N for the denoiser (%(default)s)")
-    p.add_argument("--angpix", type=float, help="pixel size, A, where the STAR does not give one "
-                   "(rlnPixelSize: RELION 5 only); needed by --blush, written in the map header")
-    p.add_argument("--diameter", type=float, help="particle diameter, A (default: rlnParticleDiameter, "
-                   "else 90%% of the box)")
+    p.add_argument("--angpix", type=float,
+                   help="pixel size, A (default: rlnPixelSize in the STAR (RELION 5), else the run's model "
+                   "STAR beside it (RELION 3.1, 4)); needed by --blush, written in the map header")
+    p.add_argument("--diameter", type=float,
+                   help="particle diameter, A (default: rlnParticleDiameter in the STAR (RELION 5) or the "
+                   "run's optimiser STAR beside it, else 90%% of the box)")
     p.add_argument("--mode", default="auto", choices=["auto", "refine", "final", "classification"],
                    help="what --blush answers (%(default)s: refine for *half1*/*half2* files, final with "
                    "an FSC, else classification, as RELION 5)")
@@ -52,8 +56,8 @@ def run(args, log=print) -> Path:
     h = read_hand_over(args.star)
     apix = args.angpix or h.pixel_size
     if args.blush and apix is None:
-        raise ValueError(f"{h.star}: no pixel size (rlnPixelSize is RELION 5's; the MRC headers say 0): "
-                         "pass --angpix")
+        raise ValueError(f"{h.star}: no pixel size (no rlnPixelSize, as before RELION 5; MRC headers at 0; "
+                         "no RELION run's *_optimiser.star beside it): pass --angpix")
     mode = resolve_mode(h, args.mode)
     # with --blush-from-resolution, as refine3d: a half set's Blush waits for its FSC to reach it
     waiting = args.blush and mode == "refine" and 0 < args.blush_from_resolution < gold_standard_resolution(h, apix)
@@ -73,7 +77,7 @@ def run(args, log=print) -> Path:
     if "denoised" in maps:
         write_result(h, maps["denoised"], apix, out.with_name(out.stem + "_denoised.mrc"))
     log(f"relion-hook: Blush ({mode}, weights {denoiser.source}) {h.star.name} -> {out} "
-        f"(box {h.ori_size}, {apix:.3f} A, {time.time() - t0:.1f} s)")
+        f"(box {h.ori_size}, {apix:.3f} A, diameter {diameter:.0f} A, {time.time() - t0:.1f} s)")
     return out
 
 
@@ -106,7 +110,8 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
     p.add_argument("--device_timeout", type=int, help="accepted; GPUs are not locked")
     p.add_argument("--debug", action="store_true", help="accepted; no debug maps are written")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="use no spectral trailing (unsafe)")
-    p.add_argument("--angpix", type=float, help="pixel size, A, if the STAR lacks rlnPixelSize")
+    p.add_argument("--angpix", type=float, help="pixel size, A, if neither the STAR (rlnPixelSize) nor the "
+                   "run's files beside it give one")
     p.add_argument("--blush-from-resolution", type=float, default=0.0,
                    help="a half set whose FSC has not reached this, A, gets the plain map (%(default)s: from the "
                    "first iteration, as RELION 5)")
