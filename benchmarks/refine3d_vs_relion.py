@@ -35,6 +35,8 @@ from blush_scipion.engine.rotation import angular_distance, symmetric_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from peer import auto_refine, checked_relion, ctf_check, find_relion, pinned  # noqa: E402
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 
 
@@ -151,17 +153,16 @@ def last_iteration(out: Path, *files: str) -> str:
 
 
 def run_relion(work: Path, diameter: float, iter_max: int | None = None, budget_s: float | None = None,
-               name: str = "relion", extra: tuple = (), env: dict | None = None, oversampling: int = 1):
-    """relion_refine --auto_refine on the same files (`extra` arguments added, `env` for its
-    environment); stopped after `budget_s` seconds if given, then measured at its last finished
-    iteration (its half-1 map). A finished run with the same command is reused."""
+               name: str = "relion", extra: tuple = (), env: dict | None = None, oversampling: int = 1,
+               cores: str | None = "0"):
+    """relion_refine --auto_refine on the same files, set up by peer.py (its CTF check passed,
+    `--ctf_corrected_ref` where the version needs it; `extra` arguments added, `env` for its
+    environment), pinned to `cores`; stopped after `budget_s` seconds if given, then measured at its
+    last finished iteration (its half-1 map). A finished run with the same command is reused."""
+    relion = checked_relion(work.parent)
     out = work / name
-    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", "relion_refine_mpi", "--o", f"{name}/run",
-           "--auto_refine", "--split_random_halves", "--i", "particles.star", "--ref", "truth.mrc", "--ini_high", "40",
-           "--ctf", "--particle_diameter", f"{diameter:.1f}", "--flatten_solvent", "--zero_mask", "--oversampling", str(oversampling),
-           "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "5", "--offset_step", "2",
-           "--sym", "C1", "--low_resol_join_halves", "40", "--j", "1", "--pool", "3", "--pad", "2",
-           "--dont_combine_weights_via_disc", "--random_seed", "1", "--firstiter_cc", *extra]
+    cmd = pinned(auto_refine(relion, particles="particles.star", ref="truth.mrc", out=name, diameter=diameter,
+                             oversampling=oversampling, extra=tuple(extra)), cores)
     if iter_max:
         cmd += ["--auto_iter_max", str(iter_max)]
     seconds = run_budgeted(cmd, work, out, budget_s, env)
@@ -196,10 +197,13 @@ def main():
         row = {"model": name, "program": "blush refine3d", **evaluate(work, *run_blush(work, args.device), sym_op)}
         results["rows"].append(row)
         print(row, flush=True)
-        if args.relion and shutil.which("relion_refine_mpi"):
+        if args.relion and find_relion():
+            relion = checked_relion(HERE / "work")
+            results["peer"] = {"relion": relion.version, "bin": str(relion.bin), "flags": relion.corrected_ref_flag,
+                               "ctf_check_median_error_deg": ctf_check(relion, HERE / "work"), "cores": "0"}
             budget = args.relion_budget * row["wall_s"] if args.relion_budget else None
-            row = {"model": name, "program": "relion_refine 3.1.3" + (f" (stopped at {args.relion_budget:g}x)"
-                                                                     if budget else ""),
+            row = {"model": name, "program": f"relion_refine {relion.version}"
+                   + (f" (stopped at {args.relion_budget:g}x)" if budget else ""),
                    **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget), sym_op)}
             results["rows"].append(row)
             print(row, flush=True)

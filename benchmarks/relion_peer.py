@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blush_vs_standard import diameter_of, run_arm  # noqa: E402
 from class2d_blush import evaluate as evaluate_classes, mixture, run_arm as run_class2d, score_classes  # noqa: E402
+from peer import checked_relion, pinned  # noqa: E402
 from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, last_iteration, posed, run_budgeted, run_relion, \
     write_results  # noqa: E402
 
@@ -75,8 +76,8 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
     ours with Blush (from the denoiser's range, and from the first iteration as RELION 5) and
     without, RELION with our Blush as its external reconstruction (from the first iteration, the
     hook's default, and from 15 A) and RELION plain (the same wall-time budget for the three).
-    RELION samples as we do (HEALPix order 2, offsets 2 px, no oversampling): with its usual
-    oversampling one iteration of 2,000 particles on one core takes 10 minutes here."""
+    RELION runs its GUI's auto-refine job as peer.py sets it up (HEALPix order 2, offsets 5/1 px,
+    oversampling 1, --ctf_corrected_ref where its version needs it), pinned to one core."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
@@ -86,8 +87,7 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
 
     def relion_hook(name: str, extra: str = ""):
         env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, name, extra)))
-        return run_relion(work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env,
-                          oversampling=0)
+        return run_relion(work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env)
     first = "--blush-from-resolution 0"
     arms = [("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device)),
             (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
@@ -95,7 +95,7 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
             ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
             ("relion_refine + blush relion-hook --blush --blush-from-resolution 15",
              lambda: relion_hook("relion_hook_blush_from15", "--blush-from-resolution 15 ")),
-            ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain", oversampling=0))]
+            ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain"))]
     rows = []
     for program, run in arms:
         result = run()
@@ -110,11 +110,13 @@ def relion_class2d(work: Path, k: int, iterations: int, diameter: float, budget:
     """relion_refine 2D classification of work/mixed.star: its last data STAR, class stack, seconds.
     Its coarse sampling of 12 deg and 2 px, oversampled once, ends at ours: 6 deg and 1 px."""
     out = work / "relion2d"
-    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", "relion_refine_mpi", "--o", "relion2d/run",
+    relion = checked_relion(work.parent)
+    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", relion.program("relion_refine_mpi"),
+           "--o", "relion2d/run",
            "--i", "mixed.star", "--K", str(k), "--iter", str(iterations), "--tau2_fudge", "2", "--ctf", "--zero_mask",
            "--particle_diameter", f"{diameter:.1f}", "--psi_step", "12", "--offset_range", "5", "--offset_step", "2",
            "--oversampling", "1", "--j", "1", "--pool", "3", "--dont_combine_weights_via_disc", "--random_seed", "1"]
-    seconds = run_budgeted(cmd, work, out, budget)
+    seconds = run_budgeted(pinned(cmd, "0"), work, out, budget)
     last = last_iteration(out, "classes.mrcs")
     return out / f"run_it{last}_data.star", out / f"run_it{last}_classes.mrcs", seconds
 
@@ -131,7 +133,7 @@ def class2d_rows(models: list, n: int, snr: float, k: int, iterations: int, budg
     mixed = Particles.read(work / "mixed.star")
     by_name = dict(zip(mixed.table["rlnImageName"], labels))
     table = Particles.read(data).table
-    rows.append({"task": task, "program": "relion_refine 3.1.3 (2D)", "wall_s": round(seconds, 1),
+    rows.append({"task": task, "program": f"relion_refine {checked_relion(HERE / 'work').version} (2D)", "wall_s": round(seconds, 1),
                  "iterations": int(data.name[6:9]),
                  **score_classes(table["rlnClassNumber"].to_numpy(), read_stack(classes),
                                  np.array([by_name[x] for x in table["rlnImageName"]]), truths, 2.0)})
