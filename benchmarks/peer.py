@@ -69,11 +69,13 @@ def version_of(folder: Path) -> str:
     return found.group(1) if found else "unknown"
 
 
-def ctf_check(relion: Relion, work: Path) -> float:
+def ctf_check(relion: Relion, work: Path, flags: list[str] | None = None) -> float:
     """Median pose error (deg) of the set-up's first iteration on its own CTF projections: the
-    check script on 300 particles of adk_closed at 2 A/px. Remembered per RELION folder and version."""
+    check script on 300 particles of adk_closed at 2 A/px, with `flags` (default: the set-up's).
+    Remembered per RELION folder, version and flags."""
+    flags = relion.corrected_ref_flag if flags is None else flags
     checks = json.loads(CHECK_FILE.read_text()) if CHECK_FILE.exists() else {}
-    key = f"{relion.bin} {relion.version} {' '.join(relion.corrected_ref_flag)}".strip()
+    key = f"{relion.bin} {relion.version} {' '.join(flags)}".strip()
     if key not in checks:
         from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
@@ -82,15 +84,15 @@ def ctf_check(relion: Relion, work: Path) -> float:
             simulate_from_model(REPO / "blush_scipion" / "data" / "adk_closed.pdb.gz",
                                 SimulationSettings(n_particles=300, box=64, pixel_size=2.0, snr=1.0, seed=11), data)
         run = subprocess.run(["bash", str(CHECK_SCRIPT), str(relion.bin), str(data / "truth.mrc"),
-                              str(data / "truth.star"), str(data / f"check_{relion.version}"),
-                              *relion.corrected_ref_flag], capture_output=True, text=True)
+                              str(data / "truth.star"), str(data / f"check_{relion.version}_{len(flags)}"),
+                              *flags], capture_output=True, text=True)
         found = re.search(r"after one iteration: ([0-9.]+) deg over (\d+) images", run.stdout)
         if not found:
             raise RuntimeError(f"{CHECK_SCRIPT}: no result from {relion.bin}: {run.stderr.strip()[-300:]}")
-        checks[key] = {"relion": asdict(relion) | {"bin": str(relion.bin)}, "flags": relion.corrected_ref_flag,
+        checks[key] = {"relion": asdict(relion) | {"bin": str(relion.bin)}, "flags": flags,
                        "median_error_deg": float(found.group(1)), "images": int(found.group(2)),
                        "command": f"bash {CHECK_SCRIPT.name} {relion.bin} truth.mrc truth.star DIR "
-                                  + " ".join(relion.corrected_ref_flag)}
+                                  + " ".join(flags)}
         CHECK_FILE.parent.mkdir(exist_ok=True)
         CHECK_FILE.write_text(json.dumps(checks, indent=2) + "\n")
     return checks[key]["median_error_deg"]
@@ -136,6 +138,8 @@ def main():
     work = HERE / "work"
     print(f"RELION {relion.version} in {relion.bin}; flags {relion.corrected_ref_flag or 'none needed'}")
     print(f"CTF check: median error {ctf_check(relion, work):.1f} deg (a working set-up: < {CHECK_LIMIT_DEG:g})")
+    if relion.corrected_ref_flag:  # what the set-up gives without the flag its version needs
+        print(f"without {relion.corrected_ref_flag[0]}: {ctf_check(relion, work, flags=[]):.1f} deg")
 
 
 if __name__ == "__main__":
