@@ -92,6 +92,7 @@ class RefineState:
     sigma2: list = field(default_factory=list)   # (G, S): complex noise variance per optics group and shell
     fsc: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    wall_seconds: float = 0.0          # the run's time up to this checkpoint, over every process that ran it
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -465,6 +466,22 @@ def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolu
         starfile.write(blocks, tmp, overwrite=True)
 
 
+def write_final_maps(out: Path, stats: dict, state: RefineState, settings: RefineSettings, *,
+                     denoiser: Denoiser | None, n: int, apix: float) -> None:
+    """The last iteration's maps under RELION's final names (the unfiltered half maps, the joined
+    map, Blush's denoised one beside it) and run_model.star."""
+    unreg = stats["unregularised"]
+    write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
+    write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
+    write_map(out / "run_class001.mrc", stats["joined"], apix)
+    if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
+        denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
+                                   apix, particle_diameter(settings.diameter, n, apix), settings.blush_trailing,
+                                   fill=settings.blush_fill)
+        write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
+    write_model_star(out / "run_model.star", state, n, apix, resolution_at(torch.tensor(state.fsc), 0.143, n, apix))
+
+
 # --- the driver ----------------------------------------------------------------------------
 
 def refine(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: RefineSettings,
@@ -492,6 +509,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         if state.done and (out / "summary.json").exists():  # finished already: nothing to redo
             log("the refinement had finished; its outputs are in place")
             return json.loads((out / "summary.json").read_text())
+        # finished but killed before its summary: the final maps went before the last checkpoint
     else:
         rng = np.random.default_rng(settings.seed)
         subsets = particles.half_sets() if "rlnRandomSubset" in particles.table.columns else \
@@ -509,7 +527,7 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
         f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
-    stats = None
+    t_mark = t_start
     while not state.done:
         t0 = time.time()
         use_blush = blush_active(state, settings)
@@ -539,7 +557,12 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         for h in (1, 2):
             write_map(iteration_path(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
         write_data_star(iteration_path(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
+        if new.done:  # before the last checkpoint: a run killed while writing them redoes the last iteration
+            write_final_maps(out, stats, new, settings, denoiser=denoiser, n=n, apix=apix)
+            write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
+        new.wall_seconds = state.wall_seconds + time.time() - t_mark
         write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
+        t_mark = time.time()
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {entry['offset_step']:.2f} px  "
             f"accuracy {entry['accuracy_rotation']:.2f} deg {entry['accuracy_translation_angstrom']:.2f} A  "
@@ -549,20 +572,10 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     if settings.blush and not any(e.get("blush", True) for e in state.history):
         log(f"warning: Blush was never used: the resolution never reached {settings.blush_from_resolution:g} A "
             "(--blush-from-resolution)")
-    unreg = stats["unregularised"]
-    write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
-    write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
-    write_map(out / "run_class001.mrc", stats["joined"], apix)
-    if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
-        denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
-                                   apix, particle_diameter(settings.diameter, n, apix), settings.blush_trailing,
-                                   fill=settings.blush_fill)
-        write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
-    write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
-    write_model_star(out / "run_model.star", state, n, apix, resolution)
     summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": settings.blush,
-               "wall_seconds": round(time.time() - t_start, 1), "particles": len(particles), "box": n,
+               "wall_seconds": round(state.wall_seconds + time.time() - t_mark, 1), "particles": len(particles),
+               "box": n,
                "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
                "finest_angular_step": min(e["angular_step"] for e in state.history),
                **peak_memory_gb(settings.device),

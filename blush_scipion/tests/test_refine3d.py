@@ -91,6 +91,34 @@ def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
     assert float((angular_distance(ra, rb) > 0.1).float().mean()) < 0.01
 
 
+def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_set, tmp_path):
+    """Killed between the last checkpoint and summary.json, or while writing the final maps: --continue
+    finishes it (before, such a folder could never be resumed)."""
+    args = ["--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc", "--max-iter", 2,
+            "--max-order", 3, "--out", tmp_path / "run"]
+    assert blush("refine3d", *args).returncode == 0
+    final = tmp_path / "run" / "run_class001.mrc"
+    reference = final.read_bytes()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").unlink()  # killed after the last checkpoint
+    resumed = blush("refine3d", *args, "--continue")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert final.read_bytes() == reference
+    again = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert again["iterations"] == summary["iterations"] and again["history"] == summary["history"]
+    assert again["wall_seconds"] >= sum(e["seconds"] for e in summary["history"])
+    # killed while writing the final maps: the last checkpoint is not there, the last iteration is redone
+    last = sorted((tmp_path / "run").glob("run_it*_optimiser.json"))[-1]
+    for path in (last, tmp_path / "run" / "summary.json", final):
+        path.unlink()
+    resumed = blush("refine3d", *args, "--continue")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"continuing after iteration {int(last.name[6:9]) - 1}" in resumed.stdout
+    (tmp_path / "straight.mrc").write_bytes(reference)
+    a, b = read_map(tmp_path / "run" / "run_class001.mrc")[0], read_map(tmp_path / "straight.mrc")[0]
+    assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
+
+
 def test_mismatched_reference_is_refused(refine_set, tmp_path):
     write_map(tmp_path / "wrong.mrc", torch.zeros(40, 40, 40), 2.0)
     run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", tmp_path / "wrong.mrc",
