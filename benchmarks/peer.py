@@ -18,6 +18,7 @@ set-up and say which one they had:
 
     .venv/bin/python benchmarks/peer.py     # prints the set-up and runs (or recalls) its check
 """
+
 from __future__ import annotations
 
 import json
@@ -81,18 +82,34 @@ def ctf_check(relion: Relion, work: Path, flags: list[str] | None = None) -> flo
 
         data = work / "peer_check"
         if not (data / "truth.star").exists():
-            simulate_from_model(REPO / "blush_scipion" / "data" / "adk_closed.pdb.gz",
-                                SimulationSettings(n_particles=300, box=64, pixel_size=2.0, snr=1.0, seed=11), data)
-        run = subprocess.run(["bash", str(CHECK_SCRIPT), str(relion.bin), str(data / "truth.mrc"),
-                              str(data / "truth.star"), str(data / f"check_{relion.version}_{len(flags)}"),
-                              *flags], capture_output=True, text=True)
+            simulate_from_model(
+                REPO / "blush_scipion" / "data" / "adk_closed.pdb.gz",
+                SimulationSettings(n_particles=300, box=64, pixel_size=2.0, snr=1.0, seed=11),
+                data,
+            )
+        run = subprocess.run(
+            [
+                "bash",
+                str(CHECK_SCRIPT),
+                str(relion.bin),
+                str(data / "truth.mrc"),
+                str(data / "truth.star"),
+                str(data / f"check_{relion.version}_{len(flags)}"),
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+        )
         found = re.search(r"after one iteration: ([0-9.]+) deg over (\d+) images", run.stdout)
         if not found:
             raise RuntimeError(f"{CHECK_SCRIPT}: no result from {relion.bin}: {run.stderr.strip()[-300:]}")
-        checks[key] = {"relion": asdict(relion) | {"bin": str(relion.bin)}, "flags": flags,
-                       "median_error_deg": float(found.group(1)), "images": int(found.group(2)),
-                       "command": f"bash {CHECK_SCRIPT.name} {relion.bin} truth.mrc truth.star DIR "
-                                  + " ".join(flags)}
+        checks[key] = {
+            "relion": asdict(relion) | {"bin": str(relion.bin)},
+            "flags": flags,
+            "median_error_deg": float(found.group(1)),
+            "images": int(found.group(2)),
+            "command": f"bash {CHECK_SCRIPT.name} {relion.bin} truth.mrc truth.star DIR " + " ".join(flags),
+        }
         CHECK_FILE.parent.mkdir(exist_ok=True)
         CHECK_FILE.write_text(json.dumps(checks, indent=2) + "\n")
     return checks[key]["median_error_deg"]
@@ -105,8 +122,10 @@ def checked_relion(work: Path) -> Relion:
         raise RuntimeError("no RELION: apt-get install relion, or make peer")
     error = ctf_check(relion, work)
     if error >= CHECK_LIMIT_DEG:
-        raise RuntimeError(f"RELION {relion.version} in {relion.bin} fails the CTF check ({error:.1f} deg median "
-                           f"error on its own projections): its figures would measure a broken set-up")
+        raise RuntimeError(
+            f"RELION {relion.version} in {relion.bin} fails the CTF check ({error:.1f} deg median "
+            f"error on its own projections): its figures would measure a broken set-up"
+        )
     return relion
 
 
@@ -115,19 +134,75 @@ def pinned(cmd: list[str], cores: str | None) -> list[str]:
     return ["taskset", "-c", cores, *cmd] if cores and shutil.which("taskset") else cmd
 
 
-def auto_refine(relion: Relion, *, particles: str, ref: str, out: str, diameter: float, ini_high: float = 40.0,
-                ranks: int = 3, threads: int = 1, greyscale: bool = False, oversampling: int = 1,
-                extra: tuple[str, ...] = ()) -> list[str]:
+def auto_refine(
+    relion: Relion,
+    *,
+    particles: str,
+    ref: str,
+    out: str,
+    diameter: float,
+    ini_high: float = 40.0,
+    ranks: int = 3,
+    threads: int = 1,
+    greyscale: bool = False,
+    oversampling: int = 1,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """relion_refine_mpi --auto_refine as the GUI's 3D auto-refine job writes it, with the flags a
     structure-made reference needs. ranks: MPI processes (the leader plus two half-set workers);
     greyscale: the reference is on the particles' absolute grey scale (else --firstiter_cc)."""
-    mpi = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), relion.program("relion_refine_mpi")]
-    cmd = [*mpi, "--o", f"{out}/run", "--auto_refine", "--split_random_halves", "--i", particles, "--ref", ref,
-           "--ini_high", f"{ini_high:g}", "--ctf", *relion.corrected_ref_flag, "--particle_diameter",
-           f"{diameter:.1f}", "--flatten_solvent", "--zero_mask", "--oversampling", str(oversampling),
-           "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "5", "--offset_step", "1",
-           "--sym", "C1", "--low_resol_join_halves", "40", "--norm", "--scale", "--j", str(threads), "--pool", "3",
-           "--pad", "2", "--dont_combine_weights_via_disc", "--random_seed", "1"]
+    mpi = [
+        "mpirun",
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-n",
+        str(ranks),
+        relion.program("relion_refine_mpi"),
+    ]
+    cmd = [
+        *mpi,
+        "--o",
+        f"{out}/run",
+        "--auto_refine",
+        "--split_random_halves",
+        "--i",
+        particles,
+        "--ref",
+        ref,
+        "--ini_high",
+        f"{ini_high:g}",
+        "--ctf",
+        *relion.corrected_ref_flag,
+        "--particle_diameter",
+        f"{diameter:.1f}",
+        "--flatten_solvent",
+        "--zero_mask",
+        "--oversampling",
+        str(oversampling),
+        "--healpix_order",
+        "2",
+        "--auto_local_healpix_order",
+        "4",
+        "--offset_range",
+        "5",
+        "--offset_step",
+        "1",
+        "--sym",
+        "C1",
+        "--low_resol_join_halves",
+        "40",
+        "--norm",
+        "--scale",
+        "--j",
+        str(threads),
+        "--pool",
+        "3",
+        "--pad",
+        "2",
+        "--dont_combine_weights_via_disc",
+        "--random_seed",
+        "1",
+    ]
     return cmd + ([] if greyscale else ["--firstiter_cc"]) + list(extra)
 
 
@@ -137,7 +212,9 @@ def main():
         sys.exit("no RELION found: apt-get install relion, or make peer")
     work = HERE / "work"
     print(f"RELION {relion.version} in {relion.bin}; flags {relion.corrected_ref_flag or 'none needed'}")
-    print(f"CTF check: median error {ctf_check(relion, work):.1f} deg (a working set-up: < {CHECK_LIMIT_DEG:g})")
+    print(
+        f"CTF check: median error {ctf_check(relion, work):.1f} deg (a working set-up: < {CHECK_LIMIT_DEG:g})"
+    )
     if relion.corrected_ref_flag:  # what the set-up gives without the flag its version needs
         print(f"without {relion.corrected_ref_flag[0]}: {ctf_check(relion, work, flags=[]):.1f} deg")
 

@@ -43,6 +43,7 @@ from .minibatch import MiniBatchSchedule, batch_rows, running_weights
 from .mrc import StackReader, read_stack, write_stack
 from .particles import Particles
 from .projector import SlicePoints
+from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint
 from .sampling import translation_grid
 
 PAD = 2
@@ -414,16 +415,27 @@ def write_iteration(out: Path, particles: Particles, images: torch.Tensor, refer
 # --- the driver ----------------------------------------------------------------------------
 
 def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Path, resume: bool = False,
-             progress: bool = True, log=print) -> dict:
-    """2D classification into settings.classes classes; writes RELION's files and returns the summary."""
-    t_start = time.time()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
+             progress: bool = True, log=print, *, overwrite: bool = False) -> dict:
+    """2D classification into settings.classes classes; writes RELION's files into `out_dir` (held
+    for this run while it runs: run_folder.py) and returns the summary."""
+    k = settings.classes
     if k < 1 or k > len(particles):
         raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
     if not particles.has_ctf():
         raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
+    inputs = {"particle rows": table_fingerprint(particles.table)}
+    if settings.blush_weights:
+        inputs["Blush weights"] = file_fingerprint(settings.blush_weights)
+    identity = RunIdentity.of("class2d", inputs, asdict(settings),
+                              ignore=("device", "batch_size", "iterations", "blush_weights"))  # may be extended
+    with claim(out_dir, identity, resume=resume, overwrite=overwrite) as out:
+        return _classify(particles, settings, out, resume, progress, log)
+
+
+def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume: bool, progress: bool,
+              log) -> dict:
+    t_start = time.time()
+    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     start_it = last_checkpoint(out) if resume else None

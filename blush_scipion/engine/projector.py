@@ -1,11 +1,11 @@
 """Fourier-space projection and back-projection by central slices (the projection-slice theorem).
 
-A reference is held as the kx >= 0 half of the centred transform of its zero-padded (x `pad`)
-volume (`fourier_shape`: Hermitian symmetry holds the rest), pre-divided by the gridding correction; slices are read from it and written into it by trilinear
-interpolation (reading with torch's grid_sample, writing by scattering to the same eight
-neighbours with the same weights), so extract_central_slices and insert_central_slices are each
-other's adjoint.
-Images live on the points of the centred rfft2 grid that lie within a radius (`SlicePoints`).
+A reference is held as the kx >= 0 half of the centred transform of its zero-padded (x `pad`) volume
+(`fourier_shape`: Hermitian symmetry holds the rest), pre-divided by the gridding correction; slices
+are read from it and written into it by trilinear interpolation (reading with torch's grid_sample,
+writing by scattering to the same eight neighbours with the same weights), so extract_central_slices
+and insert_central_slices are each other's adjoint (as real-linear maps: kx < 0 reads conjugates). Images live on the points of the centred rfft2
+grid that lie within a radius (`SlicePoints`).
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from .mask import soft_mask_outside_map
 from .mrc import StackReader
 from .particles import CTF_COLUMNS, POSE_COLUMNS, Particles
 from .star import require_columns
-from .projector import SlicePoints, fourier_shape, hermitian_symmetrize, insert_central_slices, map_from_fourier
+from .projector import (SlicePoints, fourier_shape, hermitian_symmetrize, insert_central_slices,
+                        map_from_fourier)
 from .symmetry import symmetry_operators
 
 
@@ -45,7 +46,8 @@ def padded_shell_slabs(m: int, pad: int, device=None) -> Iterator[tuple[slice, t
     kx = torch.arange(m // 2 + 1, device=device, dtype=torch.float32)[None, None, :]
     planes = max(1, SLAB_VOXELS // (m * (m // 2 + 1)))
     for start in range(0, m, planes):
-        kz = (torch.arange(start, min(start + planes, m), device=device, dtype=torch.float32) - m // 2)[:, None, None]
+        kz = torch.arange(start, min(start + planes, m), device=device, dtype=torch.float32) - m // 2
+        kz = kz[:, None, None]
         yield slice(start, start + planes), torch.round(torch.sqrt(kz**2 + ky**2 + kx**2) / pad).long()
 
 

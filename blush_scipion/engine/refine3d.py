@@ -40,6 +40,7 @@ from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize, \
     insert_central_slices, reference_channels
 from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
+from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .rotation import matrix_to_euler, symmetric_distance
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
@@ -484,18 +485,39 @@ def write_final_maps(out: Path, stats: dict, state: RefineState, settings: Refin
 
 # --- the driver ----------------------------------------------------------------------------
 
+HOW_NOT_WHAT = ("device", "memory_gb", "batch_size", "max_iterations")  # settings a --continue may change
+
+
+def run_identity(particles: Particles, reference: torch.Tensor, settings: RefineSettings) -> RunIdentity:
+    """What defines a refinement, for its run folder (run_folder.py)."""
+    inputs = {"particle rows": table_fingerprint(particles.table), "reference": tensor_fingerprint(reference)}
+    for name, path in (("mask", settings.mask), ("Blush weights", settings.blush_weights)):
+        if path:
+            inputs[name] = file_fingerprint(path)
+    return RunIdentity.of("refine3d", inputs, asdict(settings),
+                          ignore=HOW_NOT_WHAT + ("mask", "blush_weights"))
+
+
 def refine(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: RefineSettings,
-           out_dir: str | Path, resume: bool = False, progress: bool = True, log=print) -> dict:
-    """Gold-standard auto-refinement; writes RELION's files into `out_dir` and returns the summary."""
-    t_start = time.time()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(settings.seed)
+           out_dir: str | Path, resume: bool = False, progress: bool = True, log=print, *,
+           overwrite: bool = False) -> dict:
+    """Gold-standard auto-refinement; writes RELION's files into `out_dir` (held for this run while
+    it runs: run_folder.py) and returns the summary."""
     n, apix = particles.image_size, particles.pixel_size
     if reference.shape[-1] != n:
         raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
     if abs(reference_apix - apix) > 1e-3 * apix:
         raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+    identity = run_identity(particles, reference, settings)
+    with claim(out_dir, identity, resume=resume, overwrite=overwrite) as out:
+        return _refine(particles, reference, settings, out, resume, progress, log)
+
+
+def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSettings, out: Path, resume: bool,
+            progress: bool, log) -> dict:
+    t_start = time.time()
+    torch.manual_seed(settings.seed)
+    n, apix = particles.image_size, particles.pixel_size
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
         state = RefineState(**json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"])

@@ -106,7 +106,7 @@ def test_classes_separate_two_structures(two_structures, tmp_path):
     assert read_stack(out / "run_classes.mrcs").shape == (4, 40, 40)
     assert (out / "run_it010_optimiser.json").exists() and (out / "run_model.star").exists()
     again = blush("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10,
-                  "--diameter", 75, "--continue")
+                  "--diameter", 75, "--seed", 1, "--continue")
     assert again.returncode == 0 and "continuing after iteration 10" in again.stdout
 
 

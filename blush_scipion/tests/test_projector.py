@@ -2,8 +2,8 @@
 import torch
 
 from blush_scipion.engine.fourier import irfft2_centered, irfft3_centered, rfft2_centered, rfft3_centered
-from blush_scipion.engine.projector import (SlicePoints, extract_central_slices, fourier_reference, fourier_shape,
-                                            hermitian_symmetrize, insert_central_slices)
+from blush_scipion.engine.projector import (SlicePoints, extract_central_slices, fourier_reference,
+                                            fourier_shape, hermitian_symmetrize, insert_central_slices)
 from blush_scipion.engine.rotation import euler_to_matrix, random_rotations
 
 
@@ -66,9 +66,10 @@ def test_back_projection_of_real_images_gives_a_real_map():
     slices = points.gather(rfft2_centered(images)) * points.weight
     data = torch.zeros(fourier_shape(m), dtype=torch.complex64)
     insert_central_slices(data, None, slices, None, euler_to_matrix(*random_rotations(5, g).T), points, pad)
-    inner = slice(0, m // 2)  # the kx = m/2 plane (the padded box's Nyquist) is beyond the reconstructed sphere
+    inner = slice(0, m // 2)  # the kx = m/2 plane (the padded box's Nyquist) lies beyond the sphere
     before = rfft3_centered(irfft3_centered(data, m))
-    assert not torch.allclose(before[..., inner], data[..., inner], atol=1e-3)  # kx = 0 holds one side of its pairs
+    # before completion, the kx = 0 plane holds one side of each pair only
+    assert not torch.allclose(before[..., inner], data[..., inner], atol=1e-3)
     hermitian_symmetrize(data)
     # a half transform of a real volume: the inverse and forward transforms give it back unchanged
     assert torch.allclose(rfft3_centered(irfft3_centered(data, m))[..., inner], data[..., inner], atol=1e-3)

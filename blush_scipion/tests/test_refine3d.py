@@ -117,6 +117,12 @@ def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_se
     (tmp_path / "straight.mrc").write_bytes(reference)
     a, b = read_map(tmp_path / "run" / "run_class001.mrc")[0], read_map(tmp_path / "straight.mrc")[0]
     assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
+    # the folder belongs to this run: a fresh run, or another run's --continue, is refused in one line
+    finished = final.read_bytes()
+    for extra, words in (([], "holds another run's outputs"), (["--continue", "--sym", "C2"], "symmetry ('C1' there")):
+        run = blush("refine3d", *args, *extra)
+        assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert final.read_bytes() == finished
 
 
 def test_mismatched_reference_is_refused(refine_set, tmp_path):

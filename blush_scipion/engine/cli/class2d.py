@@ -34,7 +34,9 @@ def add_args(p):
     p.add_argument("--batch", type=int, default=d.batch_size, help="images per E-step batch (%(default)s)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed of the initial classes (%(default)s)")
-    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="resume from the last finished iteration (refused where the folder holds another run)")
+    p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
     p.add_argument("--blush", action="store_true",
                    help="Blush for 2D: each class average is denoised by the 2D denoiser and trailed at its resolution")
     p.add_argument("--blush-weights", help="2D denoiser weights (.safetensors); default: those shipped with this package")
@@ -47,6 +49,8 @@ def add_args(p):
 
 
 def main(args):
+    if args.iter is not None and args.iter < 1:
+        raise ValueError(f"--iter must be at least 1, not {args.iter}")
     iterations = args.iter or (GRAD_ITERATIONS if args.grad else Class2DSettings.iterations)
     settings = Class2DSettings(classes=args.k, iterations=iterations, psi_step=args.psi_step,
                                offset_range=args.offset_range, offset_step=args.offset_step,
@@ -55,4 +59,4 @@ def main(args):
                                device=args.device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights,
                                grad=args.grad, grad_ini_subset=args.grad_ini_subset,
                                grad_fin_subset=args.grad_fin_subset)
-    classify(Particles.read(args.particles), settings, args.out, resume=args.resume)
+    classify(Particles.read(args.particles), settings, args.out, resume=args.resume, overwrite=args.overwrite)

@@ -43,7 +43,9 @@ def add_args(p):
                    help="memory the E-step's batches may take, GB (default: half of the device's free memory)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed for the half-set split (%(default)s)")
-    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the last finished iteration")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="resume from the last finished iteration (refused where the folder holds another run)")
+    p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
     p.add_argument("--blush", action="store_true",
                    help="Blush regularization: each half's reference is its denoised reconstruction")
     p.add_argument("--blush-weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
@@ -80,6 +82,6 @@ def main(args):
                               blush_fill=args.blush_trailing_fill == "wiener",
                               blush_from_resolution=args.blush_from_resolution)
     try:
-        refine(particles, reference, ref_apix, settings, args.out, resume=args.resume)
+        refine(particles, reference, ref_apix, settings, args.out, resume=args.resume, overwrite=args.overwrite)
     except ValueError as e:
-        raise ValueError(f"{args.ref}: {e}" if "reference" in str(e) else str(e)) from e
+        raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e

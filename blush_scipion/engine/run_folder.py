@@ -1,0 +1,160 @@
+"""A run folder belongs to one run.
+
+What defines a run (its particle rows, its reference, the settings that shape its result) is
+recorded in run.json beside its checkpoints. A fresh run refuses a folder that holds another run's
+outputs (`overwrite` clears them first), `--continue` refuses one whose run differs and says what
+differs, and a lock file keeps two processes out of one folder at once (a lock left by a killed
+process on this machine is recognised as stale and taken over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .atomic import atomic_path
+
+RUN_FILE = "run.json"
+LOCK_FILE = ".blush.lock"
+OUTPUTS = ("run_*", "summary.json", "grad_sums.safetensors", RUN_FILE)  # what our drivers write
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """command: the driver; inputs: name -> fingerprint; settings: those that shape the result."""
+
+    command: str
+    inputs: dict
+    settings: dict
+
+    @classmethod
+    def of(cls, command: str, inputs: dict, settings: dict, *, ignore: tuple[str, ...] = ()) -> RunIdentity:
+        """An identity with `settings` as JSON holds them (so that a recorded one compares equal),
+        less those in `ignore` (how a run is computed, not what it computes)."""
+        kept = {k: v for k, v in settings.items() if k not in ignore}
+        return cls(command, inputs, json.loads(json.dumps(kept, default=str)))
+
+    def differences(self, other: dict) -> list[str]:
+        """What differs from a recorded identity (its dict), in words."""
+        found = (
+            [f"the command ({other.get('command')} there, {self.command} now)"]
+            if other.get("command") != self.command
+            else []
+        )
+        for name in sorted(set(self.inputs) | set(other.get("inputs", {}))):
+            if self.inputs.get(name) != other.get("inputs", {}).get(name):
+                found.append(f"the {name}")
+        recorded = other.get("settings", {})
+        for name in sorted(set(self.settings) | set(recorded)):
+            if self.settings.get(name) != recorded.get(name):
+                found.append(f"{name} ({recorded.get(name)!r} there, {self.settings.get(name)!r} now)")
+        return found
+
+
+def table_fingerprint(table: pd.DataFrame) -> str:
+    """sha256 of a STAR table's content (rows and columns), whatever file or folder it came from."""
+    digest = hashlib.sha256(",".join(map(str, table.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def tensor_fingerprint(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    path = out / LOCK_FILE
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            host, _, pid = path.read_text().partition(" ")
+            if host == socket.gethostname() and pid.strip().isdigit() and not _alive(int(pid)):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise ValueError(
+                f"{out}: another run is writing here ({path.name}: {host} pid {pid.strip()}); "
+                f"if none is, remove {path}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        if path.exists() and path.read_text() == me:
+            path.unlink()
+
+
+def _clear(out: Path) -> None:
+    for pattern in OUTPUTS:
+        for path in out.glob(pattern):
+            if path.is_file():
+                path.unlink()
+
+
+@contextmanager
+def claim(
+    out: str | os.PathLike, identity: RunIdentity, *, resume: bool, overwrite: bool = False
+) -> Iterator[Path]:
+    """Hold `out` for one run of `identity` while the block runs.
+
+    A fresh run needs a folder without another run's outputs (or `overwrite`); a resumed one needs
+    the recorded run to be this one (a folder with checkpoints but no record, from before records
+    were kept, is taken as it is)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out must be a folder, and this is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        record = out / RUN_FILE
+        held = any(out.glob("run_it*_optimiser.json")) or (out / "summary.json").exists()
+        if overwrite:
+            _clear(out)
+        elif resume and record.exists():
+            differs = identity.differences(json.loads(record.read_text()))
+            if differs:
+                raise ValueError(f"{out}: --continue of a different run: " + "; ".join(differs))
+        elif held and not resume:
+            raise ValueError(
+                f"{out}: holds another run's outputs; continue it (--continue), choose another "
+                "--out, or clear it (--overwrite)"
+            )
+        with atomic_path(record) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {"command": identity.command, "inputs": identity.inputs, "settings": identity.settings},
+                    indent=2,
+                    default=str,
+                )
+            )
+        yield out
