@@ -62,8 +62,9 @@ def main():
                 continue
             out = work / arm.replace(" ", "_")
             if not (out / "summary.json").exists():
+                resume = ["--continue"] if out.exists() else []  # a killed benchmark goes on where it stopped
                 blush("refine3d", "--particles", "particles.star", "--ref", "truth.mrc", "--out", out.name,
-                      "--diameter", round(diameter, 1), "--device", args.device, *extra, cwd=work)
+                      "--diameter", round(diameter, 1), "--device", args.device, *extra, *resume, cwd=work)
             summary = json.loads((out / "summary.json").read_text())
             row = {"model": name, "arm": arm, "known_pose_fsc_truth_05_A": known,
                    **evaluate(work, out / "run_data.star", out / "run_class001.mrc", summary["resolution_angstrom"],

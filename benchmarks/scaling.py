@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODEL = HERE.parent.parent / "shared" / "data" / "atomic_models" / "3PWP.pdb.gz"
 RADIUS = 73.4  # A, 3PWP's atoms from their centre
+OLD_CODE = "full volumes, <= 393ae1a"  # rows measured before points carried their commit
 MODES = {"global": {"order": 3, "resolution": 10.0}, "local": {"order": 6, "resolution": 3.0}}
 
 
@@ -81,7 +82,14 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
             "particles": n, "seconds": round(seconds, 2), "expectation_seconds": round(e_step, 2),
             "other_seconds": round(seconds - e_step, 2),
             "expectation_seconds_per_1000": round(1000 * e_step / n, 1), **peak_memory_gb(device),
-            "device": device, "threads": torch.get_num_threads()}
+            "device": device, "threads": torch.get_num_threads(), "commit": commit()}
+
+
+def commit() -> str:
+    """The code that measured a point: HEAD, marked when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "blush_scipion"], cwd=HERE).returncode
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def run_point(args, box: int, mode: str, n: int) -> dict:
@@ -94,7 +102,7 @@ def run_point(args, box: int, mode: str, n: int) -> dict:
     if run.returncode != 0:
         tail = (run.stderr.strip().splitlines() or ["killed"])[-1]
         print(f"  failed: {tail}", flush=True)
-        return {"box": box, "mode": mode, "particles": n, "device": args.device, "failed": tail[:200]}
+        return {"box": box, "mode": mode, "particles": n, "device": args.device, "failed": tail[:200], "commit": commit()}
     result = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"  {result['seconds']} s, E-step {result['expectation_seconds_per_1000']} s per 1000, "
           f"peak {result['peak_rss_gb']} GB", flush=True)
@@ -114,15 +122,16 @@ def projection(results: list[dict], box: int, particles: int, iterations: dict[s
 
 def table(results: list[dict]) -> str:
     lines = ["| box px | A/px | iteration | E-step radius (A) | particles | E-step s per 1,000 | other s per "
-             "iteration | peak RSS GB |", "|---|---|---|---|---|---|---|---|"]
+             "iteration | peak RSS GB | code |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "failed" in r:
             lines.append(f"| {r['box']} | {pixel_size(r['box'])} | {r['mode']} | | {r['particles']} | "
-                         f"failed: {r['failed']} | | |")
+                         f"failed: {r['failed']} | | | {r.get('commit', OLD_CODE)} |")
             continue
         label = f"{r['mode']} {r['angular_step']:.2f} deg"
         lines.append(f"| {r['box']} | {r['pixel_size']} | {label} | {r['resolution_angstrom']} | {r['particles']} | "
-                     f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} |")
+                     f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} | "
+                     f"{r.get('commit', OLD_CODE)} |")
     return "\n".join(lines)
 
 
@@ -136,6 +145,8 @@ def main():
     p.add_argument("--memory-gb", type=float, help="E-step batch budget (refine3d --memory-gb)")
     p.add_argument("--limit-gb", type=float, default=20.0, help="address-space limit of each point's process")
     p.add_argument("--work", default=str(HERE / "work" / "scaling"))
+    p.add_argument("--merge", action="store_true",
+                   help="keep the results file's other rows, replacing those of the points run now")
     p.add_argument("--one", nargs=3, metavar=("BOX", "MODE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -148,23 +159,31 @@ def main():
         except (MemoryError, RuntimeError) as e:
             sys.exit(f"does not fit in {args.limit_gb:g} GB: {str(e).splitlines()[0][:120]}")
         return
+    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+    out = HERE / "results" / f"scaling{suffix}"
     results = [run_point(args, box, mode, args.n) for box in args.boxes for mode in MODES]
     results += [run_point(args, 128, "local", n) for n in args.counts]
+    commands = ["benchmarks/scaling.py " + " ".join(sys.argv[1:])]
+    if args.merge and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        done = {(r["box"], r["mode"], r["particles"]) for r in results}
+        results = [r for r in old["results"] if (r["box"], r["mode"], r["particles"]) not in done] + results
+        results.sort(key=lambda r: (r["particles"] != args.n, r["particles"], r["box"], r["mode"]))
+        commands = old.get("commands", [old["command"]]) + commands
     plan = {"global": 6, "local": 10}
     summary = {
-        "command": "benchmarks/scaling.py " + " ".join(sys.argv[1:]), "machine": platform.processor() or
+        "command": " and ".join(commands), "commands": commands, "machine": platform.processor() or
         platform.machine(), "cores": os.cpu_count(), "device": args.device, "results": results,
         "projection_assumes": f"a refinement of {plan['global']} global 7.5 deg and {plan['local']} local 0.94 deg "
                               "iterations at these resolutions",
         "projected_hours_100k_256px": projection(results, 256, 100_000, plan),
     }
-    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
-    out = HERE / "results" / f"scaling{suffix}"
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     hours = summary["projected_hours_100k_256px"]
     out.with_suffix(".md").write_text(
         f"# One refine3d iteration against box size and particle count ({args.device}, {summary['cores']} cores)\n\n"
-        f"`.venv/bin/python {summary['command']}`\n\n{table(results)}\n\n"
+        + "".join(f"`.venv/bin/python {c}`\n\n" for c in commands) + f"{table(results)}\n\n"
+        "Each row carries the commit that measured it (`commit` in the json).\n\n"
         f"Projected wall time of 100,000 particles of 256 px ({summary['projection_assumes']}): "
         + (f"{hours:.0f} hours on this device.\n" if hours is not None else "not available (a point failed).\n"))
     print(out.with_suffix(".md").read_text())
