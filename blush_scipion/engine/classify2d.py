@@ -423,6 +423,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
     if not particles.has_ctf():
         raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
+    particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)  # before the folder is touched
     inputs = {"particle rows": table_fingerprint(particles.table)}
     if settings.blush_weights:
         inputs["Blush weights"] = file_fingerprint(settings.blush_weights)

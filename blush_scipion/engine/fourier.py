@@ -115,10 +115,17 @@ def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
 
 
 def shell_sum(values: torch.Tensor, shells: torch.Tensor, n_shells: int) -> torch.Tensor:
-    """Sum of `values` (any shape, real) per shell index (same shape); shells >= n_shells dropped."""
+    """Sum of `values` (real, shaped like `shells`, or (..., *shells.shape): a batch) per shell
+    index -> (n_shells,) or (..., n_shells); shells >= n_shells dropped."""
     index = shells.clamp(max=n_shells).flatten()  # one overflow bin, dropped below
-    sums = torch.bincount(index, weights=values.flatten().to(torch.float64), minlength=n_shells + 1)
-    return sums[:n_shells].to(values.dtype)
+    if values.dim() <= shells.dim():  # one map: a plain histogram
+        sums = torch.bincount(index, weights=values.flatten().to(torch.float64), minlength=n_shells + 1)
+        return sums[:n_shells].to(values.dtype)
+    flat = values.reshape(-1, index.numel()).to(torch.float64)
+    sums = torch.zeros(len(flat), n_shells + 1, dtype=torch.float64, device=values.device)
+    sums.index_add_(1, index, flat)
+    batch = values.shape[: values.dim() - shells.dim()]
+    return sums[:, :n_shells].reshape(batch + (n_shells,)).to(values.dtype)
 
 
 def phase_shift_2d(ft: torch.Tensor, shifts: torch.Tensor, n: int) -> torch.Tensor:

@@ -7,12 +7,13 @@ from .fourier import irfft3_centered, rfft3_centered, rfft_hermitian_weight, rff
     rfftn_centered, shell_sum
 
 
-def fourier_shell_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def fourier_shell_correlation(a: torch.Tensor, b: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """(n, n, n) x (n, n, n) -> (n//2+1,) FSC per shell (shell k: frequency k / (n pixel)).
-    Two (n, n) images give their Fourier ring correlation the same way."""
+    Two (n, n) images give their Fourier ring correlation the same way; with `dim` given, leading
+    axes are a batch: (..., n, n, n) x (..., n, n, n) -> (..., n//2+1) for dim = 3."""
     if a.shape != b.shape:
         raise ValueError(f"FSC needs maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    n, dim = a.shape[-1], a.dim()
+    n, dim = a.shape[-1], dim or a.dim()
     fa, fb = rfftn_centered(a.double(), dim), rfftn_centered(b.double(), dim)
     shells = rfft_shell_index(n, dim, a.device)
     w = rfft_hermitian_weight(n, dim, a.device).double().expand_as(shells)
@@ -60,7 +61,7 @@ def mask_corrected_fsc(half1: torch.Tensor, half2: torch.Tensor, mask: torch.Ten
     """FSC of masked half maps corrected for the mask's own correlation (Chen et al. 2013).
 
     Phases are randomised beyond the first shell where the unmasked FSC drops below
-    `randomize_below`; from two shells past it, FSC_true = (FSC_masked - FSC_random) / (1 - FSC_random),
+    `randomize_below`; from two shells past it on, FSC_true = (FSC_masked - FSC_random) / (1 - FSC_random),
     as RELION's postprocessing does. Returns the curves and the randomisation shell.
     """
     unmasked = fourier_shell_correlation(half1, half2)
@@ -70,8 +71,13 @@ def mask_corrected_fsc(half1: torch.Tensor, half2: torch.Tensor, mask: torch.Ten
     g = torch.Generator().manual_seed(seed)
     random = fourier_shell_correlation(randomize_phases_beyond(half1, start, g) * mask,
                                        randomize_phases_beyond(half2, start, g) * mask)
-    corrected = masked.clone()
-    tail = torch.arange(len(masked)) > start + 2
-    corrected[tail] = ((masked - random) / (1 - random).clamp(min=1e-6))[tail]
-    return {"unmasked": unmasked, "masked": masked, "random_masked": random, "corrected": corrected,
-            "randomize_from_shell": start}
+    return {"unmasked": unmasked, "masked": masked, "random_masked": random,
+            "corrected": correct_masked_fsc(masked, random, start), "randomize_from_shell": start}
+
+
+def correct_masked_fsc(masked: torch.Tensor, random: torch.Tensor, start: int) -> torch.Tensor:
+    """(..., S) masked FSC and that of the maps with phases randomised past shell `start` -> (..., S)
+    (FSC_masked - FSC_random) / (1 - FSC_random) from shell start + 2 on, the masked FSC below
+    (RELION's rule: the shells next to the randomisation edge carry its artefacts)."""
+    tail = torch.arange(masked.shape[-1], device=masked.device) >= start + 2
+    return torch.where(tail, (masked - random) / (1 - random).clamp(min=1e-6), masked)

@@ -17,8 +17,14 @@ def raised_cosine(distance: torch.Tensor, edge: float) -> torch.Tensor:
 
 
 def particle_diameter(diameter: float | None, n: int, pixel_size: float) -> float:
-    """A: the user's particle diameter, else 90% of the (n px) box."""
-    return diameter or 0.9 * n * pixel_size
+    """A: the user's particle diameter, else 90% of the (n px) box. A diameter that is not a size
+    within the box is refused: a mask from it would hold nothing, or nothing but the box."""
+    if diameter is None:
+        return 0.9 * n * pixel_size
+    if not 0 < diameter <= n * pixel_size:
+        raise ValueError(f"--diameter {diameter:g} A: must be > 0 and fit in the box ({n} px x {pixel_size:.3f} A "
+                         f"= {n * pixel_size:.1f} A)")
+    return diameter
 
 
 def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:

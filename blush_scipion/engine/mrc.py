@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 
 import mrcfile
 import numpy as np
@@ -18,9 +19,11 @@ class MapError(ValueError):
 def read_map(path: str | os.PathLike, cubic: bool = True) -> tuple[torch.Tensor, float]:
     """Read a 3D map -> ((n, n, n) float32 tensor indexed [z, y, x], voxel size in A)."""
     try:
-        with mrcfile.open(path, permissive=True) as mrc:
-            data = np.asarray(mrc.data, dtype=np.float32).copy()
-            apix = float(mrc.voxel_size.x)
+        with warnings.catch_warnings():  # mrcfile warns of NaNs on its own lines; we refuse them below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with mrcfile.open(path, permissive=True) as mrc:
+                data = np.asarray(mrc.data, dtype=np.float32).copy()
+                apix = float(mrc.voxel_size.x)
     except (OSError, ValueError) as e:
         raise MapError(f"{path}: cannot read as MRC: {e}") from e
     if data is None or data.ndim != 3:
@@ -47,6 +50,9 @@ def read_map_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[t
         raise MapError(f"{path2}: shape {tuple(b.shape)} differs from {path1}'s {tuple(a.shape)}")
     if abs(apix_a - apix_b) > 1e-3 * apix_a:
         raise MapError(f"{path2}: pixel size {apix_b:.4f} A differs from {path1}'s {apix_a:.4f} A")
+    for path, volume in ((path1, a), (path2, b)):
+        if not volume.abs().max() > 0:
+            raise MapError(f"{path}: map is all zeros")
     return a, b, apix_a
 
 
@@ -104,7 +110,13 @@ class StackReader:
         data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
         if indices.max(initial=-1) >= data.shape[0]:
             raise MapError(f"{path}: image {indices.max() + 1} requested, stack holds {data.shape[0]}")
-        return np.asarray(data[indices], dtype=np.float32)
+        if indices.min(initial=0) < 0:  # numpy would wrap around to the stack's end
+            raise MapError(f"{path}: image {indices.min() + 1} requested; RELION's image numbers start at 1")
+        images = np.asarray(data[indices], dtype=np.float32)
+        finite = np.isfinite(images).all(axis=(1, 2))
+        if not finite.all():
+            raise MapError(f"{path}: image {indices[~finite][0] + 1} holds NaN or infinite pixels")
+        return images
 
     def close(self):
         for mrc in self._open.values():

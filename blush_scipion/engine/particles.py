@@ -59,6 +59,7 @@ class Particles:
                             f"missing from data_optics")
         if len(table) == 0:
             raise StarError(f"{path}: data_particles is empty")
+        table = _numbers_that_can_be_right(table, optics, path)
         return cls(table.reset_index(drop=True), optics.reset_index(drop=True), _image_root(path, table), str(path))
 
     def write(self, path: str | os.PathLike) -> None:
@@ -109,13 +110,16 @@ class Particles:
                             f"rescale the particles to one pixel size first")
         return float(sizes[0])
 
+    def _image_sizes(self) -> list[int]:
+        return sorted(set(self.optics["rlnImageSize"].astype(int)))
+
     @property
     def image_size(self) -> int:
         if "rlnImageSize" in self.optics.columns:
-            sizes = np.unique(self.optics["rlnImageSize"].astype(int))
+            sizes = self._image_sizes()
             if len(sizes) != 1:
-                raise StarError(f"{self.source}: optics groups have mismatched image sizes {list(sizes)}")
-            return int(sizes[0])
+                raise StarError(f"{self.source}: optics groups have mismatched image sizes {sizes}")
+            return sizes[0]
         return int(self.read_images([0]).shape[-1])
 
     def has_ctf(self) -> bool:
@@ -173,7 +177,8 @@ class Particles:
         return np.asarray(paths), np.asarray(index)
 
     def read_images(self, rows, reader: StackReader | None = None) -> torch.Tensor:
-        """(B, n, n) float32 images of the given rows, in row order."""
+        """(B, n, n) float32 images of the given rows, in row order (StackReader refuses NaN pixels);
+        a stack whose images differ from the optics table's rlnImageSize is refused."""
         own = reader is None
         reader = reader or StackReader()
         try:
@@ -184,6 +189,9 @@ class Particles:
                 if not os.path.exists(stack):
                     raise StarError(f"{self.source}: image stack {stack} not found")
                 images = reader.read(stack, index[sel])
+                if "rlnImageSize" in self.optics.columns and images.shape[-1] not in self._image_sizes():
+                    raise StarError(f"{stack}: images are {images.shape[-1]} px, {self.source}'s optics table "
+                                    f"says {', '.join(map(str, self._image_sizes()))}")
                 if out is None:
                     out = np.empty((len(paths),) + images.shape[1:], dtype=np.float32)
                 out[sel] = images
@@ -191,6 +199,43 @@ class Particles:
         finally:
             if own:
                 reader.close()
+
+
+def _numbers_that_can_be_right(table: pd.DataFrame, optics: pd.DataFrame, path) -> pd.DataFrame:
+    """Refuse what cannot be right, naming the file, the column and the first bad row (1-based):
+    pixel sizes <= 0, non-numeric or non-finite CTF values, image numbers < 1. Pixel origins
+    (rlnOriginX/Y, RELION 3.0's) in a 3.1 file become rlnOriginX/YAngst, never ignored."""
+    def numbers(frame: pd.DataFrame, column: str, block: str, test=None, words: str = "") -> np.ndarray:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (~test(values) if test else False)
+        if bad.any():
+            row = int(np.nonzero(bad)[0][0])
+            raise StarError(f"{path}: data_{block} row {row + 1}: {column} is {frame[column].iloc[row]!r}, "
+                            f"not a {words or 'finite number'}")
+        return values
+
+    numbers(optics, "rlnImagePixelSize", "optics", lambda v: v > 0, "pixel size > 0")
+    numbers(optics, "rlnVoltage", "optics", lambda v: v > 0, "voltage > 0")
+    numbers(optics, "rlnSphericalAberration", "optics")
+    numbers(optics, "rlnAmplitudeContrast", "optics", lambda v: (v >= 0) & (v <= 1), "fraction in [0, 1]")
+    for column in (*CTF_COLUMNS, "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor", *POSE_COLUMNS):
+        if column in table.columns:
+            numbers(table, column, "particles")
+    numbered = table["rlnImageName"].astype(str).str.partition("@")
+    has_number = numbered[1] == "@"
+    index = pd.to_numeric(numbered[0].where(has_number, "1"), errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(index) | (index < 1) | (index != np.round(index))
+    if bad.any():
+        row = int(np.nonzero(bad)[0][0])
+        raise StarError(f"{path}: data_particles row {row + 1}: rlnImageName {table['rlnImageName'].iloc[row]!r}: "
+                        "image numbers are whole numbers from 1 (RELION's)")
+    for axis in "XY":
+        if f"rlnOrigin{axis}" in table.columns and f"rlnOrigin{axis}Angst" not in table.columns:
+            pixels = numbers(table, f"rlnOrigin{axis}", "particles")
+            apix = optics.set_index("rlnOpticsGroup")["rlnImagePixelSize"].astype(float)
+            angst = pixels * apix.loc[table["rlnOpticsGroup"]].to_numpy()
+            table = table.assign(**{f"rlnOrigin{axis}Angst": angst}).drop(columns=[f"rlnOrigin{axis}"])
+    return table
 
 
 def _image_root(path, table: pd.DataFrame) -> Path:

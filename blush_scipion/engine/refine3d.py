@@ -508,6 +508,9 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
     if abs(reference_apix - apix) > 1e-3 * apix:
         raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+    if not reference.abs().max() > 0:
+        raise ValueError("reference is all zeros: it holds no structure to align the particles to")
+    particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
     identity = run_identity(particles, reference, settings)
     with claim(out_dir, identity, resume=resume, overwrite=overwrite) as out:
         return _refine(particles, reference, settings, out, resume, progress, log)

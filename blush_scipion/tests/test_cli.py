@@ -89,7 +89,8 @@ def test_errors_name_the_file_and_the_problem(cli_run, tmp_path):
     assert result.returncode == 2 and "nothing.pdb" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["simulate", "reconstruct", "fsc", "refine3d", "denoise", "train", "relion-hook"])
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "fsc", "refine3d", "denoise", "train", "relion-hook",
+                                     "postprocess", "localres"])
 def test_every_command_has_help(command):
     result = blush(command, "--help")
     assert result.returncode == 0 and "usage: blush" in result.stdout

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -11,15 +12,51 @@ COMMANDS = {
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
     "refine3d": "gold-standard 3D auto-refinement",
     "class2d": "2D classification: class averages over in-plane angles and shifts",
+    "postprocess": "relion_postprocess: mask-corrected FSC, FSC weighting, B-factor sharpening",
+    "localres": "local resolution from a sliding-window FSC of half maps (relion_postprocess --locres)",
     "denoise": "Blush denoising of half maps, low-passed where their FSC ends",
     "train": "train the Blush denoiser on half maps simulated from atomic models",
     "relion-hook": "RELION's external reconstruction program (--external_reconstruct), plain or Blush",
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of ours (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def check_device(device: str) -> None:
+    """Refuse a --device this machine does not have, before any work."""
+    import torch
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device (cpu, cuda or cuda:N)") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available to this torch ({torch.__version__})")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type != "cpu":
+        raise ValueError(f"--device {device}: only cpu and cuda are supported")
+
+
+def describe(error: Exception) -> str:
+    """One line for an error: a file's name and what is wrong with it where there is a file."""
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, (ValueError, OSError)):
+        return str(error)
+    return (f"{type(error).__name__}: {error} (an internal error: run with --debug or BLUSH_DEBUG=1 for "
+            "the traceback, and report it)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="blush", description="Blush regularization engine for cryo-EM")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    parser = Parser(prog="blush", description="Blush regularization engine for cryo-EM")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also BLUSH_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=Parser)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=help_text, description=module.__doc__)
@@ -31,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_flush_denormal(True)
     try:
+        if getattr(args, "device", None):
+            check_device(args.device)
         return args.run(args) or 0
-    except (ValueError, FileNotFoundError) as e:  # our file and input errors: one clear line, no trace
-        print(f"blush {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
+    except Exception as e:  # one clear line, no trace (KeyboardInterrupt still stops the run as Python does)
+        if args.debug or os.environ.get("BLUSH_DEBUG"):
+            raise
+        print(f"blush {args.command}: error: {describe(e)}", file=sys.stderr)
+        return 2 if isinstance(e, (ValueError, OSError)) else 1

@@ -17,6 +17,7 @@ from ..fsc import fourier_shell_correlation, resolution_at
 from ..mrc import read_map_pair, write_map
 from ..fourier import irfft3_centered, rfft3_centered, rfft_shell_index_3d
 from ..reconstruct import ssnr_from_half_fsc
+from .options import count, positive
 
 
 def add_args(p):
@@ -25,9 +26,11 @@ def add_args(p):
     p.add_argument("--out", required=True, help="denoised map to write (.mrc)")
     p.add_argument("--weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
                    "default: the weights shipped with this package")
-    p.add_argument("--diameter", type=float, help="particle diameter, A (default: 90%% of the box)")
+    p.add_argument("--weights-sha256", help="sha256 the weights must have (needed for RELION's decompressed "
+                   "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also $BLUSH_WEIGHTS_SHA256)")
+    p.add_argument("--diameter", type=positive, help="particle diameter, A (default: 90%% of the box)")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions")
-    p.add_argument("--stride", type=int, help="voxels between blocks (default: half a block)")
+    p.add_argument("--stride", type=count, help="voxels between blocks (default: half a block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N (%(default)s)")
 
 
@@ -46,7 +49,7 @@ def main(args):
     n = half1.shape[-1]
     fsc = fourier_shell_correlation(half1, half2)
     average = (half1 + half2) / 2
-    denoiser = load_denoiser(args.weights, args.device)
+    denoiser = load_denoiser(args.weights, args.device, sha256=args.weights_sha256)
     diameter = args.diameter or 0.9 * n * apix
     denoised = blush_reference(average, fsc_weighted(average, fsc), fsc, denoiser, apix, diameter,
                                trailing=not args.skip_spectral_trailing, stride=args.stride)

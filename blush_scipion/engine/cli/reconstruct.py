@@ -11,6 +11,7 @@ from ..fsc import resolution_at
 from ..mrc import write_map
 from ..particles import Particles
 from ..reconstruct import reconstruct_particles
+from .options import count
 
 
 def add_args(p):
@@ -20,8 +21,8 @@ def add_args(p):
     p.add_argument("--no-ctf", dest="ctf", action="store_false", help="images are not CTF-affected")
     p.add_argument("--no-wiener", dest="wiener", action="store_false",
                    help="divide by the weights only (no SSNR regularisation)")
-    p.add_argument("--pad", type=int, default=2, help="padding factor of the Fourier volume (%(default)s)")
-    p.add_argument("--batch", type=int, default=256, help="images per batch (bounds memory) (%(default)s)")
+    p.add_argument("--pad", type=count, default=2, help="padding factor of the Fourier volume (%(default)s)")
+    p.add_argument("--batch", type=count, default=256, help="images per batch (bounds memory) (%(default)s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N (%(default)s)")
 
 

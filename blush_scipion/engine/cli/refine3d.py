@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..mrc import read_map
 from ..particles import Particles
 from ..refine3d import RefineSettings, refine
+from .options import count, non_negative, order, positive
 
 
 def add_args(p):
@@ -18,28 +19,28 @@ def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
     p.add_argument("--ref", required=True, help="initial reference map (.mrc), same box and pixel size")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--diameter", type=float, help="particle diameter in A for the solvent mask (default: 90%% of the box)")
+    p.add_argument("--diameter", type=positive, help="particle diameter in A for the solvent mask (default: 90%% of the box)")
     p.add_argument("--mask", help="solvent mask (.mrc, values 0..1) instead of the spherical one")
     p.add_argument("--sym", default=d.symmetry, help="point group: C<n>, D<n>, T, O, I (RELION settings) (%(default)s)")
-    p.add_argument("--ini-high", type=float, default=d.ini_high, help="low-pass of the initial reference, A (%(default)s)")
-    p.add_argument("--join-halves-below", type=float, default=d.join_halves_below,
+    p.add_argument("--ini-high", type=positive, default=d.ini_high, help="low-pass of the initial reference, A (%(default)s)")
+    p.add_argument("--join-halves-below", type=positive, default=d.join_halves_below,
                    help="halves share their data below this resolution, A (%(default)s)")
-    p.add_argument("--healpix-order", type=int, default=d.healpix_order,
+    p.add_argument("--healpix-order", type=order, default=d.healpix_order,
                    help="initial angular sampling: order k gives 60/2^k degrees (%(default)s: 15 deg)")
-    p.add_argument("--local-from-order", type=int, default=d.local_from_order,
+    p.add_argument("--local-from-order", type=order, default=d.local_from_order,
                    help="local searches around the previous pose from this order on (%(default)s)")
-    p.add_argument("--max-order", type=int, default=d.max_order,
+    p.add_argument("--max-order", type=order, default=d.max_order,
                    help="finest angular sampling order (default: none; the sampling gets finer until its step is "
                    "under 75%% of the accuracy the data allow, RELION's rule)")
-    p.add_argument("--oversampled-cells", type=int, default=d.oversampled_cells,
+    p.add_argument("--oversampled-cells", type=count, default=d.oversampled_cells,
                    help="local searches: at most this many significant coarse cells per image are sampled at "
                    "the fine step (%(default)s)")
-    p.add_argument("--offset-range", type=float, default=d.offset_range, help="translation search range, px (%(default)s)")
-    p.add_argument("--offset-step", type=float, default=d.offset_step, help="translation step, px (%(default)s)")
-    p.add_argument("--max-iter", type=int, default=d.max_iterations, help="iteration cap (%(default)s)")
-    p.add_argument("--batch", type=int, default=d.batch_size,
+    p.add_argument("--offset-range", type=non_negative, default=d.offset_range, help="translation search range, px (%(default)s)")
+    p.add_argument("--offset-step", type=positive, default=d.offset_step, help="translation step, px (%(default)s)")
+    p.add_argument("--max-iter", type=count, default=d.max_iterations, help="iteration cap (%(default)s)")
+    p.add_argument("--batch", type=count, default=d.batch_size,
                    help="images per E-step batch at most (%(default)s; fewer where --memory-gb needs it)")
-    p.add_argument("--memory-gb", type=float, default=d.memory_gb,
+    p.add_argument("--memory-gb", type=positive, default=d.memory_gb,
                    help="memory the E-step's batches may take, GB (default: half of the device's free memory)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed for the half-set split (%(default)s)")
@@ -55,17 +56,13 @@ def add_args(p):
     p.add_argument("--blush-trailing-fill", choices=["wiener", "zero"], default="wiener",
                    help="above the trailing edge each half's reference is its tau2-regularised (Wiener) map "
                    "(%(default)s; measured better at low SNR) or zero (RELION 5)")
-    p.add_argument("--blush-from-resolution", type=float, default=d.blush_from_resolution,
+    p.add_argument("--blush-from-resolution", type=non_negative, default=d.blush_from_resolution,
                    help="Blush's references start once the gold-standard resolution reaches this, A "
                    "(%(default)s: the coarsest the shipped denoiser was trained on; 0: from the first "
                    "iteration, as RELION 5)")
 
 
 def main(args):
-    if args.oversampled_cells < 1:
-        raise ValueError(f"--oversampled-cells must be at least 1, not {args.oversampled_cells}")
-    if args.memory_gb is not None and not args.memory_gb > 0:
-        raise ValueError(f"--memory-gb must be a positive number of GB, not {args.memory_gb}")
     if args.max_order is not None and args.max_order < args.healpix_order:
         raise ValueError(f"--max-order {args.max_order} is coarser than --healpix-order {args.healpix_order}")
     particles = Particles.read(args.particles)

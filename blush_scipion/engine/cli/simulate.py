@@ -4,22 +4,23 @@ poses), particles.mrcs, truth.mrc, truth.star (true poses) and summary.json into
 from __future__ import annotations
 
 from ..simulate import SimulationSettings, simulate_from_model
+from .options import count, non_negative, positive
 
 
 def add_args(p):
     d = SimulationSettings()
     p.add_argument("--model", required=True, help="atomic model (PDB or mmCIF, may be gzipped)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--n", type=int, default=d.n_particles, help="number of particles (%(default)s)")
-    p.add_argument("--box", type=int, default=d.box, help="image size in pixels (%(default)s)")
-    p.add_argument("--apix", type=float, default=d.pixel_size, help="pixel size in A (%(default)s)")
-    p.add_argument("--snr", type=float, default=d.snr,
+    p.add_argument("--n", type=count, default=d.n_particles, help="number of particles (%(default)s)")
+    p.add_argument("--box", type=count, default=d.box, help="image size in pixels (%(default)s)")
+    p.add_argument("--apix", type=positive, default=d.pixel_size, help="pixel size in A (%(default)s)")
+    p.add_argument("--snr", type=positive, default=d.snr,
                    help="signal-to-noise ratio: variance of the noise-free CTF-modulated image over the "
                         "noise variance, whole box (%(default)s)")
-    p.add_argument("--bfactor", type=float, default=d.bfactor, help="B-factor of the density, A^2 (%(default)s)")
+    p.add_argument("--bfactor", type=non_negative, default=d.bfactor, help="B-factor of the density, A^2 (%(default)s)")
     p.add_argument("--defocus", type=float, nargs=2, default=(d.defocus_min, d.defocus_max),
                    metavar=("MIN", "MAX"), help="defocus range in A (%(default)s)")
-    p.add_argument("--max-shift", type=float, default=d.max_shift, help="largest origin shift per axis, A (%(default)s)")
+    p.add_argument("--max-shift", type=non_negative, default=d.max_shift, help="largest origin shift per axis, A (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
 
 

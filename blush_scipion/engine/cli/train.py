@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..blush.denoiser import load_denoiser
 from ..blush.training import TrainSettings, model_sampler, pair_sampler, train
+from .options import count, positive
 
 MODEL_SUFFIXES = (".pdb", ".pdb.gz", ".cif", ".cif.gz", ".ent", ".ent.gz")
 
@@ -22,24 +23,24 @@ def add_args(p):
     data.add_argument("--models", nargs="+", help="atomic models, or folders of them")
     data.add_argument("--pairs", nargs="+", help="half maps, two by two (half1 half2 half1 half2 ...), to fine-tune on")
     p.add_argument("--init", help="weights to start from (default with --pairs: the shipped weights)")
-    p.add_argument("--diameter", type=float, help="with --pairs: particle diameter, A (default: 90%% of the box)")
+    p.add_argument("--diameter", type=positive, help="with --pairs: particle diameter, A (default: 90%% of the box)")
     p.add_argument("--exclude", nargs="*", default=[],
                    help="model names to leave out (file names without extension), e.g. a validation split")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (%(default)s)")
-    p.add_argument("--batch", type=int, default=d.batch_size, help="blocks per step (%(default)s)")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)")
-    p.add_argument("--depth", type=int, default=d.depth, help="U-Net pooling steps (%(default)s)")
-    p.add_argument("--width", type=int, default=d.width, help="channels of the first level (%(default)s)")
-    p.add_argument("--block", type=int, default=d.block, help="block size in voxels (%(default)s)")
+    p.add_argument("--steps", type=count, default=d.steps, help="optimiser steps (%(default)s)")
+    p.add_argument("--batch", type=count, default=d.batch_size, help="blocks per step (%(default)s)")
+    p.add_argument("--lr", type=positive, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)")
+    p.add_argument("--depth", type=count, default=d.depth, help="U-Net pooling steps (%(default)s)")
+    p.add_argument("--width", type=count, default=d.width, help="channels of the first level (%(default)s)")
+    p.add_argument("--block", type=count, default=d.block, help="block size in voxels (%(default)s)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=d.dim,
                    help="3: the map denoiser; 2: the image denoiser for 2D class averages, trained on projections "
                    "(%(default)s)")
-    p.add_argument("--voxel-min", type=float, default=d.voxel_min,
+    p.add_argument("--voxel-min", type=positive, default=d.voxel_min,
                    help="finest voxel size the denoiser works at, A (%(default)s)")
-    p.add_argument("--voxel-max", type=float, default=d.voxel_max,
+    p.add_argument("--voxel-max", type=positive, default=d.voxel_max,
                    help="coarsest voxel size, A; samples are drawn in between (%(default)s)")
-    p.add_argument("--res-min", type=float, default=d.resolution_min, help="best half-map resolution, A (%(default)s)")
-    p.add_argument("--res-max", type=float, default=d.resolution_max, help="worst half-map resolution, A (%(default)s)")
+    p.add_argument("--res-min", type=positive, default=d.resolution_min, help="best half-map resolution, A (%(default)s)")
+    p.add_argument("--res-max", type=positive, default=d.resolution_max, help="worst half-map resolution, A (%(default)s)")
     p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument("--workers", type=int, default=0,

@@ -1,0 +1,223 @@
+"""Post-processing of a refinement's half maps, as relion_postprocess: a solvent mask (given, or
+made from the half maps' average as relion_mask_create would), the masked FSC corrected by phase
+randomisation, the final resolution at FSC 0.143, FSC weighting, a B-factor from the Guinier plot
+(or the one given), sharpening and a low-pass at the final resolution. Writes DIR/postprocess.mrc,
+postprocess_masked.mrc, postprocess_mask.mrc, postprocess.star (RELION's tables) and summary.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..atomic import atomic_path
+from ..mrc import MapError, read_map, read_map_pair, write_map
+from ..postprocess import (
+    MASK_LOW_PASS,
+    NOISE_SIGMAS,
+    PEAK_FRACTION,
+    PostprocessResult,
+    automatic_mask,
+    postprocess_half_maps,
+)
+from ..star import write_star
+from .options import non_negative, positive
+
+OUTPUTS = (
+    "postprocess.mrc",
+    "postprocess_masked.mrc",
+    "postprocess_mask.mrc",
+    "postprocess.star",
+    "summary.json",
+)
+
+
+def add_args(p):
+    p.add_argument("--half1", required=True, help="first unfiltered half map (.mrc)")
+    p.add_argument("--half2", required=True, help="second unfiltered half map (.mrc)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--mask", help="soft solvent mask (.mrc, values in [0, 1]); default: made from the half maps"
+    )
+    p.add_argument("--angpix", type=positive, help="pixel size, A (default: the half maps' header)")
+    p.add_argument(
+        "--bfactor",
+        type=float,
+        help="B-factor to apply, A^2, negative sharpens (RELION's --adhoc_bfac); default: fitted "
+        "to the Guinier plot (RELION's --auto_bfac)",
+    )
+    p.add_argument(
+        "--autob-lowres",
+        type=positive,
+        default=10.0,
+        help="lowest resolution in the B-factor fit, A (%(default)s, as RELION)",
+    )
+    p.add_argument(
+        "--autob-highres",
+        type=non_negative,
+        help="highest resolution in the B-factor fit, A (default: the final resolution; 0: as far "
+        "as the FSC weighting reaches, RELION 3.1's default)",
+    )
+    p.add_argument(
+        "--low-pass",
+        type=positive,
+        help="low-pass the result at this resolution, A (default: the final resolution; 0: none)",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        help=f"density threshold of the automatic mask, on the average low-passed at {MASK_LOW_PASS:g} A "
+        f"(default: the solvent's median plus the larger of {NOISE_SIGMAS:g} noise standard deviations, "
+        f"measured on the half maps' difference, and {PEAK_FRACTION:g} of the peak's height)",
+    )
+    p.add_argument(
+        "--mask-extend",
+        type=non_negative,
+        default=3.0,
+        help="grow the thresholded mask by this many voxels (%(default)s; relion_mask_create "
+        "--extend_inimask)",
+    )
+    p.add_argument(
+        "--mask-soft-edge",
+        type=non_negative,
+        default=6.0,
+        help="raised-cosine edge of the mask, voxels (%(default)s; relion_mask_create --width_soft_edge)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the phase randomisation (%(default)s)")
+
+
+def read_mask(path: str, shape: torch.Size) -> torch.Tensor:
+    """A user's mask, checked as RELION checks it: the maps' shape, values in [0, 1]."""
+    mask, _ = read_map(path)
+    if mask.shape != shape:
+        raise MapError(f"{path}: mask shape {tuple(mask.shape)} differs from the half maps' {tuple(shape)}")
+    if float(mask.min()) < -1e-6 or float(mask.max()) > 1 + 1e-6:
+        raise MapError(
+            f"{path}: mask values must lie in [0, 1], found {float(mask.min()):.3g} .. "
+            f"{float(mask.max()):.3g}"
+        )
+    return mask.clamp(0, 1)
+
+
+def star_tables(result: PostprocessResult, args, n: int, pixel_size: float) -> dict:
+    """postprocess.star's blocks, with RELION 3.1's labels."""
+    solvent_fraction = 0.476 / max(float((result.mask > 0.5).float().mean()), 1e-9)  # RELION's sphere-to-box
+    general = {
+        "rlnFinalResolution": result.resolution,
+        "rlnBfactorUsedForSharpening": result.bfactor,
+        "rlnUnfilteredMapHalf1": args.half1,
+        "rlnUnfilteredMapHalf2": args.half2,
+        "rlnParticleBoxFractionSolventMask": solvent_fraction,
+        "rlnMaskName": args.mask or str(Path(args.out) / "postprocess_mask.mrc"),
+        "rlnRandomiseFrom": n * pixel_size / result.randomize_from_shell,
+    }
+    if args.bfactor is None:
+        general.update(
+            {
+                "rlnFittedSlopeGuinierPlot": result.guinier.slope,
+                "rlnFittedInterceptGuinierPlot": result.guinier.intercept,
+                "rlnCorrelationFitGuinierPlot": result.guinier.correlation,
+            }
+        )
+    shells = range(n // 2 + 1)
+    angstrom = [n * pixel_size / k if k else 999.0 for k in shells]
+    unmasked = result.fsc_unmasked.double()
+    fsc = pd.DataFrame(
+        {
+            "rlnSpectralIndex": list(shells),
+            "rlnResolution": [1 / a for a in angstrom],
+            "rlnAngstromResolution": angstrom,
+            "rlnFourierShellCorrelationCorrected": result.fsc_corrected.tolist(),
+            # cisTEM's estimate from the unmasked FSC and the mask's share of the box (RELION writes it too)
+            "rlnFourierShellCorrelationParticleMaskFraction": (
+                solvent_fraction * unmasked / (1 + (solvent_fraction - 1) * unmasked)
+            ).tolist(),
+            "rlnFourierShellCorrelationUnmaskedMaps": result.fsc_unmasked.tolist(),
+            "rlnFourierShellCorrelationMaskedMaps": result.fsc_masked.tolist(),
+            "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps": result.fsc_random_masked.tolist(),
+        }
+    )
+    g = result.guinier
+    guinier = pd.DataFrame(
+        {
+            "rlnResolutionSquared": g.resolution_squared.tolist(),
+            "rlnLogAmplitudesOriginal": g.original.tolist(),
+            "rlnLogAmplitudesWeighted": g.weighted.tolist(),
+            "rlnLogAmplitudesSharpened": g.sharpened.tolist(),
+        }
+    )
+    if args.bfactor is None:
+        guinier["rlnLogAmplitudesIntercept"] = g.intercept
+    return {"general": general, "fsc": fsc, "guinier": guinier}
+
+
+def main(args):
+    t0 = time.time()
+    out = Path(args.out)
+    inputs = {Path(p).resolve() for p in (args.half1, args.half2, args.mask) if p}
+    clash = [name for name in OUTPUTS if (out / name).resolve() in inputs]
+    if clash:
+        raise ValueError(f"{out / clash[0]}: is an input; choose another --out")
+    half1, half2, apix = read_map_pair(args.half1, args.half2)
+    apix = args.angpix or apix
+    threshold = None
+    if args.mask:
+        mask = read_mask(args.mask, half1.shape)
+    else:
+        try:
+            mask, threshold = automatic_mask(
+                half1,
+                half2,
+                apix,
+                args.mask_threshold,
+                extend=args.mask_extend,
+                soft_edge=args.mask_soft_edge,
+            )
+        except ValueError as e:
+            raise ValueError(f"{args.half1}: automatic mask: {e}") from e
+    result = postprocess_half_maps(
+        half1,
+        half2,
+        mask,
+        apix,
+        bfactor=args.bfactor,
+        low_pass_resolution=args.low_pass,
+        autob_lowres=args.autob_lowres,
+        autob_highres=args.autob_highres,
+        seed=args.seed,
+    )
+    n = half1.shape[-1]
+    write_map(out / "postprocess_mask.mrc", mask, apix)
+    write_map(out / "postprocess.mrc", result.sharpened, apix)
+    write_map(out / "postprocess_masked.mrc", result.sharpened * mask, apix)
+    write_star(out / "postprocess.star", star_tables(result, args, n, apix))
+    summary = {
+        "half1": args.half1,
+        "half2": args.half2,
+        "mask": args.mask,
+        "mask_threshold": threshold,
+        "pixel_size": apix,
+        "box": n,
+        "resolution_angstrom": result.resolution,
+        "bfactor": result.bfactor,
+        "bfactor_fitted": args.bfactor is None,
+        "guinier_correlation": result.guinier.correlation,
+        "low_pass_angstrom": result.low_pass,
+        "randomize_from_shell": result.randomize_from_shell,
+        "mask_used_for_resolution": result.mask_used,
+        "seconds": round(time.time() - t0, 2),
+    }
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    if not result.mask_used:
+        print(
+            "warning: the unmasked FSC reaches further than the mask-corrected one; the mask is ignored for "
+            "the resolution (as RELION without --force_mask): check the mask"
+        )
+    print(
+        f"final resolution {result.resolution:.2f} A, B-factor {result.bfactor:.1f} A^2"
+        f"{' (fitted)' if args.bfactor is None else ''} -> {out}/postprocess.mrc"
+    )

@@ -1,0 +1,135 @@
+"""Bad input gets one line naming the file (or the option) and what is wrong, a non-zero exit code,
+no traceback, and leaves every input as it was (issue 19, classes 1 and 2)."""
+import hashlib
+import subprocess
+import sys
+
+import mrcfile
+import numpy as np
+import pytest
+
+from .conftest import MODEL
+
+
+def blush(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny particle set, its truth map, and maps that cannot be right."""
+    folder = tmp_path_factory.mktemp("bad")
+    assert blush("simulate", "--model", MODEL, "--out", folder / "ok", "--n", 12, "--box", 32, "--apix", 3).returncode == 0
+    truth = mrcfile.read(folder / "ok" / "truth.mrc")
+    for name, values in (("nan.mrc", np.where(np.arange(truth.size).reshape(truth.shape) == 5, np.nan, truth)),
+                         ("zero.mrc", np.zeros_like(truth))):
+        with mrcfile.new(folder / name) as m:
+            m.set_data(values.astype(np.float32))
+            m.voxel_size = 3.0
+    (folder / "text.mrc").write_text("not a map at all")
+    (folder / "fake.mrc.gz").write_bytes(b"not gzip")
+    # particle files that cannot be right, each beside the good stack
+    star = (folder / "ok" / "truth.star").read_text()
+    first = next(line for line in star.splitlines() if line.startswith("000001@"))
+    fields = first.split()
+    bad_stars = {
+        "index0.star": star.replace("000003@", "000000@", 1),
+        "defocus.star": star.replace(first, first.replace(fields[3], "twelve", 1), 1),
+        "infinite.star": star.replace(first, first.replace(fields[4], "inf", 1), 1),
+        "apix0.star": star.replace("\t3.000000\t32\t", "\t0.000000\t32\t", 1),
+        "size.star": star.replace("\t3.000000\t32\t", "\t3.000000\t40\t", 1),
+        "nanimage.star": star.replace("particles.mrcs", "nan.mrcs"),
+    }
+    for name, text in bad_stars.items():
+        assert text != star, name
+        (folder / "ok" / name).write_text(text)
+    images = mrcfile.read(folder / "ok" / "particles.mrcs").copy()
+    images[4, 3, 3] = np.nan
+    with mrcfile.new(folder / "ok" / "nan.mrcs") as m:
+        m.set_data(images)
+    return folder
+
+
+def fingerprints(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# (arguments, words the one line must hold); {d} is the data folder
+CASES = [
+    (["fsc", "{d}/nan.mrc", "{d}/ok/truth.mrc"], ["nan.mrc", "NaN"]),
+    (["fsc", "{d}/zero.mrc", "{d}/ok/truth.mrc"], ["zero.mrc", "all zeros"]),
+    (["fsc", "{d}/text.mrc", "{d}/ok/truth.mrc"], ["text.mrc", "cannot read as MRC"]),
+    (["fsc", "{d}/fake.mrc.gz", "{d}/ok/truth.mrc"], ["fake.mrc.gz"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/zero.mrc", "--out", "{d}/r"],
+     ["zero.mrc", "all zeros"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/nan.mrc", "--out", "{d}/r"], ["nan.mrc", "NaN"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
+      "--diameter", "500"], ["--diameter", "fit in the box"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
+      "--offset-step", "0"], ["--offset-step", "> 0"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
+      "--max-iter", "0"], ["--max-iter", ">= 1"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
+      "--ini-high", "nan"], ["--ini-high", "'nan'"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
+      "--device", "cuda:7"], ["--device cuda:7"]),
+    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/ok/truth.mrc"],
+     ["truth.mrc", "must be a folder"]),
+    (["reconstruct", "--particles", "{d}/ok/index0.star", "--out", "{d}/rec.mrc"], ["index0.star", "row 3", "from 1"]),
+    (["reconstruct", "--particles", "{d}/ok/defocus.star", "--out", "{d}/rec.mrc"],
+     ["defocus.star", "row 1", "rlnDefocusU", "'twelve'"]),
+    (["reconstruct", "--particles", "{d}/ok/infinite.star", "--out", "{d}/rec.mrc"],
+     ["infinite.star", "rlnDefocusV"]),
+    (["reconstruct", "--particles", "{d}/ok/apix0.star", "--out", "{d}/rec.mrc"],
+     ["apix0.star", "rlnImagePixelSize", "> 0"]),
+    (["reconstruct", "--particles", "{d}/ok/size.star", "--out", "{d}/rec.mrc"], ["particles.mrcs", "32 px", "40"]),
+    (["reconstruct", "--particles", "{d}/ok/nanimage.star", "--out", "{d}/rec.mrc"],
+     ["nan.mrcs", "image 5", "NaN"]),
+    (["refine3d", "--particles", "{d}/missing.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r"], ["missing.star"]),
+    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "0", "--out", "{d}/c"], ["--k", ">= 1"]),
+    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--iter", "0", "--out", "{d}/c"], ["--iter"]),
+    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--psi-step", "0", "--out", "{d}/c"],
+     ["--psi-step"]),
+    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--diameter", "-4", "--out", "{d}/c"],
+     ["--diameter"]),
+    (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/rec.mrc", "--pad", "0"], ["--pad"]),
+    (["simulate", "--model", MODEL, "--out", "{d}/s", "--apix", "-1"], ["--apix", "> 0"]),
+    (["simulate", "--model", "{d}/text.mrc", "--out", "{d}/s"], ["text.mrc"]),
+    (["denoise", "--half1", "{d}/nan.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/den.mrc"], ["nan.mrc", "NaN"]),
+    (["postprocess", "--half1", "{d}/zero.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/pp"],
+     ["zero.mrc", "all zeros"]),
+    (["localres", "--half1", "{d}/ok/truth.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/lr.mrc",
+      "--sampling", "-3"], ["--sampling"]),
+]
+
+
+@pytest.mark.parametrize("args, words", CASES, ids=[f"{a[0]}-{w[0]}" for a, w in CASES])
+def test_bad_input_gets_one_line(data, args, words):
+    before = fingerprints(data)
+    run = blush(*[str(a).format(d=data) for a in args])
+    # progress bars may come first where the fault shows mid-run (a NaN in the 5th image); one error line, last
+    lines = [line for line in run.stderr.strip().splitlines() if "batch/s]" not in line]
+    assert run.returncode == 2, run.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"blush {args[0]}: error: "), run.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert "Traceback" not in run.stderr + run.stdout
+    assert fingerprints(data) == before  # inputs untouched, nothing left behind
+
+
+def test_debug_shows_the_traceback(data):
+    args = ["fsc", data / "zero.mrc", data / "ok" / "truth.mrc"]
+    assert "Traceback" in blush("--debug", *args).stderr
+    assert "Traceback" not in blush(*args).stderr
+
+
+def test_pixel_origins_of_a_relion_30_style_column_are_read_not_ignored(data, tmp_path):
+    """rlnOriginX/Y (pixels) in a 3.1 file: converted with the pixel size, the same map as in A."""
+    from blush_scipion.engine.particles import Particles
+    truth = Particles.read(data / "ok" / "truth.star")
+    assert truth.origins().abs().max() > 0.5  # the simulation shifts its particles
+    pixels = truth.table.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst"]).assign(
+        rlnOriginX=truth.origins()[:, 0].numpy(), rlnOriginY=truth.origins()[:, 1].numpy())
+    Particles(pixels, truth.optics, truth.root).write(tmp_path / "pixels.star")
+    again = Particles.read(tmp_path / "pixels.star")
+    assert np.allclose(again.origins().numpy(), truth.origins().numpy(), atol=1e-4)
