@@ -26,6 +26,7 @@ from .blush import TRAINED_RESOLUTION_MAX
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
+from .distributed import World, on_leader
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
     weighted_sums
 from .ctf import compute_ctf_2d
@@ -172,8 +173,9 @@ def half_batch_size(points: SlicePoints, settings: RefineSettings, *, sampling: 
 
 def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor, rotations: torch.Tensor,
                 origins: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
-                sym: torch.Tensor, progress: bool, label: str) -> HalfResult:
-    """E-step for one half set's particles against its reference, and their back-projection."""
+                sym: torch.Tensor, progress: bool, label: str, world: World = World()) -> HalfResult:
+    """E-step for one half set's particles against its reference, and their back-projection. Under
+    torch.distributed `rows` are this rank's share, and the sums come back all-reduced."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
     m = PAD * n
@@ -198,7 +200,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         acc_weight = torch.zeros(grid.shape[0], points.index.shape[0], device=device)
     data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
     back_weight = torch.zeros(fourier_shape(m), device=device)
-    new_rot, new_orig, max_prob = [], [], []
+    new_rot, new_orig, max_prob = [torch.empty(0, 3, 3)], [torch.empty(0, 2)], [torch.empty(0)]
     ctf_params = particles.ctf(rows)
     res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
     res_w = torch.zeros_like(res_sum)
@@ -240,6 +242,7 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
             _insert(data, back_weight, acc_data[used], acc_weight[used], grid[used], points, sym)
     finally:
         reader.close()
+    world.sum(data, back_weight, res_sum, res_w)
     hermitian_symmetrize(data, back_weight)
     return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
                       res_sum.cpu(), res_w.cpu(), time.time() - t_insert)
@@ -307,21 +310,26 @@ def sample_accuracy(particles: Particles, references: list[torch.Tensor], subset
 
 def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
                   settings: RefineSettings, subsets: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
-                  progress: bool = True, denoiser: Denoiser | None = None) -> tuple[list[torch.Tensor], dict, tuple]:
+                  progress: bool = True, denoiser: Denoiser | None = None,
+                  world: World = World()) -> tuple[list[torch.Tensor], dict, tuple]:
     """One EM iteration on both halves. Returns the new references (Blush's when a `denoiser` is
-    given), the iteration's statistics and the new poses (rotations, origins, max probability)."""
+    given), the iteration's statistics and the new poses (rotations, origins, max probability),
+    the same on every rank of a `world`."""
     n, apix = particles.image_size, particles.pixel_size
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)          # (G, S)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
     halves = []
     new_rot, new_orig, new_pmax = rotations.clone(), origins.clone(), torch.zeros(len(particles))
+    mine = torch.zeros(len(particles), dtype=torch.bool)
     t_expectation = time.time()
     for h in (1, 2):
-        rows = np.nonzero(subsets == h)[0]
+        rows = world.share(np.nonzero(subsets == h)[0])
         result = refine_half(particles, rows, references[h - 1], rotations[rows], origins[rows], sigma2, state,
-                             settings, sym, progress, f"half {h}")
+                             settings, sym, progress, f"half {h}", world)
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
+        mine[rows] = True
         halves.append(result)
+    new_rot, new_orig, new_pmax = (world.assemble(t, mine) for t in (new_rot, new_orig, new_pmax))
     # the E-step proper (per particle); the global grid's one back-projection counts with the M-step
     t_expectation = time.time() - t_expectation - sum(h.insert_seconds for h in halves)
     join_low_resolution(halves, n * apix / settings.join_halves_below)
@@ -483,6 +491,21 @@ def write_final_maps(out: Path, stats: dict, state: RefineState, settings: Refin
     write_model_star(out / "run_model.star", state, n, apix, resolution_at(torch.tensor(state.fsc), 0.143, n, apix))
 
 
+def write_iteration(out: Path, it: int, refs: list[torch.Tensor], stats: dict, state: RefineState,
+                    settings: RefineSettings, *, particles: Particles, subsets: np.ndarray, poses: tuple,
+                    denoiser: Denoiser | None) -> None:
+    """An iteration's files, the checkpoint (optimiser.json) last; the final maps and run_data.star
+    before it on the last iteration, so that a run killed while writing them redoes that iteration."""
+    n, apix = particles.image_size, particles.pixel_size
+    for h in (1, 2):
+        write_map(iteration_path(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
+    write_data_star(iteration_path(out, it, "data.star"), particles, subsets, *poses)
+    if state.done:
+        write_final_maps(out, stats, state, settings, denoiser=denoiser, n=n, apix=apix)
+        write_data_star(out / "run_data.star", particles, subsets, *poses)
+    write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(state), "settings": asdict(settings)})
+
+
 # --- the driver ----------------------------------------------------------------------------
 
 HOW_NOT_WHAT = ("device", "memory_gb", "batch_size", "max_iterations")  # settings a --continue may change
@@ -500,9 +523,10 @@ def run_identity(particles: Particles, reference: torch.Tensor, settings: Refine
 
 def refine(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: RefineSettings,
            out_dir: str | Path, resume: bool = False, progress: bool = True, log=print, *,
-           overwrite: bool = False) -> dict:
+           overwrite: bool = False, world: World = World()) -> dict:
     """Gold-standard auto-refinement; writes RELION's files into `out_dir` (held for this run while
-    it runs: run_folder.py) and returns the summary."""
+    it runs: run_folder.py) and returns the summary. Under torch.distributed (`world`, from
+    distributed.start) the ranks share the particles and rank 0 writes and logs."""
     n, apix = particles.image_size, particles.pixel_size
     if reference.shape[-1] != n:
         raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
@@ -512,12 +536,14 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         raise ValueError("reference is all zeros: it holds no structure to align the particles to")
     particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
     identity = run_identity(particles, reference, settings)
-    with claim(out_dir, identity, resume=resume, overwrite=overwrite) as out:
-        return _refine(particles, reference, settings, out, resume, progress, log)
+    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
+        if not world.leader:
+            log, progress = (lambda *args, **kwargs: None), False
+        return _refine(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
 def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSettings, out: Path, resume: bool,
-            progress: bool, log) -> dict:
+            progress: bool, log, world: World) -> dict:
     t_start = time.time()
     torch.manual_seed(settings.seed)
     n, apix = particles.image_size, particles.pixel_size
@@ -558,7 +584,7 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
         use_blush = blush_active(state, settings)
         refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
             particles, references, state, settings, subsets, rotations, origins, progress,
-            denoiser if use_blush else None)
+            denoiser if use_blush else None, world)
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
         local = searches_locally(state, settings)
@@ -579,14 +605,10 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
-        for h in (1, 2):
-            write_map(iteration_path(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
-        write_data_star(iteration_path(out, it, "data.star"), particles, subsets, rotations, origins, pmax)
-        if new.done:  # before the last checkpoint: a run killed while writing them redoes the last iteration
-            write_final_maps(out, stats, new, settings, denoiser=denoiser, n=n, apix=apix)
-            write_data_star(out / "run_data.star", particles, subsets, rotations, origins, pmax)
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
-        write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(new), "settings": asdict(settings)})
+        if world.leader:
+            write_iteration(out, it, refs, stats, new, settings, particles=particles, subsets=subsets,
+                            poses=(rotations, origins, pmax), denoiser=denoiser)
         t_mark = time.time()
         log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {entry['offset_step']:.2f} px  "
@@ -605,7 +627,8 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
                "finest_angular_step": min(e["angular_step"] for e in state.history),
                **peak_memory_gb(settings.device),
                "settings": asdict(settings)}
-    write_json(out / "summary.json", summary)
+    if world.leader:
+        write_json(out / "summary.json", summary)
     log(f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
         f"{summary['wall_seconds']:.0f} s")
     return summary

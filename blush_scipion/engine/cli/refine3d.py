@@ -3,6 +3,8 @@ E-step over HEALPix orientations x translations with a Gaussian noise model, pos
 back-projection into two half sets, tau2 from their FSC, auto-sampling until convergence.
 Writes run_data.star, run_class001.mrc, run_half{1,2}_class001_unfil.mrc, run_model.star,
 summary.json and a checkpoint per iteration (run_itNNN_*); --continue resumes from the last.
+Under `torchrun --nproc-per-node N --no-python blush refine3d ...` (or srun) the ranks share the
+particles (gloo on CPUs, NCCL on GPUs, --device cuda meaning each rank's own) and rank 0 writes.
 With --blush each half set's reference is its denoised reconstruction, trailed to the FSC = 1/7
 shell, from the iteration the resolution reaches --blush-from-resolution on, and
 run_class001_blush.mrc (the denoised final map) is written beside run_class001.mrc."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from ..mrc import read_map
 from ..particles import Particles
+from ..distributed import start, stop
 from ..refine3d import RefineSettings, refine
 from .options import count, non_negative, order, positive
 
@@ -67,18 +70,22 @@ def main(args):
         raise ValueError(f"--max-order {args.max_order} is coarser than --healpix-order {args.healpix_order}")
     particles = Particles.read(args.particles)
     reference, ref_apix = read_map(args.ref)
+    world, device = start(args.device)  # under torchrun or srun: one rank of several
     settings = RefineSettings(diameter=args.diameter, symmetry=args.sym, ini_high=args.ini_high,
                               join_halves_below=args.join_halves_below, healpix_order=args.healpix_order,
                               local_from_order=args.local_from_order, max_order=args.max_order,
                               oversampled_cells=args.oversampled_cells,
                               offset_range=args.offset_range, offset_step=args.offset_step,
                               max_iterations=args.max_iter, batch_size=args.batch, memory_gb=args.memory_gb,
-                              device=args.device,
+                              device=device,
                               seed=args.seed, mask=args.mask, blush=args.blush, blush_weights=args.blush_weights,
                               blush_trailing=not args.blush_skip_spectral_trailing,
                               blush_fill=args.blush_trailing_fill == "wiener",
                               blush_from_resolution=args.blush_from_resolution)
     try:
-        refine(particles, reference, ref_apix, settings, args.out, resume=args.resume, overwrite=args.overwrite)
+        refine(particles, reference, ref_apix, settings, args.out, resume=args.resume, overwrite=args.overwrite,
+               world=world)
     except ValueError as e:
         raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e
+    finally:
+        stop()

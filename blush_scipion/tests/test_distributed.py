@@ -1,0 +1,80 @@
+"""refine3d on two processes (torch.distributed, gloo on CPU, launched by torchrun) gives the
+single-process result, and a two-rank run's checkpoint continues on one rank."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blush_scipion.engine.fsc import fourier_shell_correlation
+from blush_scipion.engine.mrc import read_map
+from blush_scipion.engine.particles import Particles
+from blush_scipion.engine.rotation import angular_distance
+from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
+
+from .conftest import MODEL
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+pytestmark = pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
+
+
+def command(*args, ranks: int = 1) -> list[str]:
+    cli = [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)]
+    if ranks == 1:
+        return cli
+    # one thread per rank: the two ranks share this machine's cores as one process would
+    return [TORCHRUN, "--standalone", f"--nproc-per-node={ranks}", "--no-python", *cli]
+
+
+def run(*args, ranks: int = 1) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(command(*args, ranks=ranks), capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def particles(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    simulate_from_model(MODEL, SimulationSettings(n_particles=300, box=40, pixel_size=3.0, snr=0.5, seed=4), out)
+    return out
+
+
+def test_two_ranks_give_the_single_process_result(particles, tmp_path):
+    args = ["refine3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc",
+            "--max-order", 3, "--max-iter", 4]
+    one = run(*args, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = run(*args, "--out", tmp_path / "two", ranks=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("iteration   1:") == 1  # rank 0 alone logs
+    a, _ = read_map(tmp_path / "one" / "run_class001.mrc")
+    b, _ = read_map(tmp_path / "two" / "run_class001.mrc")
+    assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
+    ra = Particles.read(tmp_path / "one" / "run_data.star").rotations()
+    rb = Particles.read(tmp_path / "two" / "run_data.star").rotations()
+    assert float((angular_distance(ra, rb) > 0.1).float().mean()) < 0.01
+    sa, sb = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
+    assert sa["iterations"] == sb["iterations"]
+    assert abs(sa["resolution_angstrom"] - sb["resolution_angstrom"]) < 0.01 * sa["resolution_angstrom"]
+
+
+def test_a_two_rank_run_continues_on_one(particles, tmp_path):
+    args = ["refine3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc",
+            "--max-order", 3, "--max-iter", 4, "--out", tmp_path / "r"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(command(*args, ranks=2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    checkpoint = tmp_path / "r" / "run_it001_optimiser.json"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    assert checkpoint.exists() and not (tmp_path / "r" / "summary.json").exists()
+    resumed = run(*args, "--continue")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "continuing after iteration" in resumed.stdout
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["iterations"] >= 2
