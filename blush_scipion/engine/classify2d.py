@@ -33,6 +33,7 @@ from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
 from .checkpoint import iteration_path, last_checkpoint, write_json
+from .distributed import World, on_leader
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant, weighted_sums
 from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, shell_sum
 from .images import (group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points,
@@ -162,9 +163,10 @@ def angles(step: float) -> torch.Tensor:
 # --- E-step and its M-step sums ---------------------------------------------------------------
 
 def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tensor, state: Class2DState,
-                settings: Class2DSettings, progress: bool = True) -> tuple[Sums, Assignment]:
+                settings: Class2DSettings, progress: bool = True, world: World = World()) -> tuple[Sums, Assignment]:
     """Score every particle against classes (K, n, n) at every angle and shift; return the M-step
-    sums and the best assignment."""
+    sums and the best assignment (under torch.distributed each rank scores its share, and both come
+    back whole on every rank)."""
     device = torch.device(settings.device)
     n, apix, k = particles.image_size, particles.pixel_size, classes.shape[0]
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
@@ -183,13 +185,13 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     mass = torch.zeros(k * j, device=device)
     res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
     res_w = torch.zeros_like(res_sum)
-    offset2 = 0.0
-    best_r, best_origin, best_p = [], [], []
+    offset2 = torch.zeros((), dtype=torch.float64, device=device)
+    best_r, best_origin, best_p = [torch.empty(0, dtype=torch.long)], [torch.empty(0, 2)], [torch.empty(0)]
     ctf_params = particles.ctf()
-    rows_all = np.arange(len(particles))
+    rows_all = world.share(np.arange(len(particles)))
     reader = StackReader()
     try:
-        for start in tqdm(range(0, len(particles), settings.batch_size), desc="  E-step", unit="batch",
+        for start in tqdm(range(0, len(rows_all), settings.batch_size), desc="  E-step", unit="batch",
                           disable=not progress, leave=False):
             rows = rows_all[start:start + settings.batch_size]
             x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
@@ -205,7 +207,7 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
             best_origin.append(total[ar, bt].cpu())
             best_p.append(pmax.cpu())
             probs = significant(probs)                    # the M-step visits significant poses only
-            offset2 += float((probs.sum(2) * (total**2).sum(-1)).sum())
+            offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
             sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n, g, len(sigma2))
             res_sum += sums
             res_w += counts
@@ -215,10 +217,16 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
             mass += probs.sum((0, 1))
     finally:
         reader.close()
+    world.sum(acc_data, acc_weight, mass, res_sum, res_w, offset2)
     data, weight_grid = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
-    r = torch.cat(best_r)
-    assignment = Assignment(r // j, psi[r % j], torch.cat(best_origin), torch.cat(best_p))
-    return Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), offset2, res_sum.cpu(), res_w.cpu()), assignment
+    mine = torch.zeros(len(particles), dtype=torch.bool)
+    mine[rows_all] = True
+    r, best = torch.zeros(len(particles), dtype=torch.long), torch.zeros(len(particles), 3)
+    r[rows_all], best[rows_all] = torch.cat(best_r), torch.cat([torch.cat(best_origin), torch.cat(best_p)[:, None]], 1)
+    r, best = world.assemble(r, mine), world.assemble(best, mine)
+    assignment = Assignment(r // j, psi[r % j], best[:, :2].contiguous(), best[:, 2].contiguous())
+    sums = Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), float(offset2), res_sum.cpu(), res_w.cpu())
+    return sums, assignment
 
 
 def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tensor, points: SlicePoints, n: int
@@ -232,7 +240,7 @@ def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tenso
 
 
 def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2: torch.Tensor,
-                 generator: torch.Generator, progress: bool = True) -> Sums:
+                 generator: torch.Generator, progress: bool = True, world: World = World()) -> Sums:
     """RELION's start: each class the average of a random subset of the images at random angles."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
@@ -246,11 +254,12 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
     acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
     acc_weight = torch.zeros(k * j, len(points.index), device=device)
     ctf_params, origins = particles.ctf(), particles.origins()
+    mine = world.share(np.arange(len(particles)))
     reader = StackReader()
     try:
-        for start in tqdm(range(0, len(particles), settings.batch_size), desc="  random averages", unit="batch",
+        for start in tqdm(range(0, len(mine), settings.batch_size), desc="  random averages", unit="batch",
                           disable=not progress, leave=False):
-            rows = np.arange(start, min(start + settings.batch_size, len(particles)))
+            rows = mine[start:start + settings.batch_size]
             x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
                                  mask)
             index = r[rows].to(device)
@@ -259,6 +268,7 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
             acc_weight.index_add_(0, index, ctf * ctf_w)
     finally:
         reader.close()
+    world.sum(acc_data, acc_weight)
     data, weight = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
     mass = torch.bincount(r // j, minlength=k).float()
     zero = torch.zeros(sigma2.shape, dtype=torch.float64)
@@ -415,7 +425,7 @@ def write_iteration(out: Path, particles: Particles, images: torch.Tensor, refer
 # --- the driver ----------------------------------------------------------------------------
 
 def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Path, resume: bool = False,
-             progress: bool = True, log=print, *, overwrite: bool = False) -> dict:
+             progress: bool = True, log=print, *, overwrite: bool = False, world: World = World()) -> dict:
     """2D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
     k = settings.classes
@@ -429,12 +439,14 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
         inputs["Blush weights"] = file_fingerprint(settings.blush_weights)
     identity = RunIdentity.of("class2d", inputs, asdict(settings),
                               ignore=("device", "batch_size", "iterations", "blush_weights"))  # may be extended
-    with claim(out_dir, identity, resume=resume, overwrite=overwrite) as out:
-        return _classify(particles, settings, out, resume, progress, log)
+    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
+        if not world.leader:
+            log, progress = (lambda *args, **kwargs: None), False
+        return _classify(particles, settings, Path(out_dir), resume, progress, log, world)
 
 
 def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume: bool, progress: bool,
-              log) -> dict:
+              log, world: World) -> dict:
     t_start = time.time()
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
     generator = torch.Generator().manual_seed(settings.seed)
@@ -456,7 +468,7 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
         sigma2 = initial_sigma2(particles, n)
         state = Class2DState(sigma2=sigma2.tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
                              r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
-        running = random_start(particles, k, settings, sigma2, generator, progress)
+        running = random_start(particles, k, settings, sigma2, generator, progress, world)
         state.distribution = (running.mass / running.mass.sum()).tolist()
         state.batch_weights = [float(len(particles))] * 2
         images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
@@ -475,7 +487,7 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
         rows = batch_rows(len(particles), schedule.subset_size(it) if schedule else -1, settings.seed, it)
         batch = particles if len(rows) == len(particles) else particles.subset(rows)
         sums, b = expectation(batch, images if references is None else references, a.origins[rows], state,
-                              settings, progress)
+                              settings, progress, world)
         weights, reseeded = [float(len(particles))] * 2, []
         if len(rows) < len(particles):
             sums = running.mixed(sums, schedule.step(it), len(particles) / len(rows))
@@ -497,7 +509,8 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
                  "particles": len(rows), "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
                  "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
         new.history = state.history + [entry]
-        if not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations:
+        writes = not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations
+        if writes and world.leader:
             if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
                 running.save(iteration_path(out, new.iteration, GRAD_SUMS))
             write_iteration(out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_")
@@ -514,6 +527,8 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
     for what in ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if references is not None else ()):
+        if not world.leader:
+            break
         src = iteration_path(out, final, what)
         with atomic_path(out / f"run_{what}") as tmp:
             tmp.write_bytes(src.read_bytes())
@@ -521,7 +536,8 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
                "particles": len(particles), "box": n, "pixel_size": apix,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
                "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
-    write_json(out / "summary.json", summary)
+    if world.leader:
+        write_json(out / "summary.json", summary)
     log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
         f"{summary['wall_seconds']:.0f} s")
     return summary

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from blush_scipion.engine.fsc import fourier_shell_correlation
-from blush_scipion.engine.mrc import read_map
+from blush_scipion.engine.mrc import read_map, read_stack
 from blush_scipion.engine.particles import Particles
 from blush_scipion.engine.rotation import angular_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
@@ -78,3 +79,15 @@ def test_a_two_rank_run_continues_on_one(particles, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing after iteration" in resumed.stdout
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["iterations"] >= 2
+
+
+def test_class2d_on_two_ranks_gives_the_single_process_classes(particles, tmp_path):
+    args = ["class2d", "--particles", particles / "particles.star", "--k", 3, "--iter", 4, "--seed", 2]
+    for name, ranks in (("one", 1), ("two", 2)):
+        done = run(*args, "--out", tmp_path / name, ranks=ranks)
+        assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (read_stack(tmp_path / name / "run_classes.mrcs") for name in ("one", "two"))
+    for x, y in zip(a, b):
+        assert float(torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]) > 0.99
+    ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
+    assert (ca == cb).mean() > 0.98

@@ -11,6 +11,7 @@ With --grad each iteration visits a mini-batch (RELION 4's VDAM schedule), the l
 from __future__ import annotations
 
 from ..classify2d import Class2DSettings, classify
+from ..distributed import start, stop
 from ..particles import Particles
 from .options import count, non_negative, positive
 
@@ -50,12 +51,17 @@ def add_args(p):
 
 
 def main(args):
+    world, device = start(args.device)  # under torchrun or srun: one rank of several
     iterations = args.iter or (GRAD_ITERATIONS if args.grad else Class2DSettings.iterations)
     settings = Class2DSettings(classes=args.k, iterations=iterations, psi_step=args.psi_step,
                                offset_range=args.offset_range, offset_step=args.offset_step,
                                tau2_fudge=args.tau2_fudge, diameter=args.diameter, ini_high=args.ini_high,
                                highres=args.highres, center_classes=not args.no_center, batch_size=args.batch,
-                               device=args.device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights,
+                               device=device, seed=args.seed, blush=args.blush, blush_weights=args.blush_weights,
                                grad=args.grad, grad_ini_subset=args.grad_ini_subset,
                                grad_fin_subset=args.grad_fin_subset)
-    classify(Particles.read(args.particles), settings, args.out, resume=args.resume, overwrite=args.overwrite)
+    try:
+        classify(Particles.read(args.particles), settings, args.out, resume=args.resume, overwrite=args.overwrite,
+                 world=world)
+    finally:
+        stop()
