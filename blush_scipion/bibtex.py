@@ -62,4 +62,15 @@ pages = {593--613},
 year = {2009},
 doi = {10.1111/j.1467-9868.2009.00698.x}
 }
+
+@article{Cardone2013,
+title = {One number does not fit all: mapping local variations in resolution in cryo-EM reconstructions},
+author = {Cardone, Giovanni and Heymann, J. Bernard and Steven, Alasdair C.},
+journal = {Journal of Structural Biology},
+volume = {184},
+number = {2},
+pages = {226--236},
+year = {2013},
+doi = {10.1016/j.jsb.2013.08.002}
+}
 """

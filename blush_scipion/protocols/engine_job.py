@@ -21,7 +21,9 @@ class EngineJob:
             return f"cuda:{getattr(self, GPU_LIST).get().split()[0]}"
         return "cpu"
 
-    def _runEngine(self, args: list):
+    def _runEngine(self, args: list, device: bool = True):
+        """`blush ARGS`; `device=False` for commands that run on the CPU only (no --device option)."""
         env = Plugin.getEnviron()
         env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
-        self.runJob(Plugin.getProgram(), " ".join(map(str, args + ["--device", self._device()])), env=env)
+        args = args + (["--device", self._device()] if device else [])
+        self.runJob(Plugin.getProgram(), " ".join(map(str, args)), env=env)

@@ -82,6 +82,47 @@ def plot_central_slices(axes, volume: np.ndarray, title: str = "") -> None:
         ax.axis("off")
 
 
+def plot_guinier(ax, resolution_squared: np.ndarray, curves: dict[str, np.ndarray], fit=None,
+                 title: str = "Guinier plot") -> None:
+    """ln(amplitude) per shell against 1/d^2 {label: curve} (RELION's -99 marks an empty shell and is
+    left out); `fit` = (slope, intercept, (d_low, d_high) in A) draws the fitted line over its range."""
+    x = np.asarray(resolution_squared, float)
+    for label, y in curves.items():
+        y = np.asarray(y, float)
+        ax.plot(x[y > -99], y[y > -99], lw=2, label=label)
+    if fit is not None:
+        slope, intercept, (low, high) = fit
+        span = np.linspace(1 / low ** 2, 1 / high ** 2, 50)
+        ax.plot(span, intercept + slope * span, "k--", lw=1.5,
+                label=f"fit {low:.1f}-{high:.1f} Å: B = {4 * slope:.1f} Å²")
+    ax.set_xlabel("resolution² (1/Å²)")
+    ax.set_ylabel("ln(amplitude)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_local_resolution_slices(axes, resolution: np.ndarray, density: np.ndarray, inside: np.ndarray,
+                                 title: str = "Local resolution") -> None:
+    """Three orthogonal central slices of [z, y, x] maps on three Axes: the density in grey, the local
+    resolution (A) in colour where `inside` is true, one colour bar for all three."""
+    n = resolution.shape[0]
+    values = resolution[inside]
+    # the 2nd-98th percentiles: a few edge voxels at the coarsest value would flatten the scale
+    low, high = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
+    image = None
+    cuts = (np.s_[n // 2], np.s_[:, n // 2], np.s_[:, :, n // 2])
+    for ax, name, cut in zip(axes, ("xy", "xz", "yz"), cuts):
+        ax.imshow(density[cut], cmap="gray", origin="lower")
+        shown = np.ma.masked_where(~inside[cut], resolution[cut])
+        image = ax.imshow(shown, cmap="RdYlBu_r", vmin=low, vmax=max(high, low + 1e-3), origin="lower",
+                          alpha=0.8)
+        ax.set_title(f"{title} {name}", fontsize=9)
+        ax.axis("off")
+    # beside the last panel only: a bar taken from all three is a layout tight_layout cannot handle
+    axes[-1].figure.colorbar(image, ax=axes[-1], fraction=0.046, pad=0.04, label="local resolution (Å)")
+
+
 def render_png(path: str, draw, size=(7, 4.5), ncols: int = 1) -> str:
     """Draw with `draw(ax or axes)` on a headless figure and save it as PNG; returns the path."""
     import matplotlib

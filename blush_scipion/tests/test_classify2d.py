@@ -112,8 +112,10 @@ def test_classes_separate_two_structures(two_structures, tmp_path):
 
 def test_bad_input_is_named(two_structures, tmp_path):
     data, _ = two_structures
+    r = blush("class2d", "--particles", data / "mixed.star", "--k", 100000, "--out", tmp_path / "c")
+    assert r.returncode == 2 and "mixed.star" in r.stderr and "100000 classes" in r.stderr
     r = blush("class2d", "--particles", data / "mixed.star", "--k", 0, "--out", tmp_path / "c")
-    assert r.returncode == 2 and "mixed.star" in r.stderr and "0 classes" in r.stderr
+    assert r.returncode == 2 and "--k" in r.stderr and ">= 1" in r.stderr
     no_ctf = Particles.read(data / "mixed.star")
     no_ctf.with_columns().table.drop(columns=["rlnDefocusU"]).pipe(
         lambda t: Particles(t, no_ctf.optics, no_ctf.root).write(tmp_path / "no_ctf.star"))

@@ -40,6 +40,8 @@ def test_every_protocol_sits_in_the_spa_view_of_the_project_window():
     assert placed["ProtBlushRefine3D"] == ("3D", "Refine")
     assert placed["ProtBlushClassify2D"] == ("2D", "Classify")
     assert placed["ProtBlushImportParticles"] == ("Imports",)
+    assert placed["ProtBlushPostprocess"] == ("3D", "Postprocess")
+    assert placed["ProtBlushLocalResolution"] == ("3D", "Analysis", "Resolution")
     assert "ProtImportParticles" in placed  # pwem's own tree survives the merge
 
 

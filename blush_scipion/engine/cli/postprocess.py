@@ -63,7 +63,7 @@ def add_args(p):
     )
     p.add_argument(
         "--low-pass",
-        type=positive,
+        type=non_negative,
         help="low-pass the result at this resolution, A (default: the final resolution; 0: none)",
     )
     p.add_argument(
