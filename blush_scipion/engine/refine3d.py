@@ -570,7 +570,8 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
         state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
                             offset_step=settings.offset_step, poses_given=particles.has_poses(),
                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
-                            sigma2=initial_sigma2(particles, n).tolist())
+                            sigma2=initial_sigma2(particles, n).tolist(),
+                            final=settings.max_iterations == 1)  # --max-iter 1: that one is the final one
         start = low_pass(reference, settings.ini_high, apix)
         start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current, state.order,
                                         state.offset_range, state.offset_step, settings.device)

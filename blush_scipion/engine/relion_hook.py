@@ -53,6 +53,7 @@ class HandOver:
     result: Path             # the map RELION reads back
     pixel_size: float | None   # A; None when neither the STAR, the MRC headers nor the run's files say
     diameter: float | None     # A, rlnParticleDiameter (RELION 5; before, from the run's files)
+    inputs: tuple[Path, ...] = ()  # the STAR and the files it names to read: never written
 
     @property
     def half_set(self) -> bool:
@@ -84,6 +85,8 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     for column in FILE_COLUMNS[:3]:
         if not files[column].exists():
             raise MapError(f"{star}: {column} names {files[column]}, which does not exist")
+    inputs = (star, *(files[c] for c in FILE_COLUMNS[:3]))
+    _check_result(star, str(row["rlnExtReconsResult"]), files["rlnExtReconsResult"], inputs)
     real, apix = read_map(files["rlnExtReconsDataReal"], cubic=False)
     imag, _ = read_map(files["rlnExtReconsDataImag"], cubic=False)
     weight, _ = read_map(files["rlnExtReconsWeight"], cubic=False)
@@ -106,7 +109,36 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
         run = run_settings(star)
         apix, diameter = apix or run.pixel_size, diameter or run.diameter
     return HandOver(star, torch.complex(real, imag), weight, tau2, fsc, float(row["rlnTau2FudgeFactor"]), pad, ori,
-                    int(row["rlnCurrentImageSize"]), files["rlnExtReconsResult"], apix, diameter)
+                    int(row["rlnCurrentImageSize"]), files["rlnExtReconsResult"], apix, diameter, inputs)
+
+
+def _check_result(star: Path, written: str, result: Path, inputs: tuple[Path, ...]) -> None:
+    """RELION reads its result back from its own job folder, where it wrote the STAR and the data
+    files: a result named anywhere else (another folder, `..`, a link out of it), not an .mrc map,
+    or one of the hook's inputs would be written where RELION never reads, over someone's file."""
+    def refuse(why: str):
+        raise StarError(f"{star}: rlnExtReconsResult {written!r} {why}: refused (RELION reads its result "
+                        f"from {star.parent}, beside this STAR)")
+
+    if ".." in Path(written).parts:
+        refuse("climbs out of its folder (..)")
+    if result.suffix != ".mrc":
+        refuse("is not an .mrc map")
+    if result.resolve().parent != star.resolve().parent:
+        refuse("is outside the STAR's folder")
+    _refuse_input(result, inputs, f"{star}: rlnExtReconsResult {written!r}")
+
+
+def _refuse_input(path: Path, inputs: tuple[Path, ...], name: str) -> None:
+    if any(path.resolve() == p.resolve() for p in inputs):
+        raise StarError(f"{name} is one of the hook's inputs: refused (it would be written over)")
+
+
+def output_path(h: HandOver, path: str | os.PathLike | None = None) -> Path:
+    """Where a map for RELION goes: `path` (the user's --out) or rlnExtReconsResult; never an input."""
+    out = Path(path) if path else h.result
+    _refuse_input(out, h.inputs, f"{h.star}: " + (f"--out {out}" if path else f"rlnExtReconsResult {out}"))
+    return out
 
 
 def _round(x: float) -> int:
@@ -276,6 +308,6 @@ def resolve_mode(h: HandOver, mode: str) -> str:
 def write_result(h: HandOver, volume: torch.Tensor, pixel_size: float | None,
                  path: str | os.PathLike | None = None) -> Path:
     """Write a map for RELION (atomically: it reads the file as soon as we exit)."""
-    out = Path(path) if path else h.result
+    out = output_path(h, path)
     write_map(out, volume, pixel_size or 1.0)
     return out

@@ -17,7 +17,8 @@ from ..mask import circular_mask
 from .features import denoiser_inputs, standardise
 from .inference import infer_blocks, particle_mask
 from .model import BlushUNet
-from .weights import WeightsError, load_state, model_state_dict
+from .weights import (WeightsError, check_finite, checked_metadata, expected_sha256, load_state,
+                      model_state_dict, safetensors_metadata)
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "blush_cpu_v1.safetensors"
 SHIPPED_WEIGHTS_2D = Path(__file__).resolve().parents[2] / "data" / "blush2d_cpu_v1.safetensors"
@@ -42,33 +43,34 @@ def load_denoiser(path: str | os.PathLike | None = None, device: str = "cpu", sh
     dim=2 for images), on `device`.
 
     RELION's blush_v1.0.ckpt(.gz) is recognised by its parameter names and read as plain tensors
-    into BlushUNet(layout="relion"), after a sha256 check (`sha256`, else RELION's published one
-    for the .gz download; WeightsError without either)."""
+    into BlushUNet(layout="relion"), after a sha256 check (`sha256` or $BLUSH_WEIGHTS_SHA256, else
+    RELION's published one for the .gz download; WeightsError without either). The metadata is
+    range-checked before the network is built and non-finite weights are refused (weights.py)."""
     from .relion_checkpoint import is_relion_checkpoint, relion_params
     path = Path(path) if path else (SHIPPED_WEIGHTS_2D if dim == 2 else SHIPPED_WEIGHTS)
+    sha256 = expected_sha256(sha256)
     state = load_state(path, sha256)
-    meta = _metadata(path, state)
+    meta = checked_metadata(path, _metadata(path, state))
     params = relion_params(path, state, sha256) if is_relion_checkpoint(state) else model_state_dict(state)
+    check_finite(path, params)
     try:
-        net = BlushUNet(int(meta.get("depth", 5)), int(meta.get("width", 16)),
-                        layout=str(meta.get("layout", "symmetric")), dim=int(meta.get("dim", 3)))
+        net = BlushUNet(meta.get("depth", 5), meta.get("width", 16),
+                        layout=str(meta.get("layout", "symmetric")), dim=meta.get("dim", 3))
         net.load_state_dict(params)
     except (RuntimeError, ValueError) as e:
         raise WeightsError(f"{path}: its tensors do not fit a BlushUNet of depth {meta.get('depth', 5)}, "
                            f"width {meta.get('width', 16)}: {str(e).splitlines()[0]}") from e
     if net.dim != dim:
         raise WeightsError(f"{path}: a {net.dim}D denoiser, where a {dim}D one is needed")
-    voxel = float(meta.get("voxel_size", 1.5))
-    return Denoiser(net.to(device).eval(), voxel, float(meta.get("voxel_size_max", voxel)),
-                    int(meta.get("block_size", 64)), str(path))
+    voxel = meta.get("voxel_size", 1.5)
+    return Denoiser(net.to(device).eval(), voxel, meta.get("voxel_size_max", voxel),
+                    meta.get("block_size", 64), str(path))
 
 
 def _metadata(path: Path, state: dict) -> dict:
     from .relion_checkpoint import is_relion_checkpoint, relion_metadata
     if path.name.endswith(".safetensors"):
-        from safetensors import safe_open
-        with safe_open(str(path), "pt") as f:
-            meta = dict(f.metadata() or {})
+        meta = safetensors_metadata(path)
     else:
         meta = {k: v for k, v in state.items() if not isinstance(v, (dict, torch.Tensor))}
     if is_relion_checkpoint(state):  # depth, width and layout follow from RELION's tensors

@@ -18,6 +18,8 @@ def block_starts(n: int, block: int, stride: int) -> list[int]:
     """Start indices along one axis so that blocks of `block` at `stride` cover [0, n) with
     the window's soft edges falling outside the map (blocks may hang over the borders)."""
     first, last = -block // 2 + stride // 2, n - block // 2 - stride // 2
+    if last < first:  # a map smaller than half a block: one block centred on it
+        return [(n - block) // 2]
     starts = list(range(first, last + 1, stride))
     if starts[-1] < last:
         starts.append(last)

@@ -18,7 +18,8 @@ RELION's decoder concatenates [skip, up-sampled] where ours concatenates [up-sam
 the input channels of each decoder's first convolution are reordered accordingly.
 
 RELION publishes one sha256, that of the gzipped download (`hash_prefix` of its installer);
-the decompressed `v1.0.ckpt` it installs has none.
+the decompressed `v1.0.ckpt` it installs has none: its user gives that file's sha256
+(`sha256sum v1.0.ckpt`; --weights-sha256 or $BLUSH_WEIGHTS_SHA256), having checked the download.
 """
 from __future__ import annotations
 
@@ -101,12 +102,13 @@ def check_relion_sha256(path: str | os.PathLike, sha256: str | None) -> None:
         raise WeightsError(
             f"{path}: a RELION Blush checkpoint with no sha256 to check it against (RELION publishes "
             f"only that of the gzipped download {RELION_BLUSH_V1_URL}, {RELION_BLUSH_V1_SHA256}); "
-            f"give that .ckpt.gz, or this file's sha256")
+            f"give that .ckpt.gz, or this file's sha256 (--weights-sha256, or $BLUSH_WEIGHTS_SHA256)")
     found = sha256_of(path)
     if found != RELION_BLUSH_V1_SHA256:
         raise WeightsError(
             f"{path}: sha256 {found} is not that of RELION's blush_v1.0.ckpt.gz "
-            f"({RELION_BLUSH_V1_SHA256}); give this file's sha256 to use it anyway")
+            f"({RELION_BLUSH_V1_SHA256}); give this file's sha256 (--weights-sha256, or "
+            "$BLUSH_WEIGHTS_SHA256) to use it anyway")
 
 
 def relion_params(path: str | os.PathLike, state: dict, sha256: str | None = None) -> dict:

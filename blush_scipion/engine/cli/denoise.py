@@ -27,7 +27,8 @@ def add_args(p):
     p.add_argument("--weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
                    "default: the weights shipped with this package")
     p.add_argument("--weights-sha256", help="sha256 the weights must have (needed for RELION's decompressed "
-                   "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also $BLUSH_WEIGHTS_SHA256)")
+                   "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
+                   "$BLUSH_WEIGHTS_SHA256)")
     p.add_argument("--diameter", type=positive, help="particle diameter, A (default: 90%% of the box)")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions")
     p.add_argument("--stride", type=count, help="voxels between blocks (default: half a block)")

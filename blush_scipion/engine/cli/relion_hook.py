@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from ..blush import TRAINED_RESOLUTION_MAX
-from ..relion_hook import blush_maps, external_reconstruct, gold_standard_resolution, read_hand_over, resolve_mode, \
-    write_result
+from ..relion_hook import (blush_maps, external_reconstruct, gold_standard_resolution, output_path,
+                           read_hand_over, resolve_mode, write_result)
+from .options import count, non_negative, positive
 
 
 def add_args(p):
@@ -30,11 +31,14 @@ def add_args(p):
     p.add_argument("--blush", action="store_true", help="answer with Blush's reference instead of the plain map")
     p.add_argument("--weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
                    "default: the weights shipped with this package")
+    p.add_argument("--weights-sha256", help="sha256 the weights must have (needed for RELION's decompressed "
+                   "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
+                   "$BLUSH_WEIGHTS_SHA256)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N for the denoiser (%(default)s)")
-    p.add_argument("--angpix", type=float,
+    p.add_argument("--angpix", type=positive,
                    help="pixel size, A (default: rlnPixelSize in the STAR (RELION 5), else the run's model "
                    "STAR beside it (RELION 3.1, 4)); needed by --blush, written in the map header")
-    p.add_argument("--diameter", type=float,
+    p.add_argument("--diameter", type=positive,
                    help="particle diameter, A (default: rlnParticleDiameter in the STAR (RELION 5) or the "
                    "run's optimiser STAR beside it, else 90%% of the box)")
     p.add_argument("--mode", default="auto", choices=["auto", "refine", "final", "classification"],
@@ -42,8 +46,8 @@ def add_args(p):
                    "an FSC, else classification, as RELION 5)")
     p.add_argument("--skip-spectral-trailing", action="store_true",
                    help="--blush: keep the denoiser's output at all resolutions (inflates the FSC)")
-    p.add_argument("--stride", type=int, help="--blush: voxels between denoiser blocks (default: half a block)")
-    p.add_argument("--blush-from-resolution", type=float, default=0.0,
+    p.add_argument("--stride", type=count, help="--blush: voxels between denoiser blocks (default: half a block)")
+    p.add_argument("--blush-from-resolution", type=non_negative, default=0.0,
                    help="--blush: a half set whose gold-standard FSC has not reached this resolution, A, gets "
                    f"the plain map (%(default)s: Blush from the first iteration, as RELION 5; blush refine3d "
                    f"waits for {TRAINED_RESOLUTION_MAX:g} A, but RELION's first iterations stay coarser than that "
@@ -54,6 +58,7 @@ def run(args, log=print) -> Path:
     """Answer one hand-over; returns the path written. `log` gets one summary line."""
     t0 = time.time()
     h = read_hand_over(args.star)
+    output_path(h, args.out)  # refused before the compute, not after
     apix = args.angpix or h.pixel_size
     if args.blush and apix is None:
         raise ValueError(f"{h.star}: no pixel size (no rlnPixelSize, as before RELION 5; MRC headers at 0; "
@@ -69,7 +74,7 @@ def run(args, log=print) -> Path:
         return out
     from ..blush.denoiser import load_denoiser  # torch model code only when Blush is asked for
     diameter = args.diameter or h.diameter or 0.9 * h.ori_size * apix
-    denoiser = load_denoiser(args.weights, args.device)
+    denoiser = load_denoiser(args.weights, args.device, sha256=args.weights_sha256)
     with torch.no_grad():
         maps = blush_maps(h, denoiser, apix, diameter, mode, trailing=not args.skip_spectral_trailing,
                           stride=args.stride)
@@ -110,9 +115,9 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
     p.add_argument("--device_timeout", type=int, help="accepted; GPUs are not locked")
     p.add_argument("--debug", action="store_true", help="accepted; no debug maps are written")
     p.add_argument("--skip-spectral-trailing", action="store_true", help="use no spectral trailing (unsafe)")
-    p.add_argument("--angpix", type=float, help="pixel size, A, if neither the STAR (rlnPixelSize) nor the "
+    p.add_argument("--angpix", type=positive, help="pixel size, A, if neither the STAR (rlnPixelSize) nor the "
                    "run's files beside it give one")
-    p.add_argument("--blush-from-resolution", type=float, default=0.0,
+    p.add_argument("--blush-from-resolution", type=non_negative, default=0.0,
                    help="a half set whose FSC has not reached this, A, gets the plain map (%(default)s: from the "
                    "first iteration, as RELION 5)")
     args, unknown = p.parse_known_args(argv)
@@ -129,7 +134,8 @@ def relion_python_blush(argv: list[str] | None = None) -> int:
                 print("relion_python_blush: model loads; no STAR file given")
                 return 0
             hook_args = argparse.Namespace(
-                star=args.star, out=None, blush=True, weights=weights, device=_device(args.gpu), angpix=args.angpix,
+                star=args.star, out=None, blush=True, weights=weights, weights_sha256=None,
+                device=_device(args.gpu), angpix=args.angpix,
                 diameter=None, mode="auto", skip_spectral_trailing=args.skip_spectral_trailing, stride=args.strides,
                 blush_from_resolution=args.blush_from_resolution)
             run(hook_args, log=lambda line: print(line, file=sys.stderr))
