@@ -1,5 +1,8 @@
-"""What every protocol that runs the engine shares: GPU and thread choices, and the runJob call
-(so Scipion's queue submission and GPU selection apply)."""
+"""What every protocol that runs the engine shares: GPU, thread and process choices, and the runJob
+call (so Scipion's queue submission and GPU selection apply). Several processes are torch.distributed
+ranks started by torchrun (one per listed GPU, or the form's MPI count on CPUs), never mpirun."""
+import os
+
 from pyworkflow.protocol import params
 from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
@@ -14,16 +17,35 @@ class EngineJob:
         form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?",
                        help="Run the engine on a CUDA GPU instead of the CPU.")
         form.addHidden(GPU_LIST, params.StringParam, default="0", label="GPU ID",
-                       help="The engine uses the first GPU listed.")
+                       help="GPUs to use, separated by spaces. Commands that run on several processes "
+                            "(3D auto-refine, 2D classification) take one per GPU listed; the others the first.")
+
+    def _gpus(self) -> list[str]:
+        return getattr(self, GPU_LIST).get().split() if getattr(self, USE_GPU).get() else []
 
     def _device(self) -> str:
-        if getattr(self, USE_GPU).get() and getattr(self, GPU_LIST).get().strip():
-            return f"cuda:{getattr(self, GPU_LIST).get().split()[0]}"
-        return "cpu"
+        return f"cuda:{self._gpus()[0]}" if self._gpus() else "cpu"
 
-    def _runEngine(self, args: list, device: bool = True):
-        """`blush ARGS`; `device=False` for commands that run on the CPU only (no --device option)."""
+    def _ranks(self) -> int:
+        """Processes for a command that can share its particles: one per listed GPU, else the form's
+        MPI count."""
+        if self._gpus():
+            return len(self._gpus())
+        return max(1, self.numberOfMpi.get()) if hasattr(self, "numberOfMpi") else 1
+
+    def _runEngine(self, args: list, device: bool = True, distributed: bool = False):
+        """`blush ARGS`; `device=False` for commands that run on the CPU only (no --device option);
+        `distributed` for those that run as torch.distributed ranks (started by torchrun)."""
         env = Plugin.getEnviron()
         env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
-        args = args + (["--device", self._device()] if device else [])
-        self.runJob(Plugin.getProgram(), " ".join(map(str, args)), env=env)
+        program, ranks = Plugin.getProgram(), self._ranks() if distributed else 1
+        if device:
+            args = args + ["--device", self._device() if ranks == 1 or not self._gpus() else "cuda"]
+        if ranks > 1:
+            if self._gpus():  # rank i takes cuda:i of these
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus())
+            launcher = os.path.join(os.path.dirname(program), "torchrun")
+            args = ["--standalone", f"--nproc-per-node={ranks}", "--no-python", program] + args
+            program = launcher if os.path.exists(launcher) else "torchrun"
+        # numberOfMpi=1: pyworkflow would otherwise wrap the command in mpirun
+        self.runJob(program, " ".join(map(str, args)), env=env, numberOfMpi=1)

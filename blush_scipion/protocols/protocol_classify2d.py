@@ -66,7 +66,7 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
                            "current offset; 5 px, as RELION's form.")
         form.addParam("offsetSearchStepPix", params.FloatParam, default=1, label="Offset search step (px)",
                       help="Step (in pixels) of the translation search; 1 px, as RELION's form.")
-        form.addParallelSection(threads=1, mpi=0)
+        form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
     def _insertAllSteps(self):
@@ -93,7 +93,7 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
             args += ["--blush"]
             if self.blushWeights.get():
                 args += ["--blush-weights", self.blushWeights.get()]
-        self._runEngine(args)
+        self._runEngine(args, distributed=True)
 
     def _iterations(self) -> int:
         return self.numberOfVDAMBatches.get() if self.useGradientAlg.get() else self.numberOfIterations.get()

@@ -91,7 +91,7 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
                       help="A cap only: the refinement stops earlier once neither the resolution nor the "
                            "poses improve. RELION's form has no such field (relion_refine's --auto_iter_max: "
                            "999).")
-        form.addParallelSection(threads=1, mpi=0)
+        form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
     def _insertAllSteps(self):
@@ -124,7 +124,7 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
             args += ["--blush-from-resolution", self.blushFromResolution.get()]
             if self.blushSkipSpectralTrailing.get():
                 args += ["--blush-skip-spectral-trailing"]
-        self._runEngine(args)
+        self._runEngine(args, distributed=True)
 
     def createOutputStep(self):
         particles = self.inputParticles.get()

@@ -150,6 +150,18 @@ class TestBlushProtocols(BaseTest):
         too_many = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401)
         self.assertTrue(any("401 classes" in e for e in too_many.validate()))
 
+    def test_classify2d_on_two_processes(self):
+        """The form's MPI count becomes torch.distributed ranks under torchrun (never mpirun)."""
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
+                                numberOfIterations=3, maskDiameterA=90, numberOfMpi=2)
+        self.launchProtocol(prot)
+        self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
+        log = open(prot.getStdoutLog()).read()
+        self.assertIn("--nproc-per-node=2", log)
+        self.assertNotIn("mpirun", log)
+
     def test_classify2d_with_mini_batches(self):
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
         self.launchProtocol(imp)
