@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench peer clean
 
 install: $(STAMP)
 
@@ -29,6 +29,26 @@ bench: install
 	$(PY) benchmarks/blush_vs_standard.py
 	$(PY) benchmarks/class2d_blush.py
 	$(PY) benchmarks/relion_peer.py
+
+# The peer as its users build it: RELION from its public source (the 3dem/relion mirror here, or
+# PEER_SRC), CPU only, under .peer/ (ignored by git; never in CI). benchmarks/peer.py prefers it
+# to Debian's 3.1.3 and checks it with ../shared/peer/relion_ctf_check.sh before any figure counts.
+PEER_SRC ?= /work/.mirror/3dem+relion/repo
+PEER_TAG ?= 4.0.2
+PEER_DIR := .peer/relion-$(PEER_TAG)
+
+peer: install $(PEER_DIR)/bin/relion_refine
+
+$(PEER_DIR)/bin/relion_refine:
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ libfftw3-dev libtiff-dev \
+			libopenmpi-dev libpng-dev >/dev/null; fi
+	rm -rf .peer/src-$(PEER_TAG) && git clone -q --depth 1 --branch $(PEER_TAG) $(PEER_SRC) .peer/src-$(PEER_TAG)
+	cmake -S .peer/src-$(PEER_TAG) -B .peer/build-$(PEER_TAG) -DCMAKE_BUILD_TYPE=Release -DCUDA=OFF \
+		-DALTCPU=OFF -DGUI=OFF -DFETCH_TORCH_MODELS=OFF -DCMAKE_INSTALL_PREFIX=$(abspath $(PEER_DIR)) >/dev/null
+	cmake --build .peer/build-$(PEER_TAG) -j $$(nproc) >/dev/null
+	cmake --install .peer/build-$(PEER_TAG) >/dev/null
+	$(PY) benchmarks/peer.py
 
 clean:
 	rm -rf $(VENV) .scipion demo_output *.egg-info

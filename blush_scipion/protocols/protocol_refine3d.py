@@ -2,7 +2,7 @@
 import json
 import os
 
-from pwem.objects import FSC, Volume
+from pwem.objects import FSC, Volume, VolumeMask
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
@@ -11,6 +11,7 @@ from ..engine.blush import TRAINED_RESOLUTION_MAX
 from ..engine.mrc import read_map, write_map
 from ..engine.symmetry import symmetry_operators
 from .engine_job import EngineJob
+from ..reports.postprocess import postprocess_fsc_curves, postprocess_summary, write_postprocess_pngs
 from ..reports.refine import refine_fsc_curve, write_refine_pngs
 from .label import PluginLabel
 
@@ -26,7 +27,8 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
     map with its half maps, the aligned particles and the FSC (and, with Blush, the denoised map)."""
     _label = "3D auto-refine"
     _possibleOutputs = {"outputVolume": Volume, "outputParticles": "SetOfParticles", "outputFSC": FSC,
-                        "outputVolumeBlush": Volume}
+                        "outputVolumeBlush": Volume, "outputVolumePostprocessed": Volume,
+                        "outputMaskPostprocess": VolumeMask, "outputFSCPostprocess": FSC}
     _references = ["Scheres2012"]
 
     def _defineParams(self, form):
@@ -91,12 +93,21 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
                       help="A cap only: the refinement stops earlier once neither the resolution nor the "
                            "poses improve. RELION's form has no such field (relion_refine's --auto_iter_max: "
                            "999).")
+        form.addSection(label="Post-process")
+        form.addParam("doPostprocess", params.BooleanParam, default=True, label="Post-process the result?",
+                      help="In the same run, as the post-process protocol with its defaults (blush postprocess, "
+                           "as relion_postprocess): the half maps inside the reference mask (or one made from "
+                           "them), the mask-corrected FSC, FSC weighting, a B-factor fitted to the Guinier "
+                           "plot; outputs the sharpened map, its mask and FSC. RELION's auto-refine leaves "
+                           "this to a separate job.")
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep)
         self._insertFunctionStep(self.refineStep)
+        if self.doPostprocess.get():
+            self._insertFunctionStep(self.postprocessStep)
         self._insertFunctionStep(self.createOutputStep)
 
     def convertInputStep(self):
@@ -126,6 +137,17 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
                 args += ["--blush-skip-spectral-trailing"]
         self._runEngine(args, distributed=True)
 
+    def postprocessStep(self):
+        args = ["postprocess", "--half1", self._getExtraPath("run_half1_class001_unfil.mrc"),
+                "--half2", self._getExtraPath("run_half2_class001_unfil.mrc"), "--out", self._postprocessPath(),
+                "--angpix", self.inputParticles.get().getSamplingRate()]
+        if self.referenceMask.get() is not None:
+            args += ["--mask", self.referenceMask.get().getFileName()]
+        self._runEngine(args, device=False)
+
+    def _postprocessPath(self, *name: str) -> str:
+        return self._getExtraPath("postprocess", *name)
+
     def createOutputStep(self):
         particles = self.inputParticles.get()
         volume = Volume(location=self._getExtraPath("run_class001.mrc"))
@@ -142,10 +164,25 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
             outputs["outputVolumeBlush"] = Volume(location=self._getExtraPath("run_class001_blush.mrc"),
                                                   objLabel="Blush-denoised map")
             outputs["outputVolumeBlush"].setSamplingRate(particles.getSamplingRate())
+        if self.doPostprocess.get():
+            outputs.update(self._postprocessOutputs(particles.getSamplingRate(), volume.getHalfMaps().split(",")))
         self._defineOutputs(**outputs)
         for out in outputs.values():
             self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.referenceVolume, volume)
+
+    def _postprocessOutputs(self, apix: float, half_maps: list) -> dict:
+        """The post-processed map (carrying the half maps), its mask and corrected FSC, with plots."""
+        sharpened = Volume(location=self._postprocessPath("postprocess.mrc"), objLabel="post-processed map")
+        sharpened.setSamplingRate(apix)
+        sharpened.setHalfMaps(half_maps)
+        mask = VolumeMask(location=self._postprocessPath("postprocess_mask.mrc"), objLabel="post-process mask")
+        mask.setSamplingRate(apix)
+        corrected = FSC(objLabel="FSC (corrected)")
+        corrected.setData(*(v.tolist() for v in postprocess_fsc_curves(self._postprocessPath)["corrected"]))
+        write_postprocess_pngs(self._postprocessPath)
+        return {"outputVolumePostprocessed": sharpened, "outputMaskPostprocess": mask,
+                "outputFSCPostprocess": corrected}
 
     # --- helpers -------------------------------------------------------------------------------
     def _summaryFile(self) -> str:
@@ -198,6 +235,10 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
                          + (f" (GPU {s['cuda_peak_allocated_gb']:.1f} GB)" if "cuda_peak_allocated_gb" in s else "")
                          + ".")
         lines.append("Plots: extra/fsc.png, extra/progress.png, extra/slices.png.")
+        if self.doPostprocess.get() and os.path.exists(self._postprocessPath("summary.json")):
+            p = postprocess_summary(self._postprocessPath)
+            lines.append(f"Post-processed: {p['resolution_angstrom']:.2f} Å (mask-corrected FSC 0.143), B-factor "
+                         f"{p['bfactor']:.1f} Å²; plots in extra/postprocess/.")
         return lines
 
     def _methods(self):
@@ -212,7 +253,8 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
                    else ".")]
 
     def _citations(self):
-        return self._references + (["Kimanius2024"] if self.useBlush.get() else [])
+        return (self._references + (["Kimanius2024"] if self.useBlush.get() else [])
+                + (["Rosenthal2003", "Chen2013"] if self.doPostprocess.get() else []))
 
 
 def blush_start(summary: dict) -> str:

@@ -77,6 +77,15 @@ class TestBlushProtocols(BaseTest):
         truth, apix = read_map(f"{self.sim}/truth.mrc")
         refined, _ = read_map(volume.getFileName())
         self.assertLess(resolution_at(fourier_shell_correlation(refined, truth), 0.5, 40, apix), 15.0)
+        # post-processed in the same run: a sharpened map, its mask, and a mask-corrected FSC finer than
+        # the gold standard's unmasked one (the mask takes the solvent's noise out), both sane
+        sharpened = refine.outputVolumePostprocessed
+        self.assertTrue(sharpened.hasHalfMaps() and os.path.exists(refine.outputMaskPostprocess.getFileName()))
+        gold, corrected = (float(f.calculateResolution()) for f in (refine.outputFSC, refine.outputFSCPostprocess))
+        self.assertLess(corrected, gold + 0.5)
+        self.assertGreater(corrected, 2 * apix - 0.01)
+        self.assertTrue(any("Post-processed" in line for line in refine.summary()), refine.summary())
+        self.assertTrue(os.path.exists(refine._getExtraPath("postprocess", "guinier.png")))
         self.assertTrue(any("Gold-standard resolution" in line for line in refine.summary()))
         # relations: the outputs derive from the inputs
         graph = self.proj.getSourceGraph(refresh=True)

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -82,3 +83,14 @@ def test_the_particle_fingerprint_follows_the_rows_not_the_file():
     assert table_fingerprint(table) == table_fingerprint(table.copy())
     changed = table.assign(rlnDefocusU=[10000.0, 12001.0])
     assert table_fingerprint(changed) != table_fingerprint(table)
+
+
+def test_the_lock_of_a_killed_but_unreaped_process_is_stale(tmp_path):
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not waited for, so a zombie
+    deadline = time.time() + 30
+    while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z" and time.time() < deadline:
+        time.sleep(0.05)
+    (tmp_path / LOCK_FILE).write_text(f"{socket.gethostname()} {zombie.pid}")
+    with claim(tmp_path, IDENTITY, resume=True):
+        pass
+    zombie.wait()
