@@ -26,6 +26,7 @@ from .atomic import atomic_path
 RUN_FILE = "run.json"
 LOCK_FILE = ".blush.lock"
 OUTPUTS = ("run_*", "summary.json", "grad_sums.safetensors", RUN_FILE)  # what our drivers write
+TEMPORARY = tuple(f".{name.rstrip('*')}*" for name in OUTPUTS)  # atomic_path's temporaries of them
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ def claim(
         raise ValueError(f"{out}: --out must be a folder, and this is a file")
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
+        for pattern in TEMPORARY:  # what a killed atomic write left (atomic.py); no writer runs now
+            for path in out.glob(pattern):
+                path.unlink(missing_ok=True)
         record = out / RUN_FILE
         held = any(out.glob("run_it*_optimiser.json")) or (out / "summary.json").exists()
         if overwrite:

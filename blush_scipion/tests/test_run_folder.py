@@ -94,3 +94,12 @@ def test_the_lock_of_a_killed_but_unreaped_process_is_stale(tmp_path):
     with claim(tmp_path, IDENTITY, resume=True):
         pass
     zombie.wait()
+
+
+def test_temporaries_of_a_killed_atomic_write_are_cleared(tmp_path):
+    (tmp_path / ".run_class001.mrc.k3j2.mrc").write_bytes(b"half a map")  # as atomic_path names them
+    (tmp_path / ".summary.json.x8.json").write_text("{")
+    (tmp_path / ".hidden_by_the_user").write_text("kept")
+    with claim(tmp_path, IDENTITY, resume=True):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden_by_the_user", RUN_FILE]

@@ -5,6 +5,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 COMMANDS = {
     "simulate": "particle images simulated from an atomic model, with CTF and noise",
@@ -43,6 +44,24 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: only cpu and cuda are supported")
 
 
+def check_out(args) -> None:
+    """Refuse an --out that names one of the command's input files, or where nothing can be
+    written, before any work (not after hours of it)."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    target = Path(out).resolve()
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if name != "out" and isinstance(v, str) and Path(v).is_file() and Path(v).resolve() == target:
+                raise ValueError(f"{out}: --out names an input (--{name.replace('_', '-')}): refused, it would be "
+                                 "written over")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
+        raise ValueError(f"{out}: cannot write here ({existing} is not writable)")
+
+
 def describe(error: Exception) -> str:
     """One line for an error: a file's name and what is wrong with it where there is a file."""
     if isinstance(error, OSError) and error.filename:
@@ -70,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "device", None):
             check_device(args.device)
+        check_out(args)
         return args.run(args) or 0
     except Exception as e:  # one clear line, no trace (KeyboardInterrupt still stops the run as Python does)
         if args.debug or os.environ.get("BLUSH_DEBUG"):
