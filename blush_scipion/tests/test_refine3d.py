@@ -17,6 +17,7 @@ from blush_scipion.engine.rotation import angular_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 from .conftest import DATA
+from .same_result import assert_same_refinement
 
 MODEL = DATA / "adk_closed.pdb.gz"  # adenylate kinase, closed, 23.5 kDa
 
@@ -83,12 +84,7 @@ def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
     resumed = blush("refine3d", *args, "--out", tmp_path / "killed", "--continue")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing after iteration" in resumed.stdout
-    a, _ = read_map(tmp_path / "straight" / "run_class001.mrc")
-    b, _ = read_map(tmp_path / "killed" / "run_class001.mrc")
-    assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
-    ra = Particles.read(tmp_path / "straight" / "run_data.star").rotations()
-    rb = Particles.read(tmp_path / "killed" / "run_data.star").rotations()
-    assert float((angular_distance(ra, rb) > 0.1).float().mean()) < 0.01
+    assert_same_refinement(tmp_path / "straight", tmp_path / "killed")
 
 
 def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_set, tmp_path):
