@@ -275,4 +275,4 @@ def test_localres_cli_writes_the_map_the_filtered_map_and_the_median(cli_run, ca
         )
         == 2
     )
-    assert "is an input" in capsys.readouterr().err
+    assert "names an input" in capsys.readouterr().err

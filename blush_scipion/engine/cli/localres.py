@@ -52,9 +52,7 @@ def add_args(p):
 
 def main(args):
     t0 = time.time()
-    out = Path(args.out)
-    if out.resolve() in {Path(p).resolve() for p in (args.half1, args.half2, args.mask) if p}:
-        raise ValueError(f"{out}: is an input; choose another --out")
+    out = Path(args.out)  # one of the inputs is refused before this (cli.check_out)
     half1, half2, apix = read_map_pair(args.half1, args.half2)
     apix = args.angpix or apix
     mask = read_mask(args.mask, half1.shape) if args.mask else None
