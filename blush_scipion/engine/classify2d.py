@@ -440,8 +440,7 @@ def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Pat
     identity = RunIdentity.of("class2d", inputs, asdict(settings),
                               ignore=("device", "batch_size", "iterations", "blush_weights"))  # may be extended
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        if not world.leader:
-            log, progress = (lambda *args, **kwargs: None), False
+        log, progress = world.voice(log, progress)
         return _classify(particles, settings, Path(out_dir), resume, progress, log, world)
 
 
@@ -526,12 +525,11 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    for what in ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if references is not None else ()):
-        if not world.leader:
-            break
-        src = iteration_path(out, final, what)
-        with atomic_path(out / f"run_{what}") as tmp:
-            tmp.write_bytes(src.read_bytes())
+    finals = ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if references is not None else ())
+    if world.leader:
+        for what in finals:
+            with atomic_path(out / f"run_{what}") as tmp:
+                tmp.write_bytes(iteration_path(out, final, what).read_bytes())
     summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
                "particles": len(particles), "box": n, "pixel_size": apix,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,

@@ -52,19 +52,17 @@ class World:
     def agree(self, error: str | None) -> None:
         """Raise on every rank if any rank met `error` (a rank that raised alone would leave the
         others waiting in the next all-reduce)."""
-        if self.size == 1:
-            if error:
-                raise ValueError(error)
-            return
-        errors = [None] * self.size
-        dist.all_gather_object(errors, error)
+        errors = [error]
+        if self.size > 1:
+            errors = [None] * self.size
+            dist.all_gather_object(errors, error)
         first = next((e for e in errors if e), None)
         if first:
             raise ValueError(first)
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier()
+    def voice(self, log, progress: bool):
+        """(log, progress) for this rank: the leader's as given, the others' silent."""
+        return (log, progress) if self.leader else ((lambda *args, **kwargs: None), False)
 
 
 @contextmanager

@@ -537,14 +537,13 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
     identity = run_identity(particles, reference, settings)
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        if not world.leader:
-            log, progress = (lambda *args, **kwargs: None), False
+        log, progress = world.voice(log, progress)
         return _refine(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
 def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSettings, out: Path, resume: bool,
             progress: bool, log, world: World) -> dict:
-    t_start = time.time()
+    t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
     torch.manual_seed(settings.seed)
     n, apix = particles.image_size, particles.pixel_size
     start_it = last_checkpoint(out) if resume else None
@@ -579,7 +578,6 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
         f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
-    t_mark = t_start
     while not state.done:
         t0 = time.time()
         use_blush = blush_active(state, settings)

@@ -15,13 +15,14 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .blush.weights import sha256_of
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".blush.lock"
@@ -73,11 +74,7 @@ def tensor_fingerprint(tensor: torch.Tensor) -> str:
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_of(path)[:16]
 
 
 def _alive(pid: int) -> bool:
@@ -119,8 +116,8 @@ def _lock(out: Path) -> Iterator[None]:
             path.unlink()
 
 
-def _clear(out: Path) -> None:
-    for pattern in OUTPUTS:
+def _remove(out: Path, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
         for path in out.glob(pattern):
             if path.is_file():
                 path.unlink()
@@ -140,13 +137,11 @@ def claim(
         raise ValueError(f"{out}: --out must be a folder, and this is a file")
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
-        for pattern in TEMPORARY:  # what a killed atomic write left (atomic.py); no writer runs now
-            for path in out.glob(pattern):
-                path.unlink(missing_ok=True)
+        _remove(out, TEMPORARY)  # what a killed atomic write left (atomic.py); no writer runs now
         record = out / RUN_FILE
         held = any(out.glob("run_it*_optimiser.json")) or (out / "summary.json").exists()
         if overwrite:
-            _clear(out)
+            _remove(out, OUTPUTS)
         elif resume and record.exists():
             differs = identity.differences(json.loads(record.read_text()))
             if differs:
@@ -157,11 +152,5 @@ def claim(
                 "--out, or clear it (--overwrite)"
             )
         with atomic_path(record) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {"command": identity.command, "inputs": identity.inputs, "settings": identity.settings},
-                    indent=2,
-                    default=str,
-                )
-            )
+            tmp.write_text(json.dumps(asdict(identity), indent=2, default=str))
         yield out

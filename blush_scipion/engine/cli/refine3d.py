@@ -10,9 +10,9 @@ shell, from the iteration the resolution reaches --blush-from-resolution on, and
 run_class001_blush.mrc (the denoised final map) is written beside run_class001.mrc."""
 from __future__ import annotations
 
+from ..distributed import start, stop
 from ..mrc import read_map
 from ..particles import Particles
-from ..distributed import start, stop
 from ..refine3d import RefineSettings, refine
 from .options import count, non_negative, order, positive
 
