@@ -531,7 +531,7 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
             with atomic_path(out / f"run_{what}") as tmp:
                 tmp.write_bytes(iteration_path(out, final, what).read_bytes())
     summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
-               "particles": len(particles), "box": n, "pixel_size": apix,
+               "particles": len(particles), "box": n, "pixel_size": apix, "ranks": world.size,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
                "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
     if world.leader:

@@ -621,7 +621,7 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
     summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": settings.blush,
                "wall_seconds": round(state.wall_seconds + time.time() - t_mark, 1), "particles": len(particles),
-               "box": n,
+               "box": n, "ranks": world.size,
                "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
                "finest_angular_step": min(e["angular_step"] for e in state.history),
                **peak_memory_gb(settings.device),

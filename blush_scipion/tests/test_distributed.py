@@ -52,7 +52,7 @@ def test_two_ranks_give_the_single_process_result(particles, tmp_path):
     assert two.stdout.count("iteration   1:") == 1  # rank 0 alone logs
     assert_same_refinement(tmp_path / "one", tmp_path / "two")
     sa, sb = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
-    assert sa["iterations"] == sb["iterations"]
+    assert sa["iterations"] == sb["iterations"] and (sa["ranks"], sb["ranks"]) == (1, 2)
     assert abs(sa["resolution_angstrom"] - sb["resolution_angstrom"]) < 0.01 * sa["resolution_angstrom"]
 
 
