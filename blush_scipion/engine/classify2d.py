@@ -27,21 +27,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .distributed import World, on_leader
-from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant, weighted_sums
-from .fourier import centred_radius_2d, irfft2_centered, phase_shift_2d, rfft2_centered, shell_sum
-from .images import (group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points,
-                     power_spectrum, residual_power)
-from .inplane import extract_rotated, fourier_images, hermitian_complete, images_from_fourier, insert_rotated
+from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
+from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
+from .fourier import (
+    centred_radius_2d,
+    irfft2_centered,
+    phase_shift_2d,
+    rfft2_centered,
+    shell_sum,
+)
+from .fsc import last_ssnr_shell
+from .images import (
+    initial_sigma2,
+    noise_model_blocks,
+    power_spectrum,
+)
+from .inplane import (
+    extract_rotated,
+    fourier_images,
+    hermitian_complete,
+    images_from_fourier,
+    insert_rotated,
+)
 from .mask import circular_mask, particle_diameter
 from .minibatch import MiniBatchSchedule, batch_rows, running_weights
-from .mrc import StackReader, read_stack, write_stack
+from .mrc import read_stack, write_stack
 from .particles import Particles
 from .projector import SlicePoints
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint
@@ -169,10 +185,8 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     back whole on every rank)."""
     device = torch.device(settings.device)
     n, apix, k = particles.image_size, particles.pixel_size, classes.shape[0]
-    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)
-    points, shells, weight = noise_weighted_points(n, state.r_current, sigma2, device)
-    inverse_noise = 1 / sigma2.to(device)[:, shells]                 # (G, P)
-    groups = torch.as_tensor(group_index(particles), device=device)
+    noise = NoiseModel.at(n, state.r_current, torch.tensor(state.sigma2, dtype=torch.float32), device)
+    points = noise.points
     psi = angles(settings.psi_step)
     j = len(psi)
     references = extract_rotated(fourier_images(classes.to(device), PAD), psi, points, PAD).reshape(k * j, -1)
@@ -180,53 +194,31 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     phases = shift_phases(shifts, points.coords, n)
     log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(j)
     mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
-    acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
-    acc_weight = torch.zeros(k * j, len(points.index), device=device)
+    sums, residuals = GridSums.zeros(k * j, noise), ResidualSums.zeros(noise)
     mass = torch.zeros(k * j, device=device)
-    res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
-    res_w = torch.zeros_like(res_sum)
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
-    best_r, best_origin, best_p = [torch.empty(0, dtype=torch.long)], [torch.empty(0, 2)], [torch.empty(0)]
-    ctf_params = particles.ctf()
+    best = BestPoses()
     rows_all = world.share(np.arange(len(particles)))
-    reader = StackReader()
-    try:
-        for start in tqdm(range(0, len(rows_all), settings.batch_size), desc="  E-step", unit="batch",
-                          disable=not progress, leave=False):
-            rows = rows_all[start:start + settings.batch_size]
-            x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
-                                 mask)
-            x_t = shifted(x, phases)                                            # (B, T, P)
-            total = origins[rows].to(device)[:, None, :] + shifts[None]          # (B, T, 2)
-            log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
-            g = groups[torch.as_tensor(rows)]
-            scores = log_likelihoods(x_t, ctf, weight[g], references) + log_offset[:, :, None] + log_class
-            probs, pmax, (bt, br) = posteriors(scores)
-            ar = torch.arange(len(rows), device=device)
-            best_r.append(br.cpu())
-            best_origin.append(total[ar, bt].cpu())
-            best_p.append(pmax.cpu())
-            probs = significant(probs)                    # the M-step visits significant poses only
-            offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
-            sums, counts = residual_power(x_t[ar, bt] - ctf * references[br], points, shells, n, g, len(sigma2))
-            res_sum += sums
-            res_w += counts
-            ctf_w = ctf * inverse_noise[g]
-            y = x_t * ctf_w[:, None, :]
-            weighted_sums(probs, y, ctf * ctf_w, acc_data, acc_weight)
-            mass += probs.sum((0, 1))
-    finally:
-        reader.close()
-    world.sum(acc_data, acc_weight, mass, res_sum, res_w, offset2)
-    data, weight_grid = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
-    mine = torch.zeros(len(particles), dtype=torch.bool)
-    mine[rows_all] = True
-    r, best = torch.zeros(len(particles), dtype=torch.long), torch.zeros(len(particles), 3)
-    r[rows_all], best[rows_all] = torch.cat(best_r), torch.cat([torch.cat(best_origin), torch.cat(best_p)[:, None]], 1)
-    r, best = world.assemble(r, mine), world.assemble(best, mine)
-    assignment = Assignment(r // j, psi[r % j], best[:, :2].contiguous(), best[:, 2].contiguous())
-    sums = Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), float(offset2), res_sum.cpu(), res_w.cpu())
-    return sums, assignment
+    for b in image_batches(particles, rows_all, origins[rows_all], noise, settings.batch_size, device, mask=mask,
+                           progress=progress):
+        x_t = shifted(b.x, phases)                                            # (B, T, P)
+        total = origins[b.rows].to(device)[:, None, :] + shifts[None]         # (B, T, 2)
+        log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
+        scores = log_likelihoods(x_t, b.ctf, b.weight, references) + log_offset[:, :, None] + log_class
+        probs, pmax, (bt, br) = posteriors(scores)
+        ar = torch.arange(len(b.rows), device=device)
+        best.add(br, total[ar, bt], pmax)
+        probs = significant(probs)                    # the M-step visits significant poses only
+        offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
+        residuals.add(x_t[ar, bt] - b.ctf * references[br], b)
+        sums.add(probs, x_t, b)
+        mass += probs.sum((0, 1))
+    world.sum(sums.data, sums.weight, mass, residuals.sums, residuals.weights, offset2)
+    data, weight_grid = put_back(sums.data.reshape(k, j, -1), sums.weight.reshape(k, j, -1), psi, points, n)
+    r, best_origins, best_p = best.gathered(rows_all, len(particles), world)
+    assignment = Assignment(r // j, psi[r % j], best_origins, best_p)
+    return Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), float(offset2), residuals.sums.cpu(),
+                residuals.weights.cpu()), assignment
 
 
 def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tensor, points: SlicePoints, n: int
@@ -244,32 +236,20 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
     """RELION's start: each class the average of a random subset of the images at random angles."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
-    points, shells, _ = noise_weighted_points(n, n // 2, sigma2, device)
-    inverse_noise = 1 / sigma2.to(device)[:, shells]
-    groups = torch.as_tensor(group_index(particles), device=device)
+    noise = NoiseModel.at(n, n // 2, sigma2, device)
     psi = angles(settings.psi_step)
     j = len(psi)
     r = torch.randint(0, k * j, (len(particles),), generator=generator)
     mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
-    acc_data = torch.zeros(k * j, len(points.index), dtype=torch.complex64, device=device)
-    acc_weight = torch.zeros(k * j, len(points.index), device=device)
-    ctf_params, origins = particles.ctf(), particles.origins()
+    sums = GridSums.zeros(k * j, noise)
     mine = world.share(np.arange(len(particles)))
-    reader = StackReader()
-    try:
-        for start in tqdm(range(0, len(mine), settings.batch_size), desc="  random averages", unit="batch",
-                          disable=not progress, leave=False):
-            rows = mine[start:start + settings.batch_size]
-            x, ctf = image_batch(particles, rows, reader, origins[rows], ctf_params[rows], points, apix, device,
-                                 mask)
-            index = r[rows].to(device)
-            ctf_w = ctf * inverse_noise[groups[torch.as_tensor(rows)]]
-            acc_data.index_add_(0, index, x * ctf_w)
-            acc_weight.index_add_(0, index, ctf * ctf_w)
-    finally:
-        reader.close()
-    world.sum(acc_data, acc_weight)
-    data, weight = put_back(acc_data.reshape(k, j, -1), acc_weight.reshape(k, j, -1), psi, points, n)
+    for b in image_batches(particles, mine, particles.origins()[mine], noise, settings.batch_size, device,
+                           mask=mask, progress=progress, label="random averages"):
+        index = r[b.rows].to(device)
+        sums.data.index_add_(0, index, b.x * b.ctf_over_noise)
+        sums.weight.index_add_(0, index, b.ctf * b.ctf_over_noise)
+    world.sum(sums.data, sums.weight)
+    data, weight = put_back(sums.data.reshape(k, j, -1), sums.weight.reshape(k, j, -1), psi, noise.points, n)
     mass = torch.bincount(r // j, minlength=k).float()
     zero = torch.zeros(sigma2.shape, dtype=torch.float64)
     return Sums(data, weight, mass, 0.0, zero, zero)
@@ -316,13 +296,6 @@ def recentre(images: torch.Tensor) -> torch.Tensor:
     total = density.sum((-2, -1)).clamp(min=1e-30)
     com = torch.stack([(density.sum(-2) * c).sum(-1), (density.sum(-1) * c).sum(-1)], dim=-1) / total[:, None]
     return irfft2_centered(phase_shift_2d(rfft2_centered(images), -com, n), n)
-
-
-def last_ssnr_shell(ssnr: torch.Tensor) -> torch.Tensor:
-    """(K, S) -> (K,) the last shell, counting out from 1, before the SSNR first drops below 1."""
-    below = (ssnr[:, 1:] < 1).float()
-    first = torch.where(below.any(1), below.argmax(1), torch.full((len(ssnr),), ssnr.shape[1] - 1))
-    return first
 
 
 def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState, settings: Class2DSettings,

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from .fourier import irfft3_centered, rfft3_centered, rfft_hermitian_weight, rfft_shell_index, rfft_shell_index_3d, \
-    rfftn_centered, shell_sum
+from .fourier import (
+    irfft3_centered,
+    rfft3_centered,
+    rfft_hermitian_weight,
+    rfft_shell_index,
+    rfft_shell_index_3d,
+    rfftn_centered,
+    shell_sum,
+)
 
 
 def fourier_shell_correlation(a: torch.Tensor, b: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -81,3 +88,10 @@ def correct_masked_fsc(masked: torch.Tensor, random: torch.Tensor, start: int) -
     (RELION's rule: the shells next to the randomisation edge carry its artefacts)."""
     tail = torch.arange(masked.shape[-1], device=masked.device) >= start + 2
     return torch.where(tail, (masked - random) / (1 - random).clamp(min=1e-6), masked)
+
+
+def last_ssnr_shell(ssnr: torch.Tensor) -> torch.Tensor:
+    """(K, S) -> (K,) the last shell, counting out from 1, before the SSNR first drops below 1."""
+    below = (ssnr[:, 1:] < 1).float()
+    first = torch.where(below.any(1), below.argmax(1), torch.full((len(ssnr),), ssnr.shape[1] - 1))
+    return first

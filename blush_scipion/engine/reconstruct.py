@@ -14,9 +14,14 @@ from .fsc import fourier_shell_correlation
 from .mask import soft_mask_outside_map
 from .mrc import StackReader
 from .particles import CTF_COLUMNS, POSE_COLUMNS, Particles
+from .projector import (
+    SlicePoints,
+    fourier_shape,
+    hermitian_symmetrize,
+    insert_central_slices,
+    map_from_fourier,
+)
 from .star import require_columns
-from .projector import (SlicePoints, fourier_shape, hermitian_symmetrize, insert_central_slices,
-                        map_from_fourier)
 from .symmetry import symmetry_operators
 
 
@@ -63,14 +68,7 @@ def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
     """
     m = data.shape[0]
     n_shells = n // 2 + 1  # shell n_shells: beyond the sphere
-    mates = rfft_hermitian_weight(m, 3, data.device)
-    sums = torch.zeros(n_shells + 1, dtype=torch.float64, device=data.device)
-    counts = torch.zeros_like(sums)
-    for planes, shells in padded_shell_slabs(m, pad, data.device):
-        shells = shells.clamp(max=n_shells)
-        sums += shell_sum((weight[planes] * mates).double(), shells, n_shells + 1)
-        counts += shell_sum(mates.expand(shells.shape).double(), shells, n_shells + 1)
-    mean_weight = (sums / counts.clamp(min=1)).float()
+    mean_weight = shell_mean(weight, n, pad)
     inverse_ssnr = torch.full((n_shells + 1,), floor, device=data.device)
     if ssnr is not None:
         inverse_ssnr[:n_shells] = 1 / ssnr[:n_shells].to(data.device).clamp(min=1e-6)
@@ -80,6 +78,22 @@ def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
     for planes, shells in padded_shell_slabs(m, pad, data.device):
         quotient[planes] = data[planes] / (weight[planes] + regulariser[shells.clamp(max=n_shells)])
     return soft_mask_outside_map(map_from_fourier(quotient, n, pad))
+
+
+def shell_mean(values: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
+    """fourier_shape(m) real values -> (n//2+2,) their mean per shell of the unpadded map's
+    transform, each kx > 0 coefficient counted twice (for its Hermitian mate); the last entry is
+    beyond the sphere of radius n/2."""
+    m = values.shape[0]
+    n_shells = n // 2 + 1
+    mates = rfft_hermitian_weight(m, 3, values.device)
+    sums = torch.zeros(n_shells + 1, dtype=torch.float64, device=values.device)
+    counts = torch.zeros_like(sums)
+    for planes, shells in padded_shell_slabs(m, pad, values.device):
+        shells = shells.clamp(max=n_shells)
+        sums += shell_sum((values[planes] * mates).double(), shells, n_shells + 1)
+        counts += shell_sum(mates.expand(shells.shape).double(), shells, n_shells + 1)
+    return (sums / counts.clamp(min=1)).float()
 
 
 def ssnr_from_half_fsc(fsc: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .accuracy import expected_accuracy
 from .atomic import atomic_path
@@ -27,12 +26,12 @@ from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .distributed import World, on_leader
-from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant, \
-    weighted_sums
+from .estep import GridSums, NoiseModel, ResidualSums, image_batches
+from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant
 from .ctf import compute_ctf_2d
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
-from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points, residual_power
+from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points
 from .local_search import FINE_ROTATIONS, FINE_SHIFTS, LocalSampling, coarse_radius, local_search
 from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
@@ -179,11 +178,8 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
     m = PAD * n
-    r_cur = n // 2 if state.final else state.r_current
-    points, shells, weight = noise_weighted_points(n, r_cur, sigma2, device)
-    # images weigh into the reconstruction by their group's inverse noise variance, as in RELION
-    inverse_noise = 1 / sigma2.to(device)[:, shells]                 # (G, P)
-    groups = torch.as_tensor(group_index(particles)[rows], device=device)
+    noise = NoiseModel.at(n, n // 2 if state.final else state.r_current, sigma2, device)
+    points = noise.points
     ref_ft = fourier_reference(reference.to(device), PAD)
     local = searches_locally(state, settings)
     if local:
@@ -191,61 +187,42 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         sampling = LocalSampling.around(angular_step(state.order), state.offset_range, state.offset_step,
                                         device=device)
         r_coarse = coarse_radius(angular_step(state.order), particle_diameter(settings.diameter, n, apix), n, apix)
+        batch = half_batch_size(points, settings, sampling=sampling)
     else:
         shifts = translation_grid(state.offset_range, state.offset_step).to(device)
         phases = shift_phases(shifts, points.coords, n)
         grid = grid_rotations(orientation_grid(state.order)).to(device)
         projections = extract_central_slices(ref_ft, grid, points, PAD)
-        acc_data = torch.zeros(grid.shape[0], points.index.shape[0], dtype=torch.complex64, device=device)
-        acc_weight = torch.zeros(grid.shape[0], points.index.shape[0], device=device)
+        sums = GridSums.zeros(len(grid), noise)
+        batch = half_batch_size(points, settings, orientations=len(grid), shifts=len(shifts))
     data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
     back_weight = torch.zeros(fourier_shape(m), device=device)
     new_rot, new_orig, max_prob = [torch.empty(0, 3, 3)], [torch.empty(0, 2)], [torch.empty(0)]
-    ctf_params = particles.ctf(rows)
-    res_sum = torch.zeros(sigma2.shape, dtype=torch.float64, device=device)
-    res_w = torch.zeros_like(res_sum)
-    reader = StackReader()
-    batch = half_batch_size(points, settings, sampling=sampling) if local else \
-        half_batch_size(points, settings, orientations=len(grid), shifts=len(shifts))
-    try:
-        for start in tqdm(range(0, len(rows), batch), desc=f"  {label}", unit="batch", disable=not progress,
-                          leave=False):
-            sel = slice(start, start + batch)
-            x, ctf = image_batch(particles, rows[sel], reader, origins[sel], ctf_params[sel], points, apix,
-                                   device)
-            g = groups[sel]
-            if local:
-                found = local_search(ref_ft, x, ctf, weight[g], ctf * inverse_noise[g], rotations[sel].to(device),
-                                     sampling, points, coarse_radius=r_coarse, cells=settings.oversampled_cells,
-                                     pad=PAD)
-                chosen, shift, pmax, residual = found.rotations, found.shifts, found.max_prob, found.residual
-                _insert(data, back_weight, found.slices, found.slice_weights, found.slice_rotations, points, sym)
-            else:
-                x_t = shifted(x, phases)                                       # (B, T, P)
-                probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, ctf, weight[g], projections))
-                ar = torch.arange(len(x), device=device)
-                chosen, shift, residual = grid[br], shifts[bt], x_t[ar, bt] - ctf * projections[br]
-                # M-step sums over the significant poses: posterior-weighted, CTF-multiplied images
-                # per orientation, over their noise
-                ctf_w = ctf * inverse_noise[g]
-                weighted_sums(significant(probs), x_t * ctf_w[:, None, :], ctf * ctf_w, acc_data, acc_weight)
-            new_rot.append(chosen.cpu())
-            new_orig.append((origins[sel].to(device) + shift).cpu())
-            max_prob.append(pmax.cpu())
-            # noise: residual at the best pose, per optics group and shell
-            sums, counts = residual_power(residual, points, shells, n, g, len(sigma2))
-            res_sum += sums
-            res_w += counts
-        t_insert = time.time()
-        if not local:  # the orientations some image weighs on
-            used = (acc_weight > 0).any(1)
-            _insert(data, back_weight, acc_data[used], acc_weight[used], grid[used], points, sym)
-    finally:
-        reader.close()
-    world.sum(data, back_weight, res_sum, res_w)
+    residuals = ResidualSums.zeros(noise)
+    for b in image_batches(particles, rows, origins, noise, batch, device, progress=progress, label=label):
+        if local:
+            found = local_search(ref_ft, b.x, b.ctf, b.weight, b.ctf_over_noise, rotations[b.at].to(device),
+                                 sampling, points, coarse_radius=r_coarse, cells=settings.oversampled_cells, pad=PAD)
+            chosen, shift, pmax, residual = found.rotations, found.shifts, found.max_prob, found.residual
+            _insert(data, back_weight, found.slices, found.slice_weights, found.slice_rotations, points, sym)
+        else:
+            x_t = shifted(b.x, phases)                                         # (B, T, P)
+            probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, b.ctf, b.weight, projections))
+            ar = torch.arange(len(b.x), device=device)
+            chosen, shift, residual = grid[br], shifts[bt], x_t[ar, bt] - b.ctf * projections[br]
+            sums.add(significant(probs), x_t, b)  # the M-step visits the significant poses only
+        new_rot.append(chosen.cpu())
+        new_orig.append((origins[b.at].to(device) + shift).cpu())
+        max_prob.append(pmax.cpu())
+        residuals.add(residual, b)  # the noise: residuals at the best pose, per optics group and shell
+    t_insert = time.time()
+    if not local:  # the orientations some image weighs on
+        used = sums.used()
+        _insert(data, back_weight, sums.data[used], sums.weight[used], grid[used], points, sym)
+    world.sum(data, back_weight, residuals.sums, residuals.weights)
     hermitian_symmetrize(data, back_weight)
     return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
-                      res_sum.cpu(), res_w.cpu(), time.time() - t_insert)
+                      residuals.sums.cpu(), residuals.weights.cpu(), time.time() - t_insert)
 
 
 INSERT_CHUNK = 1 << 21  # slice points back-projected at once: the scatter's indices take 64 bytes a point

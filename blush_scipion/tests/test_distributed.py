@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from blush_scipion.engine.mrc import read_stack
+from blush_scipion.engine.fsc import fourier_shell_correlation
+from blush_scipion.engine.mrc import read_map, read_stack
 from blush_scipion.engine.particles import Particles
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
@@ -89,3 +90,17 @@ def test_class2d_on_two_ranks_gives_the_single_process_classes(particles, tmp_pa
         assert float(torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]) > 0.99
     ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
     assert (ca == cb).mean() > 0.98
+
+
+def test_class3d_on_two_ranks_gives_the_single_process_classes(particles, tmp_path):
+    args = ["class3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc", "--k", 2,
+            "--iter", 2, "--healpix-order", 1, "--seed", 3]
+    for name, ranks in (("one", 1), ("two", 2)):
+        done = run(*args, "--out", tmp_path / name, ranks=ranks)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for c in (1, 2):
+        a, b = (read_map(tmp_path / name / f"run_class{c:03d}.mrc")[0] for name in ("one", "two"))
+        assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
+    ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
+    assert (ca == cb).mean() > 0.98
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2

@@ -13,6 +13,7 @@ COMMANDS = {
     "fsc": "Fourier shell correlation between two maps, with resolution estimates",
     "refine3d": "gold-standard 3D auto-refinement",
     "class2d": "2D classification: class averages over in-plane angles and shifts",
+    "class3d": "3D classification: K maps from one reference, standard or with Blush",
     "postprocess": "relion_postprocess: mask-corrected FSC, FSC weighting, B-factor sharpening",
     "localres": "local resolution from a sliding-window FSC of half maps (relion_postprocess --locres)",
     "denoise": "Blush denoising of half maps, low-passed where their FSC ends",

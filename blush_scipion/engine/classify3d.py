@@ -1,0 +1,424 @@
+"""3D classification (RELION's Class3D, standard or with Blush): EM over classes x orientations x
+translations, without half sets.
+
+K references start from one map low-passed to `ini_high` and put on the images' grey scale; in
+the first iteration each particle is compared with one class drawn at random (RELION's seed
+generation), so the first M-step makes K maps from K random subsets. Then every iteration scores
+each image against every class at every orientation of a HEALPix grid and every shift (the two
+GEMMs of expectation.py over K x R columns), with the per-shell noise model of its optics group,
+the class distribution and a Gaussian prior on the offsets as priors; the E-step uses the shells
+up to the best class's resolution plus a margin. The M-step back-projects each class's significant
+poses and regularises it with tau2 from its previous map's power spectrum (RELION's tau2_fudge, 4
+in 3D): where that spectrum is empty the data stand nearly unregularised, as in RELION. Class maps
+are masked by the particle's sphere (or --mask). With Blush, each class's regularised map is
+denoised, masked, and becomes that class's next reference (RELION 5: no spectral trailing in
+classification); run_classNNN.mrc keeps the regularised map, run_classNNN_blush.mrc the denoised.
+Every iteration is checkpointed (RELION's run_itNNN_* names); `resume` continues from the last one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .atomic import atomic_path
+from .blush.denoiser import Denoiser, denoise_map, load_denoiser
+from .checkpoint import iteration_path, last_checkpoint, write_json
+from .distributed import World, on_leader
+from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
+from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
+from .fourier import low_pass
+from .fsc import last_ssnr_shell
+from .images import initial_sigma2, noise_model_blocks
+from .mask import particle_diameter
+from .mrc import read_map, write_map
+from .option import option
+from .particles import Particles
+from .projector import extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize
+from .reconstruct import shell_mean, wiener_map
+from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
+from .rotation import matrix_to_euler, symmetric_distance
+from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
+from .sampling import grid_rotations, orientation_grid, translation_grid
+from .symmetry import symmetry_operators
+
+PAD = 2
+EMPTY_TAU2 = 1e-10   # a shell whose reference power is under this fraction of the strongest shell's is empty
+UNREGULARISED = 1e3  # the SSNR that stands for RELION's 0.001 x weight where tau2 is empty
+
+
+@dataclass(frozen=True)
+class Class3DSettings:
+    classes: int = option(4, "number of classes", kind="count", flag="k")
+    iterations: int = option(25, "iterations", kind="count", flag="iter")
+    tau2_fudge: float = option(4.0, "regularisation parameter T: higher trusts the data more (RELION: 4 in 3D)",
+                               kind="positive")
+    ini_high: float = option(60.0, "low-pass of the initial reference", kind="positive", unit="A")
+    diameter: float | None = option(None, "particle diameter for the solvent mask (default: 90% of the box)",
+                                    kind="positive", unit="A")
+    mask: str | None = option(None, "solvent mask (.mrc, values 0..1) instead of the sphere", kind="str")
+    symmetry: str = option("C1", "point group: C<n>, D<n>, T, O, I (RELION settings)", kind="str", flag="sym")
+    healpix_order: int = option(2, "angular sampling: order k gives 60/2^k degrees (2: 15 deg; RELION's 7.5 deg "
+                                "default is order 2 oversampled once)",
+                                kind="order")
+    offset_range: float = option(5.0, "translation search range around each image's offset", kind="non_negative",
+                                 unit="px")
+    offset_step: float = option(2.0, "translation step", kind="positive", unit="px")
+    resolution_margin: int = option(10, "E-step shells beyond the best class's resolution (RELION's --incr_size)",
+                                    kind="count")
+    batch_size: int = option(128, "images per E-step batch at most (fewer where --memory-gb needs it)",
+                             kind="count", flag="batch")
+    memory_gb: float | None = option(None, "memory the E-step's batches may take (default: half the device's free)",
+                                     kind="positive", unit="GB")
+    device: str = option("cpu", "cpu or cuda:N", kind="str")
+    seed: int = option(0, "random seed of the initial class assignment", kind="int")
+    blush: bool = option(False, "Blush regularisation: each class's next reference is its denoised map",
+                         kind="flag")
+    blush_weights: str | None = option(None, "denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
+                                       "default: the weights shipped with this package", kind="str")
+
+
+@dataclass
+class Class3DState:
+    iteration: int = 0
+    r_current: int = 0                                 # E-step radius, Fourier pixels
+    sigma2: list = field(default_factory=list)         # (G, S) complex noise variance per optics group, shell
+    sigma_offset: float = 2.0                          # pixels, per axis
+    distribution: list = field(default_factory=list)   # (K,) class fractions
+    resolution: list = field(default_factory=list)     # (K,) A, the last shell with SSNR >= 1
+    history: list = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class Assignment:
+    """Each particle's best class and pose, and its posterior maximum."""
+    classes: torch.Tensor    # (N,) long, 0-based; -1 before the first iteration
+    rotations: torch.Tensor  # (N, 3, 3)
+    origins: torch.Tensor    # (N, 2) pixels
+    max_prob: torch.Tensor   # (N,)
+
+
+@dataclass
+class ClassSums:
+    """An E-step's M-step sums: per class and orientation of the grid, and over the whole set."""
+    grid: GridSums           # (K R, P)
+    mass: torch.Tensor       # (K,) posterior mass per class
+    offset2: float           # sum over particles of the expected squared offset (pixels^2)
+    residual: ResidualSums
+
+
+# --- E-step ---------------------------------------------------------------------------------
+
+def expectation(particles: Particles, references: torch.Tensor, a: Assignment, state: Class3DState,
+                settings: Class3DSettings, *, seeds: torch.Tensor | None = None, progress: bool = True,
+                world: World = World()) -> tuple[ClassSums, Assignment]:
+    """Score every particle against references (K, n, n, n) at every orientation and shift around
+    its previous offset; `seeds` (N,): the one class each particle may take (the first iteration).
+    Returns the M-step sums and the best assignment, whole on every rank of a `world`."""
+    device = torch.device(settings.device)
+    n, k = particles.image_size, references.shape[0]
+    noise = NoiseModel.at(n, state.r_current, torch.tensor(state.sigma2, dtype=torch.float32), device)
+    grid = grid_rotations(orientation_grid(settings.healpix_order)).to(device)
+    r = len(grid)
+    projections = torch.cat([extract_central_slices(fourier_reference(ref.to(device), PAD), grid, noise.points, PAD)
+                             for ref in references])                          # (K R, P)
+    shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
+    phases = shift_phases(shifts, noise.points.coords, n)
+    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(r)
+    column_class = torch.arange(k * r, device=device) // r
+    sums = ClassSums(GridSums.zeros(k * r, noise), torch.zeros(k * r, device=device), 0.0, ResidualSums.zeros(noise))
+    offset2 = torch.zeros((), dtype=torch.float64, device=device)
+    best = BestPoses()
+    rows = world.share(np.arange(len(particles)))
+    size = half_batch_size(noise.points, settings, orientations=k * r, shifts=len(shifts))
+    for b in image_batches(particles, rows, a.origins[rows], noise, size, device, progress=progress):
+        x_t = shifted(b.x, phases)                                             # (B, T, P)
+        total = a.origins[b.rows].to(device)[:, None, :] + shifts[None]        # (B, T, 2)
+        log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
+        scores = log_likelihoods(x_t, b.ctf, b.weight, projections) + log_offset[:, :, None] + log_class
+        if seeds is not None:
+            other = column_class[None, :] != seeds[b.rows].to(device)[:, None]  # (B, K R)
+            scores = scores.masked_fill(other[:, None, :], -torch.inf)
+        probs, pmax, (bt, br) = posteriors(scores)
+        ar = torch.arange(len(b.rows), device=device)
+        best.add(br, total[ar, bt], pmax)
+        probs = significant(probs)                      # the M-step visits significant poses only
+        offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
+        sums.residual.add(x_t[ar, bt] - b.ctf * projections[br], b)
+        sums.grid.add(probs, x_t, b)
+        sums.mass += probs.sum((0, 1))
+    world.sum(sums.grid.data, sums.grid.weight, sums.mass, sums.residual.sums, sums.residual.weights, offset2)
+    sums.mass, sums.offset2 = sums.mass.reshape(k, r).sum(1).cpu(), float(offset2)
+    column, origins, max_prob = best.gathered(rows, len(particles), world)
+    return sums, Assignment(column // r, grid.cpu()[column % r], origins, max_prob)
+
+
+# --- M-step ---------------------------------------------------------------------------------
+
+def reference_power(reference: torch.Tensor, device) -> torch.Tensor:
+    """(n, n, n) map -> (n//2+1,) tau2: the mean power per shell of its transform as the projector
+    sees it (in the units of the images' transforms, as the M-step's weights are)."""
+    n = reference.shape[-1]
+    return shell_mean(fourier_reference(reference.to(device), PAD).abs() ** 2, n, PAD)[:n // 2 + 1].cpu()
+
+
+def class_ssnr(tau2: torch.Tensor, mean_weight: torch.Tensor, fudge: float) -> torch.Tensor:
+    """(S,) tau2 and the back-projection's mean weight per shell -> (S,) the class's SSNR, RELION's
+    data_vs_prior: tau2_fudge x tau2 x weight, with pad^3 for the padded grid (its
+    oversampling_correction)."""
+    return fudge * tau2 * PAD**3 * mean_weight
+
+
+def class_map(sums: ClassSums, c: int, grid: torch.Tensor, tau2: torch.Tensor, sym: torch.Tensor, n: int,
+              settings: Class3DSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class c's tau2-regularised map (n, n, n) and its SSNR per shell (n//2+1,).
+
+    Its significant orientations' sums are back-projected into a half volume (one class at a time:
+    memory holds one class's volumes whatever K); shells where tau2 is empty (beyond a low-passed
+    start) are regularised by 0.001 of their mean weight, as RELION does."""
+    r = len(grid)
+    cols = slice(c * r, (c + 1) * r)
+    data_rows, weight_rows = sums.grid.data[cols], sums.grid.weight[cols]
+    used = (weight_rows > 0).any(1)
+    m = PAD * n
+    device = data_rows.device
+    data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
+    weight = torch.zeros(fourier_shape(m), device=device)
+    _insert(data, weight, data_rows[used], weight_rows[used], grid.to(device)[used],
+            sums.residual.noise.points, sym)
+    hermitian_symmetrize(data, weight)
+    mean_weight = shell_mean(weight, n, PAD)[:n // 2 + 1].cpu()
+    ssnr = class_ssnr(tau2, mean_weight, settings.tau2_fudge)
+    empty = tau2 <= EMPTY_TAU2 * tau2.max().clamp(min=1e-30)
+    volume = wiener_map(data, weight, n, PAD, ssnr=torch.where(empty, UNREGULARISED, ssnr)).cpu()
+    return volume, torch.where(empty, 0.0, ssnr)
+
+
+def maximisation(sums: ClassSums, previous: torch.Tensor, state: Class3DState, settings: Class3DSettings,
+                 apix: float, *, denoiser: Denoiser | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """New regularised class maps (K, n, n, n), masked; Blush's references (K, n, n, n) or None
+    without a `denoiser`; the classes' SSNR (K, n//2+1). tau2 comes from the `previous` maps."""
+    k, n = previous.shape[0], previous.shape[-1]
+    device = torch.device(settings.device)
+    grid = grid_rotations(orientation_grid(settings.healpix_order))
+    sym = symmetry_operators(settings.symmetry).to(device)
+    mask = solvent_mask(settings, n, apix)
+    maps, blush, ssnr = [], [], []
+    diameter = particle_diameter(settings.diameter, n, apix)
+    for c in range(k):
+        volume, s = class_map(sums, c, grid, reference_power(previous[c], device), sym, n, settings)
+        maps.append(volume * mask)
+        ssnr.append(s)
+        if denoiser is not None:
+            blush.append(denoise_map(volume, apix, denoiser, diameter)[0].cpu() * mask)
+    return torch.stack(maps), torch.stack(blush) if blush else None, torch.stack(ssnr)
+
+
+def next_state(state: Class3DState, settings: Class3DSettings, sums: ClassSums, ssnr: torch.Tensor, n: int,
+               apix: float) -> Class3DState:
+    s = Class3DState(**asdict(state))
+    s.iteration += 1
+    s.distribution = (sums.mass / sums.mass.sum()).tolist()
+    s.sigma2 = sums.residual.spectrum(torch.tensor(state.sigma2), state.r_current).tolist()
+    s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5,
+                                   max(settings.offset_range, 0.5)))
+    last = last_ssnr_shell(ssnr)
+    s.resolution = [n * apix / max(int(x), 1) for x in last]
+    s.r_current = int(min(n // 2, max(int(last.max()) + settings.resolution_margin, state.r_current)))
+    return s
+
+
+# --- files ---------------------------------------------------------------------------------
+
+def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
+    rot, tilt, psi = matrix_to_euler(a.rotations)
+    apix = particles.pixel_size
+    table = particles.table.assign(
+        rlnClassNumber=a.classes.numpy() + 1, rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(),
+        rlnAnglePsi=psi.double().numpy(), rlnOriginXAngst=(a.origins[:, 0] * apix).double().numpy(),
+        rlnOriginYAngst=(a.origins[:, 1] * apix).double().numpy(),
+        rlnMaxValueProbDistribution=a.max_prob.double().numpy())
+    Particles(table, particles.optics, particles.root, particles.source).write(path)
+
+
+def class_file(prefix: str, c: int, blush: bool = False) -> str:
+    return f"{prefix}class{c + 1:03d}{'_blush' if blush else ''}.mrc"
+
+
+def write_model_star(path: Path, prefix: str, state: Class3DState, ssnr: torch.Tensor, tau2: list[torch.Tensor],
+                     n: int, apix: float, tau2_fudge: float) -> None:
+    import starfile
+    k = len(state.distribution)
+    shells = np.arange(n // 2 + 1)
+    general = {"rlnReferenceDimensionality": 3, "rlnDataDimensionality": 2, "rlnOriginalImageSize": n,
+               "rlnCurrentResolution": float(min(state.resolution)), "rlnCurrentImageSize": 2 * state.r_current,
+               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnNrBodies": 1, "rlnTau2FudgeFactor": tau2_fudge,
+               "rlnSigmaOffsetsAngst": state.sigma_offset * apix}
+    blocks = {"model_general": general, "model_classes": pd.DataFrame({
+        "rlnReferenceImage": [class_file(prefix, c) for c in range(k)],
+        "rlnClassDistribution": state.distribution, "rlnEstimatedResolution": state.resolution})}
+    for c in range(k):
+        blocks[f"model_class_{c + 1}"] = pd.DataFrame({
+            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
+            "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
+            "rlnSsnrMap": ssnr[c].double().numpy(), "rlnReferenceTau2": tau2[c].double().numpy()})
+    blocks.update(noise_model_blocks(state.sigma2, n, apix))
+    with atomic_path(path) as tmp:
+        starfile.write(blocks, tmp, overwrite=True)
+
+
+def write_iteration(out: Path, prefix: str, particles: Particles, maps: torch.Tensor, blush: torch.Tensor | None,
+                    a: Assignment, state: Class3DState, ssnr: torch.Tensor, settings: Class3DSettings) -> None:
+    n, apix = particles.image_size, particles.pixel_size
+    for c in range(len(maps)):
+        write_map(out / class_file(prefix, c), maps[c], apix)
+        if blush is not None:
+            write_map(out / class_file(prefix, c, blush=True), blush[c], apix)
+    write_data_star(out / f"{prefix}data.star", particles, a)
+    tau2 = [reference_power(m, "cpu") for m in maps]
+    write_model_star(out / f"{prefix}model.star", prefix, state, ssnr, tau2, n, apix, settings.tau2_fudge)
+    # written last: it marks the iteration done
+    write_json(out / f"{prefix}optimiser.json", {"state": asdict(state), "settings": asdict(settings)})
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+HOW_NOT_WHAT = ("device", "memory_gb", "batch_size", "iterations", "blush_weights", "mask")
+
+
+def classify3d(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: Class3DSettings,
+               out_dir: str | Path, resume: bool = False, progress: bool = True, log=print, *,
+               overwrite: bool = False, world: World = World()) -> dict:
+    """3D classification into settings.classes classes; writes RELION's files into `out_dir` (held
+    for this run while it runs: run_folder.py) and returns the summary."""
+    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
+    if k < 1 or k > len(particles):
+        raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
+    if not particles.has_ctf():
+        raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
+    if reference.shape[-1] != n:
+        raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
+    if abs(reference_apix - apix) > 1e-3 * apix:
+        raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+    if not reference.abs().max() > 0:
+        raise ValueError("reference is all zeros: it holds no structure to classify the particles by")
+    particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
+    inputs = {"particle rows": table_fingerprint(particles.table), "reference": tensor_fingerprint(reference)}
+    for name, path in (("mask", settings.mask), ("Blush weights", settings.blush_weights)):
+        if path:
+            inputs[name] = file_fingerprint(path)
+    identity = RunIdentity.of("class3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT)
+    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
+        log, progress = world.voice(log, progress)
+        return _classify3d(particles, reference, settings, Path(out_dir), resume, progress, log, world)
+
+
+def _start(particles: Particles, reference: torch.Tensor, settings: Class3DSettings
+           ) -> tuple[Class3DState, torch.Tensor, Assignment]:
+    """The first iteration's state, K copies of the low-passed reference on the images' grey scale,
+    and the particles' given origins (and poses, if any)."""
+    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
+    state = Class3DState(sigma2=initial_sigma2(particles, n).tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
+                         distribution=[1 / k] * k, resolution=[settings.ini_high] * k,
+                         r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
+    start = low_pass(reference, settings.ini_high, apix) * solvent_mask(settings, n, apix)
+    start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current,
+                                    settings.healpix_order, settings.offset_range, settings.offset_step,
+                                    settings.device)
+    rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
+    a = Assignment(torch.full((len(particles),), -1), rotations, particles.origins(), torch.zeros(len(particles)))
+    return state, start.expand(k, n, n, n).clone(), a
+
+
+def _resume(out: Path, it: int, settings: Class3DSettings) -> tuple[Class3DState, torch.Tensor, torch.Tensor,
+                                                                    Assignment]:
+    """A checkpoint's state, class maps, next references (Blush's where they were written) and
+    assignment."""
+    state = Class3DState(**json.loads(iteration_path(out, it, "optimiser.json").read_text())["state"])
+    prefix = iteration_path(out, it, "")
+    maps = torch.stack([read_map(out / class_file(prefix.name, c))[0] for c in range(settings.classes)])
+    references = maps
+    if settings.blush and (out / class_file(prefix.name, 0, blush=True)).exists():
+        references = torch.stack([read_map(out / class_file(prefix.name, c, blush=True))[0]
+                                  for c in range(settings.classes)])
+    saved = Particles.read(iteration_path(out, it, "data.star"))
+    a = Assignment(torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1, saved.rotations(),
+                   saved.origins(), torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)))
+    return state, maps, references, a
+
+
+def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3DSettings, out: Path, resume: bool,
+                progress: bool, log, world: World) -> dict:
+    t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
+    torch.manual_seed(settings.seed)
+    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
+    start_it = last_checkpoint(out) if resume else None
+    if start_it is not None:
+        state, maps, references, a = _resume(out, start_it, settings)
+        log(f"continuing after iteration {start_it}")
+    else:
+        state, maps, a = _start(particles, reference, settings)
+        references = maps
+    denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
+    sym = symmetry_operators(settings.symmetry)
+    log(f"class3d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, HEALPix order "
+        f"{settings.healpix_order} x {len(translation_grid(settings.offset_range, settings.offset_step))} shifts, "
+        f"symmetry {settings.symmetry}, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
+    while state.iteration < settings.iterations:
+        t0 = time.time()
+        # RELION's seeds: in the first iteration each particle meets one random class
+        seeds = torch.randperm(len(particles), generator=torch.Generator().manual_seed(settings.seed)) % k \
+            if state.iteration == 0 and k > 1 else None
+        sums, b = expectation(particles, references, a, state, settings, seeds=seeds, progress=progress, world=world)
+        t_expectation = time.time() - t0
+        t_blush = time.time()
+        maps, blush, ssnr = maximisation(sums, maps, state, settings, apix, denoiser=denoiser)
+        new = next_state(state, settings, sums, ssnr, n, apix)
+        changed = float((b.classes != a.classes).float().mean())
+        moved = float(symmetric_distance(b.rotations, a.rotations, sym).mean()) if state.iteration > 0 else None
+        entry = {"iteration": new.iteration, "class_distribution": [round(x, 4) for x in new.distribution],
+                 "class_resolution_angstrom": [round(x, 2) for x in new.resolution], "r_current": state.r_current,
+                 "class_changes": round(changed, 4), "angular_change": moved,
+                 "sigma_offset_px": round(new.sigma_offset, 2), "seconds": round(time.time() - t0, 1),
+                 "expectation_seconds": round(t_expectation, 1), "maximization_seconds": round(time.time() - t_blush, 1)}
+        new.history = state.history + [entry]
+        new.wall_seconds = state.wall_seconds + time.time() - t_mark
+        a, references = b, (maps if blush is None else blush)
+        if world.leader:
+            write_iteration(out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, settings)
+        t_mark = time.time()
+        log(f"iteration {new.iteration:3d}: classes " + " ".join(f"{100 * x:4.1f}%" for x in new.distribution)
+            + "  resolution " + " ".join(f"{x:.1f}" for x in new.resolution) + f" A  E-step to shell {state.r_current}"
+            f"  classes changed {100 * changed:5.1f}%  {entry['seconds']:.0f} s")
+        state = new
+    final = state.iteration
+    if final == 0:
+        raise ValueError("no iterations to run (--iter 0)")
+    prefix = f"run_it{final:03d}_"
+    finals = [class_file("", c) for c in range(k)] + ["data.star", "model.star"]
+    if settings.blush:
+        finals += [class_file("", c, blush=True) for c in range(k)]
+    if world.leader:
+        for what in finals:
+            with atomic_path(out / f"run_{what}") as tmp:
+                text = (out / f"{prefix}{what}").read_bytes()
+                if what == "model.star":  # the final model names the final maps
+                    text = text.replace(prefix.encode(), b"run_")
+                tmp.write_bytes(text)
+    summary = {"classes": k, "iterations": final, "blush": settings.blush, "particles": len(particles), "box": n,
+               "pixel_size": apix, "ranks": world.size, "wall_seconds": round(state.wall_seconds, 1),
+               "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
+               "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
+    if world.leader:
+        write_json(out / "summary.json", summary)
+    log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s")
+    return summary

@@ -1,0 +1,42 @@
+"""3D classification (as relion_refine's Class3D: no half sets): EM over classes x HEALPix
+orientations x translations with a Gaussian noise model per optics group, class priors and an
+offset prior; K references from the one given, low-passed, made different in the first iteration
+by random subsets of particles; tau2 regularisation from each class's power spectrum (T = 4).
+Writes run_class001.mrc ... run_classKKK.mrc, run_data.star (rlnClassNumber, poses,
+rlnMaxValueProbDistribution), run_model.star (class distribution, per-class resolution and
+spectra), summary.json and RELION's run_itNNN_* files per iteration; --continue resumes.
+With --blush each class's next reference is its regularised map denoised by the Blush U-Net
+(RELION 5's classification: no spectral trailing); run_classKKK_blush.mrc holds them beside the
+regularised maps. Runs under torchrun or srun as refine3d does.
+
+    blush class3d --particles particles.star --ref start.mrc --k 4 --out Class3D/job001 --blush"""
+from __future__ import annotations
+
+from ..classify3d import Class3DSettings, classify3d
+from ..distributed import start, stop
+from ..mrc import read_map
+from ..particles import Particles
+from .options import add_settings, settings_from
+
+
+def add_args(p):
+    p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
+    p.add_argument("--ref", required=True, help="initial reference map (.mrc), same box and pixel size")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="resume from the last finished iteration (refused where the folder holds another run)")
+    p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
+    add_settings(p, Class3DSettings, group="classification")
+
+
+def main(args):
+    particles = Particles.read(args.particles)
+    reference, ref_apix = read_map(args.ref)
+    world, device = start(args.device)  # under torchrun or srun: one rank of several
+    try:
+        classify3d(particles, reference, ref_apix, settings_from(Class3DSettings, args, device=device), args.out,
+                   resume=args.resume, overwrite=args.overwrite, world=world)
+    except ValueError as e:
+        raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e
+    finally:
+        stop()
