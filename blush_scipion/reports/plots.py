@@ -123,13 +123,13 @@ def plot_local_resolution_slices(axes, resolution: np.ndarray, density: np.ndarr
     axes[-1].figure.colorbar(image, ax=axes[-1], fraction=0.046, pad=0.04, label="local resolution (Å)")
 
 
-def render_png(path: str, draw, size=(7, 4.5), ncols: int = 1) -> str:
+def render_png(path: str, draw, size=(7, 4.5), ncols: int = 1, nrows: int = 1) -> str:
     """Draw with `draw(ax or axes)` on a headless figure and save it as PNG; returns the path."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     fig = Figure(figsize=size, dpi=100)
-    axes = fig.subplots(1, ncols)
+    axes = fig.subplots(nrows, ncols)
     draw(axes)
     fig.tight_layout()
     fig.savefig(path)

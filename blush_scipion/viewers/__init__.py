@@ -1,7 +1,8 @@
 from .viewer_classify2d import BlushClassify2DViewer
+from .viewer_classify3d import BlushClassify3DViewer
 from .viewer_localres import BlushLocalResolutionViewer
 from .viewer_postprocess import BlushPostprocessViewer
 from .viewer_refine3d import BlushRefine3DViewer
 
-__all__ = ["BlushClassify2DViewer", "BlushLocalResolutionViewer", "BlushPostprocessViewer",
-           "BlushRefine3DViewer"]
+__all__ = ["BlushClassify2DViewer", "BlushClassify3DViewer", "BlushLocalResolutionViewer",
+           "BlushPostprocessViewer", "BlushRefine3DViewer"]
