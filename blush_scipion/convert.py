@@ -97,8 +97,9 @@ def particle_from_row(particles: Particles, i: int, apix: float) -> Particle:
     return p
 
 
-def star_to_particles(star_path: str, particle_set) -> Particles:
-    """Fill an empty SetOfParticles from a RELION STAR file (CTF, optics, poses where present)."""
+def star_to_particles(star_path: str, particle_set, stacks: dict | None = None) -> Particles:
+    """Fill an empty SetOfParticles from a RELION STAR file (CTF, optics, poses where present);
+    `stacks` maps the STAR's stack paths to the files the set should name instead."""
     particles = Particles.read(star_path)
     apix = particles.pixel_size
     acq = particle_set.getAcquisition()
@@ -110,7 +111,11 @@ def star_to_particles(star_path: str, particle_set) -> Particles:
     if particles.has_poses():
         particle_set.setAlignment(ALIGN_PROJ)
     for i in range(len(particles)):
-        particle_set.append(particle_from_row(particles, i, apix))
+        p = particle_from_row(particles, i, apix)
+        if stacks:
+            index, path = p.getLocation()
+            p.setLocation(index, stacks[path])
+        particle_set.append(p)
     return particles
 
 
