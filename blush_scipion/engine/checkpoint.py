@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .atomic import atomic_path
+
+_OPTIMISER = re.compile(r"run_it(\d{3,})_optimiser\.json")
 
 
 def iteration_path(out: Path, iteration: int, what: str) -> Path:
@@ -12,9 +15,11 @@ def iteration_path(out: Path, iteration: int, what: str) -> Path:
 
 
 def last_checkpoint(out: Path) -> int | None:
-    """The last iteration whose optimiser.json (written last of its files) exists."""
-    done = sorted(out.glob("run_it*_optimiser.json"))
-    return int(done[-1].name[6:9]) if done else None
+    """The last iteration whose optimiser.json (written last of its files) exists.
+
+    By number, not name: run_it1000 follows run_it999 though it sorts before it."""
+    done = [int(m[1]) for p in out.glob("run_it*_optimiser.json") if (m := _OPTIMISER.fullmatch(p.name))]
+    return max(done, default=None)
 
 
 def write_json(path: Path, obj) -> None:

@@ -94,10 +94,19 @@ def write_stack(path: str | os.PathLike, images, pixel_size: float, n_images: in
 
 
 class StackReader:
-    """Reads images by 0-based index from MRCS stacks, keeping each file memory-mapped."""
+    """Reads images by 0-based index from MRCS stacks, keeping each file memory-mapped.
+
+    `with StackReader() as reader:` closes every stack it opened when the block ends, even on error.
+    """
 
     def __init__(self):
         self._open = {}
+
+    def __enter__(self) -> StackReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def read(self, path: str, indices: np.ndarray) -> np.ndarray:
         """(k,) indices -> (k, n, n) float32 images from one stack."""

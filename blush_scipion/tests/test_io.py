@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from blush_scipion.engine.mrc import MapError, read_map, write_map, write_stack
+from blush_scipion.engine.mrc import MapError, StackReader, read_map, write_map, write_stack
 from blush_scipion.engine.particles import Particles
 from blush_scipion.engine.star import StarError
 
@@ -153,6 +153,23 @@ def test_stack_round_trip_in_batches(tmp_path):
     with mrcfile.open(tmp_path / "s.mrcs") as mrc:
         assert mrc.is_image_stack() and float(mrc.voxel_size.x) == pytest.approx(2.5)
         np.testing.assert_array_equal(mrc.data, images.numpy())
+
+
+def test_stack_reader_closes_its_stacks_when_the_block_ends(tmp_path):
+    images = torch.randn(5, 8, 8)
+    for name in ("a.mrcs", "b.mrcs"):
+        write_stack(tmp_path / name, images, 1.0)
+    with StackReader() as reader:
+        read = reader.read(str(tmp_path / "a.mrcs"), np.array([4, 0]))
+        np.testing.assert_array_equal(read, images[[4, 0]].numpy())
+        reader.read(str(tmp_path / "b.mrcs"), np.array([1]))
+        opened = list(reader._open.values())
+    assert len(opened) == 2 and all(mrc.data is None for mrc in opened) and not reader._open
+    with pytest.raises(MapError, match="stack holds 5"), StackReader() as reader:
+        reader.read(str(tmp_path / "a.mrcs"), np.array([0]))
+        opened = list(reader._open.values())
+        reader.read(str(tmp_path / "a.mrcs"), np.array([5]))
+    assert opened[0].data is None and not reader._open  # closed on the way out of an error too
 
 
 def test_bad_maps_are_refused_with_the_file_named(tmp_path):
