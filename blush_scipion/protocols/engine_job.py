@@ -34,18 +34,18 @@ class EngineJob:
         return max(1, self.numberOfMpi.get()) if hasattr(self, "numberOfMpi") else 1
 
     def _runEngine(self, args: list, device: bool = True, distributed: bool = False):
-        """`blush ARGS`; `device=False` for commands that run on the CPU only (no --device option);
-        `distributed` for those that run as torch.distributed ranks (started by torchrun)."""
+        """`blush ARGS`, in the environment BLUSH_ENV_ACTIVATION activates when set (Plugin.getEngineCommand);
+        `device=False` for commands that run on the CPU only (no --device option); `distributed` for those
+        that run as torch.distributed ranks (started by torchrun)."""
         env = Plugin.getEnviron()
         env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
-        program, ranks = Plugin.getProgram(), self._ranks() if distributed else 1
+        ranks = self._ranks() if distributed else 1
         if device:
             args = args + ["--device", self._device() if ranks == 1 or not self._gpus() else "cuda"]
-        if ranks > 1:
-            if self._gpus():  # rank i takes cuda:i of these
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus())
-            launcher = os.path.join(os.path.dirname(program), "torchrun")
-            args = ["--standalone", f"--nproc-per-node={ranks}", "--no-python", program] + args
-            program = launcher if os.path.exists(launcher) else "torchrun"
-        # numberOfMpi=1: pyworkflow would otherwise wrap the command in mpirun
-        self.runJob(program, " ".join(map(str, args)), env=env, numberOfMpi=1)
+        if ranks > 1 and self._gpus():  # rank i takes cuda:i of these
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus())
+        # bash, not sh, for an activation (`source`, conda's bash hook); numberOfMpi=1: pyworkflow would
+        # otherwise wrap the command in mpirun
+        shell = "/bin/bash" if Plugin.getActivation() and os.path.exists("/bin/bash") else None
+        self.runJob(Plugin.getEngineCommand(ranks), " ".join(map(str, args)), env=env, numberOfMpi=1,
+                    executable=shell)

@@ -6,6 +6,7 @@ from pwem.objects import Volume
 from pwem.protocols import ProtAnalysis3D
 from pyworkflow.protocol import params
 
+from ..reports.denoise import write_denoise_png
 from .engine_job import EngineJob
 from .label import PluginLabel
 
@@ -51,6 +52,7 @@ class ProtBlushDenoise(PluginLabel, EngineJob, ProtAnalysis3D):
     def createOutputStep(self):
         volume = Volume(location=self._getExtraPath("denoised.mrc"))
         volume.setSamplingRate(self.inputVolume.get().getSamplingRate())
+        write_denoise_png(self._getExtraPath)
         self._defineOutputs(outputVolume=volume)
         self._defineSourceRelation(self.inputVolume, volume)
 
@@ -74,7 +76,7 @@ class ProtBlushDenoise(PluginLabel, EngineJob, ProtAnalysis3D):
         trailing = (f"low-passed at shell {r['trailing_shell']}" if r["trailing_shell"] is not None
                     else "without spectral trailing")
         return [f"Half maps at {r['resolution_0143']:.2f} Å (FSC 0.143); denoised with {r['weights']}, "
-                f"{trailing}, in {r['seconds']:.1f} s."]
+                f"{trailing}, in {r['seconds']:.1f} s.", "Plot: extra/slices.png."]
 
     def _methods(self):
         return ["The half maps were averaged and denoised with the Blush denoiser [Kimanius2024], low-passed at "

@@ -6,6 +6,7 @@ from pwem.objects import EMFile
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol import params
 
+from ..reports.train import write_train_png
 from .engine_job import EngineJob
 from .label import PluginLabel
 
@@ -53,6 +54,7 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
 
     def createOutputStep(self):
         weights = EMFile(filename=self._weightsFile())
+        write_train_png(self._getExtraPath, os.path.basename(self._weightsFile()))
         self._defineOutputs(outputWeights=weights)
         for pointer in self.inputVolumes:
             self._defineSourceRelation(pointer, weights)
@@ -82,7 +84,7 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
         losses = r["losses"]
         return [f"Fine-tuned on {len(r['sources']) // 2} half-map pair(s), {r['steps_done']} steps in "
                 f"{r['seconds']:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-10:]) / len(losses[-10:]):.3f}.",
-                f"Weights: {self._weightsFile()}"]
+                f"Weights: {self._weightsFile()}", "Plot: extra/loss.png."]
 
     def _methods(self):
         return ["The Blush denoiser [Kimanius2024] was fine-tuned on the half maps of our refinements "

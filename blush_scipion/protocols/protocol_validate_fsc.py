@@ -6,11 +6,11 @@ from pwem.protocols import ProtAnalysis3D
 from pyworkflow.protocol import params
 
 from ..constants import PLUGIN_LABEL
-from ..plugin import Plugin
+from .engine_job import EngineJob
 from .label import PluginLabel
 
 
-class ProtBlushValidateFsc(PluginLabel, ProtAnalysis3D):
+class ProtBlushValidateFsc(PluginLabel, EngineJob, ProtAnalysis3D):
     """Fourier shell correlation between two half maps: the curve, the resolution at FSC 0.143
     and 0.5, and with a mask the corrected FSC (Chen et al. 2013, as relion_postprocess)."""
     _label = "validate FSC"
@@ -37,7 +37,7 @@ class ProtBlushValidateFsc(PluginLabel, ProtAnalysis3D):
                 "--json", self._getExtraPath("fsc.json")]
         if self.mask.get() is not None:
             args += ["--mask", self.mask.get().getFileName()]
-        self.runJob(Plugin.getProgram(), "fsc " + " ".join(args))
+        self._runEngine(["fsc"] + args, device=False)
 
     def createOutputStep(self):
         result = json.loads(open(self._getExtraPath("fsc.json")).read())
