@@ -104,3 +104,38 @@ def test_class3d_on_two_ranks_gives_the_single_process_classes(particles, tmp_pa
     ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
     assert (ca == cb).mean() > 0.98
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
+
+
+def test_train_on_two_ranks_gives_the_single_process_network(tmp_path):
+    """blush train, data-parallel: each rank simulates its share of every step's batch (each sample
+    from its own seed, as with --workers) and DDP averages the gradients, so two ranks train the
+    single-process (--workers 1) network up to summation order. Compared: the loss per step and the
+    network's output, not every weight: a convolution's bias before an InstanceNorm has no gradient
+    but rounding noise, which AdamW turns into steps of +-lr in either run (seen: 3e-3 apart)."""
+    from blush_scipion.engine.blush.model import BlushUNet
+    from blush_scipion.engine.blush.training import TrainSettings, model_sampler
+    from blush_scipion.engine.blush.weights import load_state
+
+    args = ["train", "--models", MODEL, "--depth", 2, "--width", 4, "--block", 16, "--voxel-min", 3,
+            "--voxel-max", 3, "--steps", 4, "--batch", 2]
+    for name, ranks, extra in (("one", 1, ["--workers", 1]), ("two", 2, [])):
+        (tmp_path / name).mkdir()
+        done = run(*args, *extra, "--out", tmp_path / name / "w.safetensors", ranks=ranks)
+        assert done.returncode == 0, done.stderr[-3000:]
+    # rank 0 alone logs and writes
+    assert done.stdout.count("step      4/4") == 1 and done.stdout.count("trained on") == 1
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["w.safetensors", "w.safetensors.json"]
+    a, b = (json.loads((tmp_path / name / "w.safetensors.json").read_text()) for name in ("one", "two"))
+    assert (a["ranks"], b["ranks"]) == (1, 2)
+    # float32 sums in another order: 1e-7 apart seen; another draw of samples would differ by O(1)
+    assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
+    s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0)
+    inputs = model_sampler([MODEL], s)(torch.Generator().manual_seed(0))[0][None]
+    outputs = []
+    for name in ("one", "two"):
+        net = BlushUNet(2, 4)
+        net.load_state_dict(load_state(tmp_path / name / "w.safetensors"))
+        with torch.no_grad():
+            outputs.append(net(inputs))
+    for x, y in zip(*outputs):  # denoised map and mask logit, of order 1: 1e-4 apart seen
+        assert torch.allclose(x, y, atol=1e-3), float((x - y).abs().max())

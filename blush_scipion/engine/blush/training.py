@@ -15,6 +15,12 @@ truth's projection as target; random crops, rotations by 90 degrees and mirror i
 
 Fine-tuning on a user's own half-map pairs (pair_sampler) is noise2noise: one half in, the other
 as target, starting from trained weights.
+
+Under torch.distributed (distributed.start: torchrun, srun) the training is data-parallel: each
+rank simulates its share of every step's batch, DistributedDataParallel averages the gradients
+(every rank then takes the same step), and rank 0 writes the weights and the log. Each sample has
+its own seed there (StepBatches), so N ranks give the single-process run with worker processes
+(`workers` >= 1) up to summation order.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..density import density_from_model, model_centre, read_model
+from ..distributed import World
 from ..fourier import cosine_low_pass, resize_fourier, resize_fourier_3d
 from ..mask import circular_mask, spherical_mask
 from ..rotation import euler_to_matrix, random_rotations
@@ -120,8 +127,18 @@ def random_block(volumes: list, block: int, g: torch.Generator, axis_draw: float
     return [torch.rot90(x[(...,) + crop], k, dims=[d + (x.dim() - 3) for d in dims]) for x in volumes]
 
 
-def model_sampler(models: list, s: TrainSettings) -> Callable[[torch.Generator], list]:
-    """Samples from half maps simulated from atomic models (the shipped weights' data)."""
+def generator(*key: int) -> torch.Generator:
+    """A generator seeded by the non-negative integers `key` (numpy's SeedSequence: unrelated
+    streams for distinct keys, whatever process draws from them)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]))
+
+
+def model_sampler(models: list, s: TrainSettings,
+                  views_seeded: bool = False) -> Callable[[torch.Generator], list]:
+    """Samples from half maps simulated from atomic models (the shipped weights' data).
+    views_seeded (2D): each projection's direction from its own seed rather than from the stream
+    of the sample that first uses it, so that every process (batches(): workers, ranks) makes the
+    same views."""
     truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
     if s.dim == 3:
         return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
@@ -130,7 +147,9 @@ def model_sampler(models: list, s: TrainSettings) -> Callable[[torch.Generator],
     def sample_2d(g: torch.Generator):
         i, j = (int(torch.randint(0, k, (1,), generator=g)) for k in (len(truths), PROJECTIONS_PER_MODEL))
         if (i, j) not in views:
-            views[i, j] = projection(truths[i][0], euler_to_matrix(*random_rotations(1, g)[0]))
+            # key: 1 after the seed (StepBatches' are 0), lest a view share a sample's stream
+            direction = random_rotations(1, generator(s.seed, 1, i, j) if views_seeded else g)[0]
+            views[i, j] = projection(truths[i][0], euler_to_matrix(*direction))
         return training_sample(views[i, j], truths[i][1], s, g)
     return sample_2d
 
@@ -177,52 +196,68 @@ def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Step t's batch, drawn from its own seed: the same batches whichever worker makes them."""
+    """Samples `rows` (default all) of step t's batch, each drawn from its own seed: the same
+    samples whichever worker process or rank makes them."""
 
-    def __init__(self, sample: Callable[[torch.Generator], list], s: TrainSettings):
+    def __init__(self, sample: Callable[[torch.Generator], list], s: TrainSettings, rows=None):
         self.sample, self.s = sample, s
+        self.rows = range(s.batch_size) if rows is None else rows
 
     def __len__(self) -> int:
         return self.s.steps
 
     def __getitem__(self, step: int) -> list:
-        g = torch.Generator().manual_seed(self.s.seed * 1_000_003 + step)
-        return [self.sample(g) for _ in range(self.s.batch_size)]
+        return [self.sample(generator(self.s.seed, 0, step, int(i))) for i in self.rows]
 
 
-def batches(sample: Callable[[torch.Generator], list], s: TrainSettings, workers: int = 0):
-    """Each step's list of samples. workers=0: one generator stream in this process (the recipe of
-    the shipped weights); workers>0: made ahead in that many processes (StepBatches), so that a GPU
-    is not left waiting on the CPU's simulation."""
-    if workers == 0:
+def batches(sample: Callable[[torch.Generator], list], s: TrainSettings, workers: int = 0,
+            world: World = World()):
+    """Each step's list of samples, this rank's share of them. One process with workers=0: one
+    generator stream (the recipe of the shipped weights); otherwise StepBatches, its samples split
+    among the ranks and made ahead in `workers` processes, so that a GPU is not left waiting on the
+    CPU's simulation (a stream could not be split without each rank drawing all of it)."""
+    if workers == 0 and world.size == 1:
         g = torch.Generator().manual_seed(s.seed)
         for _ in range(s.steps):
             yield [sample(g) for _ in range(s.batch_size)]
         return
-    yield from torch.utils.data.DataLoader(StepBatches(sample, s), batch_size=None, num_workers=workers,
-                                           prefetch_factor=4, collate_fn=lambda batch: batch)
+    steps = StepBatches(sample, s, world.share(np.arange(s.batch_size)))
+    if workers == 0:
+        yield from map(steps.__getitem__, range(s.steps))
+        return
+    yield from torch.utils.data.DataLoader(steps, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                           collate_fn=lambda batch: batch)
 
 
 def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str | Path, sources: list,
-          log=print, init: dict | None = None, workers: int = 0) -> dict:
+          log=print, init: dict | None = None, workers: int = 0, world: World = World()) -> dict:
     """Train a BlushUNet on `sample(generator)` -> [inputs, target, mask, solvent label] (from
     model_sampler or pair_sampler), from scratch or from `init` (a state dict), its batches made by
-    `workers` processes (batches()); writes `out` (safetensors) and `out`.json (settings, sources,
-    loss curve), both also at each progress line, so an interrupted run leaves usable weights."""
+    `workers` processes (batches()) and shared among the ranks of `world`; writes `out`
+    (safetensors) and `out`.json (settings, sources, loss curve), both also at each progress line,
+    so an interrupted run leaves usable weights."""
+    if s.batch_size % world.size:
+        # equal shares: the mean of the ranks' mean losses is the batch's, as DDP averages gradients
+        raise ValueError(f"--batch {s.batch_size} is not divisible by the {world.size} ranks")
     torch.manual_seed(s.seed)
     out = Path(out)
+    log, _ = world.voice(log, False)
     net = BlushUNet(s.depth, s.width, layout=s.layout, dim=s.dim)
     if init is not None:
         net.load_state_dict(init)
     net = net.to(s.device)
+    # DDP broadcasts rank 0's weights and all-reduces the gradients during backward()
+    model = net if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[s.device] if s.device.startswith("cuda") else None)
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
     losses, t0 = [], time.time()
-    record = {"settings": asdict(s), "workers": workers, "sources": [str(m) for m in sources], "losses": losses}
+    record = {"settings": asdict(s), "workers": workers, "ranks": world.size,
+              "sources": [str(m) for m in sources], "losses": losses}
     every = max(1, s.steps // 20)
-    for step, batch in enumerate(batches(sample, s, workers), start=1):
+    for step, batch in enumerate(batches(sample, s, workers, world), start=1):
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
-        denoised, logit = net(inputs)
+        denoised, logit = model(inputs)
         loss = relative_error(denoised, target, mask).mean()
         if s.mask_loss_weight:
             loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(logit, solvent)
@@ -231,11 +266,14 @@ def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str 
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
+        batch_loss = loss.detach().clone()
+        world.sum(batch_loss)
+        losses.append(float(batch_loss) / world.size)
         if step % every == 0 or step == s.steps:
             log(f"step {step:6d}/{s.steps}: loss {np.mean(losses[-every:]):.4f}  {time.time() - t0:.0f} s")
-            save_weights(net, s, out)
             record.update(steps_done=step, seconds=round(time.time() - t0, 1))
-            with atomic_path(out.with_suffix(out.suffix + ".json")) as tmp:
-                tmp.write_text(json.dumps(record))
+            if world.leader:
+                save_weights(net, s, out)
+                with atomic_path(out.with_suffix(out.suffix + ".json")) as tmp:
+                    tmp.write_text(json.dumps(record))
     return record

@@ -3,7 +3,8 @@ resolution between --res-min and --res-max, misalignment blur, voxel sizes betwe
 and --voxel-max, random blocks and rotations), or fine-tune trained weights (--init, default the
 shipped ones) on your own refinements' half maps (--pairs H1 H2 [H1 H2 ...]: noise2noise, one half
 in, the other as target). Writes the weights (safetensors, with voxel sizes and shape as metadata)
-and a JSON log of the settings and the loss per step beside them."""
+and a JSON log of the settings and the loss per step beside them. Under torchrun or srun the ranks
+share each step's batch (data-parallel; training.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ..blush.denoiser import load_denoiser
 from ..blush.training import TrainSettings, model_sampler, pair_sampler, train
+from ..distributed import start, stop
 from .options import count, positive
 
 MODEL_SUFFIXES = (".pdb", ".pdb.gz", ".cif", ".cif.gz", ".ent", ".ent.gz")
@@ -27,7 +29,8 @@ def add_args(p):
     p.add_argument("--exclude", nargs="*", default=[],
                    help="model names to leave out (file names without extension), e.g. a validation split")
     p.add_argument("--steps", type=count, default=d.steps, help="optimiser steps (%(default)s)")
-    p.add_argument("--batch", type=count, default=d.batch_size, help="blocks per step (%(default)s)")
+    p.add_argument("--batch", type=count, default=d.batch_size,
+                   help="blocks per step, shared among the ranks under torchrun (%(default)s)")
     p.add_argument("--lr", type=positive, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)")
     p.add_argument("--depth", type=count, default=d.depth, help="U-Net pooling steps (%(default)s)")
     p.add_argument("--width", type=count, default=d.width, help="channels of the first level (%(default)s)")
@@ -41,29 +44,38 @@ def add_args(p):
                    help="coarsest voxel size, A; samples are drawn in between (%(default)s)")
     p.add_argument("--res-min", type=positive, default=d.resolution_min, help="best half-map resolution, A (%(default)s)")
     p.add_argument("--res-max", type=positive, default=d.resolution_max, help="worst half-map resolution, A (%(default)s)")
-    p.add_argument("--device", default=d.device, help="cpu or cuda:N (%(default)s)")
+    p.add_argument("--device", default=d.device,
+                   help="cpu or cuda:N (%(default)s); under torchrun or srun, cuda is cuda:LOCAL_RANK")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes simulating the batches ahead (%(default)s: in this one, the shipped weights' "
-                   "recipe); with N > 0 every step's batch has its own seed, the same for any N")
+                   "recipe); with N > 0, or several ranks, every sample has its own seed, the same for any N and "
+                   "any number of ranks")
 
 
 def main(args):
+    world, device = start(args.device)  # under torchrun or srun: one rank of several
+    try:
+        run(args, world, device)
+    finally:
+        stop()
+
+
+def run(args, world, device):
     s = TrainSettings(depth=args.depth, width=args.width, block=args.block, voxel_min=args.voxel_min,
                       voxel_max=args.voxel_max, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
-                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=args.device,
+                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=device,
                       dim=args.dim)
     init = None
     if args.init or args.pairs:
-        start = load_denoiser(args.init, dim=args.dim)  # the architecture and voxel range come with the weights
-        init = start.net.state_dict()
-        s = replace(s, depth=start.net.depth, width=start.net.encoders[0][0].out_channels, layout=start.net.layout,
-                    block=start.block, voxel_min=start.voxel_min, voxel_max=start.voxel_max)
+        base = load_denoiser(args.init, dim=args.dim)  # the architecture and voxel range come with the weights
+        init = base.net.state_dict()
+        s = replace(s, depth=base.net.depth, width=base.net.encoders[0][0].out_channels, layout=base.net.layout,
+                    block=base.block, voxel_min=base.voxel_min, voxel_max=base.voxel_max)
     if args.voxel_max < args.voxel_min:
         raise ValueError(f"--voxel-max {args.voxel_max} is below --voxel-min {args.voxel_min}")
-    if args.workers < 0 or (args.workers and args.dim == 2):
-        raise ValueError(f"--workers {args.workers}: a count >= 0, and 0 with --dim 2 (its projections are "
-                         "made on first use, so they would differ from process to process)")
+    if args.workers < 0:
+        raise ValueError(f"--workers {args.workers}: a count >= 0")
     if s.block % 2 ** s.depth:
         raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2 ** s.depth}")
     if args.pairs:
@@ -81,7 +93,8 @@ def main(args):
         sources = [m for m in sources if m.name.split(".")[0] not in set(args.exclude)]
         if not sources:
             raise ValueError(f"no atomic models in {' '.join(args.models)}")
-        sample = model_sampler(sources, s)
-    record = train(sample, s, args.out, sources, init=init, workers=args.workers)
-    print(f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
+        sample = model_sampler(sources, s, views_seeded=args.workers > 0 or world.size > 1)
+    log, _ = world.voice(print, False)
+    record = train(sample, s, args.out, sources, log=log, init=init, workers=args.workers, world=world)
+    log(f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
           f"-> {args.out}")
