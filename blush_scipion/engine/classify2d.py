@@ -69,7 +69,7 @@ INACTIVITY = 0.1                     # mini-batches: re-seed classes below this 
 GRAD_WRITE_ITER = 10                 # mini-batches: write (and checkpoint) every so many iterations (RELION's GUI)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Class2DSettings:
     classes: int = 10
     iterations: int = 25

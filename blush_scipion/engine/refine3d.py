@@ -48,7 +48,7 @@ from .symmetry import symmetry_operators
 PAD = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefineSettings:
     diameter: float | None = None      # A; soft spherical solvent mask (default 90% of the box)
     symmetry: str = "C1"

@@ -22,7 +22,7 @@ HAND_OVER_NAME = re.compile(r"(?P<root>.+?)(?:_it(?P<iteration>\d+))?(?:_half[12
                             r"_external_reconstruct\.star")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSettings:
     """What the run's files say; None where they do not."""
     optimiser: Path | None

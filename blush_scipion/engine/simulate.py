@@ -20,7 +20,7 @@ from .projector import SlicePoints, extract_central_slices, fourier_reference
 from .rotation import random_rotations
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimulationSettings:
     n_particles: int = 2000
     box: int = 64

@@ -51,7 +51,7 @@ TRUTH_BFACTOR = 20.0  # A^2: targets as sharp as a good map, not point atoms
 PROJECTIONS_PER_MODEL = 32  # 2D: views per model (each sample adds its own noise, crop, turn and mirror)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSettings:
     depth: int = 4
     width: int = 8

@@ -1,0 +1,168 @@
+"""3D classification, ours (with and without Blush) beside RELION's, on mixtures of known structures.
+
+For each pair of models: N particles of each (blush simulate, seeds 10 and 11), mixed; the
+consensus map of all of them at their true poses as the reference (what a classification starts
+from after a consensus refinement). Each arm classifies them into two classes from that map for a
+number of iterations; reported: accuracy (the better of the two labellings against the truth), each
+structure's class map docked onto its truth (FSC 0.5), the class shares, the classes' own
+resolution estimates, the wall time. RELION (benchmarks/peer.py: checked with the CTF check
+before it counts) runs relion_refine's Class3D as its GUI would (--ctf_corrected_ref on 3.1,
+--firstiter_cc, --oversampling 1, the same T, start, diameter and sampling order).
+Writes benchmarks/results/NAME.{json,md}.
+
+    .venv/bin/python benchmarks/class3d.py --pairs 4gcnA:adk_closed --n 150 --box 40 --apix 3 --snr 0.1 \\
+        --iter 6 --seeds 0 1 2 --relion --name class3d_ci
+    .venv/bin/python benchmarks/class3d.py --pairs adk_open:adk_closed --n 2000 --box 64 --apix 2 \\
+        --snr 0.05 --iter 25 --blush --relion --name class3d_adk
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import starfile
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from peer import checked_relion, pinned  # noqa: E402
+from refine3d_vs_relion import write_results  # noqa: E402
+
+from blush_scipion.engine.fit import fit_rigid, transform_map  # noqa: E402
+from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
+from blush_scipion.engine.mrc import read_map  # noqa: E402
+from blush_scipion.engine.particles import Particles, concatenate  # noqa: E402
+from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
+
+MODELS = [HERE.parent.parent / "shared" / "data" / "atomic_models", HERE.parent / "blush_scipion" / "data"]
+
+
+def model_path(name: str) -> Path:
+    return next(folder / f"{name}.pdb.gz" for folder in MODELS if (folder / f"{name}.pdb.gz").exists())
+
+
+def blush(*args, cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def make_mixture(names: list[str], args, work: Path) -> None:
+    """The two structures' particles, mixed (labels in order), their truths, the consensus map."""
+    if (work / "consensus.mrc").exists():
+        return
+    for i, name in enumerate(names):
+        simulate_from_model(model_path(name), SimulationSettings(n_particles=args.n, box=args.box,
+                                                                 pixel_size=args.apix, snr=args.snr, seed=10 + i),
+                            work / name)
+    concatenate([Particles.read(work / n / "particles.star") for n in names]).write(work / "mixed.star")
+    concatenate([Particles.read(work / n / "truth.star") for n in names]).write(work / "truth.star")
+    blush("reconstruct", "--particles", "truth.star", "--out", "consensus.mrc", cwd=work)
+
+
+def labels_of(data_star: Path, work: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(true structure, assigned class - 1) per particle, paired by image (RELION reorders)."""
+    order = {name: i for i, name in enumerate(Particles.read(work / "mixed.star").table["rlnImageName"])}
+    table = Particles.read(data_star).table
+    truth = np.array([order[name] // n for name in table["rlnImageName"]])
+    return truth, table["rlnClassNumber"].to_numpy() - 1
+
+
+def score(work: Path, names: list[str], data_star: Path, maps: list[Path], args) -> dict:
+    truth, classes = labels_of(data_star, work, args.n)
+    right = float(np.mean(truth == classes))
+    swap = right < 0.5  # the better labelling of two classes
+    row = {"accuracy": round(max(right, 1 - right), 3),
+           "shares": " / ".join(f"{np.mean(classes == c):.2f}" for c in (0, 1))}
+    for s, name in enumerate(names):
+        volume = read_map(maps[s ^ swap])[0]
+        true_map, apix = read_map(work / name / "truth.mrc")
+        rotation, shift, _ = fit_rigid(volume, true_map, apix)
+        fsc = fourier_shell_correlation(transform_map(volume, rotation, shift), true_map)
+        row[f"{name}_fsc_truth_05_A"] = round(resolution_at(fsc, 0.5, args.box, apix), 2)
+    return row
+
+
+def ours(work: Path, arm: str, seed: int, diameter: float, args) -> tuple[Path, list[Path], float, list]:
+    out = work / f"{arm}_seed{seed}"
+    extra = ["--blush"] if arm == "blush" else []
+    seconds = 0.0
+    if not (out / "summary.json").exists():
+        seconds = blush("class3d", "--particles", "mixed.star", "--ref", "consensus.mrc", "--out", out.name, "--k", 2,
+                        "--iter", args.iter, "--diameter", diameter, "--seed", seed, *extra,
+                        *(["--continue"] if out.exists() else []), cwd=work)
+    summary = json.loads((out / "summary.json").read_text())
+    return (out / "run_data.star", [out / f"run_class{c:03d}.mrc" for c in (1, 2)], summary["wall_seconds"] or seconds,
+            summary["class_resolution_angstrom"])
+
+
+def relion(work: Path, seed: int, diameter: float, args) -> tuple[Path, list[Path], float, list]:
+    peer = checked_relion(work / "peer_check")
+    out = work / f"relion_seed{seed}"
+    out.mkdir(exist_ok=True)
+    final = out / f"run_it{args.iter:03d}_data.star"
+    seconds = 0.0
+    if not final.exists():
+        cmd = [peer.program("relion_refine"), "--i", "mixed.star", "--ref", "consensus.mrc", "--o", f"{out.name}/run",
+               "--K", "2", "--iter", str(args.iter), "--tau2_fudge", "4", "--particle_diameter", str(diameter),
+               "--ini_high", "60", "--healpix_order", "2", "--offset_range", "5", "--offset_step", "2",
+               "--oversampling", "1", "--ctf", *peer.corrected_ref_flag, "--firstiter_cc", "--flatten_solvent",
+               "--zero_mask", "--norm", "--scale", "--sym", "C1", "--pad", "2", "--j", "1",
+               "--dont_combine_weights_via_disc", "--random_seed", str(seed)]
+        t0 = time.perf_counter()
+        with open(out / "log.txt", "w") as log:
+            subprocess.run(pinned(cmd, args.cores), cwd=work, check=True, stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - t0
+        (out / "seconds.txt").write_text(f"{seconds:.1f}\n")
+    seconds = float((out / "seconds.txt").read_text())
+    classes = starfile.read(out / f"run_it{args.iter:03d}_model.star")["model_classes"]
+    return (final, [out / f"run_it{args.iter:03d}_class{c:03d}.mrc" for c in (1, 2)], seconds,
+            [float(x) for x in classes["rlnEstimatedResolution"]])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pairs", nargs="+", default=["4gcnA:adk_closed"], help="model pairs A:B")
+    p.add_argument("--n", type=int, default=150, help="particles per structure")
+    p.add_argument("--box", type=int, default=40)
+    p.add_argument("--apix", type=float, default=3.0)
+    p.add_argument("--snr", type=float, default=0.1)
+    p.add_argument("--iter", type=int, default=6)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--diameter", type=float, default=None, help="A (default: 2/3 of the box)")
+    p.add_argument("--blush", action="store_true", help="also the arm with --blush")
+    p.add_argument("--relion", action="store_true", help="also RELION's Class3D (the peer)")
+    p.add_argument("--cores", default="0", help="taskset cores for RELION (one, as ours runs)")
+    p.add_argument("--name", default="class3d")
+    args = p.parse_args()
+    diameter = args.diameter or round(args.box * args.apix * 2 / 3, 1)
+    arms = ["standard"] + (["blush"] if args.blush else []) + (["relion"] if args.relion else [])
+    rows = []
+    for pair in args.pairs:
+        names = pair.split(":")
+        work = HERE / "work" / f"class3d_{'_'.join(names)}_{args.box}px_snr{args.snr}_n{args.n}"
+        make_mixture(names, args, work)
+        for arm in arms:
+            for seed in args.seeds:
+                data_star, maps, seconds, resolution = relion(work, seed, diameter, args) if arm == "relion" \
+                    else ours(work, arm, seed, diameter, args)
+                row = {"pair": pair, "arm": arm, "seed": seed, "iterations": args.iter,
+                       **score(work, names, data_star, maps, args),
+                       "class_resolution_A": " / ".join(f"{x:.1f}" for x in resolution), "wall_s": round(seconds, 1)}
+                rows.append(row)
+                print(row, flush=True)
+    keys = ["pair", "arm", "seed", "iterations", "accuracy", "shares"]
+    keys += sorted({k for r in rows for k in r if k.endswith("_fsc_truth_05_A")}) + ["class_resolution_A", "wall_s"]
+    write_results(args.name, {"command": "benchmarks/class3d.py " + " ".join(sys.argv[1:]), "rows": rows}, keys,
+                  f"`.venv/bin/python benchmarks/class3d.py {' '.join(sys.argv[1:])}`: {args.n} particles of each "
+                  f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "
+                  "(all particles at their true poses); accuracy: the better labelling against the truth; each "
+                  "structure's class map docked onto its truth (engine/fit.py) before its FSC. RELION: the checked "
+                  "peer (benchmarks/peer.py), one core.")
+
+
+if __name__ == "__main__":
+    main()
