@@ -25,3 +25,16 @@ def last_checkpoint(out: Path) -> int | None:
 def write_json(path: Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2))
+
+
+def publish(out: Path, iteration: int, names: list[str], *, renamed: tuple[str, ...] = ()) -> None:
+    """An iteration's files under their final names, run_itNNN_<name> -> run_<name>, each written
+    atomically; in those named in `renamed` (a model STAR naming the maps), the iteration's names of
+    its files become the final ones."""
+    prefix = iteration_path(out, iteration, "").name
+    for name in names:
+        data = (out / f"{prefix}{name}").read_bytes()
+        if name in renamed:
+            data = data.replace(prefix.encode(), b"run_")
+        with atomic_path(out / f"run_{name}") as tmp:
+            tmp.write_bytes(data)

@@ -31,9 +31,9 @@ import torch
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
-from .checkpoint import iteration_path, last_checkpoint, write_json
+from .checkpoint import iteration_path, last_checkpoint, publish, write_json
 from .distributed import World, on_leader
-from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
+from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import (
     centred_radius_2d,
@@ -330,9 +330,8 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     if sums.residual_weight.sum() > 0:
-        new = sums.residual / sums.residual_weight.clamp(min=1e-9)
-        s.sigma2 = torch.where((torch.arange(n // 2 + 1) <= state.r_current)[None], new.float(),
-                               torch.tensor(state.sigma2)).tolist()
+        s.sigma2 = noise_spectrum(sums.residual, sums.residual_weight, torch.tensor(state.sigma2),
+                                  state.r_current).tolist()
         s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5, settings.offset_range))
     last = last_ssnr_shell(ssnr)
     s.resolution = [n * apix / max(int(x), 1) for x in last]
@@ -498,11 +497,9 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    finals = ("classes.mrcs", "data.star", "model.star") + (("classes_blush.mrcs",) if references is not None else ())
+    finals = ["classes.mrcs", "data.star", "model.star"] + (["classes_blush.mrcs"] if references is not None else [])
     if world.leader:
-        for what in finals:
-            with atomic_path(out / f"run_{what}") as tmp:
-                tmp.write_bytes(iteration_path(out, final, what).read_bytes())
+        publish(out, final, finals)
     summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
                "particles": len(particles), "box": n, "pixel_size": apix, "ranks": world.size,
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,

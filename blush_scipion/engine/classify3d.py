@@ -29,7 +29,7 @@ import torch
 
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_map, load_denoiser
-from .checkpoint import iteration_path, last_checkpoint, write_json
+from .checkpoint import iteration_path, last_checkpoint, publish, write_json
 from .distributed import World, on_leader
 from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
@@ -43,7 +43,7 @@ from .particles import Particles
 from .projector import extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize
 from .reconstruct import shell_mean, wiener_map
 from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
-from .rotation import matrix_to_euler, symmetric_distance
+from .rotation import symmetric_distance
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .sampling import grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
@@ -201,12 +201,16 @@ def class_map(sums: ClassSums, c: int, grid: torch.Tensor, tau2: torch.Tensor, s
     return volume, torch.where(empty, 0.0, ssnr)
 
 
-def maximisation(sums: ClassSums, previous: torch.Tensor, state: Class3DState, settings: Class3DSettings,
-                 apix: float, *, denoiser: Denoiser | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def class_tau2(maps: torch.Tensor, device) -> torch.Tensor:
+    """(K, n, n, n) class maps -> (K, n//2+1) their tau2 (reference_power), the next M-step's prior."""
+    return torch.stack([reference_power(m, device) for m in maps])
+
+
+def maximisation(sums: ClassSums, tau2: torch.Tensor, settings: Class3DSettings, n: int, apix: float, *,
+                 denoiser: Denoiser | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """New regularised class maps (K, n, n, n), masked; Blush's references (K, n, n, n) or None
-    without a `denoiser`; the classes' SSNR (K, n//2+1). tau2 comes from the `previous` maps."""
-    k, n = previous.shape[0], previous.shape[-1]
+    without a `denoiser`; the classes' SSNR (K, n//2+1). tau2 (K, n//2+1): the previous maps'."""
+    k = tau2.shape[0]
     device = torch.device(settings.device)
     grid = grid_rotations(orientation_grid(settings.healpix_order))
     sym = symmetry_operators(settings.symmetry).to(device)
@@ -214,7 +218,7 @@ def maximisation(sums: ClassSums, previous: torch.Tensor, state: Class3DState, s
     maps, blush, ssnr = [], [], []
     diameter = particle_diameter(settings.diameter, n, apix)
     for c in range(k):
-        volume, s = class_map(sums, c, grid, reference_power(previous[c], device), sym, n, settings)
+        volume, s = class_map(sums, c, grid, tau2[c], sym, n, settings)
         maps.append(volume * mask)
         ssnr.append(s)
         if denoiser is not None:
@@ -239,21 +243,14 @@ def next_state(state: Class3DState, settings: Class3DSettings, sums: ClassSums, 
 # --- files ---------------------------------------------------------------------------------
 
 def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
-    rot, tilt, psi = matrix_to_euler(a.rotations)
-    apix = particles.pixel_size
-    table = particles.table.assign(
-        rlnClassNumber=a.classes.numpy() + 1, rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(),
-        rlnAnglePsi=psi.double().numpy(), rlnOriginXAngst=(a.origins[:, 0] * apix).double().numpy(),
-        rlnOriginYAngst=(a.origins[:, 1] * apix).double().numpy(),
-        rlnMaxValueProbDistribution=a.max_prob.double().numpy())
-    Particles(table, particles.optics, particles.root, particles.source).write(path)
+    particles.with_poses(a.rotations, a.origins, a.max_prob, rlnClassNumber=a.classes.numpy() + 1).write(path)
 
 
 def class_file(prefix: str, c: int, blush: bool = False) -> str:
     return f"{prefix}class{c + 1:03d}{'_blush' if blush else ''}.mrc"
 
 
-def write_model_star(path: Path, prefix: str, state: Class3DState, ssnr: torch.Tensor, tau2: list[torch.Tensor],
+def write_model_star(path: Path, prefix: str, state: Class3DState, ssnr: torch.Tensor, tau2: torch.Tensor,
                      n: int, apix: float, tau2_fudge: float) -> None:
     import starfile
     k = len(state.distribution)
@@ -276,14 +273,14 @@ def write_model_star(path: Path, prefix: str, state: Class3DState, ssnr: torch.T
 
 
 def write_iteration(out: Path, prefix: str, particles: Particles, maps: torch.Tensor, blush: torch.Tensor | None,
-                    a: Assignment, state: Class3DState, ssnr: torch.Tensor, settings: Class3DSettings) -> None:
+                    a: Assignment, state: Class3DState, ssnr: torch.Tensor, tau2: torch.Tensor,
+                    settings: Class3DSettings) -> None:
     n, apix = particles.image_size, particles.pixel_size
     for c in range(len(maps)):
         write_map(out / class_file(prefix, c), maps[c], apix)
         if blush is not None:
             write_map(out / class_file(prefix, c, blush=True), blush[c], apix)
     write_data_star(out / f"{prefix}data.star", particles, a)
-    tau2 = [reference_power(m, "cpu") for m in maps]
     write_model_star(out / f"{prefix}model.star", prefix, state, ssnr, tau2, n, apix, settings.tau2_fudge)
     # written last: it marks the iteration done
     write_json(out / f"{prefix}optimiser.json", {"state": asdict(state), "settings": asdict(settings)})
@@ -367,6 +364,7 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
     else:
         state, maps, a = _start(particles, reference, settings)
         references = maps
+    tau2 = class_tau2(maps, settings.device)
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     sym = symmetry_operators(settings.symmetry)
     log(f"class3d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, HEALPix order "
@@ -380,7 +378,8 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
         sums, b = expectation(particles, references, a, state, settings, seeds=seeds, progress=progress, world=world)
         t_expectation = time.time() - t0
         t_blush = time.time()
-        maps, blush, ssnr = maximisation(sums, maps, state, settings, apix, denoiser=denoiser)
+        maps, blush, ssnr = maximisation(sums, tau2, settings, n, apix, denoiser=denoiser)
+        tau2 = class_tau2(maps, settings.device)  # once: this iteration's model STAR, the next M-step
         new = next_state(state, settings, sums, ssnr, n, apix)
         changed = float((b.classes != a.classes).float().mean())
         moved = float(symmetric_distance(b.rotations, a.rotations, sym).mean()) if state.iteration > 0 else None
@@ -393,7 +392,8 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         a, references = b, (maps if blush is None else blush)
         if world.leader:
-            write_iteration(out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, settings)
+            write_iteration(out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, tau2,
+                            settings)
         t_mark = time.time()
         log(f"iteration {new.iteration:3d}: classes " + " ".join(f"{100 * x:4.1f}%" for x in new.distribution)
             + "  resolution " + " ".join(f"{x:.1f}" for x in new.resolution) + f" A  E-step to shell {state.r_current}"
@@ -402,17 +402,11 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    prefix = f"run_it{final:03d}_"
     finals = [class_file("", c) for c in range(k)] + ["data.star", "model.star"]
     if settings.blush:
         finals += [class_file("", c, blush=True) for c in range(k)]
-    if world.leader:
-        for what in finals:
-            with atomic_path(out / f"run_{what}") as tmp:
-                text = (out / f"{prefix}{what}").read_bytes()
-                if what == "model.star":  # the final model names the final maps
-                    text = text.replace(prefix.encode(), b"run_")
-                tmp.write_bytes(text)
+    if world.leader:  # the final model STAR names the final maps
+        publish(out, final, finals, renamed=("model.star",))
     summary = {"classes": k, "iterations": final, "blush": settings.blush, "particles": len(particles), "box": n,
                "pixel_size": apix, "ranks": world.size, "wall_seconds": round(state.wall_seconds, 1),
                "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,

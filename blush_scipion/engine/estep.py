@@ -132,10 +132,18 @@ class ResidualSums:
         self.weights += counts
 
     def spectrum(self, previous: torch.Tensor, r_max: int) -> torch.Tensor:
-        """(G, S) the new noise spectra within `r_max` shells, `previous` beyond (no data there)."""
-        new = (self.sums / self.weights.clamp(min=1e-9)).float().cpu()
-        inside = (torch.arange(previous.shape[-1]) <= r_max)[None]
-        return torch.where(inside & (self.weights.cpu() > 0), new, previous.float())
+        """(G, S) the new noise spectra (noise_spectrum)."""
+        return noise_spectrum(self.sums, self.weights, previous, r_max)
+
+
+def noise_spectrum(sums: torch.Tensor, weights: torch.Tensor, previous: torch.Tensor, r_max: int) -> torch.Tensor:
+    """(G, S) residual power sums and their weights (summed over batches, ranks, half sets) -> the new
+    noise spectra within `r_max` shells; `previous` (G, S) beyond, and where a group's shell got no
+    weight (no data there: a zero variance would weigh it infinitely in the next E-step)."""
+    weights = weights.cpu()
+    new = (sums.cpu() / weights.clamp(min=1e-9)).float()
+    inside = (torch.arange(previous.shape[-1]) <= r_max)[None]
+    return torch.where(inside & (weights > 0), new, previous.float())
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 from .ctf import CtfParameters
 from .mrc import StackReader
-from .rotation import euler_to_matrix
+from .rotation import euler_to_matrix, matrix_to_euler
 from .star import StarError, read_star, require_block, require_columns, write_star
 
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
@@ -84,6 +84,18 @@ class Particles:
 
     def with_columns(self, **columns) -> "Particles":
         return Particles(self.table.assign(**columns), self.optics, self.root, self.source)
+
+    def with_poses(self, rotations: torch.Tensor, origins: torch.Tensor, max_prob: torch.Tensor,
+                   **columns) -> "Particles":
+        """These particles at new poses (rotations() and origins() read them back): (N, 3, 3)
+        rotations, (N, 2) origins in pixels and (N,) posterior maxima, with more `columns`."""
+        rot, tilt, psi = matrix_to_euler(rotations)
+        apix = self.pixel_size
+        return self.with_columns(
+            rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(), rlnAnglePsi=psi.double().numpy(),
+            rlnOriginXAngst=(origins[:, 0] * apix).double().numpy(),
+            rlnOriginYAngst=(origins[:, 1] * apix).double().numpy(),
+            rlnMaxValueProbDistribution=max_prob.double().numpy(), **columns)
 
     # --- per-particle values -------------------------------------------------------------
     def optics_column(self, column: str) -> np.ndarray:

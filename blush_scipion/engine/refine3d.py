@@ -26,7 +26,7 @@ from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .distributed import World, on_leader
-from .estep import GridSums, NoiseModel, ResidualSums, image_batches
+from .estep import GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant
 from .ctf import compute_ctf_2d
 from .fourier import low_pass
@@ -41,7 +41,7 @@ from .projector import SlicePoints, extract_central_slices, fourier_reference, f
     insert_central_slices, reference_channels
 from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
-from .rotation import matrix_to_euler, symmetric_distance
+from .rotation import symmetric_distance
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
@@ -324,7 +324,6 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
                                 settings.blush_trailing, fill=settings.blush_fill).cpu() for u, r in zip(unreg, refs)]
     t_blush = time.time() - t_blush
     refs = [r * mask for r in refs]
-    residual = sum(h.residual for h in halves) / sum(h.residual_weight for h in halves).clamp(min=1e-9)
     joined = joined_unregularised = None
     if state.final:
         # the halves are spent: sum them in place (a 384 px box's pair of half volumes is 2.7 GB)
@@ -337,7 +336,8 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     t_accuracy = time.time() - t_accuracy
     stats = {
         "fsc": fsc, "unregularised": unreg,
-        "sigma2": torch.where((torch.arange(n // 2 + 1) <= r_cur)[None], residual.float(), sigma2),
+        "sigma2": noise_spectrum(sum(h.residual for h in halves), sum(h.residual_weight for h in halves), sigma2,
+                                 r_cur),
         "joined": joined, "joined_unregularised": joined_unregularised,
         "angular_change": float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
@@ -423,13 +423,7 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
 # --- files ---------------------------------------------------------------------------------
 
 def write_data_star(path: Path, particles: Particles, subsets, rotations, origins, max_prob) -> None:
-    rot, tilt, psi = matrix_to_euler(rotations)
-    apix = particles.pixel_size
-    table = particles.table.assign(
-        rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(), rlnAnglePsi=psi.double().numpy(),
-        rlnOriginXAngst=(origins[:, 0] * apix).double().numpy(), rlnOriginYAngst=(origins[:, 1] * apix).double().numpy(),
-        rlnMaxValueProbDistribution=max_prob.double().numpy(), rlnRandomSubset=subsets.astype(int))
-    Particles(table, particles.optics, particles.root, particles.source).write(path)
+    particles.with_poses(rotations, origins, max_prob, rlnRandomSubset=subsets.astype(int)).write(path)
 
 
 def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolution: float) -> None:
