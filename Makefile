@@ -3,8 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
+MYPY   := 2.4.1
 
-.PHONY: install demo test bench peer clean
+.PHONY: install demo test lint bench peer clean
 
 install: $(STAMP)
 
@@ -22,6 +23,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q blush_scipion/tests
+
+# ruff (ruff.toml) on everything, mypy (mypy.ini) on the engine; pinned so CI and a laptop agree.
+lint: install
+	$(PIP) install ruff==0.17.6 mypy==$(MYPY) 2>&1 | grep -v "is ignored" || true
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/reconstruct_throughput.py

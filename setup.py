@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="scipion-em-blush",
     version="0.1.0",
     description="Blush regularization (denoiser prior) for cryo-EM refinement in Scipion",
-    long_description=open("README.md").read(),
+    long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     license="GPLv3",
     python_requires=">=3.9",
@@ -25,7 +27,9 @@ setup(
     ],
     entry_points={
         "pyworkflow.plugin": ["blush_scipion = blush_scipion"],
-        "console_scripts": ["blush = blush_scipion.engine.cli:main",
-                            "relion_python_blush = blush_scipion.engine.cli.relion_hook:relion_python_blush_entry"],
+        "console_scripts": [
+            "blush = blush_scipion.engine.cli:main",
+            "relion_python_blush = blush_scipion.engine.cli.relion_hook:relion_python_blush_entry",
+        ],
     },
 )

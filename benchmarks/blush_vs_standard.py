@@ -7,10 +7,12 @@ particles of 64 px at 2 A/px (blush simulate, seed 7), at each SNR; both arms st
 truth low-passed to 40 A with the particle diameter from the model. Reported per arm: wall
 time, iterations, FSC-vs-truth 0.5 of the final (regularised) map docked onto the truth (and
 undocked) and, for Blush, of its denoised map, the gold-standard 0.143 resolution, and the
-median angular error. Also the denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md} (--name).
+median angular error. Also the denoiser's CPU time on a 128^3 map. Writes benchmarks/results/blush.{json,md}
+(--name).
 
     .venv/bin/python benchmarks/blush_vs_standard.py [--models 4gcnA 2qdlA adk_open] [--snr 0.05 0.02]
 """
+
 import argparse
 import json
 import subprocess
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blush_scipion.engine.blush.denoiser import load_denoiser, denoise_map
+from blush_scipion.engine.blush.denoiser import denoise_map, load_denoiser
 from blush_scipion.engine.density import read_model
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
@@ -45,12 +47,40 @@ def run_arm(work: Path, arm: str, diameter: float, device: str, timeout: float |
     name = arm if device == "cpu" else f"{arm}_{device.replace(':', '')}"
     out = work / name
     if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
-        subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", "--particles", "particles.star",
-                        "--ref", "truth.mrc", "--out", name, "--device", device, "--diameter", f"{diameter:.1f}",
-                        "--continue"] + ARMS[arm], cwd=work, check=True, timeout=timeout,
-                       stdout=open(work / f"{name}.log", "a"), stderr=subprocess.STDOUT)
+        with open(work / f"{name}.log", "a") as log:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "blush_scipion.engine.cli",
+                    "refine3d",
+                    "--particles",
+                    "particles.star",
+                    "--ref",
+                    "truth.mrc",
+                    "--out",
+                    name,
+                    "--device",
+                    device,
+                    "--diameter",
+                    f"{diameter:.1f}",
+                    "--continue",
+                ]
+                + ARMS[arm],
+                cwd=work,
+                check=True,
+                timeout=timeout,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
     s = json.loads((out / "summary.json").read_text())
-    return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], s["wall_seconds"], s["iterations"]
+    return (
+        out / "run_data.star",
+        out / "run_class001.mrc",
+        s["resolution_angstrom"],
+        s["wall_seconds"],
+        s["iterations"],
+    )
 
 
 def score_arm(work: Path, arm: str, diameter: float, device: str, timeout: float | None = None) -> dict:
@@ -58,8 +88,9 @@ def score_arm(work: Path, arm: str, diameter: float, device: str, timeout: float
     run_data, final_map, *rest = run_arm(work, arm, diameter, device, timeout)
     row = evaluate(work, run_data, final_map, *rest, None)
     if "--blush" in ARMS[arm]:
-        row["denoised_fsc_truth_05_A"] = fsc_to_truth(read_map(final_map.with_name("run_class001_blush.mrc"))[0],
-                                                      work)[1]
+        row["denoised_fsc_truth_05_A"] = fsc_to_truth(
+            read_map(final_map.with_name("run_class001_blush.mrc"))[0], work
+        )[1]
     return row
 
 
@@ -88,20 +119,46 @@ def main():
     for snr in args.snr:
         for name in args.models:
             model = MODELS / f"{name}.pdb.gz"
-            work = HERE / "work" / (f"blush_{name}_snr{snr}" + (f"_n{args.n}" if args.n != 2000 else "")
-                                    + (f"_seed{args.seed}" if args.seed != 7 else ""))
+            work = (
+                HERE
+                / "work"
+                / (
+                    f"blush_{name}_snr{snr}"
+                    + (f"_n{args.n}" if args.n != 2000 else "")
+                    + (f"_seed{args.seed}" if args.seed != 7 else "")
+                )
+            )
             if not (work / "summary.json").exists():
-                simulate_from_model(model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=snr,
-                                                              seed=args.seed), work)
+                simulate_from_model(
+                    model,
+                    SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=snr, seed=args.seed),
+                    work,
+                )
             diameter = diameter_of(model)
             for arm in args.arms:
                 row = {"model": name, "snr": snr, "arm": arm, **score_arm(work, arm, diameter, args.device)}
                 results["rows"].append(row)
                 print(row, flush=True)
-    keys = ["model", "snr", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A",
-            "denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A", "median_angular_error_deg"]
-    write_results(args.name, results, keys,
-                  f"Denoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s")
+    keys = [
+        "model",
+        "snr",
+        "arm",
+        "wall_s",
+        "iterations",
+        "fsc_truth_05_A",
+        "undocked_fsc_truth_05_A",
+        "denoised_fsc_truth_05_A",
+        "posed_fsc_truth_05_A",
+        "gold_standard_0143_A",
+        "median_angular_error_deg",
+    ]
+    write_results(
+        args.name,
+        results,
+        keys,
+        f"Denoiser on a 128^3 map at 1.5 A ({args.device}): {results['denoise_128_seconds']} s",
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ Writes benchmarks/results/NAME.{json,md}.
     .venv/bin/python benchmarks/class3d.py --pairs adk_open:adk_closed --n 2000 --box 64 --apix 2 \\
         --snr 0.05 --iter 25 --blush --relion --name class3d_adk
 """
+
 import argparse
 import json
 import subprocess
@@ -45,8 +46,12 @@ def model_path(name: str) -> Path:
 
 def blush(*args, cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
@@ -55,9 +60,13 @@ def make_mixture(names: list[str], args, work: Path) -> None:
     if (work / "consensus.mrc").exists():
         return
     for i, name in enumerate(names):
-        simulate_from_model(model_path(name), SimulationSettings(n_particles=args.n, box=args.box,
-                                                                 pixel_size=args.apix, snr=args.snr, seed=10 + i),
-                            work / name)
+        simulate_from_model(
+            model_path(name),
+            SimulationSettings(
+                n_particles=args.n, box=args.box, pixel_size=args.apix, snr=args.snr, seed=10 + i
+            ),
+            work / name,
+        )
     concatenate([Particles.read(work / n / "particles.star") for n in names]).write(work / "mixed.star")
     concatenate([Particles.read(work / n / "truth.star") for n in names]).write(work / "truth.star")
     blush("reconstruct", "--particles", "truth.star", "--out", "consensus.mrc", cwd=work)
@@ -75,8 +84,10 @@ def score(work: Path, names: list[str], data_star: Path, maps: list[Path], args)
     truth, classes = labels_of(data_star, work, args.n)
     right = float(np.mean(truth == classes))
     swap = right < 0.5  # the better labelling of two classes
-    row = {"accuracy": round(max(right, 1 - right), 3),
-           "shares": " / ".join(f"{np.mean(classes == c):.2f}" for c in (0, 1))}
+    row = {
+        "accuracy": round(max(right, 1 - right), 3),
+        "shares": " / ".join(f"{np.mean(classes == c):.2f}" for c in (0, 1)),
+    }
     for s, name in enumerate(names):
         volume = read_map(maps[s ^ swap])[0]
         true_map, apix = read_map(work / name / "truth.mrc")
@@ -91,12 +102,33 @@ def ours(work: Path, arm: str, seed: int, diameter: float, args) -> tuple[Path, 
     extra = ["--blush"] if arm == "blush" else []
     seconds = 0.0
     if not (out / "summary.json").exists():
-        seconds = blush("class3d", "--particles", "mixed.star", "--ref", "consensus.mrc", "--out", out.name, "--k", 2,
-                        "--iter", args.iter, "--diameter", diameter, "--seed", seed, *extra,
-                        *(["--continue"] if out.exists() else []), cwd=work)
+        seconds = blush(
+            "class3d",
+            "--particles",
+            "mixed.star",
+            "--ref",
+            "consensus.mrc",
+            "--out",
+            out.name,
+            "--k",
+            2,
+            "--iter",
+            args.iter,
+            "--diameter",
+            diameter,
+            "--seed",
+            seed,
+            *extra,
+            *(["--continue"] if out.exists() else []),
+            cwd=work,
+        )
     summary = json.loads((out / "summary.json").read_text())
-    return (out / "run_data.star", [out / f"run_class{c:03d}.mrc" for c in (1, 2)], summary["wall_seconds"] or seconds,
-            summary["class_resolution_angstrom"])
+    return (
+        out / "run_data.star",
+        [out / f"run_class{c:03d}.mrc" for c in (1, 2)],
+        summary["wall_seconds"] or seconds,
+        summary["class_resolution_angstrom"],
+    )
 
 
 def relion(work: Path, seed: int, diameter: float, args) -> tuple[Path, list[Path], float, list]:
@@ -106,21 +138,64 @@ def relion(work: Path, seed: int, diameter: float, args) -> tuple[Path, list[Pat
     final = out / f"run_it{args.iter:03d}_data.star"
     seconds = 0.0
     if not final.exists():
-        cmd = [peer.program("relion_refine"), "--i", "mixed.star", "--ref", "consensus.mrc", "--o", f"{out.name}/run",
-               "--K", "2", "--iter", str(args.iter), "--tau2_fudge", "4", "--particle_diameter", str(diameter),
-               "--ini_high", "60", "--healpix_order", "2", "--offset_range", "5", "--offset_step", "2",
-               "--oversampling", "1", "--ctf", *peer.corrected_ref_flag, "--firstiter_cc", "--flatten_solvent",
-               "--zero_mask", "--norm", "--scale", "--sym", "C1", "--pad", "2", "--j", "1",
-               "--dont_combine_weights_via_disc", "--random_seed", str(seed)]
+        cmd = [
+            peer.program("relion_refine"),
+            "--i",
+            "mixed.star",
+            "--ref",
+            "consensus.mrc",
+            "--o",
+            f"{out.name}/run",
+            "--K",
+            "2",
+            "--iter",
+            str(args.iter),
+            "--tau2_fudge",
+            "4",
+            "--particle_diameter",
+            str(diameter),
+            "--ini_high",
+            "60",
+            "--healpix_order",
+            "2",
+            "--offset_range",
+            "5",
+            "--offset_step",
+            "2",
+            "--oversampling",
+            "1",
+            "--ctf",
+            *peer.corrected_ref_flag,
+            "--firstiter_cc",
+            "--flatten_solvent",
+            "--zero_mask",
+            "--norm",
+            "--scale",
+            "--sym",
+            "C1",
+            "--pad",
+            "2",
+            "--j",
+            "1",
+            "--dont_combine_weights_via_disc",
+            "--random_seed",
+            str(seed),
+        ]
         t0 = time.perf_counter()
         with open(out / "log.txt", "w") as log:
-            subprocess.run(pinned(cmd, args.cores), cwd=work, check=True, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.run(
+                pinned(cmd, args.cores), cwd=work, check=True, stdout=log, stderr=subprocess.STDOUT
+            )
         seconds = time.perf_counter() - t0
         (out / "seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((out / "seconds.txt").read_text())
     classes = starfile.read(out / f"run_it{args.iter:03d}_model.star")["model_classes"]
-    return (final, [out / f"run_it{args.iter:03d}_class{c:03d}.mrc" for c in (1, 2)], seconds,
-            [float(x) for x in classes["rlnEstimatedResolution"]])
+    return (
+        final,
+        [out / f"run_it{args.iter:03d}_class{c:03d}.mrc" for c in (1, 2)],
+        seconds,
+        [float(x) for x in classes["rlnEstimatedResolution"]],
+    )
 
 
 def main():
@@ -147,21 +222,37 @@ def main():
         make_mixture(names, args, work)
         for arm in arms:
             for seed in args.seeds:
-                data_star, maps, seconds, resolution = relion(work, seed, diameter, args) if arm == "relion" \
+                data_star, maps, seconds, resolution = (
+                    relion(work, seed, diameter, args)
+                    if arm == "relion"
                     else ours(work, arm, seed, diameter, args)
-                row = {"pair": pair, "arm": arm, "seed": seed, "iterations": args.iter,
-                       **score(work, names, data_star, maps, args),
-                       "class_resolution_A": " / ".join(f"{x:.1f}" for x in resolution), "wall_s": round(seconds, 1)}
+                )
+                row = {
+                    "pair": pair,
+                    "arm": arm,
+                    "seed": seed,
+                    "iterations": args.iter,
+                    **score(work, names, data_star, maps, args),
+                    "class_resolution_A": " / ".join(f"{x:.1f}" for x in resolution),
+                    "wall_s": round(seconds, 1),
+                }
                 rows.append(row)
                 print(row, flush=True)
     keys = ["pair", "arm", "seed", "iterations", "accuracy", "shares"]
-    keys += sorted({k for r in rows for k in r if k.endswith("_fsc_truth_05_A")}) + ["class_resolution_A", "wall_s"]
-    write_results(args.name, {"command": "benchmarks/class3d.py " + " ".join(sys.argv[1:]), "rows": rows}, keys,
-                  f"`.venv/bin/python benchmarks/class3d.py {' '.join(sys.argv[1:])}`: {args.n} particles of each "
-                  f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "
-                  "(all particles at their true poses); accuracy: the better labelling against the truth; each "
-                  "structure's class map docked onto its truth (engine/fit.py) before its FSC. RELION: the checked "
-                  "peer (benchmarks/peer.py), one core.")
+    keys += sorted({k for r in rows for k in r if k.endswith("_fsc_truth_05_A")}) + [
+        "class_resolution_A",
+        "wall_s",
+    ]
+    write_results(
+        args.name,
+        {"command": "benchmarks/class3d.py " + " ".join(sys.argv[1:]), "rows": rows},
+        keys,
+        f"`.venv/bin/python benchmarks/class3d.py {' '.join(sys.argv[1:])}`: {args.n} particles of each "
+        f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "
+        "(all particles at their true poses); accuracy: the better labelling against the truth; each "
+        "structure's class map docked onto its truth (engine/fit.py) before its FSC. RELION: the checked "
+        "peer (benchmarks/peer.py), one core.",
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the whole fits a short lease; a job that hits it is reported as such.
 DIR holds the atomic models (../shared/data/atomic_models); the work folder's summary.json names
 the one it was simulated from. Writes benchmarks/results/gpu.{json,md}.
 """
+
 import argparse
 import json
 import subprocess
@@ -31,8 +32,14 @@ def timed(cmd: list, cwd: Path, timeout: float) -> dict:
     log = cwd / f"{cmd[0]}_{int(t0)}.log"
     try:
         with open(log, "w") as out:
-            subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli"] + cmd, cwd=cwd, check=True,
-                           timeout=timeout, stdout=out, stderr=subprocess.STDOUT)
+            subprocess.run(
+                [sys.executable, "-m", "blush_scipion.engine.cli"] + cmd,
+                cwd=cwd,
+                check=True,
+                timeout=timeout,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         return {"wall_s": round(time.perf_counter() - t0, 1)}
     except subprocess.TimeoutExpired:
         return {"wall_s": None, "failed": f"stopped at its {timeout:.0f} s cap"}
@@ -51,8 +58,13 @@ def main():
     work = args.work.resolve()
     args.models = args.models.resolve()
     model = args.models / Path(json.loads((work / "summary.json").read_text())["model"]).name
-    results = {"device": args.device, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-               "torch": torch.__version__, "work": work.name, "rows": []}
+    results = {
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "work": work.name,
+        "rows": [],
+    }
 
     def add(job, row):
         results["rows"].append({"job": job, **row})
@@ -65,15 +77,48 @@ def main():
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as e:
             add(f"refine3d {arm}", {"failed": type(e).__name__})
     base = ["class2d", "--particles", "particles.star", "--k", "6", "--device", args.device]
-    add("class2d EM, 6 classes, 10 iterations", timed(base + ["--out", "c2d_em", "--iter", "10"], work, args.job_cap))
-    add("class2d mini-batches, 30 iterations", timed(base + ["--out", "c2d_grad", "--grad", "--iter", "30"], work, args.job_cap))
-    add("class2d Blush, 5 iterations", timed(base + ["--out", "c2d_blush", "--blush", "--iter", "5"], work, args.job_cap))
-    train = ["train", "--out", "gpu_train.safetensors", "--models", *map(str, sorted(args.models.glob("*.pdb.gz"))),
-             "--exclude", *VALIDATE, "--steps", "100", "--batch", "8", "--device", args.device]
+    add(
+        "class2d EM, 6 classes, 10 iterations",
+        timed(base + ["--out", "c2d_em", "--iter", "10"], work, args.job_cap),
+    )
+    add(
+        "class2d mini-batches, 30 iterations",
+        timed(base + ["--out", "c2d_grad", "--grad", "--iter", "30"], work, args.job_cap),
+    )
+    add(
+        "class2d Blush, 5 iterations",
+        timed(base + ["--out", "c2d_blush", "--blush", "--iter", "5"], work, args.job_cap),
+    )
+    train = [
+        "train",
+        "--out",
+        "gpu_train.safetensors",
+        "--models",
+        *map(str, sorted(args.models.glob("*.pdb.gz"))),
+        "--exclude",
+        *VALIDATE,
+        "--steps",
+        "100",
+        "--batch",
+        "8",
+        "--device",
+        args.device,
+    ]
     add("train 100 steps of 8 blocks of 48^3 (model sampling included)", timed(train, work, args.job_cap))
-    write_results("gpu", results, ["job", "wall_s", "iterations", "fsc_truth_05_A", "gold_standard_0143_A",
-                                   "median_angular_error_deg", "failed"],
-                  f"{results['gpu']} ({args.device}), torch {results['torch']}, on {work.name}")
+    write_results(
+        "gpu",
+        results,
+        [
+            "job",
+            "wall_s",
+            "iterations",
+            "fsc_truth_05_A",
+            "gold_standard_0143_A",
+            "median_angular_error_deg",
+            "failed",
+        ],
+        f"{results['gpu']} ({args.device}), torch {results['torch']}, on {work.name}",
+    )
 
 
 if __name__ == "__main__":

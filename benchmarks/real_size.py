@@ -10,6 +10,7 @@ Writes benchmarks/results/real_size.{json,md} (--name).
 
     .venv/bin/python benchmarks/real_size.py [--models 1osm 3PWP] [--n 4000] [--capped] [--device cpu]
 """
+
 import argparse
 import json
 import subprocess
@@ -30,8 +31,12 @@ ARMS = {"auto-sampling": [], "capped at order 4": ["--max-order", "4"]}
 
 def blush(*args, cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
@@ -51,8 +56,13 @@ def main():
         model = MODELS / f"{name}.pdb.gz"
         work = HERE / "work" / f"real_{name}_{args.box}px_n{args.n}"
         if not (work / "truth.star").exists():
-            simulate_from_model(model, SimulationSettings(n_particles=args.n, box=args.box, pixel_size=args.apix,
-                                                          snr=args.snr, seed=7), work)
+            simulate_from_model(
+                model,
+                SimulationSettings(
+                    n_particles=args.n, box=args.box, pixel_size=args.apix, snr=args.snr, seed=7
+                ),
+                work,
+            )
         if not (work / "known.mrc").exists():
             blush("reconstruct", "--particles", "truth.star", "--out", "known.mrc", cwd=work)
         known = fsc_to_truth(read_map(work / "known.mrc")[0], work, dock=False)[1]
@@ -63,24 +73,65 @@ def main():
             out = work / arm.replace(" ", "_")
             if not (out / "summary.json").exists():
                 resume = ["--continue"] if out.exists() else []  # a killed benchmark goes on where it stopped
-                blush("refine3d", "--particles", "particles.star", "--ref", "truth.mrc", "--out", out.name,
-                      "--diameter", round(diameter, 1), "--device", args.device, *extra, *resume, cwd=work)
+                blush(
+                    "refine3d",
+                    "--particles",
+                    "particles.star",
+                    "--ref",
+                    "truth.mrc",
+                    "--out",
+                    out.name,
+                    "--diameter",
+                    round(diameter, 1),
+                    "--device",
+                    args.device,
+                    *extra,
+                    *resume,
+                    cwd=work,
+                )
             summary = json.loads((out / "summary.json").read_text())
-            row = {"model": name, "arm": arm, "known_pose_fsc_truth_05_A": known,
-                   **evaluate(work, out / "run_data.star", out / "run_class001.mrc", summary["resolution_angstrom"],
-                              summary["wall_seconds"], summary["iterations"], None),
-                   "finest_angular_step_deg": summary["finest_angular_step"],
-                   "peak_rss_gb": summary.get("peak_rss_gb")}
+            row = {
+                "model": name,
+                "arm": arm,
+                "known_pose_fsc_truth_05_A": known,
+                **evaluate(
+                    work,
+                    out / "run_data.star",
+                    out / "run_class001.mrc",
+                    summary["resolution_angstrom"],
+                    summary["wall_seconds"],
+                    summary["iterations"],
+                    None,
+                ),
+                "finest_angular_step_deg": summary["finest_angular_step"],
+                "peak_rss_gb": summary.get("peak_rss_gb"),
+            }
             row["vs_known_pose"] = f"{100 * (row['fsc_truth_05_A'] / known - 1):+.0f}%"
             rows.append(row)
             print(row, flush=True)
-    keys = ["model", "arm", "known_pose_fsc_truth_05_A", "fsc_truth_05_A", "vs_known_pose", "undocked_fsc_truth_05_A",
-            "posed_fsc_truth_05_A", "gold_standard_0143_A", "median_angular_error_deg", "finest_angular_step_deg",
-            "iterations", "wall_s", "peak_rss_gb"]
-    write_results(args.name, {"command": "benchmarks/real_size.py " + " ".join(sys.argv[1:]), "rows": rows}, keys,
-                  f"`.venv/bin/python benchmarks/real_size.py {' '.join(sys.argv[1:])}`: {args.n} particles of "
-                  f"{args.box} px at {args.apix} A/px, SNR {args.snr}, from the truth at 40 A; FSC against the "
-                  "truth after docking (engine/fit.py); the known-pose map is the same particles at their true poses.")
+    keys = [
+        "model",
+        "arm",
+        "known_pose_fsc_truth_05_A",
+        "fsc_truth_05_A",
+        "vs_known_pose",
+        "undocked_fsc_truth_05_A",
+        "posed_fsc_truth_05_A",
+        "gold_standard_0143_A",
+        "median_angular_error_deg",
+        "finest_angular_step_deg",
+        "iterations",
+        "wall_s",
+        "peak_rss_gb",
+    ]
+    write_results(
+        args.name,
+        {"command": "benchmarks/real_size.py " + " ".join(sys.argv[1:]), "rows": rows},
+        keys,
+        f"`.venv/bin/python benchmarks/real_size.py {' '.join(sys.argv[1:])}`: {args.n} particles of "
+        f"{args.box} px at {args.apix} A/px, SNR {args.snr}, from the truth at 40 A; FSC against the "
+        "truth after docking (engine/fit.py); the known-pose map is the same particles at their true poses.",
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Writes benchmarks/results/reconstruct_throughput.{json,md}.
 
     .venv/bin/python benchmarks/reconstruct_throughput.py [--n 5000] [--device cpu]
 """
+
 import argparse
 import json
 import shutil
@@ -41,12 +42,28 @@ def main():
     args = p.parse_args()
     work = Path(args.work)
     if not (work / "summary.json").exists():
-        simulate_from_model(args.model, SimulationSettings(n_particles=args.n, box=args.box, pixel_size=args.apix,
-                                                           snr=0.1, seed=11), work)
+        simulate_from_model(
+            args.model,
+            SimulationSettings(n_particles=args.n, box=args.box, pixel_size=args.apix, snr=0.1, seed=11),
+            work,
+        )
     truth, apix = read_map(work / "truth.mrc")
     rows = []
-    ours = timed([sys.executable, "-m", "blush_scipion.engine.cli", "reconstruct", "--particles", "truth.star",
-                  "--out", "blush.mrc", "--device", args.device], work)
+    ours = timed(
+        [
+            sys.executable,
+            "-m",
+            "blush_scipion.engine.cli",
+            "reconstruct",
+            "--particles",
+            "truth.star",
+            "--out",
+            "blush.mrc",
+            "--device",
+            args.device,
+        ],
+        work,
+    )
     rows.append(("blush reconstruct", ours, work / "blush.mrc"))
     if shutil.which("relion_reconstruct"):
         theirs = timed(["relion_reconstruct", "--i", "truth.star", "--o", "relion.mrc", "--ctf"], work)
@@ -54,16 +71,30 @@ def main():
     results = []
     for name, seconds, path in rows:
         fsc = fourier_shell_correlation(read_map(path)[0], truth)
-        results.append({"program": name, "particles": args.n, "box": args.box, "seconds": round(seconds, 2),
-                        "particles_per_second": round(args.n / seconds, 1),
-                        "fsc_truth_05_A": round(resolution_at(fsc, 0.5, args.box, apix), 2),
-                        "threads": torch.get_num_threads(), "device": args.device if "blush" in name else "cpu"})
+        results.append(
+            {
+                "program": name,
+                "particles": args.n,
+                "box": args.box,
+                "seconds": round(seconds, 2),
+                "particles_per_second": round(args.n / seconds, 1),
+                "fsc_truth_05_A": round(resolution_at(fsc, 0.5, args.box, apix), 2),
+                "threads": torch.get_num_threads(),
+                "device": args.device if "blush" in name else "cpu",
+            }
+        )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "reconstruct_throughput.json").write_text(json.dumps(results, indent=2))
-    lines = ["| program | particles | box | wall s | particles/s | FSC vs truth 0.5 (A) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['program']} | {r['particles']} | {r['box']} | {r['seconds']} | {r['particles_per_second']} | "
-              f"{r['fsc_truth_05_A']} |" for r in results]
+    lines = [
+        "| program | particles | box | wall s | particles/s | FSC vs truth 0.5 (A) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['program']} | {r['particles']} | {r['box']} | {r['seconds']} | {r['particles_per_second']} | "
+        f"{r['fsc_truth_05_A']} |"
+        for r in results
+    ]
     (out / "reconstruct_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

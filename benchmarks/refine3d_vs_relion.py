@@ -10,6 +10,7 @@ Writes benchmarks/results/refine3d.{json,md}.
 
     .venv/bin/python benchmarks/refine3d_vs_relion.py [--models adk_closed 19hc] [--relion]
 """
+
 import argparse
 import functools
 import json
@@ -37,6 +38,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from peer import auto_refine, checked_relion, ctf_check, find_relion, pinned  # noqa: E402
+
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 
 
@@ -64,28 +66,37 @@ def fsc_to_truth(volume: torch.Tensor, work: Path, dock: bool = True) -> tuple[t
     return fsc, round(resolution_at(fsc, 0.5, truth.shape[-1], apix), 2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def posed(work: Path, run_data: Path) -> tuple[torch.Tensor, float]:
     """All particles of `run_data` reconstructed at its poses: FSC to the truth and its 0.5
     resolution. Scores a run stopped mid-way (its half-1 map has half the data) like a finished one."""
     return fsc_to_truth(reconstruct_particles(Particles.read(run_data), progress=False).volume, work)
 
 
-def evaluate(work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op):
+def evaluate(
+    work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op
+):
     est_set, true_set = Particles.read(run_data), Particles.read(work / "truth.star")
+
     # RELION reorders particles: pair them by image (names may be relative to different folders)
     def images(p):
         paths, index = p.image_locations(np.arange(len(p)))
         return [f"{i}@{os.path.realpath(path)}" for path, i in zip(paths, index)]
+
     position = {name: i for i, name in enumerate(images(true_set))}
     order = np.array([position[name] for name in images(est_set)])
     est, true = est_set.rotations(), true_set.rotations(order)
     err = angular_distance(est, true)
     volume = read_map(final_map)[0]
-    row = {"wall_s": round(seconds, 1), "iterations": iterations, "fsc_truth_05_A": fsc_to_truth(volume, work)[1],
-           "undocked_fsc_truth_05_A": fsc_to_truth(volume, work, dock=False)[1],
-           "posed_fsc_truth_05_A": posed(work, run_data)[1],
-           "gold_standard_0143_A": round(gold, 2), "median_angular_error_deg": round(float(err.median()), 2)}
+    row = {
+        "wall_s": round(seconds, 1),
+        "iterations": iterations,
+        "fsc_truth_05_A": fsc_to_truth(volume, work)[1],
+        "undocked_fsc_truth_05_A": fsc_to_truth(volume, work, dock=False)[1],
+        "posed_fsc_truth_05_A": posed(work, run_data)[1],
+        "gold_standard_0143_A": round(gold, 2),
+        "median_angular_error_deg": round(float(err.median()), 2),
+    }
     if sym_op is not None:
         err_sym = symmetric_distance(est, true, torch.stack([torch.eye(3), sym_op]))
         row["median_error_up_to_2fold_deg"] = round(float(err_sym.median()), 2)
@@ -117,13 +128,31 @@ def estep_gflops(device="cpu"):
 def run_blush(work: Path, device: str):
     """`blush refine3d` on work/particles.star from the truth at 40 A (a finished run is reused)."""
     out = work / "blush"
-    seconds = run_budgeted([sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", "--particles",
-                            "particles.star", "--ref", "truth.mrc", "--out", "blush", "--device", device], work, out)
+    seconds = run_budgeted(
+        [
+            sys.executable,
+            "-m",
+            "blush_scipion.engine.cli",
+            "refine3d",
+            "--particles",
+            "particles.star",
+            "--ref",
+            "truth.mrc",
+            "--out",
+            "blush",
+            "--device",
+            device,
+        ],
+        work,
+        out,
+    )
     s = json.loads((out / "summary.json").read_text())
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], seconds, s["iterations"]
 
 
-def run_budgeted(cmd: list, work: Path, out: Path, budget_s: float | None = None, env: dict | None = None) -> float:
+def run_budgeted(
+    cmd: list, work: Path, out: Path, budget_s: float | None = None, env: dict | None = None
+) -> float:
     """Run `cmd` in `work` (its log in out/log.txt), stopped after `budget_s` seconds if given;
     returns its wall time. A finished run of the same command and budget in `out` is reused."""
     timing = out / "timing.json"
@@ -132,8 +161,15 @@ def run_budgeted(cmd: list, work: Path, out: Path, budget_s: float | None = None
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=work, stdout=open(out / "log.txt", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
+    with open(out / "log.txt", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     try:
         if proc.wait(timeout=budget_s):
             raise RuntimeError(f"{cmd[0]} failed: see {out / 'log.txt'}")
@@ -148,28 +184,53 @@ def run_budgeted(cmd: list, work: Path, out: Path, budget_s: float | None = None
 def last_iteration(out: Path, *files: str) -> str:
     """NNN of the last iteration in `out` that RELION finished writing: run_itNNN_data.star and
     run_itNNN_<file> for each of `files` (a run stopped mid-write leaves some missing)."""
-    return [f.name[6:9] for f in sorted(out.glob("run_it*_data.star"))
-            if all((out / f"run_it{f.name[6:9]}_{x}").exists() for x in files)][-1]
+    return [
+        f.name[6:9]
+        for f in sorted(out.glob("run_it*_data.star"))
+        if all((out / f"run_it{f.name[6:9]}_{x}").exists() for x in files)
+    ][-1]
 
 
-def run_relion(work: Path, diameter: float, iter_max: int | None = None, budget_s: float | None = None,
-               name: str = "relion", extra: tuple = (), env: dict | None = None, oversampling: int = 1,
-               cores: str | None = "0"):
+def run_relion(
+    work: Path,
+    diameter: float,
+    iter_max: int | None = None,
+    budget_s: float | None = None,
+    name: str = "relion",
+    extra: tuple = (),
+    env: dict | None = None,
+    oversampling: int = 1,
+    cores: str | None = "0",
+):
     """relion_refine --auto_refine on the same files, set up by peer.py (its CTF check passed,
     `--ctf_corrected_ref` where the version needs it; `extra` arguments added, `env` for its
     environment), pinned to `cores`; stopped after `budget_s` seconds if given, then measured at its
     last finished iteration (its half-1 map). A finished run with the same command is reused."""
     relion = checked_relion(work.parent)
     out = work / name
-    cmd = pinned(auto_refine(relion, particles="particles.star", ref="truth.mrc", out=name, diameter=diameter,
-                             oversampling=oversampling, extra=tuple(extra)), cores)
+    cmd = pinned(
+        auto_refine(
+            relion,
+            particles="particles.star",
+            ref="truth.mrc",
+            out=name,
+            diameter=diameter,
+            oversampling=oversampling,
+            extra=tuple(extra),
+        ),
+        cores,
+    )
     if iter_max:
         cmd += ["--auto_iter_max", str(iter_max)]
     seconds = run_budgeted(cmd, work, out, budget_s, env)
     last = last_iteration(out, "half1_model.star", "half1_class001.mrc")
     final = out / "run_class001.mrc"
     data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"
-    model = out / "run_model.star" if (out / "run_model.star").exists() else out / f"run_it{last}_half1_model.star"
+    model = (
+        out / "run_model.star"
+        if (out / "run_model.star").exists()
+        else out / f"run_it{last}_half1_model.star"
+    )
     gold = float(model.read_text().split("_rlnCurrentResolution")[1].split()[0])  # A in RELION 3.1
     if not final.exists():
         final = out / f"run_it{last}_half1_class001.mrc"
@@ -183,8 +244,13 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--relion", action="store_true", help="also run relion_refine (hours on 2 cores)")
     p.add_argument("--relion-iter-max", type=int, default=None)
-    p.add_argument("--relion-budget", type=float, default=None, metavar="X",
-                   help="stop relion_refine after X times our wall time and measure its last finished iteration")
+    p.add_argument(
+        "--relion-budget",
+        type=float,
+        default=None,
+        metavar="X",
+        help="stop relion_refine after X times our wall time and measure its last finished iteration",
+    )
     args = p.parse_args()
     results = {"estep_gflops": None, "gemm_peak_gflops": None, "rows": []}
     results["estep_gflops"], results["gemm_peak_gflops"] = estep_gflops(args.device)
@@ -192,25 +258,53 @@ def main():
         model = MODELS / f"{name}.pdb.gz"
         work = HERE / "work" / f"refine_{name}"
         if not (work / "summary.json").exists():
-            simulate_from_model(model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=0.1, seed=5), work)
+            simulate_from_model(
+                model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=0.1, seed=5), work
+            )
         sym_op = two_fold(model)
-        row = {"model": name, "program": "blush refine3d", **evaluate(work, *run_blush(work, args.device), sym_op)}
+        row = {
+            "model": name,
+            "program": "blush refine3d",
+            **evaluate(work, *run_blush(work, args.device), sym_op),
+        }
         results["rows"].append(row)
         print(row, flush=True)
         if args.relion and find_relion():
             relion = checked_relion(HERE / "work")
-            results["peer"] = {"relion": relion.version, "bin": str(relion.bin), "flags": relion.corrected_ref_flag,
-                               "ctf_check_median_error_deg": ctf_check(relion, HERE / "work"), "cores": "0"}
+            results["peer"] = {
+                "relion": relion.version,
+                "bin": str(relion.bin),
+                "flags": relion.corrected_ref_flag,
+                "ctf_check_median_error_deg": ctf_check(relion, HERE / "work"),
+                "cores": "0",
+            }
             budget = args.relion_budget * row["wall_s"] if args.relion_budget else None
-            row = {"model": name, "program": f"relion_refine {relion.version}"
-                   + (f" (stopped at {args.relion_budget:g}x)" if budget else ""),
-                   **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget), sym_op)}
+            row = {
+                "model": name,
+                "program": f"relion_refine {relion.version}"
+                + (f" (stopped at {args.relion_budget:g}x)" if budget else ""),
+                **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget), sym_op),
+            }
             results["rows"].append(row)
             print(row, flush=True)
-    keys = ["model", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A",
-            "median_angular_error_deg", "median_error_up_to_2fold_deg"]
-    write_results("refine3d", results, keys, f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "
-                  f"float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s")
+    keys = [
+        "model",
+        "program",
+        "wall_s",
+        "iterations",
+        "fsc_truth_05_A",
+        "posed_fsc_truth_05_A",
+        "gold_standard_0143_A",
+        "median_angular_error_deg",
+        "median_error_up_to_2fold_deg",
+    ]
+    write_results(
+        "refine3d",
+        results,
+        keys,
+        f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "
+        f"float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s",
+    )
 
 
 def write_results(name: str, results: dict, keys: list, footer: str) -> None:

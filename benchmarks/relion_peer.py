@@ -14,8 +14,10 @@ Every 3D arm is also scored by the map its poses give: all its particles reconst
 poses (`posed_fsc_truth_05_A`), so a RELION run stopped by its budget (its half-1 map, or Blush's
 denoised reference) is measured like a finished one. Writes benchmarks/results/relion_peer.{md,json,png}.
 
-    .venv/bin/python benchmarks/relion_peer.py [--model adk_open] [--n 1000] [--relion-budget 1800] [--skip-2d]
+    .venv/bin/python benchmarks/relion_peer.py [--model adk_open] [--n 1000] [--relion-budget 1800]
+    [--skip-2d]
 """
+
 import argparse
 import json
 import os
@@ -36,10 +38,20 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blush_vs_standard import diameter_of, run_arm  # noqa: E402
-from class2d_blush import evaluate as evaluate_classes, mixture, run_arm as run_class2d, score_classes  # noqa: E402
+from class2d_blush import evaluate as evaluate_classes  # noqa: E402
+from class2d_blush import mixture, score_classes
+from class2d_blush import run_arm as run_class2d
 from peer import checked_relion, pinned  # noqa: E402
-from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, last_iteration, posed, run_budgeted, run_relion, \
-    write_results  # noqa: E402
+from refine3d_vs_relion import (
+    MODELS,
+    evaluate,
+    fsc_to_truth,
+    last_iteration,
+    posed,
+    run_budgeted,
+    run_relion,
+    write_results,
+)  # noqa: E402
 
 
 def known_pose(work: Path, curves: dict) -> list:
@@ -49,15 +61,25 @@ def known_pose(work: Path, curves: dict) -> list:
     ours = reconstruct_particles(Particles.read(work / "truth.star"), progress=False).volume
     rows.append(("blush reconstruct", time.perf_counter() - t0, ours))
     t0 = time.perf_counter()
-    subprocess.run(["relion_reconstruct", "--i", "truth.star", "--o", "known_relion.mrc", "--ctf"], cwd=work,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["relion_reconstruct", "--i", "truth.star", "--o", "known_relion.mrc", "--ctf"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
     rows.append(("relion_reconstruct", time.perf_counter() - t0, read_map(work / "known_relion.mrc")[0]))
     out = []
     for program, seconds, volume in rows:
         fsc, res = fsc_to_truth(volume, work)
         curves[f"known poses: {program}"] = fsc
-        out.append({"task": "known-pose reconstruction", "program": program, "wall_s": round(seconds, 1),
-                    "fsc_truth_05_A": res})
+        out.append(
+            {
+                "task": "known-pose reconstruction",
+                "program": program,
+                "wall_s": round(seconds, 1),
+                "fsc_truth_05_A": res,
+            }
+        )
     return out
 
 
@@ -65,8 +87,10 @@ def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str 
     """The command RELION runs per half and iteration: `blush relion-hook --blush STAR`, one thread
     each (RELION's two half-set ranks call it at once); RELION 3.1's STAR has no pixel size."""
     script = work / f"{name}.sh"
-    script.write_text(f"#!/bin/sh\nOMP_NUM_THREADS=1 exec {sys.executable} -m blush_scipion.engine.cli relion-hook "
-                      f"--blush --diameter {diameter:.1f} --angpix {apix} {extra}\"$1\"\n")
+    script.write_text(
+        f"#!/bin/sh\nOMP_NUM_THREADS=1 exec {sys.executable} -m blush_scipion.engine.cli relion-hook "
+        f'--blush --diameter {diameter:.1f} --angpix {apix} {extra}"$1"\n'
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
 
@@ -81,62 +105,133 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
-        simulate_from_model(model, SimulationSettings(n_particles=n, box=64, pixel_size=2.0, snr=snr, seed=7), work)
+        simulate_from_model(
+            model, SimulationSettings(n_particles=n, box=64, pixel_size=2.0, snr=snr, seed=7), work
+        )
     diameter = diameter_of(model)
     apix = Particles.read(work / "particles.star").pixel_size
 
     def relion_hook(name: str, extra: str = ""):
-        env = dict(os.environ, RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, name, extra)))
-        return run_relion(work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env)
+        env = dict(
+            os.environ,
+            RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, name, extra)),
+        )
+        return run_relion(
+            work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env
+        )
+
     first = "--blush-from-resolution 0"
-    arms = [("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device)),
-            (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
-            ("blush refine3d", lambda: run_arm(work, "standard", diameter, device)),
-            ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
-            ("relion_refine + blush relion-hook --blush --blush-from-resolution 15",
-             lambda: relion_hook("relion_hook_blush_from15", "--blush-from-resolution 15 ")),
-            ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain"))]
+    arms = [
+        ("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device)),
+        (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
+        ("blush refine3d", lambda: run_arm(work, "standard", diameter, device)),
+        ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
+        (
+            "relion_refine + blush relion-hook --blush --blush-from-resolution 15",
+            lambda: relion_hook("relion_hook_blush_from15", "--blush-from-resolution 15 "),
+        ),
+        ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain")),
+    ]
     rows = []
     for program, run in arms:
         result = run()
         curves[f"{name} SNR {snr}: {program}"] = posed(work, result[0])[0]
-        rows.append({"task": f"3D refine, {name} SNR {snr}, {n} particles", "program": program,
-                     **evaluate(work, *result, None)})
+        rows.append(
+            {
+                "task": f"3D refine, {name} SNR {snr}, {n} particles",
+                "program": program,
+                **evaluate(work, *result, None),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
 
-def relion_class2d(work: Path, k: int, iterations: int, diameter: float, budget: float) -> tuple[Path, Path, float]:
+def relion_class2d(
+    work: Path, k: int, iterations: int, diameter: float, budget: float
+) -> tuple[Path, Path, float]:
     """relion_refine 2D classification of work/mixed.star: its last data STAR, class stack, seconds.
     Its coarse sampling of 12 deg and 2 px, oversampled once, ends at ours: 6 deg and 1 px."""
     out = work / "relion2d"
     relion = checked_relion(work.parent)
-    cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "3", relion.program("relion_refine_mpi"),
-           "--o", "relion2d/run",
-           "--i", "mixed.star", "--K", str(k), "--iter", str(iterations), "--tau2_fudge", "2", "--ctf", "--zero_mask",
-           "--particle_diameter", f"{diameter:.1f}", "--psi_step", "12", "--offset_range", "5", "--offset_step", "2",
-           "--oversampling", "1", "--j", "1", "--pool", "3", "--dont_combine_weights_via_disc", "--random_seed", "1"]
+    cmd = [
+        "mpirun",
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-n",
+        "3",
+        relion.program("relion_refine_mpi"),
+        "--o",
+        "relion2d/run",
+        "--i",
+        "mixed.star",
+        "--K",
+        str(k),
+        "--iter",
+        str(iterations),
+        "--tau2_fudge",
+        "2",
+        "--ctf",
+        "--zero_mask",
+        "--particle_diameter",
+        f"{diameter:.1f}",
+        "--psi_step",
+        "12",
+        "--offset_range",
+        "5",
+        "--offset_step",
+        "2",
+        "--oversampling",
+        "1",
+        "--j",
+        "1",
+        "--pool",
+        "3",
+        "--dont_combine_weights_via_disc",
+        "--random_seed",
+        "1",
+    ]
     seconds = run_budgeted(pinned(cmd, "0"), work, out, budget)
     last = last_iteration(out, "classes.mrcs")
     return out / f"run_it{last}_data.star", out / f"run_it{last}_classes.mrcs", seconds
 
 
-def class2d_rows(models: list, n: int, snr: float, k: int, iterations: int, budget: float, device: str) -> list:
+def class2d_rows(
+    models: list, n: int, snr: float, k: int, iterations: int, budget: float, device: str
+) -> list:
     """blush class2d (class2d_blush.py's standard arm) beside relion_refine 2D on the same mixture."""
     work, labels, truths = mixture(models, n, snr)
     diameter = max(diameter_of(MODELS / f"{m}.pdb.gz") for m in models)
     task = f"2D classes, {'+'.join(models)} SNR {snr}"
-    rows = [{"task": task, "program": "blush class2d",
-             **evaluate_classes(run_class2d(work, "standard", k, iterations, diameter, device), labels, truths, 2.0)}]
+    rows = [
+        {
+            "task": task,
+            "program": "blush class2d",
+            **evaluate_classes(
+                run_class2d(work, "standard", k, iterations, diameter, device), labels, truths, 2.0
+            ),
+        }
+    ]
     data, classes, seconds = relion_class2d(work, k, iterations, diameter, budget)
     # RELION may reorder particles: their structures follow them by image name
     mixed = Particles.read(work / "mixed.star")
     by_name = dict(zip(mixed.table["rlnImageName"], labels))
     table = Particles.read(data).table
-    rows.append({"task": task, "program": f"relion_refine {checked_relion(HERE / 'work').version} (2D)", "wall_s": round(seconds, 1),
-                 "iterations": int(data.name[6:9]),
-                 **score_classes(table["rlnClassNumber"].to_numpy(), read_stack(classes),
-                                 np.array([by_name[x] for x in table["rlnImageName"]]), truths, 2.0)})
+    rows.append(
+        {
+            "task": task,
+            "program": f"relion_refine {checked_relion(HERE / 'work').version} (2D)",
+            "wall_s": round(seconds, 1),
+            "iterations": int(data.name[6:9]),
+            **score_classes(
+                table["rlnClassNumber"].to_numpy(),
+                read_stack(classes),
+                np.array([by_name[x] for x in table["rlnImageName"]]),
+                truths,
+                2.0,
+            ),
+        }
+    )
     for r in rows:
         print(r, flush=True)
     return rows
@@ -144,15 +239,21 @@ def class2d_rows(models: list, n: int, snr: float, k: int, iterations: int, budg
 
 def plot(curves: dict, path: Path, apix: float = 2.0, n: int = 64) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, fsc in curves.items():
         f = np.arange(len(fsc)) / (n * apix)
         ax.plot(f, fsc.numpy(), label=label, ls="--" if "relion" in label else "-")
     ax.axhline(0.5, color="grey", lw=0.5)
-    ax.set(xlabel="spatial frequency (1/A)", ylabel="FSC against the truth", ylim=(-0.1, 1.02),
-           title="RELION 3.1.3 beside blush on the same particles")
+    ax.set(
+        xlabel="spatial frequency (1/A)",
+        ylabel="FSC against the truth",
+        ylim=(-0.1, 1.02),
+        title="RELION 3.1.3 beside blush on the same particles",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -163,7 +264,9 @@ def main():
     p.add_argument("--model", default="adk_open", help="Blush rows: validate model (%(default)s)")
     p.add_argument("--snr", type=float, default=0.02)
     p.add_argument("--n", type=int, default=1000, help="Blush rows: particles (%(default)s)")
-    p.add_argument("--relion-budget", type=float, default=1800, help="seconds per RELION 3D arm (%(default)s)")
+    p.add_argument(
+        "--relion-budget", type=float, default=1800, help="seconds per RELION 3D arm (%(default)s)"
+    )
     p.add_argument("--class2d-models", nargs="+", default=["1osm", "4gcnA", "adk_open"])
     p.add_argument("--class2d-n", type=int, default=300, help="particles per structure (%(default)s)")
     p.add_argument("--class2d-k", type=int, default=6)
@@ -174,27 +277,55 @@ def main():
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     if not shutil.which("relion_refine_mpi"):
-        print("relion_refine_mpi is not on PATH, no peer to measure: `apt-get install relion` (Debian's 3.1.3)")
+        print(
+            "relion_refine_mpi is not on PATH, no peer to measure: `apt-get install relion` (Debian's 3.1.3)"
+        )
         return
     curves, rows = {}, []
     refine_set = HERE / "work" / "refine_adk_closed"
     if not (refine_set / "truth.star").exists():
-        simulate_from_model(MODELS / "adk_closed.pdb.gz", SimulationSettings(
-            n_particles=2000, box=64, pixel_size=2.0, snr=0.1, seed=5), refine_set)
+        simulate_from_model(
+            MODELS / "adk_closed.pdb.gz",
+            SimulationSettings(n_particles=2000, box=64, pixel_size=2.0, snr=0.1, seed=5),
+            refine_set,
+        )
     rows += known_pose(refine_set, curves)
     refine3d = HERE / "results" / "refine3d.json"
     if refine3d.exists():
-        rows += [{"task": f"3D auto-refine, {r['model']} SNR 0.1", **{k: v for k, v in r.items() if k != "model"}}
-                 for r in json.loads(refine3d.read_text())["rows"]]
+        rows += [
+            {"task": f"3D auto-refine, {r['model']} SNR 0.1", **{k: v for k, v in r.items() if k != "model"}}
+            for r in json.loads(refine3d.read_text())["rows"]
+        ]
     rows += blush_arms(args.model, args.snr, args.n, args.relion_budget, args.device, curves)
     if not args.skip_2d:
-        rows += class2d_rows(args.class2d_models, args.class2d_n, args.class2d_snr, args.class2d_k, args.class2d_iter,
-                             args.relion_2d_budget, args.device)
-    keys = ["task", "program", "wall_s", "iterations", "fsc_truth_05_A", "posed_fsc_truth_05_A",
-            "gold_standard_0143_A", "median_angular_error_deg", "purity", "frc_truth_05_A"]
-    write_results("relion_peer", {"args": vars(args), "rows": rows}, keys,
-                  f"This run: {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores per program. RELION arms "
-                  "stopped at their budget are measured at their last finished iteration. FSC curves: relion_peer.png.")
+        rows += class2d_rows(
+            args.class2d_models,
+            args.class2d_n,
+            args.class2d_snr,
+            args.class2d_k,
+            args.class2d_iter,
+            args.relion_2d_budget,
+            args.device,
+        )
+    keys = [
+        "task",
+        "program",
+        "wall_s",
+        "iterations",
+        "fsc_truth_05_A",
+        "posed_fsc_truth_05_A",
+        "gold_standard_0143_A",
+        "median_angular_error_deg",
+        "purity",
+        "frc_truth_05_A",
+    ]
+    write_results(
+        "relion_peer",
+        {"args": vars(args), "rows": rows},
+        keys,
+        f"This run: {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores per program. RELION arms "
+        "stopped at their budget are measured at their last finished iteration. FSC curves: relion_peer.png.",
+    )
     plot(curves, HERE / "results" / "relion_peer.png")
 
 

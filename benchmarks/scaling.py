@@ -14,6 +14,7 @@ projections combine them.
 
 Writes benchmarks/results/scaling.{json,md} (scaling_<device>.* off the CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,35 +55,61 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
     apix = pixel_size(box)
     folder = work / f"box{box}_n{n}"
     if not (folder / "truth.star").exists():
-        simulate_from_model(MODEL, SimulationSettings(n_particles=n, box=box, pixel_size=apix, snr=0.05, seed=3),
-                            folder)
+        simulate_from_model(
+            MODEL, SimulationSettings(n_particles=n, box=box, pixel_size=apix, snr=0.05, seed=3), folder
+        )
     particles = Particles.read(folder / "truth.star")
     truth, _ = read_map(folder / "truth.mrc")
     spec = MODES[mode]
     r_current = int(min(box // 2, math.ceil(box * apix / spec["resolution"]) + 5))
     local = mode == "local"
-    state = RefineState(iteration=5 if local else 1, order=spec["order"], offset_range=1.5 if local else 5.0,
-                        offset_step=1.0 if local else 2.0, r_current=r_current, poses_given=True,
-                        sigma2=initial_sigma2(particles, box).tolist())
+    state = RefineState(
+        iteration=5 if local else 1,
+        order=spec["order"],
+        offset_range=1.5 if local else 5.0,
+        offset_step=1.0 if local else 2.0,
+        r_current=r_current,
+        poses_given=True,
+        sigma2=initial_sigma2(particles, box).tolist(),
+    )
     settings = RefineSettings(local_from_order=4, device=device, memory_gb=memory_gb)
     scale = greyscale_scale(particles, truth, torch.tensor(state.sigma2), r_current, 2, 1.0, 1.0, device)
     subsets = np.arange(n) % 2 + 1
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    _, stats, _ = run_iteration(particles, [truth * scale, truth * scale], state, settings, subsets,
-                                particles.rotations(), particles.origins(), progress=False)
+    _, stats, _ = run_iteration(
+        particles,
+        [truth * scale, truth * scale],
+        state,
+        settings,
+        subsets,
+        particles.rotations(),
+        particles.origins(),
+        progress=False,
+    )
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     e_step = stats["expectation_seconds"]
-    return {"box": box, "pixel_size": apix, "mode": mode, "angular_step": angular_step(spec["order"]),
-            "orientations": len(orientation_grid(spec["order"])) if not local else None,
-            "r_current": r_current, "resolution_angstrom": round(box * apix / (r_current - 5), 2),
-            "particles": n, "seconds": round(seconds, 2), "expectation_seconds": round(e_step, 2),
-            "other_seconds": round(seconds - e_step, 2),
-            "expectation_seconds_per_1000": round(1000 * e_step / n, 1), **peak_memory_gb(device),
-            "device": device, "threads": torch.get_num_threads(), "commit": commit()}
+    return {
+        "box": box,
+        "pixel_size": apix,
+        "mode": mode,
+        "angular_step": angular_step(spec["order"]),
+        "orientations": len(orientation_grid(spec["order"])) if not local else None,
+        "r_current": r_current,
+        "resolution_angstrom": round(box * apix / (r_current - 5), 2),
+        "particles": n,
+        "seconds": round(seconds, 2),
+        "expectation_seconds": round(e_step, 2),
+        "other_seconds": round(seconds - e_step, 2),
+        "expectation_seconds_per_1000": round(1000 * e_step / n, 1),
+        **peak_memory_gb(device),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "commit": commit(),
+    }
 
 
 def commit() -> str:
@@ -93,8 +120,20 @@ def commit() -> str:
 
 
 def run_point(args, box: int, mode: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", str(box), mode, str(n), "--device", args.device,
-           "--work", args.work, "--limit-gb", str(args.limit_gb)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        str(box),
+        mode,
+        str(n),
+        "--device",
+        args.device,
+        "--work",
+        args.work,
+        "--limit-gb",
+        str(args.limit_gb),
+    ]
     if args.memory_gb is not None:
         cmd += ["--memory-gb", str(args.memory_gb)]
     print(f"box {box} {mode} n {n} ...", flush=True)
@@ -102,10 +141,20 @@ def run_point(args, box: int, mode: str, n: int) -> dict:
     if run.returncode != 0:
         tail = (run.stderr.strip().splitlines() or ["killed"])[-1]
         print(f"  failed: {tail}", flush=True)
-        return {"box": box, "mode": mode, "particles": n, "device": args.device, "failed": tail[:200], "commit": commit()}
+        return {
+            "box": box,
+            "mode": mode,
+            "particles": n,
+            "device": args.device,
+            "failed": tail[:200],
+            "commit": commit(),
+        }
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    print(f"  {result['seconds']} s, E-step {result['expectation_seconds_per_1000']} s per 1000, "
-          f"peak {result['peak_rss_gb']} GB", flush=True)
+    print(
+        f"  {result['seconds']} s, E-step {result['expectation_seconds_per_1000']} s per 1000, "
+        f"peak {result['peak_rss_gb']} GB",
+        flush=True,
+    )
     return result
 
 
@@ -121,17 +170,24 @@ def projection(results: list[dict], box: int, particles: int, iterations: dict[s
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| box px | A/px | iteration | E-step radius (A) | particles | E-step s per 1,000 | other s per "
-             "iteration | peak RSS GB | code |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| box px | A/px | iteration | E-step radius (A) | particles | E-step s per 1,000 | other s per "
+        "iteration | peak RSS GB | code |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "failed" in r:
-            lines.append(f"| {r['box']} | {pixel_size(r['box'])} | {r['mode']} | | {r['particles']} | "
-                         f"failed: {r['failed']} | | | {r.get('commit', OLD_CODE)} |")
+            lines.append(
+                f"| {r['box']} | {pixel_size(r['box'])} | {r['mode']} | | {r['particles']} | "
+                f"failed: {r['failed']} | | | {r.get('commit', OLD_CODE)} |"
+            )
             continue
         label = f"{r['mode']} {r['angular_step']:.2f} deg"
-        lines.append(f"| {r['box']} | {r['pixel_size']} | {label} | {r['resolution_angstrom']} | {r['particles']} | "
-                     f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} | "
-                     f"{r.get('commit', OLD_CODE)} |")
+        lines.append(
+            f"| {r['box']} | {r['pixel_size']} | {label} | {r['resolution_angstrom']} | {r['particles']} | "
+            f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} | "
+            f"{r.get('commit', OLD_CODE)} |"
+        )
     return "\n".join(lines)
 
 
@@ -139,14 +195,22 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--boxes", type=int, nargs="+", default=[64, 128, 192, 256, 384])
     p.add_argument("--n", type=int, default=128, help="particles per box-size point")
-    p.add_argument("--counts", type=int, nargs="*", default=[500, 1000, 2000, 4000],
-                   help="particle counts at 128 px (local iteration)")
+    p.add_argument(
+        "--counts",
+        type=int,
+        nargs="*",
+        default=[500, 1000, 2000, 4000],
+        help="particle counts at 128 px (local iteration)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--memory-gb", type=float, help="E-step batch budget (refine3d --memory-gb)")
     p.add_argument("--limit-gb", type=float, default=20.0, help="address-space limit of each point's process")
     p.add_argument("--work", default=str(HERE / "work" / "scaling"))
-    p.add_argument("--merge", action="store_true",
-                   help="keep the results file's other rows, replacing those of the points run now")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results file's other rows, replacing those of the points run now",
+    )
     p.add_argument("--one", nargs=3, metavar=("BOX", "MODE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -172,20 +236,32 @@ def main():
         commands = old.get("commands", [old["command"]]) + commands
     plan = {"global": 6, "local": 10}
     summary = {
-        "command": " and ".join(commands), "commands": commands, "machine": platform.processor() or
-        platform.machine(), "cores": os.cpu_count(), "device": args.device, "results": results,
-        "projection_assumes": f"a refinement of {plan['global']} global 7.5 deg and {plan['local']} local 0.94 deg "
-                              "iterations at these resolutions",
+        "command": " and ".join(commands),
+        "commands": commands,
+        "machine": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "device": args.device,
+        "results": results,
+        "projection_assumes": f"a refinement of {plan['global']} global 7.5 deg and {plan['local']} "
+        "local 0.94 deg "
+        "iterations at these resolutions",
         "projected_hours_100k_256px": projection(results, 256, 100_000, plan),
     }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     hours = summary["projected_hours_100k_256px"]
     out.with_suffix(".md").write_text(
-        f"# One refine3d iteration against box size and particle count ({args.device}, {summary['cores']} cores)\n\n"
-        + "".join(f"`.venv/bin/python {c}`\n\n" for c in commands) + f"{table(results)}\n\n"
+        f"# One refine3d iteration against box size and particle count ({args.device}, "
+        f"{summary['cores']} cores)\n\n"
+        + "".join(f"`.venv/bin/python {c}`\n\n" for c in commands)
+        + f"{table(results)}\n\n"
         "Each row carries the commit that measured it (`commit` in the json).\n\n"
         f"Projected wall time of 100,000 particles of 256 px ({summary['projection_assumes']}): "
-        + (f"{hours:.0f} hours on this device.\n" if hours is not None else "not available (a point failed).\n"))
+        + (
+            f"{hours:.0f} hours on this device.\n"
+            if hours is not None
+            else "not available (a point failed).\n"
+        )
+    )
     print(out.with_suffix(".md").read_text())
 
 

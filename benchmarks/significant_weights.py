@@ -5,6 +5,7 @@ is the M-step as it was before pruning: two strided complex GEMMs over every ori
 
     .venv/bin/python benchmarks/significant_weights.py
 """
+
 import time
 
 import torch
@@ -23,7 +24,9 @@ def main():
     b, t, r, p = 128, 21, 4608, 1000
     y = torch.randn(b, t, p, dtype=torch.complex64, generator=g)
     ctf2 = torch.rand(b, p, generator=g)
-    print("| posterior | orientations kept per image | significant (s) | pruned M-step (s) | dense M-step (s) |")
+    print(
+        "| posterior | orientations kept per image | significant (s) | pruned M-step (s) | dense M-step (s) |"
+    )
     print("|---|---|---|---|---|")
     for label, spread in (("broad", 6.0), ("sharp", 48.0)):
         probs = posteriors(torch.randn(b, t, r, generator=g) * spread)[0]

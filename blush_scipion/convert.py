@@ -4,6 +4,7 @@ Alignment follows the convention of Scipion's RELION plugin, so other plugins re
 they read RELION's: a projection alignment's 4x4 matrix is the inverse of the ZYZ rotation of
 the negated Euler angles with the negated origin as its translation (shifts in pixels).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,20 +62,37 @@ def particles_to_star(particle_set, star_path: str, with_poses: bool = False) ->
             continue
         ctf = p.getCTF()
         group = getattr(p, "_rlnOpticsGroup", None)
-        row = {"rlnImageName": image_name(p), "rlnOpticsGroup": int(group.get()) if group is not None else 1,
-               "rlnDefocusU": ctf.getDefocusU(), "rlnDefocusV": ctf.getDefocusV(),
-               "rlnDefocusAngle": ctf.getDefocusAngle(), "rlnPhaseShift": ctf.getPhaseShift() or 0.0}
+        row = {
+            "rlnImageName": image_name(p),
+            "rlnOpticsGroup": int(group.get()) if group is not None else 1,
+            "rlnDefocusU": ctf.getDefocusU(),
+            "rlnDefocusV": ctf.getDefocusV(),
+            "rlnDefocusAngle": ctf.getDefocusAngle(),
+            "rlnPhaseShift": ctf.getPhaseShift() or 0.0,
+        }
         if with_poses and p.hasTransform():
             rot, tilt, psi, ox, oy = pose_from_matrix(p.getTransform().getMatrix())
-            row.update(rlnAngleRot=rot, rlnAngleTilt=tilt, rlnAnglePsi=psi,
-                       rlnOriginXAngst=ox * apix, rlnOriginYAngst=oy * apix)
+            row.update(
+                rlnAngleRot=rot,
+                rlnAngleTilt=tilt,
+                rlnAnglePsi=psi,
+                rlnOriginXAngst=ox * apix,
+                rlnOriginYAngst=oy * apix,
+            )
         rows.append(row)
     groups = sorted({r["rlnOpticsGroup"] for r in rows}) or [1]
-    optics = pd.DataFrame({
-        "rlnOpticsGroup": groups, "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups],
-        "rlnAmplitudeContrast": acq.getAmplitudeContrast(), "rlnSphericalAberration": acq.getSphericalAberration(),
-        "rlnVoltage": acq.getVoltage(), "rlnImagePixelSize": apix, "rlnImageSize": particle_set.getXDim(),
-        "rlnImageDimensionality": 2})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": groups,
+            "rlnOpticsGroupName": [f"opticsGroup{g}" for g in groups],
+            "rlnAmplitudeContrast": acq.getAmplitudeContrast(),
+            "rlnSphericalAberration": acq.getSphericalAberration(),
+            "rlnVoltage": acq.getVoltage(),
+            "rlnImagePixelSize": apix,
+            "rlnImageSize": particle_set.getXDim(),
+            "rlnImageDimensionality": 2,
+        }
+    )
     Particles(pd.DataFrame(rows), optics, os.path.dirname(os.path.abspath(star_path))).write(star_path)
 
 
@@ -86,14 +104,21 @@ def particle_from_row(particles: Particles, i: int, apix: float) -> Particle:
     p._rlnOpticsGroup = Integer(int(row["rlnOpticsGroup"]))
     if particles.has_ctf():
         ctf = CTFModel()
-        ctf.setStandardDefocus(float(row["rlnDefocusU"]), float(row["rlnDefocusV"]), float(row["rlnDefocusAngle"]))
+        ctf.setStandardDefocus(
+            float(row["rlnDefocusU"]), float(row["rlnDefocusV"]), float(row["rlnDefocusAngle"])
+        )
         ctf.setPhaseShift(float(row.get("rlnPhaseShift", 0.0)))
         p.setCTF(ctf)
     if particles.has_poses():
         ox = float(row.get("rlnOriginXAngst", 0.0)) / apix
         oy = float(row.get("rlnOriginYAngst", 0.0)) / apix
-        p.setTransform(Transform(matrix_from_pose(float(row["rlnAngleRot"]), float(row["rlnAngleTilt"]),
-                                                  float(row["rlnAnglePsi"]), ox, oy)))
+        p.setTransform(
+            Transform(
+                matrix_from_pose(
+                    float(row["rlnAngleRot"]), float(row["rlnAngleTilt"]), float(row["rlnAnglePsi"]), ox, oy
+                )
+            )
+        )
     return p
 
 

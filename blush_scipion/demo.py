@@ -6,6 +6,7 @@ to 40 A by the refinement itself), runs gold-standard 3D auto-refine with Blush 
 standard prior on the same particles, FSC validation of the Blush run's half maps, and writes
 the viewers' plots as PNGs. Prints a table against the truth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,13 @@ def main(argv=None):
 
     box, apix = 48, 2.5
     sim = out / "simulated"
-    print(f"simulating {args.n} particles of {MODEL.name} ({box} px, {apix} A/px, SNR {args.snr}) ...", flush=True)
-    simulate_from_model(MODEL, SimulationSettings(n_particles=args.n, box=box, pixel_size=apix, snr=args.snr,
-                                                  seed=1), sim)
+    print(
+        f"simulating {args.n} particles of {MODEL.name} ({box} px, {apix} A/px, SNR {args.snr}) ...",
+        flush=True,
+    )
+    simulate_from_model(
+        MODEL, SimulationSettings(n_particles=args.n, box=box, pixel_size=apix, snr=args.snr, seed=1), sim
+    )
     truth, _ = read_map(sim / "truth.mrc")
 
     def vs_truth(volume):
@@ -70,11 +75,21 @@ def main(argv=None):
     runs = {}
     for label, blush in (("3D auto-refine, Blush", True), ("3D auto-refine, standard prior", False)):
         t0 = time.time()
-        runs[label] = (run(ProtBlushRefine3D, inputParticles=particles, referenceVolume=start, maskDiameterA=100,
-                           useBlush=blush), time.time() - t0)
+        runs[label] = (
+            run(
+                ProtBlushRefine3D,
+                inputParticles=particles,
+                referenceVolume=start,
+                maskDiameterA=100,
+                useBlush=blush,
+            ),
+            time.time() - t0,
+        )
     refine = runs["3D auto-refine, Blush"][0]
-    halves = [run(ProtImportVolumes, filesPath=p, samplingRate=apix).outputVolume
-              for p in refine.outputVolume.getHalfMaps().split(",")]
+    halves = [
+        run(ProtImportVolumes, filesPath=p, samplingRate=apix).outputVolume
+        for p in refine.outputVolume.getHalfMaps().split(",")
+    ]
     validate = run(ProtBlushValidateFsc, halfMap1=halves[0], halfMap2=halves[1])
     summary = json.loads(Path(refine._getExtraPath("summary.json")).read_text())
     for name in ("fsc.png", "progress.png", "slices.png"):
@@ -82,17 +97,31 @@ def main(argv=None):
     # the Scipion viewer, headless: Blush beside the standard prior on the same particles
     BlushRefine3DViewer(project=project)._visualize(refine)[0].savefig(str(out / "blush_vs_standard.png"))
 
-    rows = [("known poses (reconstruct)", "-", f"{resolution_at(known.fsc, 0.143, box, apix):.2f}",
-             f"{vs_truth(known.volume):.2f}")]
+    rows = [
+        (
+            "known poses (reconstruct)",
+            "-",
+            f"{resolution_at(known.fsc, 0.143, box, apix):.2f}",
+            f"{vs_truth(known.volume):.2f}",
+        )
+    ]
     for label, (prot, seconds) in runs.items():
         s = json.loads(Path(prot._getExtraPath("summary.json")).read_text())
-        rows.append((label, f"{seconds:.0f}", f"{s['resolution_angstrom']:.2f}",
-                     f"{vs_truth(read_map(prot.outputVolume.getFileName())[0]):.2f}"))
+        rows.append(
+            (
+                label,
+                f"{seconds:.0f}",
+                f"{s['resolution_angstrom']:.2f}",
+                f"{vs_truth(read_map(prot.outputVolume.getFileName())[0]):.2f}",
+            )
+        )
     print(f"\n{'job':<32} {'wall s':>7} {'gold-standard 0.143 (A)':>24} {'vs truth 0.5 (A)':>17}")
     for r in rows:
         print(f"{r[0]:<32} {r[1]:>7} {r[2]:>24} {r[3]:>17}")
-    print(f"\nFSC validation of the Blush run: {validate.outputFSC.calculateResolution(0.143)} A at 0.143 "
-          f"(Nyquist {2 * apix:.1f} A); {summary['iterations']} iterations")
+    print(
+        f"\nFSC validation of the Blush run: {validate.outputFSC.calculateResolution(0.143)} A at 0.143 "
+        f"(Nyquist {2 * apix:.1f} A); {summary['iterations']} iterations"
+    )
     print(f"plots: {out}/fsc.png, progress.png, slices.png, blush_vs_standard.png")
     (out / "demo.json").write_text(json.dumps({"rows": rows, "refine": summary}, indent=2, default=str))
 

@@ -3,6 +3,7 @@
 Call configure_scipion() before pyworkflow is first imported (it reads its configuration once).
 Variables already set by the user win.
 """
+
 import os
 import sys
 from pathlib import Path

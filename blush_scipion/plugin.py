@@ -1,5 +1,6 @@
 """The Scipion plugin class: configuration variables and environment (citations: the package's
 `_references`, in __init__)."""
+
 import os
 import shutil
 import sys
@@ -21,10 +22,13 @@ class Plugin(pwem.Plugin):
     @classmethod
     def _defineVariables(cls):
         cls._defineVar(BLUSH_DEVICE, "cpu", description="torch device for Blush jobs: cpu or cuda:N")
-        cls._defineVar(BLUSH_ENV_ACTIVATION, "",
-                       description="Shell command that activates an environment holding torch with your CUDA "
-                                   f"and this package (e.g. 'conda activate {BLUSH_ENV_NAME}', made by "
-                                   "'scipion installb blush'); empty: the engine runs in Scipion's Python.")
+        cls._defineVar(
+            BLUSH_ENV_ACTIVATION,
+            "",
+            description="Shell command that activates an environment holding torch with your CUDA "
+            f"and this package (e.g. 'conda activate {BLUSH_ENV_NAME}', made by "
+            "'scipion installb blush'); empty: the engine runs in Scipion's Python.",
+        )
 
     @classmethod
     def getActivation(cls) -> str:
@@ -77,21 +81,33 @@ class Plugin(pwem.Plugin):
         BLUSH_ENV_ACTIVATION to 'conda activate blush-VERSION'. Optional: the engine also runs in Scipion's
         own Python when torch is installed there."""
         from . import __version__
+
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        this = (f"-e {root}" if os.path.exists(os.path.join(root, "setup.py"))
-                else f"scipion-em-blush=={__version__}")
+        this = (
+            f"-e {root}"
+            if os.path.exists(os.path.join(root, "setup.py"))
+            else f"scipion-em-blush=={__version__}"
+        )
         done = "blush_env_installed"
         run = f"conda run -n {BLUSH_ENV_NAME} python"  # no shell hook needed, unlike `conda activate`
-        steps = [f"conda create -y -n {BLUSH_ENV_NAME} python=3.11 pip",
-                 f"{run} -m pip install 'torch>=2.1' " + " ".join(ENGINE_REQUIREMENTS),
-                 f"{run} -m pip install --no-deps {this}",  # Scipion's packages stay out of the engine's env
-                 f"{run} -c 'import torch, {ENGINE_MODULE}'",
-                 f"touch {done}"]
+        steps = [
+            f"conda create -y -n {BLUSH_ENV_NAME} python=3.11 pip",
+            f"{run} -m pip install 'torch>=2.1' " + " ".join(ENGINE_REQUIREMENTS),
+            f"{run} -m pip install --no-deps {this}",  # Scipion's packages stay out of the engine's env
+            f"{run} -c 'import torch, {ENGINE_MODULE}'",
+            f"touch {done}",
+        ]
         command = f"{cls.getCondaActivationCmd() or ''} " + " && ".join(steps)
         path = os.environ.get("PATH", "")
-        env.addPackage("blush", version=__version__, tar="void.tgz", commands=[(command.strip(), done)],
-                       neededProgs=[] if cls.getCondaActivationCmd() else ["conda"], default=False,
-                       vars={"PATH": path} if path else None)
+        env.addPackage(
+            "blush",
+            version=__version__,
+            tar="void.tgz",
+            commands=[(command.strip(), done)],
+            neededProgs=[] if cls.getCondaActivationCmd() else ["conda"],
+            default=False,
+            vars={"PATH": path} if path else None,
+        )
 
 
 # pyworkflow locates a plugin's package through its class's module: present it as the package's.

@@ -9,6 +9,7 @@ script does what that one does (the same runs, the same initial waits, level x 3
 as Scipion's do: while their `_validate` reports errors (inputs not ready) or their prerequisites
 ("wait for") have not finished.
 """
+
 import os
 import sys
 

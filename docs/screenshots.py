@@ -9,6 +9,7 @@ the project window). Needs Xvfb
 (`apt-get install xvfb`) and ImageMagick's `import`; it re-runs itself under `xvfb-run`, in a throwaway
 Scipion set-up (a temporary folder: nothing of the user's or the repository's .scipion is touched).
 """
+
 import argparse
 import os
 import shutil
@@ -21,8 +22,18 @@ WINDOW = f"{SCREEN[0]}x{SCREEN[1]}+0+0"  # the project window fills the screen
 UNDER_XVFB = "BLUSH_SCREENSHOTS_XVFB"
 SPA_VIEW = "Protocols SPA"
 # the tree's sections on the way to our protocols, opened for the picture (the others stay closed)
-OPEN = {("Imports",), ("2D",), ("2D", "Classify"), ("3D",), ("3D", "Classify"), ("3D", "Refine"),
-        ("3D", "Postprocess"), ("3D", "Analysis"), ("3D", "Analysis", "Resolution"), ("Tools",)}
+OPEN = {
+    ("Imports",),
+    ("2D",),
+    ("2D", "Classify"),
+    ("3D",),
+    ("3D", "Classify"),
+    ("3D", "Refine"),
+    ("3D", "Postprocess"),
+    ("3D", "Analysis"),
+    ("3D", "Analysis", "Resolution"),
+    ("Tools",),
+}
 MAX_BYTES = 300_000
 
 
@@ -37,8 +48,12 @@ def main():
                 sys.exit(f"{tool} not found: apt-get install xvfb imagemagick")
         screen = f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24"
         env = dict(os.environ, **{UNDER_XVFB: "1"})
-        sys.exit(subprocess.call(["xvfb-run", "-a", "-s", screen, sys.executable, os.path.abspath(__file__),
-                                  "--out", out], env=env))
+        sys.exit(
+            subprocess.call(
+                ["xvfb-run", "-a", "-s", screen, sys.executable, os.path.abspath(__file__), "--out", out],
+                env=env,
+            )
+        )
     take(tempfile.mkdtemp(prefix="blush_screenshots_"), out)
 
 
@@ -49,6 +64,7 @@ def take(root: str, out: str) -> None:
     os.environ["HOME"] = root  # pyworkflow's GUI settings and matplotlib's cache stay in the throwaway folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from blush_scipion.headless import configure_scipion
+
     configure_scipion(root)
 
     import tkinter as tk
@@ -108,14 +124,17 @@ def take(root: str, out: str) -> None:
 
     def guarded(step):
         """A failing step ends the run (Tk would print it and wait on forever)."""
+
         def run():
             try:
                 step()
             except Exception:
                 import traceback
+
                 traceback.print_exc()
                 shutil.rmtree(root, ignore_errors=True)
                 os._exit(1)
+
         return run
 
     window.root.after(3000, guarded(shoot_tree))
@@ -144,7 +163,7 @@ def save_workflow(project) -> None:
 def _ancestors(tree, item) -> list:
     """The tree items above `item`, outermost first."""
     chain = []
-    while (item := tree.parent(item)):
+    while item := tree.parent(item):
         chain.insert(0, item)
     return chain
 
@@ -155,6 +174,7 @@ def capture(path: str) -> None:
     subprocess.run(["import", "-window", "root", path], check=True)
     if os.path.getsize(path) > MAX_BYTES:
         from PIL import Image
+
         with Image.open(path) as image:
             image.convert("RGB").quantize(colors=128).save(path, optimize=True)
     print(f"{path}: {os.path.getsize(path) // 1000} KB")

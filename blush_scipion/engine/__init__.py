@@ -9,6 +9,7 @@ The public API is `__all__` below, each name importable from here (`from blush_s
 import refine`); a name's module (and torch with it) is imported on first use, so importing this
 package alone stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,32 +19,73 @@ from typing import TYPE_CHECKING
 # (importing `engine.simulate` would rebind `engine.simulate` to the module)
 _API = {
     # the drivers, each writing RELION's files into a run folder and returning its summary
-    "refine": "refine3d", "RefineSettings": "refine3d",
-    "classify": "classify2d", "Class2DSettings": "classify2d",
-    "reconstruct_particles": "reconstruct", "Reconstruction": "reconstruct",
-    "postprocess_half_maps": "postprocess", "PostprocessResult": "postprocess",
-    "local_resolution": "localres", "LocalResolution": "localres",
-    "simulate_from_model": "simulate", "SimulationSettings": "simulate",
+    "refine": "refine3d",
+    "RefineSettings": "refine3d",
+    "classify": "classify2d",
+    "Class2DSettings": "classify2d",
+    "reconstruct_particles": "reconstruct",
+    "Reconstruction": "reconstruct",
+    "postprocess_half_maps": "postprocess",
+    "PostprocessResult": "postprocess",
+    "local_resolution": "localres",
+    "LocalResolution": "localres",
+    "simulate_from_model": "simulate",
+    "SimulationSettings": "simulate",
     # data in and out
     "Particles": "particles",
-    "read_map": "mrc", "write_map": "mrc", "read_map_pair": "mrc", "read_stack": "mrc", "write_stack": "mrc",
-    "StackReader": "mrc", "MapError": "mrc",
-    "read_star": "star", "write_star": "star", "StarError": "star",
+    "read_map": "mrc",
+    "write_map": "mrc",
+    "read_map_pair": "mrc",
+    "read_stack": "mrc",
+    "write_stack": "mrc",
+    "StackReader": "mrc",
+    "MapError": "mrc",
+    "read_star": "star",
+    "write_star": "star",
+    "StarError": "star",
     # measures
-    "fourier_shell_correlation": "fsc", "resolution_at": "fsc",
+    "fourier_shell_correlation": "fsc",
+    "resolution_at": "fsc",
     # the Blush denoiser
-    "Denoiser": "blush.denoiser", "load_denoiser": "blush.denoiser", "denoise_map": "blush.denoiser",
+    "Denoiser": "blush.denoiser",
+    "load_denoiser": "blush.denoiser",
+    "denoise_map": "blush.denoiser",
     "WeightsError": "blush.weights",
     # several ranks under torchrun / srun
     "World": "distributed",
 }
 
 __all__ = [  # _API's names, spelled out for the tools that read __all__ without running the module
-    "Class2DSettings", "Denoiser", "LocalResolution", "MapError", "Particles", "PostprocessResult",
-    "Reconstruction", "RefineSettings", "SimulationSettings", "StackReader", "StarError", "WeightsError",
-    "World", "classify", "denoise_map", "fourier_shell_correlation", "load_denoiser", "local_resolution",
-    "postprocess_half_maps", "read_map", "read_map_pair", "read_stack", "read_star", "reconstruct_particles",
-    "refine", "resolution_at", "simulate_from_model", "write_map", "write_stack", "write_star",
+    "Class2DSettings",
+    "Denoiser",
+    "LocalResolution",
+    "MapError",
+    "Particles",
+    "PostprocessResult",
+    "Reconstruction",
+    "RefineSettings",
+    "SimulationSettings",
+    "StackReader",
+    "StarError",
+    "WeightsError",
+    "World",
+    "classify",
+    "denoise_map",
+    "fourier_shell_correlation",
+    "load_denoiser",
+    "local_resolution",
+    "postprocess_half_maps",
+    "read_map",
+    "read_map_pair",
+    "read_stack",
+    "read_star",
+    "reconstruct_particles",
+    "refine",
+    "resolution_at",
+    "simulate_from_model",
+    "write_map",
+    "write_stack",
+    "write_star",
 ]
 
 

@@ -10,6 +10,7 @@ RELION's ladder (0.05 degree steps up to 0.2, ..., 5 degree steps up to 30; 0.1 
 1, ..., 1 pixel steps up to 10); a particle that never reaches the threshold counts one step past
 the end, as in RELION.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ def _ladder(steps: list[tuple[float, float]], limit: float) -> torch.Tensor:
     return torch.tensor(values)
 
 
-ANGLES = _ladder([(0.2, 0.05), (1.0, 0.1), (2.0, 0.2), (5.0, 0.5), (10.0, 1.0), (20.0, 2.0), (math.inf, 5.0)],
-                 30.0)
+ANGLES = _ladder(
+    [(0.2, 0.05), (1.0, 0.1), (2.0, 0.2), (5.0, 0.5), (10.0, 1.0), (20.0, 2.0), (math.inf, 5.0)], 30.0
+)
 SHIFTS = _ladder([(1.0, 0.1), (2.0, 0.2), (5.0, 0.5), (10.0, 1.0), (math.inf, 2.0)], 10.0)
 
 
@@ -44,8 +46,15 @@ def _first_over(delta: torch.Tensor, trials: torch.Tensor) -> torch.Tensor:
     return trials.to(delta.device)[index]
 
 
-def expected_accuracy(reference: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor,
-                      points: SlicePoints, generator: torch.Generator, pad: int = 2) -> tuple[float, float]:
+def expected_accuracy(
+    reference: torch.Tensor,
+    rotations: torch.Tensor,
+    ctf: torch.Tensor,
+    weight: torch.Tensor,
+    points: SlicePoints,
+    generator: torch.Generator,
+    pad: int = 2,
+) -> tuple[float, float]:
     """(degrees, pixels): the expected rotational and translational accuracy of a sample.
 
     reference: the projector's Fourier volume; rotations: (S, 3, 3) current poses; ctf: (S, P);
@@ -53,10 +62,10 @@ def expected_accuracy(reference: torch.Tensor, rotations: torch.Tensor, ctf: tor
     angle or axis each particle is perturbed along.
     """
     s, device = len(rotations), rotations.device
-    a1 = extract_central_slices(reference, rotations, points, pad)                 # (S, P)
+    a1 = extract_central_slices(reference, rotations, points, pad)  # (S, P)
     signal = ctf**2 * weight * a1.abs() ** 2
 
-    eulers = torch.stack(matrix_to_euler(rotations.cpu()), dim=1)                 # (S, 3)
+    eulers = torch.stack(matrix_to_euler(rotations.cpu()), dim=1)  # (S, 3)
     which = torch.randint(3, (s,), generator=generator)
     perturbed = eulers[:, None, :] + torch.nn.functional.one_hot(which, 3)[:, None, :] * ANGLES[None, :, None]
     moved = euler_to_matrix(*perturbed.reshape(-1, 3).unbind(1)).to(device)
@@ -64,7 +73,7 @@ def expected_accuracy(reference: torch.Tensor, rotations: torch.Tensor, ctf: tor
     delta_rot = ((ctf**2 * weight)[:, None] * (a1[:, None] - a2).abs() ** 2).sum(-1)
 
     axis = torch.randint(2, (s,), generator=generator).to(device)
-    k = points.coords.to(device)[:, axis].T.float()                                # (S, P): kx or ky
+    k = points.coords.to(device)[:, axis].T.float()  # (S, P): kx or ky
     phase = 2 * math.pi * k[:, None, :] * SHIFTS.to(device)[None, :, None] / points.n
-    delta_shift = (signal[:, None] * 2 * (1 - torch.cos(phase))).sum(-1)           # |1 - e^{i phase}|^2
+    delta_shift = (signal[:, None] * 2 * (1 - torch.cos(phase))).sum(-1)  # |1 - e^{i phase}|^2
     return (float(_first_over(delta_rot, ANGLES).mean()), float(_first_over(delta_shift, SHIFTS).mean()))

@@ -1,4 +1,5 @@
 """Write files so that a crash never leaves a half-written output behind."""
+
 from __future__ import annotations
 
 import os

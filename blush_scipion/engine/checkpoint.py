@@ -1,4 +1,5 @@
 """Per-iteration checkpoints of the EM drivers, under RELION's run_itNNN_* names."""
+
 from __future__ import annotations
 
 import json

@@ -16,6 +16,7 @@ as 3D writes the plain and the denoised map. With `grad`, each iteration visits 
 (minibatch.py: RELION 4's VDAM schedule, as online EM), and the last one every particle. Every
 iteration is checkpointed (RELION's run_itNNN_* names); `resume` continues from the last one.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,30 +66,30 @@ from .sampling import translation_grid
 
 PAD = 2
 GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
-INACTIVITY = 0.1                     # mini-batches: re-seed classes below this share of 1 / K (RELION's GUI)
-GRAD_WRITE_ITER = 10                 # mini-batches: write (and checkpoint) every so many iterations (RELION's GUI)
+INACTIVITY = 0.1  # mini-batches: re-seed classes below this share of 1 / K (RELION's GUI)
+GRAD_WRITE_ITER = 10  # mini-batches: write (and checkpoint) every so many iterations (RELION's GUI)
 
 
 @dataclass(frozen=True)
 class Class2DSettings:
     classes: int = 10
     iterations: int = 25
-    psi_step: float = 6.0              # degrees
-    offset_range: float = 5.0          # pixels, around each image's previous offset
-    offset_step: float = 1.0           # pixels
-    tau2_fudge: float = 2.0            # RELION's --tau2_fudge (2 for 2D classification)
-    diameter: float | None = None      # A; mask of images and class averages (default 90% of the box)
-    ini_high: float = 25.0             # A; the first E-step's resolution limit
-    highres: float | None = None       # A; never use shells beyond this
-    resolution_margin: int = 10        # E-step shells beyond the last with SSNR >= 1 (RELION's --incr_size)
+    psi_step: float = 6.0  # degrees
+    offset_range: float = 5.0  # pixels, around each image's previous offset
+    offset_step: float = 1.0  # pixels
+    tau2_fudge: float = 2.0  # RELION's --tau2_fudge (2 for 2D classification)
+    diameter: float | None = None  # A; mask of images and class averages (default 90% of the box)
+    ini_high: float = 25.0  # A; the first E-step's resolution limit
+    highres: float | None = None  # A; never use shells beyond this
+    resolution_margin: int = 10  # E-step shells beyond the last with SSNR >= 1 (RELION's --incr_size)
     center_classes: bool = True
     batch_size: int = 64
     device: str = "cpu"
     seed: int = 0
-    blush: bool = False                # class averages from the 2D Blush denoiser
-    blush_weights: str | None = None   # default: the 2D weights shipped with the package
-    grad: bool = False                 # mini-batches (minibatch.py): RELION's --grad
-    grad_ini_subset: int | None = None # particles per mini-batch at first / at the end (default: RELION's)
+    blush: bool = False  # class averages from the 2D Blush denoiser
+    blush_weights: str | None = None  # default: the 2D weights shipped with the package
+    grad: bool = False  # mini-batches (minibatch.py): RELION's --grad
+    grad_ini_subset: int | None = None  # particles per mini-batch at first / at the end (default: RELION's)
     grad_fin_subset: int | None = None
 
 
@@ -96,23 +97,26 @@ class Class2DSettings:
 class Class2DState:
     iteration: int = 0
     r_current: int = 0
-    sigma2: list = field(default_factory=list)        # (G, S): complex noise variance per optics group, shell
-    sigma_offset: float = 2.0                         # pixels, per axis
+    sigma2: list = field(default_factory=list)  # (G, S): complex noise variance per optics group, shell
+    sigma_offset: float = 2.0  # pixels, per axis
     distribution: list = field(default_factory=list)  # (K,) class fractions
-    resolution: list = field(default_factory=list)    # (K,) A, last shell with SSNR >= 1
-    batch_weights: list = field(default_factory=list) # mini-batches: the running sums' [signal, noise] weights
+    resolution: list = field(default_factory=list)  # (K,) A, last shell with SSNR >= 1
+    batch_weights: list = field(
+        default_factory=list
+    )  # mini-batches: the running sums' [signal, noise] weights
     history: list = field(default_factory=list)
 
 
 @dataclass
 class Assignment:
     """Each particle's best class, angle and offset, and its posterior maximum."""
-    classes: torch.Tensor    # (N,) long, 0-based
-    psi: torch.Tensor        # (N,) degrees
-    origins: torch.Tensor    # (N, 2) pixels
-    max_prob: torch.Tensor   # (N,)
 
-    def updated(self, rows: np.ndarray, batch: "Assignment") -> "Assignment":
+    classes: torch.Tensor  # (N,) long, 0-based
+    psi: torch.Tensor  # (N,) degrees
+    origins: torch.Tensor  # (N, 2) pixels
+    max_prob: torch.Tensor  # (N,)
+
+    def updated(self, rows: np.ndarray, batch: Assignment) -> Assignment:
         """These assignments with `rows` replaced by a mini-batch's."""
         out = Assignment(*(getattr(self, f.name).clone() for f in fields(self)))
         for f in fields(self):
@@ -123,26 +127,37 @@ class Assignment:
 @dataclass
 class Sums:
     """An E-step's M-step sums over a set of particles."""
-    data: torch.Tensor       # (K, m, m) complex, CTF-multiplied images over sigma2, put back at their angles
-    weight: torch.Tensor     # (K, m, m) CTF^2 / sigma2
-    mass: torch.Tensor       # (K,) posterior mass per class
-    offset2: float           # sum over particles of the expected squared offset (pixels^2)
-    residual: torch.Tensor   # (G, n//2+1) sum w |X - C A|^2 at the best pose, per optics group
+
+    data: torch.Tensor  # (K, m, m) complex, CTF-multiplied images over sigma2, put back at their angles
+    weight: torch.Tensor  # (K, m, m) CTF^2 / sigma2
+    mass: torch.Tensor  # (K,) posterior mass per class
+    offset2: float  # sum over particles of the expected squared offset (pixels^2)
+    residual: torch.Tensor  # (G, n//2+1) sum w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
 
-    def mixed(self, batch: "Sums", step: float, scale: float) -> "Sums":
+    def mixed(self, batch: Sums, step: float, scale: float) -> Sums:
         """(1 - step) x these sums + step x scale x a mini-batch's (on-line EM; scale = N / B makes
         the batch's sums an unbiased estimate of the whole set's)."""
-        return Sums(*((1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name)
-                      for f in fields(self)))
+        return Sums(
+            *(
+                (1 - step) * getattr(self, f.name) + step * scale * getattr(batch, f.name)
+                for f in fields(self)
+            )
+        )
 
-    def reseeded(self, threshold: float, generator: torch.Generator) -> tuple["Sums", list]:
+    def reseeded(self, threshold: float, generator: torch.Generator) -> tuple[Sums, list]:
         """Classes with less than `threshold` / K of the mass take half of the largest class's sums,
         with noise as large as the data's own added so that the two differ (RELION's
         --class_inactivity_threshold for mini-batches, where an unvisited class fades away).
         Returns the new sums and the re-seeded classes."""
-        out = Sums(*(getattr(self, f.name).clone() if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name)
-                     for f in fields(self)))
+        out = Sums(
+            *(
+                getattr(self, f.name).clone()
+                if torch.is_tensor(getattr(self, f.name))
+                else getattr(self, f.name)
+                for f in fields(self)
+            )
+        )
         k = len(out.mass)
         inactive = [i for i in range(k) if out.mass[i] < threshold / k * out.mass.sum()]
         for i in inactive:
@@ -157,14 +172,16 @@ class Sums:
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
+
         tensors = {f.name: torch.as_tensor(getattr(self, f.name)).contiguous() for f in fields(self)}
         tensors["data"] = torch.view_as_real(self.data).contiguous()
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
 
     @classmethod
-    def load(cls, path: Path) -> "Sums":
+    def load(cls, path: Path) -> Sums:
         from safetensors.torch import load_file
+
         t = load_file(str(path))
         t["data"], t["offset2"] = torch.view_as_complex(t["data"]), float(t["offset2"])
         return cls(**{f.name: t[f.name] for f in fields(cls)})
@@ -178,8 +195,16 @@ def angles(step: float) -> torch.Tensor:
 
 # --- E-step and its M-step sums ---------------------------------------------------------------
 
-def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tensor, state: Class2DState,
-                settings: Class2DSettings, progress: bool = True, world: World = World()) -> tuple[Sums, Assignment]:
+
+def expectation(
+    particles: Particles,
+    classes: torch.Tensor,
+    origins: torch.Tensor,
+    state: Class2DState,
+    settings: Class2DSettings,
+    progress: bool = True,
+    world: World = World(),
+) -> tuple[Sums, Assignment]:
     """Score every particle against classes (K, n, n) at every angle and shift; return the M-step
     sums and the best assignment (under torch.distributed each rank scores its share, and both come
     back whole on every rank)."""
@@ -192,23 +217,33 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     references = extract_rotated(fourier_images(classes.to(device), PAD), psi, points, PAD).reshape(k * j, -1)
     shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
     phases = shift_phases(shifts, points.coords, n)
-    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(j)
+    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(
+        j
+    )
     mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
     sums, residuals = GridSums.zeros(k * j, noise), ResidualSums.zeros(noise)
     mass = torch.zeros(k * j, device=device)
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
     best = BestPoses()
     rows_all = world.share(np.arange(len(particles)))
-    for b in image_batches(particles, rows_all, origins[rows_all], noise, settings.batch_size, device, mask=mask,
-                           progress=progress):
-        x_t = shifted(b.x, phases)                                            # (B, T, P)
-        total = origins[b.rows].to(device)[:, None, :] + shifts[None]         # (B, T, 2)
+    for b in image_batches(
+        particles,
+        rows_all,
+        origins[rows_all],
+        noise,
+        settings.batch_size,
+        device,
+        mask=mask,
+        progress=progress,
+    ):
+        x_t = shifted(b.x, phases)  # (B, T, P)
+        total = origins[b.rows].to(device)[:, None, :] + shifts[None]  # (B, T, 2)
         log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
         scores = log_likelihoods(x_t, b.ctf, b.weight, references) + log_offset[:, :, None] + log_class
         probs, pmax, (bt, br) = posteriors(scores)
         ar = torch.arange(len(b.rows), device=device)
         best.add(br, total[ar, bt], pmax)
-        probs = significant(probs)                    # the M-step visits significant poses only
+        probs = significant(probs)  # the M-step visits significant poses only
         offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
         residuals.add(x_t[ar, bt] - b.ctf * references[br], b)
         sums.add(probs, x_t, b)
@@ -217,12 +252,19 @@ def expectation(particles: Particles, classes: torch.Tensor, origins: torch.Tens
     data, weight_grid = put_back(sums.data.reshape(k, j, -1), sums.weight.reshape(k, j, -1), psi, points, n)
     r, best_origins, best_p = best.gathered(rows_all, len(particles), world)
     assignment = Assignment(r // j, psi[r % j], best_origins, best_p)
-    return Sums(data, weight_grid, mass.reshape(k, j).sum(1).cpu(), float(offset2), residuals.sums.cpu(),
-                residuals.weights.cpu()), assignment
+    return Sums(
+        data,
+        weight_grid,
+        mass.reshape(k, j).sum(1).cpu(),
+        float(offset2),
+        residuals.sums.cpu(),
+        residuals.weights.cpu(),
+    ), assignment
 
 
-def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tensor, points: SlicePoints, n: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def put_back(
+    slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tensor, points: SlicePoints, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, J, P) summed images and CTF^2 per class and angle -> (K, m, m) Fourier sums."""
     k, m = slices.shape[0], PAD * n
     data = torch.zeros((k, m, m), dtype=torch.complex64, device=slices.device)
@@ -231,8 +273,15 @@ def put_back(slices: torch.Tensor, slice_weights: torch.Tensor, psi: torch.Tenso
     return hermitian_complete(data, weight)
 
 
-def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2: torch.Tensor,
-                 generator: torch.Generator, progress: bool = True, world: World = World()) -> Sums:
+def random_start(
+    particles: Particles,
+    k: int,
+    settings: Class2DSettings,
+    sigma2: torch.Tensor,
+    generator: torch.Generator,
+    progress: bool = True,
+    world: World = World(),
+) -> Sums:
     """RELION's start: each class the average of a random subset of the images at random angles."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
@@ -243,8 +292,17 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
     mask = circular_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
     sums = GridSums.zeros(k * j, noise)
     mine = world.share(np.arange(len(particles)))
-    for b in image_batches(particles, mine, particles.origins()[mine], noise, settings.batch_size, device,
-                           mask=mask, progress=progress, label="random averages"):
+    for b in image_batches(
+        particles,
+        mine,
+        particles.origins()[mine],
+        noise,
+        settings.batch_size,
+        device,
+        mask=mask,
+        progress=progress,
+        label="random averages",
+    ):
         index = r[b.rows].to(device)
         sums.data.index_add_(0, index, b.x * b.ctf_over_noise)
         sums.weight.index_add_(0, index, b.ctf * b.ctf_over_noise)
@@ -257,8 +315,10 @@ def random_start(particles: Particles, k: int, settings: Class2DSettings, sigma2
 
 # --- M-step ---------------------------------------------------------------------------------
 
-def class_averages(sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int,
-                   floor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+
+def class_averages(
+    sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int, floor: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Regularised class averages (K, n, n) and each class's SSNR per shell (K, n//2+1).
 
     Average = data / (weight + 1 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
@@ -276,14 +336,14 @@ def class_averages(sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: flo
     else:
         regulariser = torch.zeros_like(mean_weight)
         regulariser[:, :n_shells] = 1 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
-    regulariser[:, r_max + 1:] = float("inf")
+    regulariser[:, r_max + 1 :] = float("inf")
     regulariser = regulariser.clamp(min=1e-30)
     reg_grid = torch.stack([reg[shells] for reg in regulariser])
     images = images_from_fourier(sums.data / (sums.weight + reg_grid), n, PAD)
     ssnr = torch.zeros(len(images), n_shells)
     if tau2 is not None:
         ssnr = (fudge * tau2 * PAD**2 * mean_weight[:, :n_shells]).cpu()
-        ssnr[:, r_max + 1:] = 0
+        ssnr[:, r_max + 1 :] = 0
     return images.cpu(), ssnr
 
 
@@ -298,9 +358,16 @@ def recentre(images: torch.Tensor) -> torch.Tensor:
     return irfft2_centered(phase_shift_2d(rfft2_centered(images), -com, n), n)
 
 
-def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState, settings: Class2DSettings,
-                 n: int, apix: float, r_max: int, denoiser: Denoiser | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def maximisation(
+    sums: Sums,
+    previous: torch.Tensor | None,
+    state: Class2DState,
+    settings: Class2DSettings,
+    n: int,
+    apix: float,
+    r_max: int,
+    denoiser: Denoiser | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """New regularised class averages (K, n, n), masked and centred; Blush's references for the next
     E-step (K, n, n), or None without a `denoiser` (or before there is a `previous` average to take
     tau2 and the SSNR from); and the averages' SSNR (K, n//2+1)."""
@@ -311,11 +378,18 @@ def maximisation(sums: Sums, previous: torch.Tensor | None, state: Class2DState,
     if denoiser is not None and previous is not None:
         noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
         denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
-        references = torch.stack([trail_at(d, r, int(k), nyquist, fill=True)
-                                  for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))])
+        references = torch.stack(
+            [
+                trail_at(d, r, int(k), nyquist, fill=True)
+                for d, r, k in zip(denoised.cpu(), images, last_ssnr_shell(ssnr))
+            ]
+        )
     mask = circular_mask(n, diameter / (2 * apix), edge=5)
-    return (masked_centred(images, mask, settings),
-            None if references is None else masked_centred(references, mask, settings), ssnr)
+    return (
+        masked_centred(images, mask, settings),
+        None if references is None else masked_centred(references, mask, settings),
+        ssnr,
+    )
 
 
 def masked_centred(images: torch.Tensor, mask: torch.Tensor, settings: Class2DSettings) -> torch.Tensor:
@@ -324,15 +398,19 @@ def masked_centred(images: torch.Tensor, mask: torch.Tensor, settings: Class2DSe
     return images * mask
 
 
-def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int,
-               apix: float) -> Class2DState:
+def next_state(
+    state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int, apix: float
+) -> Class2DState:
     s = Class2DState(**asdict(state))
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     if sums.residual_weight.sum() > 0:
-        s.sigma2 = noise_spectrum(sums.residual, sums.residual_weight, torch.tensor(state.sigma2),
-                                  state.r_current).tolist()
-        s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5, settings.offset_range))
+        s.sigma2 = noise_spectrum(
+            sums.residual, sums.residual_weight, torch.tensor(state.sigma2), state.r_current
+        ).tolist()
+        s.sigma_offset = float(
+            np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5, settings.offset_range)
+        )
     last = last_ssnr_shell(ssnr)
     s.resolution = [n * apix / max(int(x), 1) for x in last]
     limit = n // 2 if settings.highres is None else min(n // 2, int(n * apix / settings.highres))
@@ -348,76 +426,139 @@ def next_state(state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr:
 
 # --- files ---------------------------------------------------------------------------------
 
+
 def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
     apix = particles.pixel_size
     table = particles.table.drop(columns=["rlnAngleRot", "rlnAngleTilt"], errors="ignore").assign(
-        rlnClassNumber=a.classes.numpy() + 1, rlnAnglePsi=a.psi.double().numpy(),
+        rlnClassNumber=a.classes.numpy() + 1,
+        rlnAnglePsi=a.psi.double().numpy(),
         rlnOriginXAngst=(a.origins[:, 0] * apix).double().numpy(),
         rlnOriginYAngst=(a.origins[:, 1] * apix).double().numpy(),
-        rlnMaxValueProbDistribution=a.max_prob.double().numpy())
+        rlnMaxValueProbDistribution=a.max_prob.double().numpy(),
+    )
     Particles(table, particles.optics, particles.root, particles.source).write(path)
 
 
-def write_model_star(path: Path, classes_file: str, state: Class2DState, ssnr: torch.Tensor, n: int,
-                     apix: float, tau2_fudge: float) -> None:
+def write_model_star(
+    path: Path,
+    classes_file: str,
+    state: Class2DState,
+    ssnr: torch.Tensor,
+    n: int,
+    apix: float,
+    tau2_fudge: float,
+) -> None:
     import starfile
+
     k = len(state.distribution)
     shells = np.arange(n // 2 + 1)
-    general = {"rlnReferenceDimensionality": 2, "rlnDataDimensionality": 2, "rlnOriginalImageSize": n,
-               "rlnCurrentResolution": float(min(state.resolution)), "rlnCurrentImageSize": 2 * state.r_current,
-               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnTau2FudgeFactor": tau2_fudge,
-               "rlnSigmaOffsetsAngst": state.sigma_offset * apix}
-    blocks = {"model_general": general, "model_classes": pd.DataFrame({
-        "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
-        "rlnClassDistribution": state.distribution, "rlnEstimatedResolution": state.resolution})}
+    general = {
+        "rlnReferenceDimensionality": 2,
+        "rlnDataDimensionality": 2,
+        "rlnOriginalImageSize": n,
+        "rlnCurrentResolution": float(min(state.resolution)),
+        "rlnCurrentImageSize": 2 * state.r_current,
+        "rlnPixelSize": apix,
+        "rlnNrClasses": k,
+        "rlnTau2FudgeFactor": tau2_fudge,
+        "rlnSigmaOffsetsAngst": state.sigma_offset * apix,
+    }
+    blocks = {
+        "model_general": general,
+        "model_classes": pd.DataFrame(
+            {
+                "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
+                "rlnClassDistribution": state.distribution,
+                "rlnEstimatedResolution": state.resolution,
+            }
+        ),
+    }
     for i in range(k):
-        blocks[f"model_class_{i + 1}"] = pd.DataFrame({
-            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
-            "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
-            "rlnSsnrMap": ssnr[i].double().numpy()})
+        blocks[f"model_class_{i + 1}"] = pd.DataFrame(
+            {
+                "rlnSpectralIndex": shells,
+                "rlnResolution": shells / (n * apix),
+                "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
+                "rlnSsnrMap": ssnr[i].double().numpy(),
+            }
+        )
     blocks.update(noise_model_blocks(state.sigma2, n, apix))
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
 
 
-def write_iteration(out: Path, particles: Particles, images: torch.Tensor, references: torch.Tensor | None,
-                    a: Assignment, state: Class2DState, ssnr: torch.Tensor, settings: Class2DSettings,
-                    prefix: str) -> None:
+def write_iteration(
+    out: Path,
+    particles: Particles,
+    images: torch.Tensor,
+    references: torch.Tensor | None,
+    a: Assignment,
+    state: Class2DState,
+    ssnr: torch.Tensor,
+    settings: Class2DSettings,
+    prefix: str,
+) -> None:
     n, apix = particles.image_size, particles.pixel_size
     write_stack(out / f"{prefix}classes.mrcs", images, apix)
     if references is not None:
         write_stack(out / f"{prefix}classes_blush.mrcs", references, apix)
     write_data_star(out / f"{prefix}data.star", particles, a)
-    write_model_star(out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix, settings.tau2_fudge)
+    write_model_star(
+        out / f"{prefix}model.star", f"{prefix}classes.mrcs", state, ssnr, n, apix, settings.tau2_fudge
+    )
     # written last: it marks the iteration done
-    write_json(out / f"{prefix}optimiser.json", {"state": asdict(state), "settings": asdict(settings),
-                                                 "ssnr": ssnr.tolist()})
+    write_json(
+        out / f"{prefix}optimiser.json",
+        {"state": asdict(state), "settings": asdict(settings), "ssnr": ssnr.tolist()},
+    )
 
 
 # --- the driver ----------------------------------------------------------------------------
 
-def classify(particles: Particles, settings: Class2DSettings, out_dir: str | Path, resume: bool = False,
-             progress: bool = True, log=print, *, overwrite: bool = False, world: World = World()) -> dict:
+
+def classify(
+    particles: Particles,
+    settings: Class2DSettings,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    *,
+    overwrite: bool = False,
+    world: World = World(),
+) -> dict:
     """2D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
     k = settings.classes
     if k < 1 or k > len(particles):
         raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
     if not particles.has_ctf():
-        raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
-    particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)  # before the folder is touched
+        raise ValueError(
+            f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)"
+        )
+    particle_diameter(
+        settings.diameter, particles.image_size, particles.pixel_size
+    )  # before the folder is touched
     inputs = {"particle rows": table_fingerprint(particles.table)}
     if settings.blush_weights:
         inputs["Blush weights"] = file_fingerprint(settings.blush_weights)
-    identity = RunIdentity.of("class2d", inputs, asdict(settings),
-                              ignore=("device", "batch_size", "iterations", "blush_weights"))  # may be extended
+    identity = RunIdentity.of(
+        "class2d", inputs, asdict(settings), ignore=("device", "batch_size", "iterations", "blush_weights")
+    )  # may be extended
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
         log, progress = world.voice(log, progress)
         return _classify(particles, settings, Path(out_dir), resume, progress, log, world)
 
 
-def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume: bool, progress: bool,
-              log, world: World) -> dict:
+def _classify(
+    particles: Particles,
+    settings: Class2DSettings,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    log,
+    world: World,
+) -> dict:
     t_start = time.time()
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
     generator = torch.Generator().manual_seed(settings.seed)
@@ -430,42 +571,74 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
         blush_file = iteration_path(out, start_it, "classes_blush.mrcs")
         references = read_stack(blush_file) if settings.blush and blush_file.exists() else None
         saved = Particles.read(iteration_path(out, start_it, "data.star"))
-        a = Assignment(torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
-                       torch.as_tensor(saved.column("rlnAnglePsi").astype(np.float32)), saved.origins(),
-                       torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)))
+        a = Assignment(
+            torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
+            torch.as_tensor(saved.column("rlnAnglePsi").astype(np.float32)),
+            saved.origins(),
+            torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)),
+        )
         running = Sums.load(iteration_path(out, start_it, GRAD_SUMS)) if settings.grad else None
         log(f"continuing after iteration {start_it}")
     else:
         sigma2 = initial_sigma2(particles, n)
-        state = Class2DState(sigma2=sigma2.tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
-                             r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
+        state = Class2DState(
+            sigma2=sigma2.tolist(),
+            sigma_offset=max(1.0, settings.offset_range / 2),
+            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+        )
         running = random_start(particles, k, settings, sigma2, generator, progress, world)
         state.distribution = (running.mass / running.mass.sum()).tolist()
         state.batch_weights = [float(len(particles))] * 2
         images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
-        a = Assignment(torch.full((len(particles),), -1), torch.zeros(len(particles)), particles.origins(),
-                       torch.zeros(len(particles)))
-    schedule = MiniBatchSchedule.for_set(len(particles), settings.iterations, settings.grad_ini_subset,
-                                         settings.grad_fin_subset) if settings.grad else None
+        a = Assignment(
+            torch.full((len(particles),), -1),
+            torch.zeros(len(particles)),
+            particles.origins(),
+            torch.zeros(len(particles)),
+        )
+    schedule = (
+        MiniBatchSchedule.for_set(
+            len(particles), settings.iterations, settings.grad_ini_subset, settings.grad_fin_subset
+        )
+        if settings.grad
+        else None
+    )
     denoiser = load_denoiser(settings.blush_weights, settings.device, dim=2) if settings.blush else None
-    log(f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
-        f"{len(angles(settings.psi_step))} angles x {len(translation_grid(settings.offset_range, settings.offset_step))}"
-        f" shifts, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else "")
-        + (f", mini-batches of {schedule.ini_subset} to {schedule.fin_subset}" if schedule else ""))
+    log(
+        f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
+        f"{len(angles(settings.psi_step))} angles x "
+        f"{len(translation_grid(settings.offset_range, settings.offset_step))}"
+        f" shifts, device {settings.device}"
+        + (f", Blush ({denoiser.source})" if denoiser else "")
+        + (f", mini-batches of {schedule.ini_subset} to {schedule.fin_subset}" if schedule else "")
+    )
     written = start_it
     while state.iteration < settings.iterations:
         t0, it = time.time(), state.iteration
         rows = batch_rows(len(particles), schedule.subset_size(it) if schedule else -1, settings.seed, it)
         batch = particles if len(rows) == len(particles) else particles.subset(rows)
-        sums, b = expectation(batch, images if references is None else references, a.origins[rows], state,
-                              settings, progress, world)
+        sums, b = expectation(
+            batch,
+            images if references is None else references,
+            a.origins[rows],
+            state,
+            settings,
+            progress,
+            world,
+        )
         weights, reseeded = [float(len(particles))] * 2, []
         if len(rows) < len(particles):
             sums = running.mixed(sums, schedule.step(it), len(particles) / len(rows))
             weights = running_weights(*state.batch_weights, schedule.step(it), len(particles), len(rows))
-            sums, reseeded = sums.reseeded(INACTIVITY, torch.Generator().manual_seed(settings.seed * 100003 + it))
+            sums, reseeded = sums.reseeded(
+                INACTIVITY, torch.Generator().manual_seed(settings.seed * 100003 + it)
+            )
         running = sums
-        now = replace(settings, tau2_fudge=schedule.tau2_fudge(it, settings.tau2_fudge)) if schedule else settings
+        now = (
+            replace(settings, tau2_fudge=schedule.tau2_fudge(it, settings.tau2_fudge))
+            if schedule
+            else settings
+        )
         t_blush = time.time()
         images, references, ssnr = maximisation(sums, images, state, now, n, apix, state.r_current, denoiser)
         t_blush = time.time() - t_blush
@@ -476,36 +649,65 @@ def _classify(particles: Particles, settings: Class2DSettings, out: Path, resume
         new.batch_weights = weights
         changed = float((b.classes != a.classes[rows]).float().mean())
         a = a.updated(rows, b)
-        entry = {"iteration": new.iteration, "resolution": min(new.resolution), "r_current": state.r_current,
-                 "particles": len(rows), "class_changes": round(changed, 4), "sigma_offset_px": round(new.sigma_offset, 2),
-                 "seconds": round(time.time() - t0, 1), "m_step_seconds": round(t_blush, 1)}
+        entry = {
+            "iteration": new.iteration,
+            "resolution": min(new.resolution),
+            "r_current": state.r_current,
+            "particles": len(rows),
+            "class_changes": round(changed, 4),
+            "sigma_offset_px": round(new.sigma_offset, 2),
+            "seconds": round(time.time() - t0, 1),
+            "m_step_seconds": round(t_blush, 1),
+        }
         new.history = state.history + [entry]
         writes = not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations
         if writes and world.leader:
             if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
                 running.save(iteration_path(out, new.iteration, GRAD_SUMS))
-            write_iteration(out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_")
+            write_iteration(
+                out, particles, images, references, a, new, ssnr, now, f"run_it{new.iteration:03d}_"
+            )
             if schedule and written is not None:
                 iteration_path(out, written, GRAD_SUMS).unlink(missing_ok=True)
             written = new.iteration
-        log(f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
-            f"{state.r_current}" + (f" on {len(rows)} particles" if schedule else "") +
-            f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
-            + (f"re-seeded {[c + 1 for c in reseeded]}  " if reseeded else "") +
-            f"{entry['seconds']:.0f} s" + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else ""))
+        log(
+            f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
+            f"{state.r_current}"
+            + (f" on {len(rows)} particles" if schedule else "")
+            + f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
+            + (f"re-seeded {[c + 1 for c in reseeded]}  " if reseeded else "")
+            + f"{entry['seconds']:.0f} s"
+            + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else "")
+        )
         state = new
     final = state.iteration
     if final == 0:
         raise ValueError("no iterations to run (--iter 0)")
-    finals = ["classes.mrcs", "data.star", "model.star"] + (["classes_blush.mrcs"] if references is not None else [])
+    finals = ["classes.mrcs", "data.star", "model.star"] + (
+        ["classes_blush.mrcs"] if references is not None else []
+    )
     if world.leader:
         publish(out, final, finals)
-    summary = {"classes": k, "iterations": final, "blush": settings.blush, "wall_seconds": round(time.time() - t_start, 1),
-               "particles": len(particles), "box": n, "pixel_size": apix, "ranks": world.size,
-               "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
-               "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
+    summary = {
+        "classes": k,
+        "iterations": final,
+        "blush": settings.blush,
+        "wall_seconds": round(time.time() - t_start, 1),
+        "particles": len(particles),
+        "box": n,
+        "pixel_size": apix,
+        "ranks": world.size,
+        "class_distribution": state.distribution,
+        "class_resolution_angstrom": state.resolution,
+        "resolution_angstrom": min(state.resolution),
+        "history": state.history,
+        "settings": asdict(settings),
+    }
     if world.leader:
         write_json(out / "summary.json", summary)
-    log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
-        f"{summary['wall_seconds']:.0f} s")
+    log(
+        f"done: {final} iterations, {k} classes, best class resolution "
+        f"{summary['resolution_angstrom']:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s"
+    )
     return summary

@@ -15,6 +15,7 @@ denoised, masked, and becomes that class's next reference (RELION 5: no spectral
 classification); run_classNNN.mrc keeps the regularised map, run_classNNN_blush.mrc the denoised.
 Every iteration is checkpointed (RELION's run_itNNN_* names); `resume` continues from the last one.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ from .sampling import grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
 PAD = 2
-EMPTY_TAU2 = 1e-10   # a shell whose reference power is under this fraction of the strongest shell's is empty
+EMPTY_TAU2 = 1e-10  # a shell whose reference power is under this fraction of the strongest shell's is empty
 UNREGULARISED = 1e3  # the SSNR that stands for RELION's 0.001 x weight where tau2 is empty
 
 
@@ -57,41 +58,58 @@ UNREGULARISED = 1e3  # the SSNR that stands for RELION's 0.001 x weight where ta
 class Class3DSettings:
     classes: int = option(4, "number of classes", kind="count", flag="k")
     iterations: int = option(25, "iterations", kind="count", flag="iter")
-    tau2_fudge: float = option(4.0, "regularisation parameter T: higher trusts the data more (RELION: 4 in 3D)",
-                               kind="positive")
+    tau2_fudge: float = option(
+        4.0, "regularisation parameter T: higher trusts the data more (RELION: 4 in 3D)", kind="positive"
+    )
     ini_high: float = option(60.0, "low-pass of the initial reference", kind="positive", unit="A")
-    diameter: float | None = option(None, "particle diameter for the solvent mask (default: 90% of the box)",
-                                    kind="positive", unit="A")
+    diameter: float | None = option(
+        None, "particle diameter for the solvent mask (default: 90% of the box)", kind="positive", unit="A"
+    )
     mask: str | None = option(None, "solvent mask (.mrc, values 0..1) instead of the sphere", kind="str")
     symmetry: str = option("C1", "point group: C<n>, D<n>, T, O, I (RELION settings)", kind="str", flag="sym")
-    healpix_order: int = option(2, "angular sampling: order k gives 60/2^k degrees (2: 15 deg; RELION's 7.5 deg "
-                                "default is order 2 oversampled once)",
-                                kind="order")
-    offset_range: float = option(5.0, "translation search range around each image's offset", kind="non_negative",
-                                 unit="px")
+    healpix_order: int = option(
+        2,
+        "angular sampling: order k gives 60/2^k degrees (2: 15 deg; RELION's 7.5 deg "
+        "default is order 2 oversampled once)",
+        kind="order",
+    )
+    offset_range: float = option(
+        5.0, "translation search range around each image's offset", kind="non_negative", unit="px"
+    )
     offset_step: float = option(2.0, "translation step", kind="positive", unit="px")
-    resolution_margin: int = option(10, "E-step shells beyond the best class's resolution (RELION's --incr_size)",
-                                    kind="count")
-    batch_size: int = option(128, "images per E-step batch at most (fewer where --memory-gb needs it)",
-                             kind="count", flag="batch")
-    memory_gb: float | None = option(None, "memory the E-step's batches may take (default: half the device's free)",
-                                     kind="positive", unit="GB")
+    resolution_margin: int = option(
+        10, "E-step shells beyond the best class's resolution (RELION's --incr_size)", kind="count"
+    )
+    batch_size: int = option(
+        128, "images per E-step batch at most (fewer where --memory-gb needs it)", kind="count", flag="batch"
+    )
+    memory_gb: float | None = option(
+        None,
+        "memory the E-step's batches may take (default: half the device's free)",
+        kind="positive",
+        unit="GB",
+    )
     device: str = option("cpu", "cpu or cuda:N", kind="str")
     seed: int = option(0, "random seed of the initial class assignment", kind="int")
-    blush: bool = option(False, "Blush regularisation: each class's next reference is its denoised map",
-                         kind="flag")
-    blush_weights: str | None = option(None, "denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
-                                       "default: the weights shipped with this package", kind="str")
+    blush: bool = option(
+        False, "Blush regularisation: each class's next reference is its denoised map", kind="flag"
+    )
+    blush_weights: str | None = option(
+        None,
+        "denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
+        "default: the weights shipped with this package",
+        kind="str",
+    )
 
 
 @dataclass
 class Class3DState:
     iteration: int = 0
-    r_current: int = 0                                 # E-step radius, Fourier pixels
-    sigma2: list = field(default_factory=list)         # (G, S) complex noise variance per optics group, shell
-    sigma_offset: float = 2.0                          # pixels, per axis
-    distribution: list = field(default_factory=list)   # (K,) class fractions
-    resolution: list = field(default_factory=list)     # (K,) A, the last shell with SSNR >= 1
+    r_current: int = 0  # E-step radius, Fourier pixels
+    sigma2: list = field(default_factory=list)  # (G, S) complex noise variance per optics group, shell
+    sigma_offset: float = 2.0  # pixels, per axis
+    distribution: list = field(default_factory=list)  # (K,) class fractions
+    resolution: list = field(default_factory=list)  # (K,) A, the last shell with SSNR >= 1
     history: list = field(default_factory=list)
     wall_seconds: float = 0.0
 
@@ -99,26 +117,37 @@ class Class3DState:
 @dataclass
 class Assignment:
     """Each particle's best class and pose, and its posterior maximum."""
-    classes: torch.Tensor    # (N,) long, 0-based; -1 before the first iteration
+
+    classes: torch.Tensor  # (N,) long, 0-based; -1 before the first iteration
     rotations: torch.Tensor  # (N, 3, 3)
-    origins: torch.Tensor    # (N, 2) pixels
-    max_prob: torch.Tensor   # (N,)
+    origins: torch.Tensor  # (N, 2) pixels
+    max_prob: torch.Tensor  # (N,)
 
 
 @dataclass
 class ClassSums:
     """An E-step's M-step sums: per class and orientation of the grid, and over the whole set."""
-    grid: GridSums           # (K R, P)
-    mass: torch.Tensor       # (K,) posterior mass per class
-    offset2: float           # sum over particles of the expected squared offset (pixels^2)
+
+    grid: GridSums  # (K R, P)
+    mass: torch.Tensor  # (K,) posterior mass per class
+    offset2: float  # sum over particles of the expected squared offset (pixels^2)
     residual: ResidualSums
 
 
 # --- E-step ---------------------------------------------------------------------------------
 
-def expectation(particles: Particles, references: torch.Tensor, a: Assignment, state: Class3DState,
-                settings: Class3DSettings, *, seeds: torch.Tensor | None = None, progress: bool = True,
-                world: World = World()) -> tuple[ClassSums, Assignment]:
+
+def expectation(
+    particles: Particles,
+    references: torch.Tensor,
+    a: Assignment,
+    state: Class3DState,
+    settings: Class3DSettings,
+    *,
+    seeds: torch.Tensor | None = None,
+    progress: bool = True,
+    world: World = World(),
+) -> tuple[ClassSums, Assignment]:
     """Score every particle against references (K, n, n, n) at every orientation and shift around
     its previous offset; `seeds` (N,): the one class each particle may take (the first iteration).
     Returns the M-step sums and the best assignment, whole on every rank of a `world`."""
@@ -127,20 +156,28 @@ def expectation(particles: Particles, references: torch.Tensor, a: Assignment, s
     noise = NoiseModel.at(n, state.r_current, torch.tensor(state.sigma2, dtype=torch.float32), device)
     grid = grid_rotations(orientation_grid(settings.healpix_order)).to(device)
     r = len(grid)
-    projections = torch.cat([extract_central_slices(fourier_reference(ref.to(device), PAD), grid, noise.points, PAD)
-                             for ref in references])                          # (K R, P)
+    projections = torch.cat(
+        [
+            extract_central_slices(fourier_reference(ref.to(device), PAD), grid, noise.points, PAD)
+            for ref in references
+        ]
+    )  # (K R, P)
     shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
     phases = shift_phases(shifts, noise.points.coords, n)
-    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(r)
+    log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(
+        r
+    )
     column_class = torch.arange(k * r, device=device) // r
-    sums = ClassSums(GridSums.zeros(k * r, noise), torch.zeros(k * r, device=device), 0.0, ResidualSums.zeros(noise))
+    sums = ClassSums(
+        GridSums.zeros(k * r, noise), torch.zeros(k * r, device=device), 0.0, ResidualSums.zeros(noise)
+    )
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
     best = BestPoses()
     rows = world.share(np.arange(len(particles)))
     size = half_batch_size(noise.points, settings, orientations=k * r, shifts=len(shifts))
     for b in image_batches(particles, rows, a.origins[rows], noise, size, device, progress=progress):
-        x_t = shifted(b.x, phases)                                             # (B, T, P)
-        total = a.origins[b.rows].to(device)[:, None, :] + shifts[None]        # (B, T, 2)
+        x_t = shifted(b.x, phases)  # (B, T, P)
+        total = a.origins[b.rows].to(device)[:, None, :] + shifts[None]  # (B, T, 2)
         log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
         scores = log_likelihoods(x_t, b.ctf, b.weight, projections) + log_offset[:, :, None] + log_class
         if seeds is not None:
@@ -149,7 +186,7 @@ def expectation(particles: Particles, references: torch.Tensor, a: Assignment, s
         probs, pmax, (bt, br) = posteriors(scores)
         ar = torch.arange(len(b.rows), device=device)
         best.add(br, total[ar, bt], pmax)
-        probs = significant(probs)                      # the M-step visits significant poses only
+        probs = significant(probs)  # the M-step visits significant poses only
         offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
         sums.residual.add(x_t[ar, bt] - b.ctf * projections[br], b)
         sums.grid.add(probs, x_t, b)
@@ -162,11 +199,12 @@ def expectation(particles: Particles, references: torch.Tensor, a: Assignment, s
 
 # --- M-step ---------------------------------------------------------------------------------
 
+
 def reference_power(reference: torch.Tensor, device) -> torch.Tensor:
     """(n, n, n) map -> (n//2+1,) tau2: the mean power per shell of its transform as the projector
     sees it (in the units of the images' transforms, as the M-step's weights are)."""
     n = reference.shape[-1]
-    return shell_mean(fourier_reference(reference.to(device), PAD).abs() ** 2, n, PAD)[:n // 2 + 1].cpu()
+    return shell_mean(fourier_reference(reference.to(device), PAD).abs() ** 2, n, PAD)[: n // 2 + 1].cpu()
 
 
 def class_ssnr(tau2: torch.Tensor, mean_weight: torch.Tensor, fudge: float) -> torch.Tensor:
@@ -176,8 +214,15 @@ def class_ssnr(tau2: torch.Tensor, mean_weight: torch.Tensor, fudge: float) -> t
     return fudge * tau2 * PAD**3 * mean_weight
 
 
-def class_map(sums: ClassSums, c: int, grid: torch.Tensor, tau2: torch.Tensor, sym: torch.Tensor, n: int,
-              settings: Class3DSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def class_map(
+    sums: ClassSums,
+    c: int,
+    grid: torch.Tensor,
+    tau2: torch.Tensor,
+    sym: torch.Tensor,
+    n: int,
+    settings: Class3DSettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Class c's tau2-regularised map (n, n, n) and its SSNR per shell (n//2+1,).
 
     Its significant orientations' sums are back-projected into a half volume (one class at a time:
@@ -191,10 +236,17 @@ def class_map(sums: ClassSums, c: int, grid: torch.Tensor, tau2: torch.Tensor, s
     device = data_rows.device
     data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
     weight = torch.zeros(fourier_shape(m), device=device)
-    _insert(data, weight, data_rows[used], weight_rows[used], grid.to(device)[used],
-            sums.residual.noise.points, sym)
+    _insert(
+        data,
+        weight,
+        data_rows[used],
+        weight_rows[used],
+        grid.to(device)[used],
+        sums.residual.noise.points,
+        sym,
+    )
     hermitian_symmetrize(data, weight)
-    mean_weight = shell_mean(weight, n, PAD)[:n // 2 + 1].cpu()
+    mean_weight = shell_mean(weight, n, PAD)[: n // 2 + 1].cpu()
     ssnr = class_ssnr(tau2, mean_weight, settings.tau2_fudge)
     empty = tau2 <= EMPTY_TAU2 * tau2.max().clamp(min=1e-30)
     volume = wiener_map(data, weight, n, PAD, ssnr=torch.where(empty, UNREGULARISED, ssnr)).cpu()
@@ -206,8 +258,15 @@ def class_tau2(maps: torch.Tensor, device) -> torch.Tensor:
     return torch.stack([reference_power(m, device) for m in maps])
 
 
-def maximisation(sums: ClassSums, tau2: torch.Tensor, settings: Class3DSettings, n: int, apix: float, *,
-                 denoiser: Denoiser | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def maximisation(
+    sums: ClassSums,
+    tau2: torch.Tensor,
+    settings: Class3DSettings,
+    n: int,
+    apix: float,
+    *,
+    denoiser: Denoiser | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """New regularised class maps (K, n, n, n), masked; Blush's references (K, n, n, n) or None
     without a `denoiser`; the classes' SSNR (K, n//2+1). tau2 (K, n//2+1): the previous maps'."""
     k = tau2.shape[0]
@@ -226,14 +285,16 @@ def maximisation(sums: ClassSums, tau2: torch.Tensor, settings: Class3DSettings,
     return torch.stack(maps), torch.stack(blush) if blush else None, torch.stack(ssnr)
 
 
-def next_state(state: Class3DState, settings: Class3DSettings, sums: ClassSums, ssnr: torch.Tensor, n: int,
-               apix: float) -> Class3DState:
+def next_state(
+    state: Class3DState, settings: Class3DSettings, sums: ClassSums, ssnr: torch.Tensor, n: int, apix: float
+) -> Class3DState:
     s = Class3DState(**asdict(state))
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     s.sigma2 = sums.residual.spectrum(torch.tensor(state.sigma2), state.r_current).tolist()
-    s.sigma_offset = float(np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5,
-                                   max(settings.offset_range, 0.5)))
+    s.sigma_offset = float(
+        np.clip(math.sqrt(sums.offset2 / (2 * float(sums.mass.sum()))), 0.5, max(settings.offset_range, 0.5))
+    )
     last = last_ssnr_shell(ssnr)
     s.resolution = [n * apix / max(int(x), 1) for x in last]
     s.r_current = int(min(n // 2, max(int(last.max()) + settings.resolution_margin, state.r_current)))
@@ -241,6 +302,7 @@ def next_state(state: Class3DState, settings: Class3DSettings, sums: ClassSums, 
 
 
 # --- files ---------------------------------------------------------------------------------
+
 
 def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
     particles.with_poses(a.rotations, a.origins, a.max_prob, rlnClassNumber=a.classes.numpy() + 1).write(path)
@@ -250,31 +312,69 @@ def class_file(prefix: str, c: int, blush: bool = False) -> str:
     return f"{prefix}class{c + 1:03d}{'_blush' if blush else ''}.mrc"
 
 
-def write_model_star(path: Path, prefix: str, state: Class3DState, ssnr: torch.Tensor, tau2: torch.Tensor,
-                     n: int, apix: float, tau2_fudge: float) -> None:
+def write_model_star(
+    path: Path,
+    prefix: str,
+    state: Class3DState,
+    ssnr: torch.Tensor,
+    tau2: torch.Tensor,
+    n: int,
+    apix: float,
+    tau2_fudge: float,
+) -> None:
     import starfile
+
     k = len(state.distribution)
     shells = np.arange(n // 2 + 1)
-    general = {"rlnReferenceDimensionality": 3, "rlnDataDimensionality": 2, "rlnOriginalImageSize": n,
-               "rlnCurrentResolution": float(min(state.resolution)), "rlnCurrentImageSize": 2 * state.r_current,
-               "rlnPixelSize": apix, "rlnNrClasses": k, "rlnNrBodies": 1, "rlnTau2FudgeFactor": tau2_fudge,
-               "rlnSigmaOffsetsAngst": state.sigma_offset * apix}
-    blocks = {"model_general": general, "model_classes": pd.DataFrame({
-        "rlnReferenceImage": [class_file(prefix, c) for c in range(k)],
-        "rlnClassDistribution": state.distribution, "rlnEstimatedResolution": state.resolution})}
+    general = {
+        "rlnReferenceDimensionality": 3,
+        "rlnDataDimensionality": 2,
+        "rlnOriginalImageSize": n,
+        "rlnCurrentResolution": float(min(state.resolution)),
+        "rlnCurrentImageSize": 2 * state.r_current,
+        "rlnPixelSize": apix,
+        "rlnNrClasses": k,
+        "rlnNrBodies": 1,
+        "rlnTau2FudgeFactor": tau2_fudge,
+        "rlnSigmaOffsetsAngst": state.sigma_offset * apix,
+    }
+    blocks = {
+        "model_general": general,
+        "model_classes": pd.DataFrame(
+            {
+                "rlnReferenceImage": [class_file(prefix, c) for c in range(k)],
+                "rlnClassDistribution": state.distribution,
+                "rlnEstimatedResolution": state.resolution,
+            }
+        ),
+    }
     for c in range(k):
-        blocks[f"model_class_{c + 1}"] = pd.DataFrame({
-            "rlnSpectralIndex": shells, "rlnResolution": shells / (n * apix),
-            "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
-            "rlnSsnrMap": ssnr[c].double().numpy(), "rlnReferenceTau2": tau2[c].double().numpy()})
+        blocks[f"model_class_{c + 1}"] = pd.DataFrame(
+            {
+                "rlnSpectralIndex": shells,
+                "rlnResolution": shells / (n * apix),
+                "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
+                "rlnSsnrMap": ssnr[c].double().numpy(),
+                "rlnReferenceTau2": tau2[c].double().numpy(),
+            }
+        )
     blocks.update(noise_model_blocks(state.sigma2, n, apix))
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
 
 
-def write_iteration(out: Path, prefix: str, particles: Particles, maps: torch.Tensor, blush: torch.Tensor | None,
-                    a: Assignment, state: Class3DState, ssnr: torch.Tensor, tau2: torch.Tensor,
-                    settings: Class3DSettings) -> None:
+def write_iteration(
+    out: Path,
+    prefix: str,
+    particles: Particles,
+    maps: torch.Tensor,
+    blush: torch.Tensor | None,
+    a: Assignment,
+    state: Class3DState,
+    ssnr: torch.Tensor,
+    tau2: torch.Tensor,
+    settings: Class3DSettings,
+) -> None:
     n, apix = particles.image_size, particles.pixel_size
     for c in range(len(maps)):
         write_map(out / class_file(prefix, c), maps[c], apix)
@@ -291,20 +391,34 @@ def write_iteration(out: Path, prefix: str, particles: Particles, maps: torch.Te
 HOW_NOT_WHAT = ("device", "memory_gb", "batch_size", "iterations", "blush_weights", "mask")
 
 
-def classify3d(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: Class3DSettings,
-               out_dir: str | Path, resume: bool = False, progress: bool = True, log=print, *,
-               overwrite: bool = False, world: World = World()) -> dict:
+def classify3d(
+    particles: Particles,
+    reference: torch.Tensor,
+    reference_apix: float,
+    settings: Class3DSettings,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    *,
+    overwrite: bool = False,
+    world: World = World(),
+) -> dict:
     """3D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
     if k < 1 or k > len(particles):
         raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
     if not particles.has_ctf():
-        raise ValueError(f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)")
+        raise ValueError(
+            f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)"
+        )
     if reference.shape[-1] != n:
         raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
     if abs(reference_apix - apix) > 1e-3 * apix:
-        raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+        raise ValueError(
+            f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A"
+        )
     if not reference.abs().max() > 0:
         raise ValueError("reference is all zeros: it holds no structure to classify the particles by")
     particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
@@ -318,25 +432,42 @@ def classify3d(particles: Particles, reference: torch.Tensor, reference_apix: fl
         return _classify3d(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
-def _start(particles: Particles, reference: torch.Tensor, settings: Class3DSettings
-           ) -> tuple[Class3DState, torch.Tensor, Assignment]:
+def _start(
+    particles: Particles, reference: torch.Tensor, settings: Class3DSettings
+) -> tuple[Class3DState, torch.Tensor, Assignment]:
     """The first iteration's state, K copies of the low-passed reference on the images' grey scale,
     and the particles' given origins (and poses, if any)."""
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
-    state = Class3DState(sigma2=initial_sigma2(particles, n).tolist(), sigma_offset=max(1.0, settings.offset_range / 2),
-                         distribution=[1 / k] * k, resolution=[settings.ini_high] * k,
-                         r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin))
+    state = Class3DState(
+        sigma2=initial_sigma2(particles, n).tolist(),
+        sigma_offset=max(1.0, settings.offset_range / 2),
+        distribution=[1 / k] * k,
+        resolution=[settings.ini_high] * k,
+        r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+    )
     start = low_pass(reference, settings.ini_high, apix) * solvent_mask(settings, n, apix)
-    start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current,
-                                    settings.healpix_order, settings.offset_range, settings.offset_step,
-                                    settings.device)
-    rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
-    a = Assignment(torch.full((len(particles),), -1), rotations, particles.origins(), torch.zeros(len(particles)))
+    start = start * greyscale_scale(
+        particles,
+        start,
+        torch.tensor(state.sigma2),
+        state.r_current,
+        settings.healpix_order,
+        settings.offset_range,
+        settings.offset_step,
+        settings.device,
+    )
+    rotations = (
+        particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
+    )
+    a = Assignment(
+        torch.full((len(particles),), -1), rotations, particles.origins(), torch.zeros(len(particles))
+    )
     return state, start.expand(k, n, n, n).clone(), a
 
 
-def _resume(out: Path, it: int, settings: Class3DSettings) -> tuple[Class3DState, torch.Tensor, torch.Tensor,
-                                                                    Assignment]:
+def _resume(
+    out: Path, it: int, settings: Class3DSettings
+) -> tuple[Class3DState, torch.Tensor, torch.Tensor, Assignment]:
     """A checkpoint's state, class maps, next references (Blush's where they were written) and
     assignment."""
     state = Class3DState(**json.loads(iteration_path(out, it, "optimiser.json").read_text())["state"])
@@ -344,16 +475,29 @@ def _resume(out: Path, it: int, settings: Class3DSettings) -> tuple[Class3DState
     maps = torch.stack([read_map(out / class_file(prefix.name, c))[0] for c in range(settings.classes)])
     references = maps
     if settings.blush and (out / class_file(prefix.name, 0, blush=True)).exists():
-        references = torch.stack([read_map(out / class_file(prefix.name, c, blush=True))[0]
-                                  for c in range(settings.classes)])
+        references = torch.stack(
+            [read_map(out / class_file(prefix.name, c, blush=True))[0] for c in range(settings.classes)]
+        )
     saved = Particles.read(iteration_path(out, it, "data.star"))
-    a = Assignment(torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1, saved.rotations(),
-                   saved.origins(), torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)))
+    a = Assignment(
+        torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
+        saved.rotations(),
+        saved.origins(),
+        torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)),
+    )
     return state, maps, references, a
 
 
-def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3DSettings, out: Path, resume: bool,
-                progress: bool, log, world: World) -> dict:
+def _classify3d(
+    particles: Particles,
+    reference: torch.Tensor,
+    settings: Class3DSettings,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    log,
+    world: World,
+) -> dict:
     t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
     torch.manual_seed(settings.seed)
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
@@ -367,37 +511,61 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
     tau2 = class_tau2(maps, settings.device)
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     sym = symmetry_operators(settings.symmetry)
-    log(f"class3d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, HEALPix order "
-        f"{settings.healpix_order} x {len(translation_grid(settings.offset_range, settings.offset_step))} shifts, "
-        f"symmetry {settings.symmetry}, device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
+    log(
+        f"class3d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, HEALPix order "
+        f"{settings.healpix_order} x "
+        f"{len(translation_grid(settings.offset_range, settings.offset_step))} shifts, "
+        f"symmetry {settings.symmetry}, device {settings.device}"
+        + (f", Blush ({denoiser.source})" if denoiser else "")
+    )
     while state.iteration < settings.iterations:
         t0 = time.time()
         # RELION's seeds: in the first iteration each particle meets one random class
-        seeds = torch.randperm(len(particles), generator=torch.Generator().manual_seed(settings.seed)) % k \
-            if state.iteration == 0 and k > 1 else None
-        sums, b = expectation(particles, references, a, state, settings, seeds=seeds, progress=progress, world=world)
+        seeds = (
+            torch.randperm(len(particles), generator=torch.Generator().manual_seed(settings.seed)) % k
+            if state.iteration == 0 and k > 1
+            else None
+        )
+        sums, b = expectation(
+            particles, references, a, state, settings, seeds=seeds, progress=progress, world=world
+        )
         t_expectation = time.time() - t0
         t_blush = time.time()
         maps, blush, ssnr = maximisation(sums, tau2, settings, n, apix, denoiser=denoiser)
         tau2 = class_tau2(maps, settings.device)  # once: this iteration's model STAR, the next M-step
         new = next_state(state, settings, sums, ssnr, n, apix)
         changed = float((b.classes != a.classes).float().mean())
-        moved = float(symmetric_distance(b.rotations, a.rotations, sym).mean()) if state.iteration > 0 else None
-        entry = {"iteration": new.iteration, "class_distribution": [round(x, 4) for x in new.distribution],
-                 "class_resolution_angstrom": [round(x, 2) for x in new.resolution], "r_current": state.r_current,
-                 "class_changes": round(changed, 4), "angular_change": moved,
-                 "sigma_offset_px": round(new.sigma_offset, 2), "seconds": round(time.time() - t0, 1),
-                 "expectation_seconds": round(t_expectation, 1), "maximization_seconds": round(time.time() - t_blush, 1)}
+        moved = (
+            float(symmetric_distance(b.rotations, a.rotations, sym).mean()) if state.iteration > 0 else None
+        )
+        entry = {
+            "iteration": new.iteration,
+            "class_distribution": [round(x, 4) for x in new.distribution],
+            "class_resolution_angstrom": [round(x, 2) for x in new.resolution],
+            "r_current": state.r_current,
+            "class_changes": round(changed, 4),
+            "angular_change": moved,
+            "sigma_offset_px": round(new.sigma_offset, 2),
+            "seconds": round(time.time() - t0, 1),
+            "expectation_seconds": round(t_expectation, 1),
+            "maximization_seconds": round(time.time() - t_blush, 1),
+        }
         new.history = state.history + [entry]
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         a, references = b, (maps if blush is None else blush)
         if world.leader:
-            write_iteration(out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, tau2,
-                            settings)
+            write_iteration(
+                out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, tau2, settings
+            )
         t_mark = time.time()
-        log(f"iteration {new.iteration:3d}: classes " + " ".join(f"{100 * x:4.1f}%" for x in new.distribution)
-            + "  resolution " + " ".join(f"{x:.1f}" for x in new.resolution) + f" A  E-step to shell {state.r_current}"
-            f"  classes changed {100 * changed:5.1f}%  {entry['seconds']:.0f} s")
+        log(
+            f"iteration {new.iteration:3d}: classes "
+            + " ".join(f"{100 * x:4.1f}%" for x in new.distribution)
+            + "  resolution "
+            + " ".join(f"{x:.1f}" for x in new.resolution)
+            + f" A  E-step to shell {state.r_current}"
+            f"  classes changed {100 * changed:5.1f}%  {entry['seconds']:.0f} s"
+        )
         state = new
     final = state.iteration
     if final == 0:
@@ -407,12 +575,26 @@ def _classify3d(particles: Particles, reference: torch.Tensor, settings: Class3D
         finals += [class_file("", c, blush=True) for c in range(k)]
     if world.leader:  # the final model STAR names the final maps
         publish(out, final, finals, renamed=("model.star",))
-    summary = {"classes": k, "iterations": final, "blush": settings.blush, "particles": len(particles), "box": n,
-               "pixel_size": apix, "ranks": world.size, "wall_seconds": round(state.wall_seconds, 1),
-               "class_distribution": state.distribution, "class_resolution_angstrom": state.resolution,
-               "resolution_angstrom": min(state.resolution), "history": state.history, "settings": asdict(settings)}
+    summary = {
+        "classes": k,
+        "iterations": final,
+        "blush": settings.blush,
+        "particles": len(particles),
+        "box": n,
+        "pixel_size": apix,
+        "ranks": world.size,
+        "wall_seconds": round(state.wall_seconds, 1),
+        "class_distribution": state.distribution,
+        "class_resolution_angstrom": state.resolution,
+        "resolution_angstrom": min(state.resolution),
+        "history": state.history,
+        "settings": asdict(settings),
+    }
     if world.leader:
         write_json(out / "summary.json", summary)
-    log(f"done: {final} iterations, {k} classes, best class resolution {summary['resolution_angstrom']:.2f} A, "
-        f"{summary['wall_seconds']:.0f} s")
+    log(
+        f"done: {final} iterations, {k} classes, best class resolution "
+        f"{summary['resolution_angstrom']:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s"
+    )
     return summary

@@ -1,4 +1,5 @@
 """The contrast transfer function in RELION's convention (ctf.h: CTF::getCTF)."""
+
 from __future__ import annotations
 
 import math
@@ -34,10 +35,10 @@ class CtfParameters:
     bfactor: torch.Tensor
     scale: torch.Tensor
 
-    def __getitem__(self, index) -> "CtfParameters":
+    def __getitem__(self, index) -> CtfParameters:
         return CtfParameters(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def to(self, device) -> "CtfParameters":
+    def to(self, device) -> CtfParameters:
         return CtfParameters(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
@@ -60,8 +61,12 @@ def compute_ctf_2d(params: CtfParameters, n: int, pixel_size: float | torch.Tens
     cs = per_particle(params.cs) * 1e7  # mm -> A
     q0 = per_particle(params.amplitude_contrast)
     # chi = pi lambda dz s^2 - pi/2 Cs lambda^3 s^4 + phase shift; amplitude contrast as a phase
-    chi = (math.pi * lam * defocus * s2 - 0.5 * math.pi * cs * lam**3 * s2**2
-           + torch.deg2rad(per_particle(params.phase_shift)) + torch.atan(q0 / torch.sqrt(1 - q0**2)))
+    chi = (
+        math.pi * lam * defocus * s2
+        - 0.5 * math.pi * cs * lam**3 * s2**2
+        + torch.deg2rad(per_particle(params.phase_shift))
+        + torch.atan(q0 / torch.sqrt(1 - q0**2))
+    )
     ctf = torch.sin(chi) * per_particle(params.scale)
     bfac = per_particle(params.bfactor)
     return ctf * torch.exp(-bfac * s2 / 4)

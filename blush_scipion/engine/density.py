@@ -1,4 +1,5 @@
 """Electron-scattering density of an atomic model (gemmi), band-limited onto a cubic grid."""
+
 from __future__ import annotations
 
 import os
@@ -35,13 +36,19 @@ def model_centre(path: str | os.PathLike) -> np.ndarray:
     return np.array([cra.atom.pos.tolist() for cra in st[0].all()]).mean(0)
 
 
-def density_from_model(path: str | os.PathLike, box: int, pixel_size: float, bfactor: float = 30.0,
-                       centre: np.ndarray | None = None) -> torch.Tensor:
+def density_from_model(
+    path: str | os.PathLike,
+    box: int,
+    pixel_size: float,
+    bfactor: float = 30.0,
+    centre: np.ndarray | None = None,
+) -> torch.Tensor:
     """(box, box, box) [z, y, x] map of the model's electron scattering potential.
 
     Atoms use the 5-Gaussian electron form factors of International Tables C 4.3.2.2 (gemmi's
     DensityCalculatorE) with one B-factor (A^2) for all atoms; `centre` (A, default the model's
-    centre of mass) goes to the box centre, so maps of related models can share one frame. Sampled on a finer grid, then Fourier-cropped: the map is band-limited to
+    centre of mass) goes to the box centre, so maps of related models can share one frame. Sampled on a
+    finer grid, then Fourier-cropped: the map is band-limited to
     the grid's Nyquist rather than aliased.
     """
     st = read_model(path)
@@ -50,8 +57,10 @@ def density_from_model(path: str | os.PathLike, box: int, pixel_size: float, bfa
     extent = box * pixel_size
     radius = np.linalg.norm(xyz - centre, axis=1).max()
     if radius > 0.5 * extent - 2 * pixel_size:
-        raise ModelError(f"{path}: model radius {radius:.1f} A does not fit a box of {box} x "
-                         f"{pixel_size} A = {extent:.1f} A; use a larger --box or --apix")
+        raise ModelError(
+            f"{path}: model radius {radius:.1f} A does not fit a box of {box} x "
+            f"{pixel_size} A = {extent:.1f} A; use a larger --box or --apix"
+        )
     shift = gemmi.Position(*(extent / 2 - centre))
     for chain in st[0]:
         for residue in chain:

@@ -7,6 +7,7 @@ every rank holds the same references and state, and rank 0 alone writes files an
 process without those variables is a world of one, and nothing changes. Each rank takes its own
 GPU: `--device cuda` means cuda:LOCAL_RANK.
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ classes x in-plane angles: expectation.py's GEMMs), and hands the posteriors to 
         residual.add(x_t[range, bt] - batch.ctf * projections[br], batch)
     world.sum(sums.data, sums.weight, residual.sums, residual.weights)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -34,11 +35,12 @@ class NoiseModel:
     """The Gaussian noise model on the E-step's points: a complex variance per shell and optics
     group (G, S), seen as each point's likelihood weight (its Hermitian weight over the variance)
     and its inverse variance, with which an image weighs into the M-step (as in RELION)."""
+
     points: SlicePoints
-    shells: torch.Tensor     # (P,) long, each point's shell
-    weight: torch.Tensor     # (G, P) Hermitian weight / sigma2
-    inverse: torch.Tensor    # (G, P) 1 / sigma2
-    n: int                   # image size, px
+    shells: torch.Tensor  # (P,) long, each point's shell
+    weight: torch.Tensor  # (G, P) Hermitian weight / sigma2
+    inverse: torch.Tensor  # (G, P) 1 / sigma2
+    n: int  # image size, px
 
     @classmethod
     def at(cls, n: int, r_max: int, sigma2: torch.Tensor, device) -> NoiseModel:
@@ -54,12 +56,13 @@ class NoiseModel:
 @dataclass(frozen=True)
 class ImageBatch:
     """One batch of particle images on the E-step's points, shifted by their current origins."""
-    rows: np.ndarray          # (B,) the particles' rows
-    at: slice                 # their places in the pass's rows
-    x: torch.Tensor           # (B, P) complex centred transforms
-    ctf: torch.Tensor         # (B, P)
-    groups: torch.Tensor      # (B,) long, optics group 0 .. G-1
-    weight: torch.Tensor      # (B, P) each image's likelihood weight (its group's)
+
+    rows: np.ndarray  # (B,) the particles' rows
+    at: slice  # their places in the pass's rows
+    x: torch.Tensor  # (B, P) complex centred transforms
+    ctf: torch.Tensor  # (B, P)
+    groups: torch.Tensor  # (B,) long, optics group 0 .. G-1
+    weight: torch.Tensor  # (B, P) each image's likelihood weight (its group's)
     inverse_noise: torch.Tensor  # (B, P)
 
     @property
@@ -68,20 +71,39 @@ class ImageBatch:
         return self.ctf * self.inverse_noise
 
 
-def image_batches(particles: Particles, rows: np.ndarray, origins: torch.Tensor, noise: NoiseModel, size: int,
-                  device, *, mask: torch.Tensor | None = None, progress: bool = False,
-                  label: str = "E-step") -> Iterator[ImageBatch]:
+def image_batches(
+    particles: Particles,
+    rows: np.ndarray,
+    origins: torch.Tensor,
+    noise: NoiseModel,
+    size: int,
+    device,
+    *,
+    mask: torch.Tensor | None = None,
+    progress: bool = False,
+    label: str = "E-step",
+) -> Iterator[ImageBatch]:
     """The images of `rows` (with their `origins` (len(rows), 2), px) in batches of `size`, read from
     their stacks as they are needed (memory does not grow with the number of particles); `mask`
     (n, n) multiplies the images first."""
     groups = torch.as_tensor(group_index(particles)[rows], device=device)
     ctf = particles.ctf(rows)  # once per pass: per-batch column look-ups cost O(N)
     with StackReader() as reader:
-        for start in tqdm(range(0, len(rows), size), desc=f"  {label}", unit="batch", disable=not progress,
-                          leave=False):
+        for start in tqdm(
+            range(0, len(rows), size), desc=f"  {label}", unit="batch", disable=not progress, leave=False
+        ):
             sel = slice(start, start + size)
-            x, c = image_batch(particles, rows[sel], reader, origins[sel], ctf[sel], noise.points,
-                               particles.pixel_size, device, mask)
+            x, c = image_batch(
+                particles,
+                rows[sel],
+                reader,
+                origins[sel],
+                ctf[sel],
+                noise.points,
+                particles.pixel_size,
+                device,
+                mask,
+            )
             g = groups[sel]
             yield ImageBatch(rows[sel], sel, x, c, g, noise.weight[g], noise.inverse[g])
 
@@ -90,14 +112,17 @@ def image_batches(particles: Particles, rows: np.ndarray, origins: torch.Tensor,
 class GridSums:
     """The M-step's sums over a grid of R columns (orientations, or classes x poses): per column
     the posterior-weighted CTF x image / sigma2 (R, P) and CTF^2 / sigma2 (R, P)."""
+
     data: torch.Tensor
     weight: torch.Tensor
 
     @classmethod
     def zeros(cls, columns: int, noise: NoiseModel) -> GridSums:
         p, device = noise.points.index.shape[0], noise.weight.device
-        return cls(torch.zeros(columns, p, dtype=torch.complex64, device=device),
-                   torch.zeros(columns, p, device=device))
+        return cls(
+            torch.zeros(columns, p, dtype=torch.complex64, device=device),
+            torch.zeros(columns, p, device=device),
+        )
 
     def add(self, probs: torch.Tensor, images_t: torch.Tensor, batch: ImageBatch) -> None:
         """Add a batch's images (B, T, P) at every shift, weighted by its posteriors (B, T, R),
@@ -114,6 +139,7 @@ class GridSums:
 class ResidualSums:
     """Per optics group and shell, the sums of w |X - C A|^2 at each image's best pose and of w
     (float64, (G, n//2+1)): their ratio is the next noise spectrum."""
+
     sums: torch.Tensor
     weights: torch.Tensor
     noise: NoiseModel
@@ -121,13 +147,17 @@ class ResidualSums:
     @classmethod
     def zeros(cls, noise: NoiseModel) -> ResidualSums:
         shape = (noise.groups, noise.n // 2 + 1)
-        return cls(torch.zeros(shape, dtype=torch.float64, device=noise.weight.device),
-                   torch.zeros(shape, dtype=torch.float64, device=noise.weight.device), noise)
+        return cls(
+            torch.zeros(shape, dtype=torch.float64, device=noise.weight.device),
+            torch.zeros(shape, dtype=torch.float64, device=noise.weight.device),
+            noise,
+        )
 
     def add(self, residual: torch.Tensor, batch: ImageBatch) -> None:
         """(B, P) complex residuals of a batch's images at their best poses."""
-        sums, counts = residual_power(residual, self.noise.points, self.noise.shells, self.noise.n, batch.groups,
-                                      self.noise.groups)
+        sums, counts = residual_power(
+            residual, self.noise.points, self.noise.shells, self.noise.n, batch.groups, self.noise.groups
+        )
         self.sums += sums
         self.weights += counts
 
@@ -136,7 +166,9 @@ class ResidualSums:
         return noise_spectrum(self.sums, self.weights, previous, r_max)
 
 
-def noise_spectrum(sums: torch.Tensor, weights: torch.Tensor, previous: torch.Tensor, r_max: int) -> torch.Tensor:
+def noise_spectrum(
+    sums: torch.Tensor, weights: torch.Tensor, previous: torch.Tensor, r_max: int
+) -> torch.Tensor:
     """(G, S) residual power sums and their weights (summed over batches, ranks, half sets) -> the new
     noise spectra within `r_max` shells; `previous` (G, S) beyond, and where a group's shell got no
     weight (no data there: a zero variance would weigh it infinitely in the next E-step)."""
@@ -150,6 +182,7 @@ def noise_spectrum(sums: torch.Tensor, weights: torch.Tensor, previous: torch.Te
 class BestPoses:
     """Each image's best column (of R), origin (px) and posterior maximum, batch by batch; whole
     on every rank once `gathered`."""
+
     columns: list = field(default_factory=list)
     origins: list = field(default_factory=list)
     max_prob: list = field(default_factory=list)

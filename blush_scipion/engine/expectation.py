@@ -8,6 +8,7 @@ projection A on the points p of a SlicePoints list (Hermitian weights w):
 The cross term over all (image, shift) rows and orientation columns is one real GEMM of
 [Re a, -Im a] with [Re A, Im A], a = conj(X_t) C w / sigma2; the |A|^2 term is a second GEMM.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ def _real_pair(x: torch.Tensor, conjugate: bool = False) -> torch.Tensor:
     return torch.cat([x.real, -x.imag if conjugate else x.imag], dim=-1)
 
 
-def cross_and_power(images_t: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor,
-                    projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_and_power(
+    images_t: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor, projections: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two GEMMs of the E-step.
 
     images_t: (B, T, P) complex shifted images; ctf: (B, P) real; weight: (P,) real, the Hermitian
@@ -41,7 +43,9 @@ def cross_and_power(images_t: torch.Tensor, ctf: torch.Tensor, weight: torch.Ten
     ctf2 = ctf**2 * weight
     if projections.dim() == 2:
         b, t, p = a.shape
-        cross = (_real_pair(a.reshape(b * t, p), conjugate=True) @ _real_pair(projections).T).reshape(b, t, -1)
+        cross = (_real_pair(a.reshape(b * t, p), conjugate=True) @ _real_pair(projections).T).reshape(
+            b, t, -1
+        )
         power = ctf2 @ (projections.abs() ** 2).T
     else:
         cross = _real_pair(a, conjugate=True) @ _real_pair(projections).transpose(1, 2)
@@ -65,8 +69,8 @@ def significant(probs: torch.Tensor, fraction: float = 0.999, bin_width: float =
     (`bin_width` nats per bin) and whole bins are kept down to the one where the mass crosses
     `fraction`: one pass over (B, R).
     """
-    marginal = probs.sum(1)                                                   # (B, R)
-    n_bins = int(25 / bin_width)     # below e^-25 of the best, all orientations together weigh < 1e-6
+    marginal = probs.sum(1)  # (B, R)
+    n_bins = int(25 / bin_width)  # below e^-25 of the best, all orientations together weigh < 1e-6
     top = marginal.max(1, keepdim=True).values
     depth = ((top.log() - marginal.clamp(min=1e-38).log()) / bin_width).clamp_(max=n_bins).long()
     mass = torch.zeros(len(marginal), n_bins + 1, dtype=probs.dtype, device=probs.device)
@@ -76,8 +80,9 @@ def significant(probs: torch.Tensor, fraction: float = 0.999, bin_width: float =
     return probs * (keep / (marginal * keep).sum(1, keepdim=True))[:, None, :]
 
 
-def weighted_sums(probs: torch.Tensor, y: torch.Tensor, ctf2: torch.Tensor, data: torch.Tensor,
-                  weight: torch.Tensor) -> None:
+def weighted_sums(
+    probs: torch.Tensor, y: torch.Tensor, ctf2: torch.Tensor, data: torch.Tensor, weight: torch.Tensor
+) -> None:
     """The M-step's sums over the images of a batch, added into `data` and `weight` in place:
     data[r] += sum_bt probs[b, t, r] y[b, t], weight[r] += sum_bt probs[b, t, r] ctf2[b].
 
@@ -86,15 +91,15 @@ def weighted_sums(probs: torch.Tensor, y: torch.Tensor, ctf2: torch.Tensor, data
     orientations that carry weight for some image of the batch.
     """
     b, t, r = probs.shape
-    marginal = probs.sum(1)                                                   # (B, R)
+    marginal = probs.sum(1)  # (B, R)
     cols = (marginal > 0).any(0).nonzero().squeeze(1)
     flat = probs.reshape(b * t, r)
-    yr = torch.view_as_real(y.reshape(b * t, -1).contiguous()).reshape(b * t, -1)   # (B T, 2P) real: one GEMM
-    if len(cols) > 0.7 * r:          # broad posteriors: gathering would cost more than it saves
+    yr = torch.view_as_real(y.reshape(b * t, -1).contiguous()).reshape(b * t, -1)  # (B T, 2P) real: one GEMM
+    if len(cols) > 0.7 * r:  # broad posteriors: gathering would cost more than it saves
         data += torch.view_as_complex((flat.T @ yr).reshape(r, -1, 2))
         weight += marginal.T @ ctf2
         return
-    p = flat[:, cols]                                                         # (B T, cols)
+    p = flat[:, cols]  # (B T, cols)
     data.index_add_(0, cols, torch.view_as_complex((p.T @ yr).reshape(len(cols), -1, 2)))
     weight.index_add_(0, cols, marginal[:, cols].T @ ctf2)
 

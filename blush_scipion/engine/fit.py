@@ -6,6 +6,7 @@ A refinement fixes its map's absolute frame only as well as its starting referen
 gold-standard FSC but a lot in an FSC against the truth at high resolution. Maps are compared in
 a common frame, the way a model is fitted into a map (Chimera's fitmap) before map-model FSC.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,26 +20,30 @@ def _rotation_from_vector(w: torch.Tensor) -> torch.Tensor:
     """(3,) axis-angle vector (radians) -> (3, 3) rotation matrix, differentiable (for the search;
     rotation.axis_angle_matrix builds fixed ones)."""
     zero = w.new_zeros(())
-    skew = torch.stack([torch.stack([zero, -w[2], w[1]]),
-                        torch.stack([w[2], zero, -w[0]]),
-                        torch.stack([-w[1], w[0], zero])])
+    skew = torch.stack(
+        [torch.stack([zero, -w[2], w[1]]), torch.stack([w[2], zero, -w[0]]), torch.stack([-w[1], w[0], zero])]
+    )
     return torch.linalg.matrix_exp(skew)
 
 
-def _sample(volume: torch.Tensor, rotation: torch.Tensor, shift: torch.Tensor, scale: int = 1) -> torch.Tensor:
+def _sample(
+    volume: torch.Tensor, rotation: torch.Tensor, shift: torch.Tensor, scale: int = 1
+) -> torch.Tensor:
     """volume (m, m, m) sampled at R x + t for the voxels x of an (m/scale)-voxel grid's frame,
     measured from the centre (index m // 2) in voxels of that grid; trilinear."""
     m = volume.shape[-1]
     axis = (torch.arange(m, device=volume.device, dtype=volume.dtype) - m // 2) / scale
-    x = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1)      # (m, m, m, 3) in (i, j, k)
-    p = (x @ rotation.T + shift) * scale + m // 2                              # voxel indices
-    grid = ((p + 0.5) * 2 / m - 1).flip(-1)                                    # grid_sample wants (k, j, i)
-    return F.grid_sample(volume[None, None], grid[None], mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[0, 0]
+    x = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1)  # (m, m, m, 3) in (i, j, k)
+    p = (x @ rotation.T + shift) * scale + m // 2  # voxel indices
+    grid = ((p + 0.5) * 2 / m - 1).flip(-1)  # grid_sample wants (k, j, i)
+    return F.grid_sample(
+        volume[None, None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False
+    )[0, 0]
 
 
-def transform_map(volume: torch.Tensor, rotation: torch.Tensor, shift: torch.Tensor,
-                  oversample: int = 2) -> torch.Tensor:
+def transform_map(
+    volume: torch.Tensor, rotation: torch.Tensor, shift: torch.Tensor, oversample: int = 2
+) -> torch.Tensor:
     """(n, n, n) map -> the map whose value at x (voxels from the centre n // 2) is volume(R x + t).
 
     Interpolates on an `oversample`-times finer grid (Fourier-padded) and crops back, so the
@@ -48,9 +53,14 @@ def transform_map(volume: torch.Tensor, rotation: torch.Tensor, shift: torch.Ten
     return resize_fourier_3d(_sample(fine, rotation, shift, oversample), n)
 
 
-def fit_rigid(moving: torch.Tensor, fixed: torch.Tensor, pixel_size: float, radius: float | None = None,
-              resolutions: tuple[float, ...] = (15.0, 10.0, 7.0), steps: int = 120
-              ) -> tuple[torch.Tensor, torch.Tensor, float]:
+def fit_rigid(
+    moving: torch.Tensor,
+    fixed: torch.Tensor,
+    pixel_size: float,
+    radius: float | None = None,
+    resolutions: tuple[float, ...] = (15.0, 10.0, 7.0),
+    steps: int = 120,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The rotation (3, 3) and shift (3,) (voxels) that best put `moving` (n, n, n) onto `fixed`
     (n, n, n): transform_map(moving, R, t) ~ fixed. Local search from the identity (a refinement's
     drift, not a global docking), maximising the correlation inside a sphere of `radius` voxels

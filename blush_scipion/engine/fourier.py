@@ -1,4 +1,5 @@
 """Centred Fourier transforms and frequency grids (RELION's centring: origin at index n // 2)."""
+
 from __future__ import annotations
 
 import torch
@@ -82,7 +83,9 @@ def rfft_radius(n: int, dim: int, device=None) -> torch.Tensor:
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
     axes = [k] * (dim - 1) + [kx]
-    return torch.sqrt(sum(a.reshape([-1 if i == j else 1 for j in range(dim)]) ** 2 for i, a in enumerate(axes)))
+    return torch.sqrt(
+        sum(a.reshape([-1 if i == j else 1 for j in range(dim)]) ** 2 for i, a in enumerate(axes))
+    )
 
 
 def rfft_shell_index(n: int, dim: int, device=None) -> torch.Tensor:
@@ -176,7 +179,9 @@ def cosine_low_pass(x: torch.Tensor, shell: float, width: float, dim: int = 3) -
     return irfftn_centered(rfftn_centered(x, dim) * keep, n, dim)
 
 
-def low_pass(volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0) -> torch.Tensor:
+def low_pass(
+    volume: torch.Tensor, resolution: float, pixel_size: float, edge_shells: float = 2.0
+) -> torch.Tensor:
     """Raised-cosine low-pass of a (n, n, n) map at `resolution` A: full pass up to that shell,
     zero `edge_shells` beyond it."""
     k = volume.shape[-1] * pixel_size / resolution

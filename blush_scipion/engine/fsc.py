@@ -1,4 +1,5 @@
 """Fourier shell correlation, resolution at a threshold, phase-randomised mask correction."""
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,9 @@ def randomize_phases_beyond(volume: torch.Tensor, shell: int, generator: torch.G
     return irfft3_centered(ft, n)
 
 
-def mask_corrected_fsc(half1: torch.Tensor, half2: torch.Tensor, mask: torch.Tensor,
-                       randomize_below: float = 0.8, seed: int = 0) -> dict[str, torch.Tensor | int]:
+def mask_corrected_fsc(
+    half1: torch.Tensor, half2: torch.Tensor, mask: torch.Tensor, randomize_below: float = 0.8, seed: int = 0
+) -> dict[str, torch.Tensor | int]:
     """FSC of masked half maps corrected for the mask's own correlation (Chen et al. 2013).
 
     Phases are randomised beyond the first shell where the unmasked FSC drops below
@@ -76,10 +78,16 @@ def mask_corrected_fsc(half1: torch.Tensor, half2: torch.Tensor, mask: torch.Ten
     below = torch.nonzero(unmasked[1:] < randomize_below).flatten()
     start = int(below[0]) + 1 if len(below) else len(unmasked) - 1
     g = torch.Generator().manual_seed(seed)
-    random = fourier_shell_correlation(randomize_phases_beyond(half1, start, g) * mask,
-                                       randomize_phases_beyond(half2, start, g) * mask)
-    return {"unmasked": unmasked, "masked": masked, "random_masked": random,
-            "corrected": correct_masked_fsc(masked, random, start), "randomize_from_shell": start}
+    random = fourier_shell_correlation(
+        randomize_phases_beyond(half1, start, g) * mask, randomize_phases_beyond(half2, start, g) * mask
+    )
+    return {
+        "unmasked": unmasked,
+        "masked": masked,
+        "random_masked": random,
+        "corrected": correct_masked_fsc(masked, random, start),
+        "randomize_from_shell": start,
+    }
 
 
 def correct_masked_fsc(masked: torch.Tensor, random: torch.Tensor, start: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Particle images as the E-step sees them: centred transforms at a SlicePoints list, shifted by
 their current origins, with their CTFs; and the noise model: a complex variance per Fourier shell
 for each optics group (as RELION 3.1 keeps one noise spectrum per optics group), shape (G, S)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +15,17 @@ from .particles import Particles
 from .projector import SlicePoints
 
 
-def image_batch(particles: Particles, rows: np.ndarray, reader: StackReader, origins: torch.Tensor,
-                ctf: CtfParameters, points: SlicePoints, apix: float, device,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def image_batch(
+    particles: Particles,
+    rows: np.ndarray,
+    reader: StackReader,
+    origins: torch.Tensor,
+    ctf: CtfParameters,
+    points: SlicePoints,
+    apix: float,
+    device,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P).
 
     origins and ctf are those of `rows` (taken once per pass: per-batch column look-ups cost O(N));
@@ -53,11 +62,15 @@ def power_spectrum(images: torch.Tensor) -> torch.Tensor:
     shells = rfft_shell_index_2d(n, images.device)
     w = torch.where(torch.arange(n // 2 + 1, device=images.device) == 0, 0.5, 1.0).expand(n, n // 2 + 1)
     counts = shell_sum(w, shells, n // 2 + 1).clamp(min=1e-9)
-    return torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)]) / counts
+    return (
+        torch.stack([shell_sum(w * f.abs() ** 2, shells, n // 2 + 1) for f in rfft2_centered(images)])
+        / counts
+    )
 
 
-def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
-                          ) -> tuple[SlicePoints, torch.Tensor, torch.Tensor]:
+def noise_weighted_points(
+    n: int, r_max: int, sigma2: torch.Tensor, device
+) -> tuple[SlicePoints, torch.Tensor, torch.Tensor]:
     """The E-step's rfft points within r_max, their shells (P,) and weights (G, P): the Hermitian
     weight over the noise variance of the point's shell in each group's spectrum (G, S)."""
     points = SlicePoints.within(n, r_max, device)
@@ -65,14 +78,22 @@ def noise_weighted_points(n: int, r_max: int, sigma2: torch.Tensor, device
     return points, shells, points.weight / sigma2.to(device)[:, shells]
 
 
-def residual_power(residual: torch.Tensor, points: SlicePoints, shells: torch.Tensor, n: int,
-                   groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_power(
+    residual: torch.Tensor,
+    points: SlicePoints,
+    shells: torch.Tensor,
+    n: int,
+    groups: torch.Tensor,
+    n_groups: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, P) complex residuals of images in optics groups (B,) -> per group and shell sums
     (G, n//2+1) of w |r|^2 and of w (float64), whose ratio, summed over batches, is sigma2."""
     s = n // 2 + 1
     key = (groups[:, None] * (s + 1) + shells.clamp(max=s)[None, :]).flatten()
     w = points.weight.double().expand_as(residual)
-    sums = torch.bincount(key, weights=(w * residual.abs() ** 2).flatten().double(), minlength=n_groups * (s + 1))
+    sums = torch.bincount(
+        key, weights=(w * residual.abs() ** 2).flatten().double(), minlength=n_groups * (s + 1)
+    )
     counts = torch.bincount(key, weights=w.flatten(), minlength=n_groups * (s + 1))
     return sums.reshape(n_groups, s + 1)[:, :s], counts.reshape(n_groups, s + 1)[:, :s]
 
@@ -80,6 +101,13 @@ def residual_power(residual: torch.Tensor, points: SlicePoints, shells: torch.Te
 def noise_model_blocks(sigma2, n: int, pixel_size: float) -> dict:
     """run_model.star's data_model_optics_group_N tables: RELION 3.1's noise spectrum per group."""
     shells = np.arange(n // 2 + 1)
-    return {f"model_optics_group_{g + 1}": pd.DataFrame({
-        "rlnSpectralIndex": shells, "rlnResolution": shells / (n * pixel_size), "rlnSigma2Noise": np.asarray(spectrum)})
-        for g, spectrum in enumerate(sigma2)}
+    return {
+        f"model_optics_group_{g + 1}": pd.DataFrame(
+            {
+                "rlnSpectralIndex": shells,
+                "rlnResolution": shells / (n * pixel_size),
+                "rlnSigma2Noise": np.asarray(spectrum),
+            }
+        )
+        for g, spectrum in enumerate(sigma2)
+    }

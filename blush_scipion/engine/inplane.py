@@ -7,6 +7,7 @@ four neighbours with the same weights, so extract_rotated and insert_rotated are
 An image at in-plane angle psi samples the reference's transform at A^T (kx, ky), A the top-left
 2 x 2 of RELION's Euler matrix (0, 0, psi): the convention of rlnAnglePsi.
 """
+
 from __future__ import annotations
 
 import torch
@@ -59,15 +60,18 @@ def _coordinates(psi: torch.Tensor, points: SlicePoints, pad: int, m: int) -> to
     return pad * k.flip(-1) + m // 2
 
 
-def extract_rotated(reference: torch.Tensor, psi: torch.Tensor, points: SlicePoints, pad: int = 2) -> torch.Tensor:
+def extract_rotated(
+    reference: torch.Tensor, psi: torch.Tensor, points: SlicePoints, pad: int = 2
+) -> torch.Tensor:
     """(K, m, m) complex references, (J,) angles -> (K, J, P) complex: each reference rotated by
     each angle, at `points` of the image's centred rfft2."""
     k, m = reference.shape[0], reference.shape[-1]
     channels = torch.view_as_real(reference).permute(0, 3, 1, 2).reshape(1, 2 * k, m, m)
     yx = _coordinates(psi, points, pad, m)
     grid = (yx.flip(-1) * (2 / (m - 1)) - 1).reshape(1, -1, 1, 2)
-    out = torch.nn.functional.grid_sample(channels, grid, mode="bilinear", padding_mode="zeros",
-                                          align_corners=True)[0, :, :, 0].reshape(k, 2, len(psi), -1)
+    out = torch.nn.functional.grid_sample(
+        channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0, :, :, 0].reshape(k, 2, len(psi), -1)
     return torch.complex(out[:, 0], out[:, 1])
 
 
@@ -77,7 +81,7 @@ def _bilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]
     base = torch.floor(coords)
     frac = coords - base
     base = base.long()
-    idx = torch.stack([base, base + 1], dim=-1)                       # (..., 2 axes, 2 corners)
+    idx = torch.stack([base, base + 1], dim=-1)  # (..., 2 axes, 2 corners)
     wts = torch.stack([1 - frac, frac], dim=-1) * ((idx >= 0) & (idx < m))
     idx = idx % m
     (y, x), (wy, wx) = idx.unbind(-2), wts.unbind(-2)
@@ -85,13 +89,20 @@ def _bilinear(coords: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]
     return flat, (wy[..., :, None] * wx[..., None, :]).flatten(-2)
 
 
-def insert_rotated(data: torch.Tensor, weight: torch.Tensor, slices: torch.Tensor, slice_weights: torch.Tensor,
-                   psi: torch.Tensor, points: SlicePoints, pad: int = 2) -> None:
+def insert_rotated(
+    data: torch.Tensor,
+    weight: torch.Tensor,
+    slices: torch.Tensor,
+    slice_weights: torch.Tensor,
+    psi: torch.Tensor,
+    points: SlicePoints,
+    pad: int = 2,
+) -> None:
     """In place, the adjoint of extract_rotated: data (K, m, m) complex += slices (K, J, P) put back
     at their angles, weight (K, m, m) += slice_weights (K, J, P) likewise. The slices carry the
     Hermitian point weight already."""
     k, m = data.shape[0], data.shape[-1]
-    flat, w = _bilinear(_coordinates(psi, points, pad, m), m)       # (J, P, 4)
+    flat, w = _bilinear(_coordinates(psi, points, pad, m), m)  # (J, P, 4)
     offsets = (torch.arange(k, device=data.device) * m * m)[:, None, None, None]
     index = (flat[None] + offsets).reshape(-1)
     data.view(-1).index_add_(0, index, (slices.unsqueeze(-1) * w).reshape(-1))
@@ -100,6 +111,8 @@ def insert_rotated(data: torch.Tensor, weight: torch.Tensor, slices: torch.Tenso
 
 def hermitian_complete(data: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, m, m) half-plane sums -> full plane: D(k) += conj(D(-k)), W(k) += W(-k)."""
+
     def mirror(x):
         return torch.roll(torch.flip(x, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
     return data + mirror(data).conj(), weight + mirror(weight)

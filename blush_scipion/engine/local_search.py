@@ -9,6 +9,7 @@ are scored at their centres on the frequencies the coarse step can tell apart (R
 size), then only each image's significant cells are scored child by child on all current
 frequencies, and the posterior is theirs. Fine sampling costs a small multiple of coarse.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,8 @@ from .expectation import log_likelihoods, shift_phases, shifted, significant
 from .projector import SlicePoints, extract_central_slices
 from .rotation import rotation_vector_matrix
 
-FINE_ROTATIONS = 8    # children of a coarse rotation cell: +-1/4 of the coarse step on each axis
-FINE_SHIFTS = 4       # children of a coarse shift: +-1/4 of the coarse step in x and y
+FINE_ROTATIONS = 8  # children of a coarse rotation cell: +-1/4 of the coarse step on each axis
+FINE_SHIFTS = 4  # children of a coarse shift: +-1/4 of the coarse step in x and y
 
 
 def _corners(dim: int, half_width: float) -> torch.Tensor:
@@ -34,35 +35,50 @@ def _corners(dim: int, half_width: float) -> torch.Tensor:
 class LocalSampling:
     """Poses relative to an image's previous one (rotations act on the left: R = D R_prev)."""
 
-    step: float                    # degrees: the fine angular step
-    offset_step: float             # pixels: the fine offset step
-    rotations: torch.Tensor        # (J, 3, 3) coarse rotation cells, nearest the previous pose first
-    log_prior: torch.Tensor        # (J,) Gaussian prior on their angle
-    fine_rotations: torch.Tensor   # (J, 8, 3, 3) each cell's children
-    fine_log_prior: torch.Tensor   # (J, 8)
-    shifts: torch.Tensor           # (T, 2) coarse shifts in pixels, nearest first
-    fine_shifts: torch.Tensor      # (T, 4, 2) each shift's children
+    step: float  # degrees: the fine angular step
+    offset_step: float  # pixels: the fine offset step
+    rotations: torch.Tensor  # (J, 3, 3) coarse rotation cells, nearest the previous pose first
+    log_prior: torch.Tensor  # (J,) Gaussian prior on their angle
+    fine_rotations: torch.Tensor  # (J, 8, 3, 3) each cell's children
+    fine_log_prior: torch.Tensor  # (J, 8)
+    shifts: torch.Tensor  # (T, 2) coarse shifts in pixels, nearest first
+    fine_shifts: torch.Tensor  # (T, 4, 2) each shift's children
 
     @classmethod
-    def around(cls, step: float, offset_range: float, offset_step: float, *, sigma_steps: float = 2.0,
-               sigmas: float = 3.0, device=None) -> LocalSampling:
+    def around(
+        cls,
+        step: float,
+        offset_range: float,
+        offset_step: float,
+        *,
+        sigma_steps: float = 2.0,
+        sigmas: float = 3.0,
+        device=None,
+    ) -> LocalSampling:
         """Fine steps `step` (degrees) and `offset_step` (pixels); the prior's sigma is `sigma_steps`
         steps (RELION: 2) and the lattice reaches `sigmas` sigmas (RELION: 3).
 
         The fine lattices (rotation vectors on a cubic grid `step` apart, shifts on a square grid
         `offset_step` apart) hold the previous pose itself, so that a particle whose pose is right
         keeps it; the coarse cells are their 2 x 2 (x 2) blocks, evaluated at their centres."""
-        v = _cell_centres(3, 2 * step, sigmas * sigma_steps * step)                 # (J, 3) degrees
-        fine_v = v[:, None] + _corners(3, step / 2)[None]                           # (J, 8, 3)
+        v = _cell_centres(3, 2 * step, sigmas * sigma_steps * step)  # (J, 3) degrees
+        fine_v = v[:, None] + _corners(3, step / 2)[None]  # (J, 8, 3)
         shifts = _cell_centres(2, 2 * offset_step, offset_range)
         fine_shifts = shifts[:, None] + _corners(2, offset_step / 2)[None]
 
         def prior(vectors: torch.Tensor) -> torch.Tensor:
             return (-(vectors**2).sum(-1) / (2 * (sigma_steps * step) ** 2)).float()
 
-        return cls(step, offset_step, rotation_vector_matrix(v).to(device), prior(v).to(device),
-                   rotation_vector_matrix(fine_v).to(device), prior(fine_v).to(device),
-                   shifts.float().to(device), fine_shifts.float().to(device))
+        return cls(
+            step,
+            offset_step,
+            rotation_vector_matrix(v).to(device),
+            prior(v).to(device),
+            rotation_vector_matrix(fine_v).to(device),
+            prior(fine_v).to(device),
+            shifts.float().to(device),
+            fine_shifts.float().to(device),
+        )
 
 
 def _cell_centres(dim: int, size: float, radius: float) -> torch.Tensor:
@@ -87,19 +103,29 @@ def coarse_radius(step: float, diameter: float, n: int, apix: float) -> float:
 class LocalResult:
     """One batch's poses and M-step slices."""
 
-    rotations: torch.Tensor        # (B, 3, 3) the most probable pose
-    shifts: torch.Tensor           # (B, 2) its shift from the previous origin, pixels
-    max_prob: torch.Tensor         # (B,)
-    residual: torch.Tensor         # (B, P) complex: image minus CTF x projection at that pose
+    rotations: torch.Tensor  # (B, 3, 3) the most probable pose
+    shifts: torch.Tensor  # (B, 2) its shift from the previous origin, pixels
+    max_prob: torch.Tensor  # (B,)
+    residual: torch.Tensor  # (B, P) complex: image minus CTF x projection at that pose
     slice_rotations: torch.Tensor  # (K, 3, 3) poses to back-project at
-    slices: torch.Tensor           # (K, P) complex: posterior-weighted, noise-weighted CTF x images
-    slice_weights: torch.Tensor    # (K, P) posterior-weighted CTF^2 over noise
+    slices: torch.Tensor  # (K, P) complex: posterior-weighted, noise-weighted CTF x images
+    slice_weights: torch.Tensor  # (K, P) posterior-weighted CTF^2 over noise
 
 
-def local_search(reference: torch.Tensor, images: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor,
-                 ctf_over_noise: torch.Tensor, previous: torch.Tensor, sampling: LocalSampling,
-                 points: SlicePoints, *, coarse_radius: float | None = None, cells: int = 32,
-                 pad: int = 2) -> LocalResult:
+def local_search(
+    reference: torch.Tensor,
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    weight: torch.Tensor,
+    ctf_over_noise: torch.Tensor,
+    previous: torch.Tensor,
+    sampling: LocalSampling,
+    points: SlicePoints,
+    *,
+    coarse_radius: float | None = None,
+    cells: int = 32,
+    pad: int = 2,
+) -> LocalResult:
     """E-step of a batch around its previous poses, coarse then fine, and its M-step slices.
 
     reference: the projector's Fourier volume (or its reference_channels); images: (B, P) complex
@@ -113,40 +139,56 @@ def local_search(reference: torch.Tensor, images: torch.Tensor, ctf: torch.Tenso
     n = points.n
     near = points.selection(coarse_radius if coarse_radius is not None else n)
     coarse_points = points.subset(near)
-    coarse_rot = sampling.rotations[None] @ previous[:, None]                       # (B, J, 3, 3)
-    proj = extract_central_slices(reference, coarse_rot.reshape(-1, 3, 3), coarse_points, pad).reshape(b, j, -1)
+    coarse_rot = sampling.rotations[None] @ previous[:, None]  # (B, J, 3, 3)
+    proj = extract_central_slices(reference, coarse_rot.reshape(-1, 3, 3), coarse_points, pad).reshape(
+        b, j, -1
+    )
     coarse_images = shifted(images[:, near], shift_phases(sampling.shifts, coarse_points.coords, n))
     scores = log_likelihoods(coarse_images, ctf[:, near], weight[:, near], proj) + sampling.log_prior
     kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j)).reshape(b, -1)
 
     k = int(min(cells, (kept > 0).sum(1).max()))
-    top_p, top = kept.topk(k, dim=1)                                                # (B, K): t J + j
+    top_p, top = kept.topk(k, dim=1)  # (B, K): t J + j
     top_t, top_j = top // j, top % j
-    fine_rot = sampling.fine_rotations[top_j] @ previous[:, None, None]             # (B, K, 8, 3, 3)
+    fine_rot = sampling.fine_rotations[top_j] @ previous[:, None, None]  # (B, K, 8, 3, 3)
     fine_proj = extract_central_slices(reference, fine_rot.reshape(-1, 3, 3), points, pad)
     fine_proj = fine_proj.reshape(b * k, FINE_ROTATIONS, p)
-    fine_shift = sampling.fine_shifts[top_t]                                        # (B, K, 4, 2)
+    fine_shift = sampling.fine_shifts[top_t]  # (B, K, 4, 2)
     phases = shift_phases(fine_shift.reshape(-1, 2), points.coords, n).reshape(b, k, FINE_SHIFTS, p)
     fine_images = (images[:, None, None] * phases).reshape(b * k, FINE_SHIFTS, p)
-    fine = log_likelihoods(fine_images, ctf.repeat_interleave(k, 0), weight.repeat_interleave(k, 0), fine_proj)
+    fine = log_likelihoods(
+        fine_images, ctf.repeat_interleave(k, 0), weight.repeat_interleave(k, 0), fine_proj
+    )
     fine = fine.reshape(b, k, FINE_SHIFTS, FINE_ROTATIONS) + sampling.fine_log_prior[top_j][:, :, None, :]
-    fine = fine.masked_fill((top_p == 0)[..., None, None], -torch.inf)            # cells not significant
+    fine = fine.masked_fill((top_p == 0)[..., None, None], -torch.inf)  # cells not significant
     probs = torch.softmax(fine.reshape(b, -1), dim=1).reshape(b, k, FINE_SHIFTS, FINE_ROTATIONS)
     # significant fine poses (shifts as RELION's translations, the rest as orientations)
     probs = significant(probs.transpose(1, 2).reshape(b, FINE_SHIFTS, -1))
-    probs = probs.reshape(b, FINE_SHIFTS, k, FINE_ROTATIONS).transpose(1, 2)       # (B, K, 4, 8)
+    probs = probs.reshape(b, FINE_SHIFTS, k, FINE_ROTATIONS).transpose(1, 2)  # (B, K, 4, 8)
 
     ar = torch.arange(b, device=images.device)
     best = probs.reshape(b, -1).argmax(1)
-    bk, bf, br = best // (FINE_SHIFTS * FINE_ROTATIONS), best % (FINE_SHIFTS * FINE_ROTATIONS) // FINE_ROTATIONS, \
-        best % FINE_ROTATIONS
+    bk, bf, br = (
+        best // (FINE_SHIFTS * FINE_ROTATIONS),
+        best % (FINE_SHIFTS * FINE_ROTATIONS) // FINE_ROTATIONS,
+        best % FINE_ROTATIONS,
+    )
     fine_images = fine_images.reshape(b, k, FINE_SHIFTS, p)
     fine_proj = fine_proj.reshape(b, k, FINE_ROTATIONS, p)
     residual = fine_images[ar, bk, bf] - ctf * fine_proj[ar, bk, br]
 
-    slices = torch.einsum("bkfr,bkfp->bkrp", probs.to(images.dtype), fine_images * ctf_over_noise[:, None, None])
-    mass = probs.sum(2)                                                             # (B, K, 8)
+    slices = torch.einsum(
+        "bkfr,bkfp->bkrp", probs.to(images.dtype), fine_images * ctf_over_noise[:, None, None]
+    )
+    mass = probs.sum(2)  # (B, K, 8)
     keep = mass > 0
     owner = ar[:, None, None].expand_as(mass)[keep]
-    return LocalResult(fine_rot[ar, bk, br], fine_shift[ar, bk, bf], probs.reshape(b, -1).max(1).values,
-                       residual, fine_rot[keep], slices[keep], mass[keep][:, None] * (ctf * ctf_over_noise)[owner])
+    return LocalResult(
+        fine_rot[ar, bk, br],
+        fine_shift[ar, bk, bf],
+        probs.reshape(b, -1).max(1).values,
+        residual,
+        fine_rot[keep],
+        slices[keep],
+        mass[keep][:, None] * (ctf * ctf_over_noise)[owner],
+    )

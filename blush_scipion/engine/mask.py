@@ -1,4 +1,5 @@
 """Soft masks: spherical (from a particle diameter) and from a density threshold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def particle_diameter(diameter: float | None, n: int, pixel_size: float) -> floa
     if diameter is None:
         return 0.9 * n * pixel_size
     if not 0 < diameter <= n * pixel_size:
-        raise ValueError(f"--diameter {diameter:g} A: must be > 0 and fit in the box ({n} px x {pixel_size:.3f} A "
-                         f"= {n * pixel_size:.1f} A)")
+        raise ValueError(
+            f"--diameter {diameter:g} A: must be > 0 and fit in the box ({n} px x {pixel_size:.3f} A "
+            f"= {n * pixel_size:.1f} A)"
+        )
     return diameter
 
 
@@ -37,7 +40,9 @@ def circular_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torc
     return raised_cosine(centred_radius_2d(n, device) - radius, edge)
 
 
-def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, edge: float = 6.0) -> torch.Tensor:
+def threshold_mask(
+    volume: torch.Tensor, threshold: float, extend: float = 3.0, edge: float = 6.0
+) -> torch.Tensor:
     """(n, n, n) soft mask: voxels above `threshold`, grown by `extend` voxels, with a cosine
     edge `edge` voxels wide (as relion_mask_create --ini_threshold --extend_inimask --width_soft_edge)."""
     inside = (volume > threshold).cpu().numpy()
@@ -47,7 +52,9 @@ def threshold_mask(volume: torch.Tensor, threshold: float, extend: float = 3.0, 
     return raised_cosine(distance - extend, edge).to(volume.device)
 
 
-def soft_mask_outside_map(volume: torch.Tensor, radius: float | None = None, edge: float = 3.0) -> torch.Tensor:
+def soft_mask_outside_map(
+    volume: torch.Tensor, radius: float | None = None, edge: float = 3.0
+) -> torch.Tensor:
     """Blend a (n, n, n) map into its background mean beyond `radius` (default n/2) voxels, with a
     cosine edge: the box corners hold only amplified noise after gridding correction (RELION does
     the same after every reconstruction)."""

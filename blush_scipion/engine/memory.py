@@ -1,5 +1,6 @@
 """What a run holds in memory: the peaks it reports (summary.json), so that what a refinement costs
 at a given box size is measured, not guessed."""
+
 from __future__ import annotations
 
 import resource

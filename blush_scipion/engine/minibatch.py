@@ -14,6 +14,7 @@ below a tenth of an even share are re-seeded from the largest (RELION's
 --class_inactivity_threshold). The last iteration is an ordinary EM pass over every particle, so
 every particle gets its class from the final averages, as in RELION's closing iteration.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,16 +25,17 @@ import numpy as np
 @dataclass(frozen=True)
 class MiniBatchSchedule:
     iterations: int
-    ini_subset: int          # particles per batch in the initial phase
-    fin_subset: int          # ... in the final phase
-    ini_frac: float = 0.3    # share of the iterations in the initial phase (RELION's --grad_ini_frac)
-    fin_frac: float = 0.2    # ... in the final phase (--grad_fin_frac)
+    ini_subset: int  # particles per batch in the initial phase
+    fin_subset: int  # ... in the final phase
+    ini_frac: float = 0.3  # share of the iterations in the initial phase (RELION's --grad_ini_frac)
+    fin_frac: float = 0.2  # ... in the final phase (--grad_fin_frac)
     ini_step: float = 0.9
     fin_step: float = 0.5
 
     @classmethod
-    def for_set(cls, n_particles: int, iterations: int, ini_subset: int | None = None,
-                fin_subset: int | None = None) -> "MiniBatchSchedule":
+    def for_set(
+        cls, n_particles: int, iterations: int, ini_subset: int | None = None, fin_subset: int | None = None
+    ) -> MiniBatchSchedule:
         """RELION's default batch sizes: 0.5% of the set (200 to 5,000) at first, 10% (1,000 to
         50,000) at the end; never more than the set."""
         ini = ini_subset or int(np.clip(round(0.005 * n_particles), 200, 5000))
@@ -78,4 +80,4 @@ def running_weights(signal: float, noise: float, step: float, n_particles: int, 
     running sums hold the noise of signal^2 / noise particles (about B (2 - step) / step), so their
     SSNR is signal / noise times what their weights say."""
     scale = n_particles / batch
-    return [(1 - step) * signal + step * n_particles, (1 - step) ** 2 * noise + step ** 2 * scale ** 2 * batch]
+    return [(1 - step) * signal + step * n_particles, (1 - step) ** 2 * noise + step**2 * scale**2 * batch]

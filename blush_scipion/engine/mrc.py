@@ -1,4 +1,5 @@
 """MRC maps and MRCS stacks (mrcfile), keeping the voxel size."""
+
 from __future__ import annotations
 
 import itertools
@@ -42,7 +43,9 @@ def read_stack(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(data.reshape((-1,) + data.shape[-2:]).copy())
 
 
-def read_map_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, float]:
+def read_map_pair(
+    path1: str | os.PathLike, path2: str | os.PathLike
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Two maps that must share box and pixel size (half maps, or a map and its mask), and that size."""
     a, apix_a = read_map(path1)
     b, apix_b = read_map(path2)
@@ -59,11 +62,10 @@ def read_map_pair(path1: str | os.PathLike, path2: str | os.PathLike) -> tuple[t
 def write_map(path: str | os.PathLike, volume: torch.Tensor, pixel_size: float) -> None:
     """Write a (n, n, n) [z, y, x] map (float32) with its voxel size, atomically."""
     data = volume.detach().to("cpu", torch.float32).numpy()
-    with atomic_path(path) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(data))
-            mrc.voxel_size = pixel_size
-            mrc.update_header_stats()
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(data))
+        mrc.voxel_size = pixel_size
+        mrc.update_header_stats()
 
 
 def write_stack(path: str | os.PathLike, images, pixel_size: float, n_images: int | None = None):
@@ -86,7 +88,7 @@ def write_stack(path: str | os.PathLike, images, pixel_size: float, n_images: in
                 mrc.voxel_size = pixel_size
                 start = 0
                 for batch in itertools.chain([first], batches):
-                    mrc.data[start:start + len(batch)] = batch.detach().cpu().float().numpy()
+                    mrc.data[start : start + len(batch)] = batch.detach().cpu().float().numpy()
                     start += len(batch)
                 if start != n_images:
                     raise ValueError(f"{path}: expected {n_images} images, got {start}")

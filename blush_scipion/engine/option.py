@@ -1,6 +1,7 @@
 """One declaration per engine setting: its default, its help, its unit and the kind of value it
 takes, in the settings dataclass itself; the command line (cli/options.add_settings) and the
 Scipion forms read them from there instead of repeating them."""
+
 from __future__ import annotations
 
 from dataclasses import field

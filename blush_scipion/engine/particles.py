@@ -1,4 +1,5 @@
 """A particle data set: RELION 3.1 particles + optics tables, its images, CTFs and poses."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,13 @@ from .rotation import euler_to_matrix, matrix_to_euler
 from .star import StarError, read_star, require_block, require_columns, write_star
 
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
-OPTICS_COLUMNS = ("rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
-                  "rlnImagePixelSize")
+OPTICS_COLUMNS = (
+    "rlnOpticsGroup",
+    "rlnVoltage",
+    "rlnSphericalAberration",
+    "rlnAmplitudeContrast",
+    "rlnImagePixelSize",
+)
 POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 # RELION 3.0 files keep optics on each particle; these move to a data_optics block on reading
 LEGACY_OPTICS = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize")
@@ -37,7 +43,7 @@ class Particles:
     source: str = "<memory>"
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "Particles":
+    def read(cls, path: str | os.PathLike) -> Particles:
         blocks = read_star(path)
         if "particles" in blocks:
             table = blocks["particles"]
@@ -50,17 +56,22 @@ class Particles:
         require_columns(optics, OPTICS_COLUMNS, path, "optics")
         if "rlnOpticsGroup" not in table.columns:
             if len(optics) != 1:
-                raise StarError(f"{path}: data_particles lacks column rlnOpticsGroup, needed with "
-                                f"{len(optics)} optics groups")
+                raise StarError(
+                    f"{path}: data_particles lacks column rlnOpticsGroup, needed with "
+                    f"{len(optics)} optics groups"
+                )
             table = table.assign(rlnOpticsGroup=int(optics["rlnOpticsGroup"].iloc[0]))
         unknown = set(table["rlnOpticsGroup"]) - set(optics["rlnOpticsGroup"])
         if unknown:
-            raise StarError(f"{path}: particles refer to optics group(s) {sorted(unknown)} "
-                            f"missing from data_optics")
+            raise StarError(
+                f"{path}: particles refer to optics group(s) {sorted(unknown)} missing from data_optics"
+            )
         if len(table) == 0:
             raise StarError(f"{path}: data_particles is empty")
         table = _numbers_that_can_be_right(table, optics, path)
-        return cls(table.reset_index(drop=True), optics.reset_index(drop=True), _image_root(path, table), str(path))
+        return cls(
+            table.reset_index(drop=True), optics.reset_index(drop=True), _image_root(path, table), str(path)
+        )
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the set as RELION 3.1 STAR; relative image names of existing stacks that would not
@@ -79,23 +90,28 @@ class Particles:
     def __len__(self) -> int:
         return len(self.table)
 
-    def subset(self, rows) -> "Particles":
+    def subset(self, rows) -> Particles:
         return Particles(self.table.iloc[rows].reset_index(drop=True), self.optics, self.root, self.source)
 
-    def with_columns(self, **columns) -> "Particles":
+    def with_columns(self, **columns) -> Particles:
         return Particles(self.table.assign(**columns), self.optics, self.root, self.source)
 
-    def with_poses(self, rotations: torch.Tensor, origins: torch.Tensor, max_prob: torch.Tensor,
-                   **columns) -> "Particles":
+    def with_poses(
+        self, rotations: torch.Tensor, origins: torch.Tensor, max_prob: torch.Tensor, **columns
+    ) -> Particles:
         """These particles at new poses (rotations() and origins() read them back): (N, 3, 3)
         rotations, (N, 2) origins in pixels and (N,) posterior maxima, with more `columns`."""
         rot, tilt, psi = matrix_to_euler(rotations)
         apix = self.pixel_size
         return self.with_columns(
-            rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(), rlnAnglePsi=psi.double().numpy(),
+            rlnAngleRot=rot.double().numpy(),
+            rlnAngleTilt=tilt.double().numpy(),
+            rlnAnglePsi=psi.double().numpy(),
             rlnOriginXAngst=(origins[:, 0] * apix).double().numpy(),
             rlnOriginYAngst=(origins[:, 1] * apix).double().numpy(),
-            rlnMaxValueProbDistribution=max_prob.double().numpy(), **columns)
+            rlnMaxValueProbDistribution=max_prob.double().numpy(),
+            **columns,
+        )
 
     # --- per-particle values -------------------------------------------------------------
     def optics_column(self, column: str) -> np.ndarray:
@@ -118,8 +134,10 @@ class Particles:
         """The one pixel size of all optics groups (refuses mixtures)."""
         sizes = np.unique(self.optics["rlnImagePixelSize"].astype(float).round(4))
         if len(sizes) != 1:
-            raise StarError(f"{self.source}: optics groups have mismatched pixel sizes {list(sizes)} A; "
-                            f"rescale the particles to one pixel size first")
+            raise StarError(
+                f"{self.source}: optics groups have mismatched pixel sizes {list(sizes)} A; "
+                f"rescale the particles to one pixel size first"
+            )
         return float(sizes[0])
 
     def _image_sizes(self) -> list[int]:
@@ -144,11 +162,16 @@ class Particles:
             return torch.as_tensor(np.asarray(self.column(column, default), dtype=np.float32)[rows])
 
         return CtfParameters(
-            defocus_u=values("rlnDefocusU", None), defocus_v=values("rlnDefocusV", None),
-            defocus_angle=values("rlnDefocusAngle", None), voltage=values("rlnVoltage", None),
-            cs=values("rlnSphericalAberration", None), amplitude_contrast=values("rlnAmplitudeContrast", None),
-            phase_shift=values("rlnPhaseShift", 0.0), bfactor=values("rlnCtfBfactor", 0.0),
-            scale=values("rlnCtfScalefactor", 1.0))
+            defocus_u=values("rlnDefocusU", None),
+            defocus_v=values("rlnDefocusV", None),
+            defocus_angle=values("rlnDefocusAngle", None),
+            voltage=values("rlnVoltage", None),
+            cs=values("rlnSphericalAberration", None),
+            amplitude_contrast=values("rlnAmplitudeContrast", None),
+            phase_shift=values("rlnPhaseShift", 0.0),
+            bfactor=values("rlnCtfBfactor", 0.0),
+            scale=values("rlnCtfScalefactor", 1.0),
+        )
 
     def has_poses(self) -> bool:
         return all(c in self.table.columns for c in POSE_COLUMNS)
@@ -202,8 +225,10 @@ class Particles:
                     raise StarError(f"{self.source}: image stack {stack} not found")
                 images = reader.read(stack, index[sel])
                 if "rlnImageSize" in self.optics.columns and images.shape[-1] not in self._image_sizes():
-                    raise StarError(f"{stack}: images are {images.shape[-1]} px, {self.source}'s optics table "
-                                    f"says {', '.join(map(str, self._image_sizes()))}")
+                    raise StarError(
+                        f"{stack}: images are {images.shape[-1]} px, {self.source}'s optics table "
+                        f"says {', '.join(map(str, self._image_sizes()))}"
+                    )
                 if out is None:
                     out = np.empty((len(paths),) + images.shape[1:], dtype=np.float32)
                 out[sel] = images
@@ -217,13 +242,16 @@ def _numbers_that_can_be_right(table: pd.DataFrame, optics: pd.DataFrame, path) 
     """Refuse what cannot be right, naming the file, the column and the first bad row (1-based):
     pixel sizes <= 0, non-numeric or non-finite CTF values, image numbers < 1. Pixel origins
     (rlnOriginX/Y, RELION 3.0's) in a 3.1 file become rlnOriginX/YAngst, never ignored."""
+
     def numbers(frame: pd.DataFrame, column: str, block: str, test=None, words: str = "") -> np.ndarray:
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
         bad = ~np.isfinite(values) | (~test(values) if test else False)
         if bad.any():
             row = int(np.nonzero(bad)[0][0])
-            raise StarError(f"{path}: data_{block} row {row + 1}: {column} is {frame[column].iloc[row]!r}, "
-                            f"not a {words or 'finite number'}")
+            raise StarError(
+                f"{path}: data_{block} row {row + 1}: {column} is {frame[column].iloc[row]!r}, "
+                f"not a {words or 'finite number'}"
+            )
         return values
 
     numbers(optics, "rlnImagePixelSize", "optics", lambda v: v > 0, "pixel size > 0")
@@ -239,8 +267,10 @@ def _numbers_that_can_be_right(table: pd.DataFrame, optics: pd.DataFrame, path) 
     bad = ~np.isfinite(index) | (index < 1) | (index != np.round(index))
     if bad.any():
         row = int(np.nonzero(bad)[0][0])
-        raise StarError(f"{path}: data_particles row {row + 1}: rlnImageName {table['rlnImageName'].iloc[row]!r}: "
-                        "image numbers are whole numbers from 1 (RELION's)")
+        raise StarError(
+            f"{path}: data_particles row {row + 1}: rlnImageName {table['rlnImageName'].iloc[row]!r}: "
+            "image numbers are whole numbers from 1 (RELION's)"
+        )
     for axis in "XY":
         if f"rlnOrigin{axis}" in table.columns and f"rlnOrigin{axis}Angst" not in table.columns:
             pixels = numbers(table, f"rlnOrigin{axis}", "particles")
@@ -280,7 +310,9 @@ def concatenate(sets: list[Particles]) -> Particles:
         tables.append(t)
         optics.append(o)
     table = pd.concat(tables, ignore_index=True)
-    return Particles(table, pd.concat(optics, ignore_index=True), Path.cwd(), " + ".join(p.source for p in sets))
+    return Particles(
+        table, pd.concat(optics, ignore_index=True), Path.cwd(), " + ".join(p.source for p in sets)
+    )
 
 
 def _split_legacy(table: pd.DataFrame, path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -290,8 +322,10 @@ def _split_legacy(table: pd.DataFrame, path) -> tuple[pd.DataFrame, pd.DataFrame
         if {"rlnDetectorPixelSize", "rlnMagnification"} <= set(table.columns):
             table["rlnImagePixelSize"] = table["rlnDetectorPixelSize"] * 1e4 / table["rlnMagnification"]
         else:
-            raise StarError(f"{path}: no data_optics block and no pixel size "
-                            f"(rlnImagePixelSize or rlnDetectorPixelSize + rlnMagnification)")
+            raise StarError(
+                f"{path}: no data_optics block and no pixel size "
+                f"(rlnImagePixelSize or rlnDetectorPixelSize + rlnMagnification)"
+            )
     require_columns(table, LEGACY_OPTICS, path, "particles")
     for axis in "XY":
         if f"rlnOrigin{axis}" in table.columns:  # pixels in 3.0, Angstrom in 3.1
@@ -301,5 +335,6 @@ def _split_legacy(table: pd.DataFrame, path) -> tuple[pd.DataFrame, pd.DataFrame
     optics.insert(1, "rlnOpticsGroupName", [f"opticsGroup{i}" for i in optics["rlnOpticsGroup"]])
     table = table.merge(optics, on=list(LEGACY_OPTICS)).drop(
         columns=list(LEGACY_OPTICS) + ["rlnOpticsGroupName", "rlnDetectorPixelSize", "rlnMagnification"],
-        errors="ignore")
+        errors="ignore",
+    )
     return table, optics

@@ -4,9 +4,11 @@ A reference is held as the kx >= 0 half of the centred transform of its zero-pad
 (`fourier_shape`: Hermitian symmetry holds the rest), pre-divided by the gridding correction; slices
 are read from it and written into it by trilinear interpolation (reading with torch's grid_sample,
 writing by scattering to the same eight neighbours with the same weights), so extract_central_slices
-and insert_central_slices are each other's adjoint (as real-linear maps: kx < 0 reads conjugates). Images live on the points of the centred rfft2
+and insert_central_slices are each other's adjoint (as real-linear maps: kx < 0 reads conjugates). Images
+live on the points of the centred rfft2
 grid that lie within a radius (`SlicePoints`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ class SlicePoints:
     weight: torch.Tensor
 
     @classmethod
-    def within(cls, n: int, r_max: float | None = None, device=None) -> "SlicePoints":
+    def within(cls, n: int, r_max: float | None = None, device=None) -> SlicePoints:
         r_max = n / 2 if r_max is None else r_max
         ky, kx = rfft_frequencies_2d(n, device)
         ky, kx = ky.expand(n, n // 2 + 1), kx.expand(n, n // 2 + 1)
@@ -102,8 +104,9 @@ def map_from_fourier(ft: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
     return volume / gridding_correction(n, pad, ft.device)
 
 
-def _slice_coordinates(rotations: torch.Tensor, points: SlicePoints, pad: int,
-                       m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _slice_coordinates(
+    rotations: torch.Tensor, points: SlicePoints, pad: int, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3, 3) -> (B, P, 3) half-volume coordinates (z, y, x) of A^T (kx, ky, 0), and (B, P) bool:
     where kx < 0, so that the point was mirrored to -k (its value is the conjugate there)."""
     k2 = points.coords.to(rotations.dtype)
@@ -120,8 +123,9 @@ def reference_channels(reference: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(reference).permute(3, 0, 1, 2).contiguous()[None]
 
 
-def extract_central_slices(reference: torch.Tensor, rotations: torch.Tensor, points: SlicePoints,
-                           pad: int = 2) -> torch.Tensor:
+def extract_central_slices(
+    reference: torch.Tensor, rotations: torch.Tensor, points: SlicePoints, pad: int = 2
+) -> torch.Tensor:
     """Project: Fourier reference, (B, 3, 3) rotations -> (B, P) complex.
 
     reference: fourier_shape(m) complex, or its reference_channels (faster when reused). Each row
@@ -135,8 +139,9 @@ def extract_central_slices(reference: torch.Tensor, rotations: torch.Tensor, poi
     # grid_sample takes (x, y, z) in [-1, 1], the first and last voxel centres at the ends
     scale = torch.tensor([2 / (width - 1), 2 / (m - 1), 2 / (m - 1)], dtype=zyx.dtype, device=zyx.device)
     grid = (zyx.flip(-1) * scale - 1).reshape(1, 1, -1, 1, 3)
-    out = torch.nn.functional.grid_sample(channels, grid, mode="bilinear", padding_mode="zeros",
-                                          align_corners=True)[0, :, 0, :, 0]
+    out = torch.nn.functional.grid_sample(
+        channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0, :, 0, :, 0]
     imag = torch.where(mirrored.reshape(-1), -out[1], out[1])
     return torch.complex(out[0], imag).reshape(len(rotations), -1)
 
@@ -156,15 +161,22 @@ def _trilinear(coords: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch
     wts = torch.stack([lower_w, upper_w], dim=-1)
     z, y, x = idx.unbind(-2)
     wz, wy, wx = wts.unbind(-2)
-    flat = ((z[..., :, None, None] * shape[1] + y[..., None, :, None]) * shape[2]
-            + x[..., None, None, :]).flatten(-3)
+    flat = (
+        (z[..., :, None, None] * shape[1] + y[..., None, :, None]) * shape[2] + x[..., None, None, :]
+    ).flatten(-3)
     w = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)
     return flat, w
 
 
-def insert_central_slices(data: torch.Tensor, weight: torch.Tensor | None, slices: torch.Tensor,
-                          slice_weights: torch.Tensor | None, rotations: torch.Tensor,
-                          points: SlicePoints, pad: int = 2) -> None:
+def insert_central_slices(
+    data: torch.Tensor,
+    weight: torch.Tensor | None,
+    slices: torch.Tensor,
+    slice_weights: torch.Tensor | None,
+    rotations: torch.Tensor,
+    points: SlicePoints,
+    pad: int = 2,
+) -> None:
     """Back-project, in place: the adjoint of extract_central_slices.
 
     data: fourier_shape(m) complex accumulator += P^T slices; slices: (B, P) complex. weight:

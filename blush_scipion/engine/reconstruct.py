@@ -1,4 +1,5 @@
 """Wiener reconstruction from images with known poses (as relion_reconstruct, with half sets)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ from .star import require_columns
 from .symmetry import symmetry_operators
 
 
-def image_slices(images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor | None,
-                 points: SlicePoints) -> tuple[torch.Tensor, torch.Tensor]:
+def image_slices(
+    images: torch.Tensor, origins: torch.Tensor, ctf: torch.Tensor | None, points: SlicePoints
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images -> the slices a reconstruction inserts: (CTF x centred transform, CTF^2).
 
     images: (B, n, n); origins: (B, 2) RELION origins in pixels (applied: centres the particle);
@@ -56,8 +58,14 @@ def padded_shell_slabs(m: int, pad: int, device=None) -> Iterator[tuple[slice, t
         yield slice(start, start + planes), torch.round(torch.sqrt(kz**2 + ky**2 + kx**2) / pad).long()
 
 
-def wiener_map(data: torch.Tensor, weight: torch.Tensor, n: int, pad: int = 2,
-               ssnr: torch.Tensor | None = None, floor: float = 1e-3) -> torch.Tensor:
+def wiener_map(
+    data: torch.Tensor,
+    weight: torch.Tensor,
+    n: int,
+    pad: int = 2,
+    ssnr: torch.Tensor | None = None,
+    floor: float = 1e-3,
+) -> torch.Tensor:
     """fourier_shape(m) data and weight -> (n,)*3 map: data / (weight + regulariser),
     gridding-corrected.
 
@@ -105,25 +113,35 @@ def ssnr_from_half_fsc(fsc: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Reconstruction:
     volume: torch.Tensor  # (n, n, n) the Wiener-filtered map from all particles
-    half1: torch.Tensor   # (n, n, n) unregularised half maps
+    half1: torch.Tensor  # (n, n, n) unregularised half maps
     half2: torch.Tensor
-    fsc: torch.Tensor     # (n//2+1,) FSC between the half maps
+    fsc: torch.Tensor  # (n//2+1,) FSC between the half maps
     pixel_size: float
 
 
-def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool = True,
-                          wiener: bool = True, pad: int = 2, batch_size: int = 256,
-                          device: str | torch.device = "cpu", progress: bool = False) -> Reconstruction:
+def reconstruct_particles(
+    particles: Particles,
+    symmetry: str = "C1",
+    ctf: bool = True,
+    wiener: bool = True,
+    pad: int = 2,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Reconstruction:
     """Back-project every particle at its pose into its half set, then reconstruct.
 
     Half sets come from rlnRandomSubset (else alternating rows); the final map joins both halves
     with a Wiener filter whose SSNR comes from their FSC (plain division if not `wiener`).
     """
     n, apix = particles.image_size, particles.pixel_size
-    require_columns(particles.table, POSE_COLUMNS, particles.source, "particles", "reconstruction needs poses")
+    require_columns(
+        particles.table, POSE_COLUMNS, particles.source, "particles", "reconstruction needs poses"
+    )
     if ctf:
-        require_columns(particles.table, CTF_COLUMNS, particles.source, "particles",
-                        "use --no-ctf for images without CTF")
+        require_columns(
+            particles.table, CTF_COLUMNS, particles.source, "particles", "use --no-ctf for images without CTF"
+        )
     device = torch.device(device)
     m = pad * n
     points = SlicePoints.within(n, device=device)
@@ -135,8 +153,9 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
     all_ctf = particles.ctf() if ctf else None
     reader = StackReader()
     try:
-        for start in tqdm(range(0, len(particles), batch_size), desc="back-projecting", unit="batch",
-                          disable=not progress):
+        for start in tqdm(
+            range(0, len(particles), batch_size), desc="back-projecting", unit="batch", disable=not progress
+        ):
             rows = np.arange(start, min(start + batch_size, len(particles)))
             images = particles.read_images(rows, reader).to(device)
             ctf_2d = compute_ctf_2d(all_ctf[rows].to(device), n, apix) if ctf else None
@@ -145,8 +164,15 @@ def reconstruct_particles(particles: Particles, symmetry: str = "C1", ctf: bool 
             for h in (1, 2):
                 sel = torch.as_tensor(halves[rows] == h, device=device)
                 for op in sym:  # a symmetric map projects alike at A and A S
-                    insert_central_slices(data[h - 1], weight[h - 1], values[sel], weights[sel],
-                                          rotations[sel] @ op, points, pad)
+                    insert_central_slices(
+                        data[h - 1],
+                        weight[h - 1],
+                        values[sel],
+                        weights[sel],
+                        rotations[sel] @ op,
+                        points,
+                        pad,
+                    )
     finally:
         reader.close()
     for d, w in zip(data, weight):

@@ -7,6 +7,7 @@ against that half's reference, posterior-weighted back-projection, then FSC betw
 tau2 from it, new regularised references, and the auto-sampling decision. Every iteration is
 checkpointed atomically; `resume` continues from the last finished one.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,10 @@ from .blush import TRAINED_RESOLUTION_MAX
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
+from .ctf import compute_ctf_2d
 from .distributed import World, on_leader
 from .estep import GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant
-from .ctf import compute_ctf_2d
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
 from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points
@@ -37,11 +38,18 @@ from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
 from .mrc import StackReader, read_map, write_map
 from .particles import Particles
-from .projector import SlicePoints, extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize, \
-    insert_central_slices, reference_channels
+from .projector import (
+    SlicePoints,
+    extract_central_slices,
+    fourier_reference,
+    fourier_shape,
+    hermitian_symmetrize,
+    insert_central_slices,
+    reference_channels,
+)
 from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
-from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .rotation import symmetric_distance
+from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .symmetry import symmetry_operators
 
@@ -50,28 +58,28 @@ PAD = 2
 
 @dataclass(frozen=True)
 class RefineSettings:
-    diameter: float | None = None      # A; soft spherical solvent mask (default 90% of the box)
+    diameter: float | None = None  # A; soft spherical solvent mask (default 90% of the box)
     symmetry: str = "C1"
-    ini_high: float = 40.0             # A; initial reference low-pass
-    join_halves_below: float = 40.0    # A; halves share their data below this resolution
-    healpix_order: int = 2             # initial orientation sampling (15 degrees)
-    local_from_order: int = 3          # from this order, search locally around the previous pose
-    max_order: int | None = None       # finest sampling order; None: until finer than the accuracy allows
-    offset_range: float = 5.0          # pixels
-    offset_step: float = 2.0           # pixels; the finest examined (in local searches the children's)
-    oversampled_cells: int = 32        # local searches: at most this many significant coarse cells per image
-                                       # are sampled at the fine step
-    resolution_margin: int = 5         # E-step shells beyond the FSC 0.143 shell
-    max_iterations: int = 50           # a cap only: the auto-sampling decides when to stop
-    batch_size: int = 128              # images per E-step batch at most; fewer where memory_gb needs it
-    memory_gb: float | None = None     # the E-step batches' memory budget (default: half the device's free)
+    ini_high: float = 40.0  # A; initial reference low-pass
+    join_halves_below: float = 40.0  # A; halves share their data below this resolution
+    healpix_order: int = 2  # initial orientation sampling (15 degrees)
+    local_from_order: int = 3  # from this order, search locally around the previous pose
+    max_order: int | None = None  # finest sampling order; None: until finer than the accuracy allows
+    offset_range: float = 5.0  # pixels
+    offset_step: float = 2.0  # pixels; the finest examined (in local searches the children's)
+    oversampled_cells: int = 32  # local searches: at most this many significant coarse cells per image
+    # are sampled at the fine step
+    resolution_margin: int = 5  # E-step shells beyond the FSC 0.143 shell
+    max_iterations: int = 50  # a cap only: the auto-sampling decides when to stop
+    batch_size: int = 128  # images per E-step batch at most; fewer where memory_gb needs it
+    memory_gb: float | None = None  # the E-step batches' memory budget (default: half the device's free)
     device: str = "cpu"
     seed: int = 0
     mask: str | None = None
-    blush: bool = False                # references from the Blush denoiser (blush/prior.py)
-    blush_weights: str | None = None   # default: the weights shipped with the package
-    blush_trailing: bool = True        # spectral trailing of the denoised references
-    blush_fill: bool = True            # the tau2 map fills in above the trailing edge (trailing.py)
+    blush: bool = False  # references from the Blush denoiser (blush/prior.py)
+    blush_weights: str | None = None  # default: the weights shipped with the package
+    blush_trailing: bool = True  # spectral trailing of the denoised references
+    blush_fill: bool = True  # the tau2 map fills in above the trailing edge (trailing.py)
     # A; Blush's references start once the gold-standard resolution is this fine (0: from the first
     # iteration, as RELION 5)
     blush_from_resolution: float = TRAINED_RESOLUTION_MAX
@@ -83,23 +91,33 @@ class RefineState:
     order: int = 2
     offset_range: float = 5.0
     offset_step: float = 2.0
-    r_current: int = 0                 # E-step radius, Fourier pixels
+    r_current: int = 0  # E-step radius, Fourier pixels
     best_resolution: float = float("inf")
     iterations_without_gain: int = 0
     smallest_angular_change: float = float("inf")  # degrees, at the current sampling
-    final: bool = False                # the next iteration is the last (all frequencies)
-    poses_given: bool = False          # the particles came with poses: local searches may start at once
+    final: bool = False  # the next iteration is the last (all frequencies)
+    poses_given: bool = False  # the particles came with poses: local searches may start at once
     done: bool = False
-    sigma2: list = field(default_factory=list)   # (G, S): complex noise variance per optics group and shell
+    sigma2: list = field(default_factory=list)  # (G, S): complex noise variance per optics group and shell
     fsc: list = field(default_factory=list)
     history: list = field(default_factory=list)
-    wall_seconds: float = 0.0          # the run's time up to this checkpoint, over every process that ran it
+    wall_seconds: float = 0.0  # the run's time up to this checkpoint, over every process that ran it
 
 
 # --- images ---------------------------------------------------------------------------------
 
-def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch.Tensor, r_max: int,
-                    order: int, offset_range: float, offset_step: float, device, sample: int = 256) -> float:
+
+def greyscale_scale(
+    particles: Particles,
+    reference: torch.Tensor,
+    sigma2: torch.Tensor,
+    r_max: int,
+    order: int,
+    offset_range: float,
+    offset_step: float,
+    device,
+    sample: int = 256,
+) -> float:
     """The factor that puts a reference on the images' grey scale: the median over a sample of
     images of the least-squares scale of the CTF-modulated projection at their given poses, or
     without poses, of the best-correlating one on the grid of `order` (at most 2: a scale needs
@@ -115,8 +133,9 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
     reference_ft = fourier_reference(reference.to(device), PAD)
     reader = StackReader()
     try:
-        x, ctf = image_batch(particles, rows, reader, particles.origins(rows), particles.ctf(rows), points,
-                               apix, device)
+        x, ctf = image_batch(
+            particles, rows, reader, particles.origins(rows), particles.ctf(rows), points, apix, device
+        )
     finally:
         reader.close()
     weight = weight[groups[torch.as_tensor(rows)]]
@@ -124,8 +143,9 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
         projections = extract_central_slices(reference_ft, particles.rotations(rows).to(device), points, PAD)
         cross, power = cross_and_power(x[:, None], ctf, weight, projections[:, None])
         return float((cross[:, 0, 0] / power[:, 0].clamp(min=1e-30)).median())
-    projections = extract_central_slices(reference_ft, grid_rotations(orientation_grid(min(order, 2))).to(device),
-                                         points, PAD)
+    projections = extract_central_slices(
+        reference_ft, grid_rotations(orientation_grid(min(order, 2))).to(device), points, PAD
+    )
     phases = shift_phases(translation_grid(offset_range, offset_step).to(device), points.coords, n)
     cross, power = cross_and_power(shifted(x, phases), ctf, weight, projections)
     best = (cross / power.clamp(min=1e-30).sqrt()[:, None, :]).flatten(1).argmax(1)
@@ -136,14 +156,15 @@ def greyscale_scale(particles: Particles, reference: torch.Tensor, sigma2: torch
 
 # --- one half set: E-step and back-projection -----------------------------------------------
 
+
 @dataclass
 class HalfResult:
-    data: torch.Tensor       # fourier_shape(m) complex back-projection
-    weight: torch.Tensor     # fourier_shape(m)
+    data: torch.Tensor  # fourier_shape(m) complex back-projection
+    weight: torch.Tensor  # fourier_shape(m)
     rotations: torch.Tensor  # (N_h, 3, 3) best poses
-    origins: torch.Tensor    # (N_h, 2) pixels
-    max_prob: torch.Tensor   # (N_h,)
-    residual: torch.Tensor   # (G, n//2+1) sum of w |X - C A|^2 at the best pose, per optics group
+    origins: torch.Tensor  # (N_h, 2) pixels
+    max_prob: torch.Tensor  # (N_h,)
+    residual: torch.Tensor  # (G, n//2+1) sum of w |X - C A|^2 at the best pose, per optics group
     residual_weight: torch.Tensor
     insert_seconds: float = 0.0  # the grid's summed slices back-projected once per half (per iteration)
 
@@ -154,8 +175,14 @@ def searches_locally(state: RefineState, settings: RefineSettings) -> bool:
     return state.order >= settings.local_from_order and (state.iteration > 0 or state.poses_given)
 
 
-def half_batch_size(points: SlicePoints, settings: RefineSettings, *, sampling: LocalSampling | None = None,
-                    orientations: int = 0, shifts: int = 0) -> int:
+def half_batch_size(
+    points: SlicePoints,
+    settings: RefineSettings,
+    *,
+    sampling: LocalSampling | None = None,
+    orientations: int = 0,
+    shifts: int = 0,
+) -> int:
     """Images per E-step batch within the memory budget: what one image's likelihoods, projections
     and M-step slices take (with room for temporaries), after a global grid's fixed sums (of
     `orientations` x `shifts`; local searches pass their `sampling` instead)."""
@@ -167,12 +194,25 @@ def half_batch_size(points: SlicePoints, settings: RefineSettings, *, sampling: 
     else:
         per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
         fixed = 3 * complex_bytes * p * orientations
-    return batch_size(per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed)
+    return batch_size(
+        per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed
+    )
 
 
-def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor, rotations: torch.Tensor,
-                origins: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
-                sym: torch.Tensor, progress: bool, label: str, world: World = World()) -> HalfResult:
+def refine_half(
+    particles: Particles,
+    rows: np.ndarray,
+    reference: torch.Tensor,
+    rotations: torch.Tensor,
+    origins: torch.Tensor,
+    sigma2: torch.Tensor,
+    state: RefineState,
+    settings: RefineSettings,
+    sym: torch.Tensor,
+    progress: bool,
+    label: str,
+    world: World = World(),
+) -> HalfResult:
     """E-step for one half set's particles against its reference, and their back-projection. Under
     torch.distributed `rows` are this rank's share, and the sums come back all-reduced."""
     device = torch.device(settings.device)
@@ -184,9 +224,12 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     local = searches_locally(state, settings)
     if local:
         ref_ft = reference_channels(ref_ft)
-        sampling = LocalSampling.around(angular_step(state.order), state.offset_range, state.offset_step,
-                                        device=device)
-        r_coarse = coarse_radius(angular_step(state.order), particle_diameter(settings.diameter, n, apix), n, apix)
+        sampling = LocalSampling.around(
+            angular_step(state.order), state.offset_range, state.offset_step, device=device
+        )
+        r_coarse = coarse_radius(
+            angular_step(state.order), particle_diameter(settings.diameter, n, apix), n, apix
+        )
         batch = half_batch_size(points, settings, sampling=sampling)
     else:
         shifts = translation_grid(state.offset_range, state.offset_step).to(device)
@@ -201,12 +244,23 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
     residuals = ResidualSums.zeros(noise)
     for b in image_batches(particles, rows, origins, noise, batch, device, progress=progress, label=label):
         if local:
-            found = local_search(ref_ft, b.x, b.ctf, b.weight, b.ctf_over_noise, rotations[b.at].to(device),
-                                 sampling, points, coarse_radius=r_coarse, cells=settings.oversampled_cells, pad=PAD)
+            found = local_search(
+                ref_ft,
+                b.x,
+                b.ctf,
+                b.weight,
+                b.ctf_over_noise,
+                rotations[b.at].to(device),
+                sampling,
+                points,
+                coarse_radius=r_coarse,
+                cells=settings.oversampled_cells,
+                pad=PAD,
+            )
             chosen, shift, pmax, residual = found.rotations, found.shifts, found.max_prob, found.residual
             _insert(data, back_weight, found.slices, found.slice_weights, found.slice_rotations, points, sym)
         else:
-            x_t = shifted(b.x, phases)                                         # (B, T, P)
+            x_t = shifted(b.x, phases)  # (B, T, P)
             probs, pmax, (bt, br) = posteriors(log_likelihoods(x_t, b.ctf, b.weight, projections))
             ar = torch.arange(len(b.x), device=device)
             chosen, shift, residual = grid[br], shifts[bt], x_t[ar, bt] - b.ctf * projections[br]
@@ -221,8 +275,16 @@ def refine_half(particles: Particles, rows: np.ndarray, reference: torch.Tensor,
         _insert(data, back_weight, sums.data[used], sums.weight[used], grid[used], points, sym)
     world.sum(data, back_weight, residuals.sums, residuals.weights)
     hermitian_symmetrize(data, back_weight)
-    return HalfResult(data, back_weight, torch.cat(new_rot), torch.cat(new_orig), torch.cat(max_prob),
-                      residuals.sums.cpu(), residuals.weights.cpu(), time.time() - t_insert)
+    return HalfResult(
+        data,
+        back_weight,
+        torch.cat(new_rot),
+        torch.cat(new_orig),
+        torch.cat(max_prob),
+        residuals.sums.cpu(),
+        residuals.weights.cpu(),
+        time.time() - t_insert,
+    )
 
 
 INSERT_CHUNK = 1 << 21  # slice points back-projected at once: the scatter's indices take 64 bytes a point
@@ -235,18 +297,29 @@ def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: 
     for op in sym:
         for start in range(0, len(rotations), chunk):
             part = slice(start, start + chunk)
-            insert_central_slices(data, weight, slices[part] * points.weight, wslices[part] * points.weight,
-                                  rotations[part] @ op, points, PAD)
+            insert_central_slices(
+                data,
+                weight,
+                slices[part] * points.weight,
+                wslices[part] * points.weight,
+                rotations[part] @ op,
+                points,
+                PAD,
+            )
 
 
 # --- the iteration -------------------------------------------------------------------------
+
 
 def join_low_resolution(halves: list[HalfResult], shell: float) -> None:
     """Average both halves' data and weights below `shell` (RELION's low_resol_join_halves)."""
     first, second = halves
     for planes, shells in padded_shell_slabs(first.data.shape[0], PAD, first.data.device):
         low = shells <= shell
-        for a, b in ((first.data[planes], second.data[planes]), (first.weight[planes], second.weight[planes])):
+        for a, b in (
+            (first.data[planes], second.data[planes]),
+            (first.weight[planes], second.weight[planes]),
+        ):
             joint = 0.5 * (a[low] + b[low])
             a[low], b[low] = joint, joint
 
@@ -255,17 +328,26 @@ def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
     if settings.mask:
         mask, mask_apix = read_map(settings.mask)
         if mask.shape[-1] != n or abs(mask_apix - apix) > 1e-3 * apix:
-            raise ValueError(f"{settings.mask}: mask is {mask.shape[-1]} px at {mask_apix:.3f} A, the particles "
-                             f"{n} px at {apix:.3f} A")
+            raise ValueError(
+                f"{settings.mask}: mask is {mask.shape[-1]} px at {mask_apix:.3f} A, the particles "
+                f"{n} px at {apix:.3f} A"
+            )
         if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
             raise ValueError(f"{settings.mask}: mask values must lie in [0, 1]")
         return mask
     return spherical_mask(n, particle_diameter(settings.diameter, n, apix) / (2 * apix), edge=5)
 
 
-def sample_accuracy(particles: Particles, references: list[torch.Tensor], subsets: np.ndarray,
-                    rotations: torch.Tensor, sigma2: torch.Tensor, state: RefineState, settings: RefineSettings,
-                    sample: int = 100) -> tuple[float, float]:
+def sample_accuracy(
+    particles: Particles,
+    references: list[torch.Tensor],
+    subsets: np.ndarray,
+    rotations: torch.Tensor,
+    sigma2: torch.Tensor,
+    state: RefineState,
+    settings: RefineSettings,
+    sample: int = 100,
+) -> tuple[float, float]:
     """RELION's expected accuracies (degrees, pixels) on `sample` particles (its n_trials_acc, 100),
     half from each half set against that half's reference, at the E-step's current size."""
     device = torch.device(settings.device)
@@ -280,20 +362,37 @@ def sample_accuracy(particles: Particles, references: list[torch.Tensor], subset
         rows = np.sort(rng.choice(members, min(sample // 2, len(members)), replace=False))
         ctf = points.gather(compute_ctf_2d(particles.ctf(rows).to(device), n, apix))
         ref = fourier_reference(references[h - 1].to(device), PAD)
-        found.append(expected_accuracy(ref, rotations[rows].to(device), ctf,
-                                       weight[groups[torch.as_tensor(rows, device=device)]], points, generator, PAD))
+        found.append(
+            expected_accuracy(
+                ref,
+                rotations[rows].to(device),
+                ctf,
+                weight[groups[torch.as_tensor(rows, device=device)]],
+                points,
+                generator,
+                PAD,
+            )
+        )
     return tuple(float(np.mean(values)) for values in zip(*found))
 
 
-def run_iteration(particles: Particles, references: list[torch.Tensor], state: RefineState,
-                  settings: RefineSettings, subsets: np.ndarray, rotations: torch.Tensor, origins: torch.Tensor,
-                  progress: bool = True, denoiser: Denoiser | None = None,
-                  world: World = World()) -> tuple[list[torch.Tensor], dict, tuple]:
+def run_iteration(
+    particles: Particles,
+    references: list[torch.Tensor],
+    state: RefineState,
+    settings: RefineSettings,
+    subsets: np.ndarray,
+    rotations: torch.Tensor,
+    origins: torch.Tensor,
+    progress: bool = True,
+    denoiser: Denoiser | None = None,
+    world: World = World(),
+) -> tuple[list[torch.Tensor], dict, tuple]:
     """One EM iteration on both halves. Returns the new references (Blush's when a `denoiser` is
     given), the iteration's statistics and the new poses (rotations, origins, max probability),
     the same on every rank of a `world`."""
     n, apix = particles.image_size, particles.pixel_size
-    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)          # (G, S)
+    sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)  # (G, S)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
     halves = []
     new_rot, new_orig, new_pmax = rotations.clone(), origins.clone(), torch.zeros(len(particles))
@@ -301,8 +400,20 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     t_expectation = time.time()
     for h in (1, 2):
         rows = world.share(np.nonzero(subsets == h)[0])
-        result = refine_half(particles, rows, references[h - 1], rotations[rows], origins[rows], sigma2, state,
-                             settings, sym, progress, f"half {h}", world)
+        result = refine_half(
+            particles,
+            rows,
+            references[h - 1],
+            rotations[rows],
+            origins[rows],
+            sigma2,
+            state,
+            settings,
+            sym,
+            progress,
+            f"half {h}",
+            world,
+        )
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
         mine[rows] = True
         halves.append(result)
@@ -313,15 +424,26 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     unreg = [wiener_map(h.data, h.weight, n, PAD).cpu() for h in halves]
     fsc = fourier_shell_correlation(*unreg)
     r_cur = n // 2 if state.final else state.r_current
-    fsc[r_cur + 1:] = 0  # nothing was reconstructed there
+    fsc[r_cur + 1 :] = 0  # nothing was reconstructed there
     ssnr = ssnr_from_half_fsc(fsc)
     mask = solvent_mask(settings, n, apix)
     # each half holds half the data: its SSNR is F / (1 - F), half the full set's
     refs = [wiener_map(h.data, h.weight, n, PAD, ssnr=ssnr / 2).cpu() for h in halves]
     t_blush = time.time()
     if denoiser is not None:
-        refs = [blush_reference(u, r, fsc, denoiser, apix, particle_diameter(settings.diameter, n, apix),
-                                settings.blush_trailing, fill=settings.blush_fill).cpu() for u, r in zip(unreg, refs)]
+        refs = [
+            blush_reference(
+                u,
+                r,
+                fsc,
+                denoiser,
+                apix,
+                particle_diameter(settings.diameter, n, apix),
+                settings.blush_trailing,
+                fill=settings.blush_fill,
+            ).cpu()
+            for u, r in zip(unreg, refs)
+        ]
     t_blush = time.time() - t_blush
     refs = [r * mask for r in refs]
     joined = joined_unregularised = None
@@ -335,24 +457,32 @@ def run_iteration(particles: Particles, references: list[torch.Tensor], state: R
     accuracy = sample_accuracy(particles, refs, subsets, new_rot, sigma2, state, settings)
     t_accuracy = time.time() - t_accuracy
     stats = {
-        "fsc": fsc, "unregularised": unreg,
-        "sigma2": noise_spectrum(sum(h.residual for h in halves), sum(h.residual_weight for h in halves), sigma2,
-                                 r_cur),
-        "joined": joined, "joined_unregularised": joined_unregularised,
+        "fsc": fsc,
+        "unregularised": unreg,
+        "sigma2": noise_spectrum(
+            sum(h.residual for h in halves), sum(h.residual_weight for h in halves), sigma2, r_cur
+        ),
+        "joined": joined,
+        "joined_unregularised": joined_unregularised,
         "angular_change": float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
         "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
-        "accuracy_rotation": accuracy[0], "accuracy_translation": accuracy[1],
-        "expectation_seconds": t_expectation, "blush_seconds": t_blush, "accuracy_seconds": t_accuracy,
+        "accuracy_rotation": accuracy[0],
+        "accuracy_translation": accuracy[1],
+        "expectation_seconds": t_expectation,
+        "blush_seconds": t_blush,
+        "accuracy_seconds": t_accuracy,
     }
     return refs, stats, (new_rot, new_orig, new_pmax)
 
 
 # --- auto-sampling -------------------------------------------------------------------------
 
+
 def blush_active(state: RefineState, settings: RefineSettings) -> bool:
     """Whether this iteration's references come from the denoiser."""
-    return settings.blush and (settings.blush_from_resolution <= 0
-                               or state.best_resolution <= settings.blush_from_resolution)
+    return settings.blush and (
+        settings.blush_from_resolution <= 0 or state.best_resolution <= settings.blush_from_resolution
+    )
 
 
 def fine_enough(state: RefineState, settings: RefineSettings, accuracy_rotation: float) -> bool:
@@ -364,7 +494,9 @@ def fine_enough(state: RefineState, settings: RefineSettings, accuracy_rotation:
     return state.order >= settings.local_from_order and angular_step(state.order) < 0.75 * accuracy_rotation
 
 
-def finer_offsets(state: RefineState, settings: RefineSettings, stats: dict, apix: float) -> tuple[float, float]:
+def finer_offsets(
+    state: RefineState, settings: RefineSettings, stats: dict, apix: float
+) -> tuple[float, float]:
     """(step, range) in pixels for the next order, RELION's rule (updateAngularSampling): the fine
     step 75% of the expected accuracy, at most 1.5 A; the range five times the offsets' last RMS
     change, at most 1.3 times the last range, at least 1.5 coarse steps, halved while over four.
@@ -384,8 +516,9 @@ def finer_offsets(state: RefineState, settings: RefineSettings, stats: dict, api
     return step, span
 
 
-def next_state(state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int,
-               apix: float) -> RefineState:
+def next_state(
+    state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int, apix: float
+) -> RefineState:
     """RELION's auto-refine logic: finer sampling when resolution stalls and the poses have settled,
     until the step is finer than the accuracy the data allow; then one last iteration with all
     frequencies."""
@@ -422,32 +555,59 @@ def next_state(state: RefineState, settings: RefineSettings, resolution: float, 
 
 # --- files ---------------------------------------------------------------------------------
 
+
 def write_data_star(path: Path, particles: Particles, subsets, rotations, origins, max_prob) -> None:
     particles.with_poses(rotations, origins, max_prob, rlnRandomSubset=subsets.astype(int)).write(path)
 
 
 def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolution: float) -> None:
     import starfile
+
     k = np.arange(n // 2 + 1)
     fsc = np.asarray(state.fsc)
-    general = {"rlnReferenceDimensionality": 3, "rlnOriginalImageSize": n, "rlnCurrentResolution": resolution,
-               "rlnCurrentImageSize": 2 * state.r_current, "rlnPixelSize": apix, "rlnNrClasses": 1,
-               "rlnNrBodies": 1, "rlnTau2FudgeFactor": 1.0}
-    classes = pd.DataFrame({"rlnReferenceImage": ["run_class001.mrc"], "rlnClassDistribution": [1.0],
-                            "rlnEstimatedResolution": [resolution]})
-    curve = pd.DataFrame({
-        "rlnSpectralIndex": k, "rlnResolution": k / (n * apix),
-        "rlnAngstromResolution": np.where(k > 0, n * apix / np.maximum(k, 1), 999.0),
-        "rlnGoldStandardFsc": fsc, "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
-        "rlnSigma2Noise": np.asarray(state.sigma2).mean(0)})
+    general = {
+        "rlnReferenceDimensionality": 3,
+        "rlnOriginalImageSize": n,
+        "rlnCurrentResolution": resolution,
+        "rlnCurrentImageSize": 2 * state.r_current,
+        "rlnPixelSize": apix,
+        "rlnNrClasses": 1,
+        "rlnNrBodies": 1,
+        "rlnTau2FudgeFactor": 1.0,
+    }
+    classes = pd.DataFrame(
+        {
+            "rlnReferenceImage": ["run_class001.mrc"],
+            "rlnClassDistribution": [1.0],
+            "rlnEstimatedResolution": [resolution],
+        }
+    )
+    curve = pd.DataFrame(
+        {
+            "rlnSpectralIndex": k,
+            "rlnResolution": k / (n * apix),
+            "rlnAngstromResolution": np.where(k > 0, n * apix / np.maximum(k, 1), 999.0),
+            "rlnGoldStandardFsc": fsc,
+            "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
+            "rlnSigma2Noise": np.asarray(state.sigma2).mean(0),
+        }
+    )
     blocks = {"model_general": general, "model_classes": classes, "model_class_1": curve}
     blocks.update(noise_model_blocks(state.sigma2, n, apix))
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
 
 
-def write_final_maps(out: Path, stats: dict, state: RefineState, settings: RefineSettings, *,
-                     denoiser: Denoiser | None, n: int, apix: float) -> None:
+def write_final_maps(
+    out: Path,
+    stats: dict,
+    state: RefineState,
+    settings: RefineSettings,
+    *,
+    denoiser: Denoiser | None,
+    n: int,
+    apix: float,
+) -> None:
     """The last iteration's maps under RELION's final names (the unfiltered half maps, the joined
     map, Blush's denoised one beside it) and run_model.star."""
     unreg = stats["unregularised"]
@@ -455,16 +615,35 @@ def write_final_maps(out: Path, stats: dict, state: RefineState, settings: Refin
     write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
     write_map(out / "run_class001.mrc", stats["joined"], apix)
     if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
-        denoised = blush_reference(stats["joined_unregularised"], stats["joined"], torch.tensor(state.fsc), denoiser,
-                                   apix, particle_diameter(settings.diameter, n, apix), settings.blush_trailing,
-                                   fill=settings.blush_fill)
+        denoised = blush_reference(
+            stats["joined_unregularised"],
+            stats["joined"],
+            torch.tensor(state.fsc),
+            denoiser,
+            apix,
+            particle_diameter(settings.diameter, n, apix),
+            settings.blush_trailing,
+            fill=settings.blush_fill,
+        )
         write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
-    write_model_star(out / "run_model.star", state, n, apix, resolution_at(torch.tensor(state.fsc), 0.143, n, apix))
+    write_model_star(
+        out / "run_model.star", state, n, apix, resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
+    )
 
 
-def write_iteration(out: Path, it: int, refs: list[torch.Tensor], stats: dict, state: RefineState,
-                    settings: RefineSettings, *, particles: Particles, subsets: np.ndarray, poses: tuple,
-                    denoiser: Denoiser | None) -> None:
+def write_iteration(
+    out: Path,
+    it: int,
+    refs: list[torch.Tensor],
+    stats: dict,
+    state: RefineState,
+    settings: RefineSettings,
+    *,
+    particles: Particles,
+    subsets: np.ndarray,
+    poses: tuple,
+    denoiser: Denoiser | None,
+) -> None:
     """An iteration's files, the checkpoint (optimiser.json) last; the final maps and run_data.star
     before it on the last iteration, so that a run killed while writing them redoes that iteration."""
     n, apix = particles.image_size, particles.pixel_size
@@ -474,7 +653,9 @@ def write_iteration(out: Path, it: int, refs: list[torch.Tensor], stats: dict, s
     if state.done:
         write_final_maps(out, stats, state, settings, denoiser=denoiser, n=n, apix=apix)
         write_data_star(out / "run_data.star", particles, subsets, *poses)
-    write_json(iteration_path(out, it, "optimiser.json"), {"state": asdict(state), "settings": asdict(settings)})
+    write_json(
+        iteration_path(out, it, "optimiser.json"), {"state": asdict(state), "settings": asdict(settings)}
+    )
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -488,13 +669,24 @@ def run_identity(particles: Particles, reference: torch.Tensor, settings: Refine
     for name, path in (("mask", settings.mask), ("Blush weights", settings.blush_weights)):
         if path:
             inputs[name] = file_fingerprint(path)
-    return RunIdentity.of("refine3d", inputs, asdict(settings),
-                          ignore=HOW_NOT_WHAT + ("mask", "blush_weights"))
+    return RunIdentity.of(
+        "refine3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT + ("mask", "blush_weights")
+    )
 
 
-def refine(particles: Particles, reference: torch.Tensor, reference_apix: float, settings: RefineSettings,
-           out_dir: str | Path, resume: bool = False, progress: bool = True, log=print, *,
-           overwrite: bool = False, world: World = World()) -> dict:
+def refine(
+    particles: Particles,
+    reference: torch.Tensor,
+    reference_apix: float,
+    settings: RefineSettings,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    *,
+    overwrite: bool = False,
+    world: World = World(),
+) -> dict:
     """Gold-standard auto-refinement; writes RELION's files into `out_dir` (held for this run while
     it runs: run_folder.py) and returns the summary. Under torch.distributed (`world`, from
     distributed.start) the ranks share the particles and rank 0 writes and logs."""
@@ -502,7 +694,9 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
     if reference.shape[-1] != n:
         raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
     if abs(reference_apix - apix) > 1e-3 * apix:
-        raise ValueError(f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A")
+        raise ValueError(
+            f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A"
+        )
     if not reference.abs().max() > 0:
         raise ValueError("reference is all zeros: it holds no structure to align the particles to")
     particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
@@ -512,14 +706,24 @@ def refine(particles: Particles, reference: torch.Tensor, reference_apix: float,
         return _refine(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
-def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSettings, out: Path, resume: bool,
-            progress: bool, log, world: World) -> dict:
+def _refine(
+    particles: Particles,
+    reference: torch.Tensor,
+    settings: RefineSettings,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    log,
+    world: World,
+) -> dict:
     t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
     torch.manual_seed(settings.seed)
     n, apix = particles.image_size, particles.pixel_size
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
-        state = RefineState(**json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"])
+        state = RefineState(
+            **json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"]
+        )
         if state.sigma2 and not isinstance(state.sigma2[0], list):  # checkpoints from before optics groups
             state.sigma2 = [state.sigma2]
         data = Particles.read(iteration_path(out, start_it, "data.star"))
@@ -533,72 +737,138 @@ def _refine(particles: Particles, reference: torch.Tensor, settings: RefineSetti
         # finished but killed before its summary: the final maps went before the last checkpoint
     else:
         rng = np.random.default_rng(settings.seed)
-        subsets = particles.half_sets() if "rlnRandomSubset" in particles.table.columns else \
-            rng.permutation(np.arange(len(particles)) % 2 + 1)
-        rotations = particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
+        subsets = (
+            particles.half_sets()
+            if "rlnRandomSubset" in particles.table.columns
+            else rng.permutation(np.arange(len(particles)) % 2 + 1)
+        )
+        rotations = (
+            particles.rotations()
+            if particles.has_poses()
+            else torch.eye(3).expand(len(particles), 3, 3).clone()
+        )
         origins = particles.origins()
-        state = RefineState(order=settings.healpix_order, offset_range=settings.offset_range,
-                            offset_step=settings.offset_step, poses_given=particles.has_poses(),
-                            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
-                            sigma2=initial_sigma2(particles, n).tolist(),
-                            final=settings.max_iterations == 1)  # --max-iter 1: that one is the final one
+        state = RefineState(
+            order=settings.healpix_order,
+            offset_range=settings.offset_range,
+            offset_step=settings.offset_step,
+            poses_given=particles.has_poses(),
+            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+            sigma2=initial_sigma2(particles, n).tolist(),
+            final=settings.max_iterations == 1,
+        )  # --max-iter 1: that one is the final one
         start = low_pass(reference, settings.ini_high, apix)
-        start = start * greyscale_scale(particles, start, torch.tensor(state.sigma2), state.r_current, state.order,
-                                        state.offset_range, state.offset_step, settings.device)
+        start = start * greyscale_scale(
+            particles,
+            start,
+            torch.tensor(state.sigma2),
+            state.r_current,
+            state.order,
+            state.offset_range,
+            state.offset_step,
+            settings.device,
+        )
         references = [start, start.clone()]
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
-    log(f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
-        f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else ""))
+    log(
+        f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
+        f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else "")
+    )
     while not state.done:
         t0 = time.time()
         use_blush = blush_active(state, settings)
         refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
-            particles, references, state, settings, subsets, rotations, origins, progress,
-            denoiser if use_blush else None, world)
+            particles,
+            references,
+            state,
+            settings,
+            subsets,
+            rotations,
+            origins,
+            progress,
+            denoiser if use_blush else None,
+            world,
+        )
         resolution = resolution_at(stats["fsc"], 0.143, n, apix)
         new = next_state(state, settings, resolution, stats, n, apix)
         local = searches_locally(state, settings)
         seconds = time.time() - t0
-        entry = {"iteration": new.iteration, "resolution": resolution, "healpix_order": state.order,
-                 "angular_step": angular_step(state.order), "local": local,
-                 "offset_step": state.offset_step, "offset_range": state.offset_range,
-                 "r_current": n // 2 if state.final else state.r_current,
-                 "angular_change": stats["angular_change"], "offset_change": stats["offset_change"],
-                 "accuracy_rotation": stats["accuracy_rotation"],
-                 "accuracy_translation_angstrom": stats["accuracy_translation"] * apix,
-                 "seconds": round(seconds, 1), "expectation_seconds": round(stats["expectation_seconds"], 1),
-                 "maximization_seconds": round(seconds - stats["expectation_seconds"] - stats["blush_seconds"]
-                                               - stats["accuracy_seconds"], 1),
-                 "accuracy_seconds": round(stats["accuracy_seconds"], 1),
-                 "blush": use_blush, "blush_seconds": round(stats["blush_seconds"], 1),
-                 **peak_memory_gb(settings.device)}
+        entry = {
+            "iteration": new.iteration,
+            "resolution": resolution,
+            "healpix_order": state.order,
+            "angular_step": angular_step(state.order),
+            "local": local,
+            "offset_step": state.offset_step,
+            "offset_range": state.offset_range,
+            "r_current": n // 2 if state.final else state.r_current,
+            "angular_change": stats["angular_change"],
+            "offset_change": stats["offset_change"],
+            "accuracy_rotation": stats["accuracy_rotation"],
+            "accuracy_translation_angstrom": stats["accuracy_translation"] * apix,
+            "seconds": round(seconds, 1),
+            "expectation_seconds": round(stats["expectation_seconds"], 1),
+            "maximization_seconds": round(
+                seconds - stats["expectation_seconds"] - stats["blush_seconds"] - stats["accuracy_seconds"], 1
+            ),
+            "accuracy_seconds": round(stats["accuracy_seconds"], 1),
+            "blush": use_blush,
+            "blush_seconds": round(stats["blush_seconds"], 1),
+            **peak_memory_gb(settings.device),
+        }
         new.history = state.history + [entry]
         rotations, origins, references = rotations_new, origins_new, refs
         it = new.iteration
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         if world.leader:
-            write_iteration(out, it, refs, stats, new, settings, particles=particles, subsets=subsets,
-                            poses=(rotations, origins, pmax), denoiser=denoiser)
+            write_iteration(
+                out,
+                it,
+                refs,
+                stats,
+                new,
+                settings,
+                particles=particles,
+                subsets=subsets,
+                poses=(rotations, origins, pmax),
+                denoiser=denoiser,
+            )
         t_mark = time.time()
-        log(f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
+        log(
+            f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
             f"{' local' if entry['local'] else ''}  offsets {entry['offset_step']:.2f} px  "
             f"accuracy {entry['accuracy_rotation']:.2f} deg {entry['accuracy_translation_angstrom']:.2f} A  "
             f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
-            f"{entry['seconds']:.0f} s" + (f" (Blush {entry['blush_seconds']:.0f} s)" if entry["blush"] else ""))
+            f"{entry['seconds']:.0f} s"
+            + (f" (Blush {entry['blush_seconds']:.0f} s)" if entry["blush"] else "")
+        )
         state = new
     if settings.blush and not any(e.get("blush", True) for e in state.history):
-        log(f"warning: Blush was never used: the resolution never reached {settings.blush_from_resolution:g} A "
-            "(--blush-from-resolution)")
+        log(
+            f"warning: Blush was never used: the resolution never reached "
+            f"{settings.blush_from_resolution:g} A "
+            "(--blush-from-resolution)"
+        )
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
-    summary = {"resolution_angstrom": resolution, "iterations": state.iteration, "blush": settings.blush,
-               "wall_seconds": round(state.wall_seconds + time.time() - t_mark, 1), "particles": len(particles),
-               "box": n, "ranks": world.size,
-               "pixel_size": apix, "symmetry": settings.symmetry, "history": state.history,
-               "finest_angular_step": min(e["angular_step"] for e in state.history),
-               **peak_memory_gb(settings.device),
-               "settings": asdict(settings)}
+    summary = {
+        "resolution_angstrom": resolution,
+        "iterations": state.iteration,
+        "blush": settings.blush,
+        "wall_seconds": round(state.wall_seconds + time.time() - t_mark, 1),
+        "particles": len(particles),
+        "box": n,
+        "ranks": world.size,
+        "pixel_size": apix,
+        "symmetry": settings.symmetry,
+        "history": state.history,
+        "finest_angular_step": min(e["angular_step"] for e in state.history),
+        **peak_memory_gb(settings.device),
+        "settings": asdict(settings),
+    }
     if world.leader:
         write_json(out / "summary.json", summary)
-    log(f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
-        f"{summary['wall_seconds']:.0f} s")
+    log(
+        f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
+        f"{summary['wall_seconds']:.0f} s"
+    )
     return summary

@@ -13,6 +13,7 @@ m = round(pad x box), DC at index 0, negative kz, ky wrapped to the end, filled 
 FFTs are divided by the pixel count), n^2 below ours. Headers carry no pixel size before RELION 5;
 nor does the STAR, and the pixel size and particle diameter come from the run's files (relion_job).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,26 +34,32 @@ from .star import StarError, read_star, require_block, require_columns
 
 GENERAL, TAU2 = "external_reconstruct_general", "external_reconstruct_tau2"
 FILE_COLUMNS = ["rlnExtReconsDataReal", "rlnExtReconsDataImag", "rlnExtReconsWeight", "rlnExtReconsResult"]
-NUMBER_COLUMNS = ["rlnTau2FudgeFactor", "rlnPaddingFactor", "rlnReferenceDimensionality",
-                  "rlnOriginalImageSize", "rlnCurrentImageSize"]
+NUMBER_COLUMNS = [
+    "rlnTau2FudgeFactor",
+    "rlnPaddingFactor",
+    "rlnReferenceDimensionality",
+    "rlnOriginalImageSize",
+    "rlnCurrentImageSize",
+]
 GRIDDING_ITERATIONS = 10  # relion_external_reconstruct's fixed count
 
 
 @dataclass
 class HandOver:
     """One external-reconstruction request from RELION."""
+
     star: Path
-    data: torch.Tensor       # (m, m, m//2+1) complex64, RELION's FFTW-order half transform and scale
-    weight: torch.Tensor     # (m, m, m//2+1) float32
-    tau2: torch.Tensor       # (k,) float64, per shell of the unpadded map
-    fsc: torch.Tensor        # (k,) float32, gold-standard FSC (zeros outside auto-refine)
+    data: torch.Tensor  # (m, m, m//2+1) complex64, RELION's FFTW-order half transform and scale
+    weight: torch.Tensor  # (m, m, m//2+1) float32
+    tau2: torch.Tensor  # (k,) float64, per shell of the unpadded map
+    fsc: torch.Tensor  # (k,) float32, gold-standard FSC (zeros outside auto-refine)
     tau2_fudge: float
     pad: float
     ori_size: int
     current_size: int
-    result: Path             # the map RELION reads back
-    pixel_size: float | None   # A; None when neither the STAR, the MRC headers nor the run's files say
-    diameter: float | None     # A, rlnParticleDiameter (RELION 5; before, from the run's files)
+    result: Path  # the map RELION reads back
+    pixel_size: float | None  # A; None when neither the STAR, the MRC headers nor the run's files say
+    diameter: float | None  # A, rlnParticleDiameter (RELION 5; before, from the run's files)
     inputs: tuple[Path, ...] = ()  # the STAR and the files it names to read: never written
 
     @property
@@ -79,8 +86,10 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     require_columns(tau2_table, ["rlnSpectralIndex", "rlnReferenceTau2"], star, TAU2)
     row = general.iloc[0]
     if int(row["rlnReferenceDimensionality"]) != 3:
-        raise StarError(f"{star}: rlnReferenceDimensionality is {row['rlnReferenceDimensionality']}; only 3D "
-                        "references are supported")
+        raise StarError(
+            f"{star}: rlnReferenceDimensionality is {row['rlnReferenceDimensionality']}; only 3D "
+            "references are supported"
+        )
     files = _file_paths(row, star)
     for column in FILE_COLUMNS[:3]:
         if not files[column].exists():
@@ -92,15 +101,24 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     weight, _ = read_map(files["rlnExtReconsWeight"], cubic=False)
     ori, pad = int(row["rlnOriginalImageSize"]), float(row["rlnPaddingFactor"])
     m = _round(pad * ori)
-    for column, array in (("rlnExtReconsDataReal", real), ("rlnExtReconsDataImag", imag),
-                          ("rlnExtReconsWeight", weight)):
+    for column, array in (
+        ("rlnExtReconsDataReal", real),
+        ("rlnExtReconsDataImag", imag),
+        ("rlnExtReconsWeight", weight),
+    ):
         if tuple(array.shape) != (m, m, m // 2 + 1):
-            raise MapError(f"{files[column]}: shape (z, y, x) {tuple(array.shape)}, expected {(m, m, m // 2 + 1)} "
-                           f"for box {ori} padded {pad:g}x (from {star})")
+            raise MapError(
+                f"{files[column]}: shape (z, y, x) {tuple(array.shape)}, expected {(m, m, m // 2 + 1)} "
+                f"for box {ori} padded {pad:g}x (from {star})"
+            )
     order = np.argsort(tau2_table["rlnSpectralIndex"].to_numpy())
     tau2 = torch.from_numpy(tau2_table["rlnReferenceTau2"].to_numpy(np.float64)[order])
     fsc_column = tau2_table.get("rlnGoldStandardFsc")
-    fsc = torch.zeros(len(tau2)) if fsc_column is None else torch.from_numpy(fsc_column.to_numpy(np.float32)[order])
+    fsc = (
+        torch.zeros(len(tau2))
+        if fsc_column is None
+        else torch.from_numpy(fsc_column.to_numpy(np.float32)[order])
+    )
     if "rlnPixelSize" in general.columns:
         apix = float(row["rlnPixelSize"])
     diameter = float(row["rlnParticleDiameter"]) if "rlnParticleDiameter" in general.columns else -1.0
@@ -108,17 +126,33 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     if apix is None or diameter is None:  # RELION 3.1 and 4 write neither: their run's own files do
         run = run_settings(star)
         apix, diameter = apix or run.pixel_size, diameter or run.diameter
-    return HandOver(star, torch.complex(real, imag), weight, tau2, fsc, float(row["rlnTau2FudgeFactor"]), pad, ori,
-                    int(row["rlnCurrentImageSize"]), files["rlnExtReconsResult"], apix, diameter, inputs)
+    return HandOver(
+        star,
+        torch.complex(real, imag),
+        weight,
+        tau2,
+        fsc,
+        float(row["rlnTau2FudgeFactor"]),
+        pad,
+        ori,
+        int(row["rlnCurrentImageSize"]),
+        files["rlnExtReconsResult"],
+        apix,
+        diameter,
+        inputs,
+    )
 
 
 def _check_result(star: Path, written: str, result: Path, inputs: tuple[Path, ...]) -> None:
     """RELION reads its result back from its own job folder, where it wrote the STAR and the data
     files: a result named anywhere else (another folder, `..`, a link out of it), not an .mrc map,
     or one of the hook's inputs would be written where RELION never reads, over someone's file."""
+
     def refuse(why: str):
-        raise StarError(f"{star}: rlnExtReconsResult {written!r} {why}: refused (RELION reads its result "
-                        f"from {star.parent}, beside this STAR)")
+        raise StarError(
+            f"{star}: rlnExtReconsResult {written!r} {why}: refused (RELION reads its result "
+            f"from {star.parent}, beside this STAR)"
+        )
 
     if ".." in Path(written).parts:
         refuse("climbs out of its folder (..)")
@@ -187,8 +221,13 @@ def blob_fourier(radius: torch.Tensor, blob_radius: float = 3.8, alpha: float = 
     return torch.where(index < 10000, value, torch.zeros_like(value))
 
 
-def preweight(weight: torch.Tensor, inside: torch.Tensor, ori_size: int, pad: float,
-              iterations: int = GRIDDING_ITERATIONS) -> torch.Tensor:
+def preweight(
+    weight: torch.Tensor,
+    inside: torch.Tensor,
+    ori_size: int,
+    pad: float,
+    iterations: int = GRIDDING_ITERATIONS,
+) -> torch.Tensor:
     """Pipe & Menon (1999) density compensation, as RELION's reconstruct: the (P, P, P//2+1)
     weights w (FFTW order, P odd) -> factors f with (f w) * blob ~ 1 on `inside`, so that data x f
     is data / w smoothed by the blob (RELION's gridding; it tames unevenly sampled shells)."""
@@ -205,15 +244,20 @@ def preweight(weight: torch.Tensor, inside: torch.Tensor, ori_size: int, pad: fl
     return factors
 
 
-def regularised_weight(h: HandOver, weight: torch.Tensor, r2: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+def regularised_weight(
+    h: HandOver, weight: torch.Tensor, r2: torch.Tensor, inside: torch.Tensor
+) -> torch.Tensor:
     """weight + 1/(pad^3 fudge tau2) per shell inside the sphere; where tau2 is zero, RELION adds
     1/(0.001 weight) instead (and nothing where the weight is zero too)."""
     shells = torch.floor(torch.sqrt(r2.double()) / h.pad + 0.5).long().clamp(max=len(h.tau2) - 1)
     tau2 = h.tau2.to(weight.device)[shells]
     if (tau2 < 0).any():
         raise ValueError(f"{h.star}: negative rlnReferenceTau2 values")
-    inverse = torch.where(tau2 > 0, 1 / (h.pad**3 * h.tau2_fudge * tau2).clamp(min=1e-300),
-                          torch.where(weight > 1e-20, 1 / (1e-3 * weight.clamp(min=1e-20)), 0.0))
+    inverse = torch.where(
+        tau2 > 0,
+        1 / (h.pad**3 * h.tau2_fudge * tau2).clamp(min=1e-300),
+        torch.where(weight > 1e-20, 1 / (1e-3 * weight.clamp(min=1e-20)), 0.0),
+    )
     return torch.where(inside, weight + inverse, weight)
 
 
@@ -226,7 +270,9 @@ def real_space_map(half: torch.Tensor, m: int, n: int, pad: float) -> torch.Tens
     return volume / gridding_correction(n, pad, volume.device).to(volume.dtype)
 
 
-def external_reconstruct(h: HandOver, regularise: bool = True, iterations: int = GRIDDING_ITERATIONS) -> torch.Tensor:
+def external_reconstruct(
+    h: HandOver, regularise: bool = True, iterations: int = GRIDDING_ITERATIONS
+) -> torch.Tensor:
     """The (n, n, n) map relion_external_reconstruct writes (its --no_map: `regularise` False):
     data / (weight + 1/tau2) with RELION's iterative gridding weights, on RELION's grey scale."""
     r_max = min(h.current_size // 2, h.ori_size // 2)
@@ -265,8 +311,15 @@ def padded_fsc(h: HandOver) -> torch.Tensor:
     return torch.cat([h.fsc[:k].float(), torch.zeros(max(0, k - len(h.fsc)))])
 
 
-def blush_maps(h: HandOver, denoiser, pixel_size: float, diameter: float, mode: str = "auto",
-               trailing: bool = True, stride: int | None = None) -> dict[str, torch.Tensor]:
+def blush_maps(
+    h: HandOver,
+    denoiser,
+    pixel_size: float,
+    diameter: float,
+    mode: str = "auto",
+    trailing: bool = True,
+    stride: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Blush's answer to a hand-over, as RELION 5 gives it: {"result": map to write, and for the
     final joined map "denoised": written beside it}. All (n, n, n).
 
@@ -276,15 +329,34 @@ def blush_maps(h: HandOver, denoiser, pixel_size: float, diameter: float, mode: 
     "final" with an FSC, else "classification" (RELION 5's choice by file name and FSC).
     """
     from .blush.prior import blush_reference  # the network stack loads only when asked for
+
     mode = resolve_mode(h, mode)
     regularised = external_reconstruct(h)
     fsc = padded_fsc(h)
     if mode == "classification":
         everywhere = torch.ones_like(fsc)  # no FSC here: trailing reduces to the denoiser grid's edge
-        return {"result": blush_reference(regularised, regularised, everywhere, denoiser, pixel_size, diameter,
-                                          trailing=True, stride=stride)}
-    denoised = blush_reference(unregularised_map(h), regularised, fsc, denoiser, pixel_size, diameter,
-                               trailing=trailing, stride=stride)
+        return {
+            "result": blush_reference(
+                regularised,
+                regularised,
+                everywhere,
+                denoiser,
+                pixel_size,
+                diameter,
+                trailing=True,
+                stride=stride,
+            )
+        }
+    denoised = blush_reference(
+        unregularised_map(h),
+        regularised,
+        fsc,
+        denoiser,
+        pixel_size,
+        diameter,
+        trailing=trailing,
+        stride=stride,
+    )
     if mode == "final":
         return {"result": regularised, "denoised": denoised}
     return {"result": denoised}
@@ -305,8 +377,9 @@ def resolve_mode(h: HandOver, mode: str) -> str:
     return "final" if bool((h.fsc != 0).any()) else "classification"
 
 
-def write_result(h: HandOver, volume: torch.Tensor, pixel_size: float | None,
-                 path: str | os.PathLike | None = None) -> Path:
+def write_result(
+    h: HandOver, volume: torch.Tensor, pixel_size: float | None, path: str | os.PathLike | None = None
+) -> Path:
     """Write a map for RELION (atomically: it reads the file as soon as we exit)."""
     out = output_path(h, path)
     write_map(out, volume, pixel_size or 1.0)

@@ -7,6 +7,7 @@ after writing the previous iteration's DIR/run_itMMM_optimiser.star (data_optimi
 rlnParticleDiameter, and rlnModelStarFile naming the model STAR, whose data_model_general has
 rlnPixelSize, the references' pixel size). Before iteration 1 that is iteration 0's set.
 """
+
 from __future__ import annotations
 
 import glob
@@ -18,16 +19,19 @@ from pathlib import Path
 from .star import read_star, require_block, require_columns
 
 # run root, iteration (absent for a reconstruction outside the iterations), half set, class or body
-HAND_OVER_NAME = re.compile(r"(?P<root>.+?)(?:_it(?P<iteration>\d+))?(?:_half[12])?_(?:class|body)\d+"
-                            r"_external_reconstruct\.star")
+HAND_OVER_NAME = re.compile(
+    r"(?P<root>.+?)(?:_it(?P<iteration>\d+))?(?:_half[12])?_(?:class|body)\d+"
+    r"_external_reconstruct\.star"
+)
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """What the run's files say; None where they do not."""
+
     optimiser: Path | None
-    pixel_size: float | None   # A
-    diameter: float | None     # A
+    pixel_size: float | None  # A
+    diameter: float | None  # A
 
 
 def latest_optimiser(star: str | os.PathLike) -> Path | None:

@@ -4,6 +4,7 @@ A = euler_to_matrix(rot, tilt, psi) rotates the reference into the view of the p
 image's central slice samples the reference's transform at A^T (kx, ky, 0) (row-major, A left-
 multiplies column vectors of xyz). As RELION's Euler_angles2matrix.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ def matrix_to_euler(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     m = matrix.double()
     sin_tilt = torch.sqrt(m[..., 0, 2] ** 2 + m[..., 1, 2] ** 2)
     regular = sin_tilt > 1e-6
-    psi = torch.where(regular, torch.atan2(m[..., 1, 2], -m[..., 0, 2]), torch.atan2(-m[..., 1, 0], m[..., 0, 0]))
+    psi = torch.where(
+        regular, torch.atan2(m[..., 1, 2], -m[..., 0, 2]), torch.atan2(-m[..., 1, 0], m[..., 0, 0])
+    )
     rot = torch.where(regular, torch.atan2(m[..., 2, 1], m[..., 2, 0]), torch.zeros_like(psi))
     tilt = torch.atan2(sin_tilt, m[..., 2, 2])
     # gimbal lock at tilt 180: the whole rotation goes into psi with the other sign convention
@@ -52,11 +55,14 @@ def axis_angle_matrix(axis, degrees: float) -> torch.Tensor:
     x, y, z = (v / math.sqrt(sum(c * c for c in axis)) for v in axis)
     t = math.radians(degrees)
     c, s, C = math.cos(t), math.sin(t), 1 - math.cos(t)
-    return torch.tensor([
-        [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
-        [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
-        [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
-    ], dtype=torch.float32)
+    return torch.tensor(
+        [
+            [c + x * x * C, x * y * C - z * s, x * z * C + y * s],
+            [y * x * C + z * s, c + y * y * C, y * z * C - x * s],
+            [z * x * C - y * s, z * y * C + x * s, c + z * z * C],
+        ],
+        dtype=torch.float32,
+    )
 
 
 def angular_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,8 +85,9 @@ def rotation_vector_matrix(vectors: torch.Tensor) -> torch.Tensor:
     axis = v / angle.clamp(min=1e-12)
     x, y, z = axis.unbind(-1)
     zero = torch.zeros_like(x)
-    cross = torch.stack([torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1),
-                         torch.stack([-y, x, zero], -1)], -2)
+    cross = torch.stack(
+        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)], -2
+    )
     s, c = angle.sin()[..., None], angle.cos()[..., None]
     eye = torch.eye(3, dtype=v.dtype, device=v.device).expand_as(cross)
     return (eye + s * cross + (1 - c) * cross @ cross).float()

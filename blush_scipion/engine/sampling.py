@@ -1,4 +1,5 @@
 """Pose sampling: HEALPix orientation grids (RELION's), local rotation grids and translations."""
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ def orientation_grid(order: int) -> torch.Tensor:
     rot, tilt = healpix_directions(order)
     n_psi = 6 * 2**order
     psi = torch.arange(n_psi, dtype=torch.float32) * (360.0 / n_psi)
-    return torch.stack([rot.repeat_interleave(n_psi), tilt.repeat_interleave(n_psi), psi.repeat(len(rot))], dim=1)
+    return torch.stack(
+        [rot.repeat_interleave(n_psi), tilt.repeat_interleave(n_psi), psi.repeat(len(rot))], dim=1
+    )
 
 
 def grid_rotations(eulers: torch.Tensor) -> torch.Tensor:
@@ -69,8 +72,10 @@ def local_rotations(step: float, half_width: int) -> torch.Tensor:
     v = torch.stack(torch.meshgrid(k, k, k, indexing="ij"), dim=-1).reshape(-1, 3)
     v = v[(v**2).sum(1) <= half_width**2 + 1e-6]
     v = v[torch.argsort((v**2).sum(1), stable=True)]
-    mats = [axis_angle_matrix(tuple(x.tolist()), step * float(x.norm())) if x.norm() > 0 else torch.eye(3)
-            for x in v]
+    mats = [
+        axis_angle_matrix(tuple(x.tolist()), step * float(x.norm())) if x.norm() > 0 else torch.eye(3)
+        for x in v
+    ]
     return torch.stack(mats)
 
 

@@ -1,4 +1,5 @@
 """Synthetic particle data sets: projections of a map at random poses, with CTF and noise."""
+
 from __future__ import annotations
 
 import json
@@ -24,16 +25,16 @@ from .rotation import random_rotations
 class SimulationSettings:
     n_particles: int = 2000
     box: int = 64
-    pixel_size: float = 2.0         # A
-    snr: float = 0.1                # variance of the CTF-modulated projection / noise variance, whole box
-    bfactor: float = 30.0           # A^2, applied to the model's density
-    defocus_min: float = 10000.0    # A, per micrograph, uniform
+    pixel_size: float = 2.0  # A
+    snr: float = 0.1  # variance of the CTF-modulated projection / noise variance, whole box
+    bfactor: float = 30.0  # A^2, applied to the model's density
+    defocus_min: float = 10000.0  # A, per micrograph, uniform
     defocus_max: float = 25000.0
-    astigmatism: float = 400.0      # A, largest defocus U - V
-    max_shift: float = 6.0          # A, uniform per axis
+    astigmatism: float = 400.0  # A, largest defocus U - V
+    max_shift: float = 6.0  # A, uniform per axis
     particles_per_micrograph: int = 100
-    voltage: float = 300.0          # kV
-    cs: float = 2.7                 # mm
+    voltage: float = 300.0  # kV
+    cs: float = 2.7  # mm
     amplitude_contrast: float = 0.1
     seed: int = 0
 
@@ -44,36 +45,56 @@ def draw_particles(s: SimulationSettings, generator: torch.Generator) -> pd.Data
     angles = random_rotations(n, generator).double().numpy()
     shifts = (2 * torch.rand(n, 2, generator=generator, dtype=torch.float64) - 1).numpy() * s.max_shift
     n_mics = -(-n // s.particles_per_micrograph)
-    mic_defocus = s.defocus_min + (s.defocus_max - s.defocus_min) * torch.rand(n_mics, generator=generator, dtype=torch.float64)
+    mic_defocus = s.defocus_min + (s.defocus_max - s.defocus_min) * torch.rand(
+        n_mics, generator=generator, dtype=torch.float64
+    )
     mic = np.arange(n) // s.particles_per_micrograph
     u = torch.rand(n, 3, generator=generator, dtype=torch.float64).numpy()
     defocus = mic_defocus.numpy()[mic] + 200 * (2 * u[:, 0] - 1)  # particle height in the ice
     astig = s.astigmatism * u[:, 1]
-    return pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
-        "rlnMicrographName": [f"mic{m + 1:05d}.mrc" for m in mic],
-        "rlnOpticsGroup": 1,
-        "rlnDefocusU": defocus + astig / 2,
-        "rlnDefocusV": defocus - astig / 2,
-        "rlnDefocusAngle": 180 * u[:, 2] - 90,
-        "rlnPhaseShift": 0.0,
-        "rlnCtfBfactor": 0.0,
-        "rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1], "rlnAnglePsi": angles[:, 2],
-        "rlnOriginXAngst": shifts[:, 0], "rlnOriginYAngst": shifts[:, 1],
-    })
+    return pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+            "rlnMicrographName": [f"mic{m + 1:05d}.mrc" for m in mic],
+            "rlnOpticsGroup": 1,
+            "rlnDefocusU": defocus + astig / 2,
+            "rlnDefocusV": defocus - astig / 2,
+            "rlnDefocusAngle": 180 * u[:, 2] - 90,
+            "rlnPhaseShift": 0.0,
+            "rlnCtfBfactor": 0.0,
+            "rlnAngleRot": angles[:, 0],
+            "rlnAngleTilt": angles[:, 1],
+            "rlnAnglePsi": angles[:, 2],
+            "rlnOriginXAngst": shifts[:, 0],
+            "rlnOriginYAngst": shifts[:, 1],
+        }
+    )
 
 
 def optics_table(s: SimulationSettings) -> pd.DataFrame:
-    return pd.DataFrame({
-        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnAmplitudeContrast": [s.amplitude_contrast], "rlnSphericalAberration": [s.cs],
-        "rlnVoltage": [s.voltage], "rlnImagePixelSize": [s.pixel_size], "rlnImageSize": [s.box],
-        "rlnImageDimensionality": [2],
-    })
+    return pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnAmplitudeContrast": [s.amplitude_contrast],
+            "rlnSphericalAberration": [s.cs],
+            "rlnVoltage": [s.voltage],
+            "rlnImagePixelSize": [s.pixel_size],
+            "rlnImageSize": [s.box],
+            "rlnImageDimensionality": [2],
+        }
+    )
 
 
-def project_particles(reference: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor,
-                      ctf: CtfParameters | None, n: int, pixel_size: float, pad: int = 2) -> torch.Tensor:
+def project_particles(
+    reference: torch.Tensor,
+    rotations: torch.Tensor,
+    origins: torch.Tensor,
+    ctf: CtfParameters | None,
+    n: int,
+    pixel_size: float,
+    pad: int = 2,
+) -> torch.Tensor:
     """Noise-free particle images: (m,)*3 Fourier reference -> (B, n, n).
 
     rotations: (B, 3, 3); origins: (B, 2) RELION origins in pixels (the particle lands at centre - origin).
@@ -86,8 +107,14 @@ def project_particles(reference: torch.Tensor, rotations: torch.Tensor, origins:
     return irfft2_centered(ft, n)
 
 
-def simulate(volume: torch.Tensor, s: SimulationSettings, out_dir: str | Path, batch_size: int = 500,
-             progress: bool = False, extra_summary: dict | None = None) -> dict:
+def simulate(
+    volume: torch.Tensor,
+    s: SimulationSettings,
+    out_dir: str | Path,
+    batch_size: int = 500,
+    progress: bool = False,
+    extra_summary: dict | None = None,
+) -> dict:
     """Write particles.star (no poses), particles.mrcs, truth.mrc, truth.star and summary.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +132,9 @@ def simulate(volume: torch.Tensor, s: SimulationSettings, out_dir: str | Path, b
     sigma = (signal_variance / s.snr) ** 0.5
 
     def batches():
-        for start in tqdm(range(0, s.n_particles, batch_size), desc="simulating", unit="batch", disable=not progress):
+        for start in tqdm(
+            range(0, s.n_particles, batch_size), desc="simulating", unit="batch", disable=not progress
+        ):
             rows = np.arange(start, min(start + batch_size, s.n_particles))
             images = clean(rows)
             yield images + sigma * torch.randn(images.shape, generator=g)
@@ -115,9 +144,18 @@ def simulate(volume: torch.Tensor, s: SimulationSettings, out_dir: str | Path, b
     truth.write(out / "truth.star")
     pose_columns = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
     Particles(table.drop(columns=pose_columns), truth.optics, out).write(out / "particles.star")
-    summary = {**asdict(s), **(extra_summary or {}), "signal_variance": signal_variance, "noise_sigma": sigma,
-               "files": {"particles": "particles.star", "stack": "particles.mrcs", "truth_map": "truth.mrc",
-                         "truth_particles": "truth.star"}}
+    summary = {
+        **asdict(s),
+        **(extra_summary or {}),
+        "signal_variance": signal_variance,
+        "noise_sigma": sigma,
+        "files": {
+            "particles": "particles.star",
+            "stack": "particles.mrcs",
+            "truth_map": "truth.mrc",
+            "truth_particles": "truth.star",
+        },
+    }
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,4 +1,5 @@
 """RELION STAR files (starfile), with errors that name the file, block and column."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,10 @@ def require_block(blocks: dict[str, pd.DataFrame], name: str, path) -> pd.DataFr
 def require_columns(table: pd.DataFrame, columns, path, block: str, why: str = "") -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise StarError(f"{path}: data_{block} lacks column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(missing)}{'; ' + why if why else ''}")
+        raise StarError(
+            f"{path}: data_{block} lacks column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}{'; ' + why if why else ''}"
+        )
 
 
 def write_star(path: str | os.PathLike, blocks: dict[str, pd.DataFrame]) -> None:

@@ -1,4 +1,5 @@
 """Point-group symmetry operators in RELION's axis conventions."""
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,20 @@ def symmetry_operators(group: str) -> torch.Tensor:
         gens = [axis_angle_matrix((0, 0, 1), 360 / int(m[1])), axis_angle_matrix((1, 0, 0), 180)]
     elif name == "T":
         tilt = math.atan(math.sqrt(2))  # between a 2-fold and a 3-fold axis
-        gens = [axis_angle_matrix((0, 0, 1), 120), axis_angle_matrix((0, math.sin(tilt), math.cos(tilt)), 180)]
+        gens = [
+            axis_angle_matrix((0, 0, 1), 120),
+            axis_angle_matrix((0, math.sin(tilt), math.cos(tilt)), 180),
+        ]
     elif name == "O":
         gens = [axis_angle_matrix((0, 0, 1), 90), axis_angle_matrix((1, 1, 1), 120)]
     elif name in ("I", "I1", "I2"):
         golden = (1 + math.sqrt(5)) / 2
         five = (0, 1, golden) if name == "I1" else (1, 0, golden)
-        gens = [axis_angle_matrix((0, 0, 1), 180), axis_angle_matrix((1, 0, 0), 180), axis_angle_matrix(five, 72)]
+        gens = [
+            axis_angle_matrix((0, 0, 1), 180),
+            axis_angle_matrix((1, 0, 0), 180),
+            axis_angle_matrix(five, 72),
+        ]
     else:
         raise ValueError(f"symmetry group {group!r} not supported (use C<n>, D<n>, T, O, I, I1 or I2)")
     return _closure(gens)

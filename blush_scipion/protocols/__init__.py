@@ -8,6 +8,14 @@ from .protocol_refine3d import ProtBlushRefine3D
 from .protocol_train import ProtBlushTrain
 from .protocol_validate_fsc import ProtBlushValidateFsc
 
-__all__ = ["ProtBlushClassify2D", "ProtBlushClassify3D", "ProtBlushDenoise", "ProtBlushImportParticles",
-           "ProtBlushLocalResolution", "ProtBlushPostprocess", "ProtBlushRefine3D", "ProtBlushTrain",
-           "ProtBlushValidateFsc"]
+__all__ = [
+    "ProtBlushClassify2D",
+    "ProtBlushClassify3D",
+    "ProtBlushDenoise",
+    "ProtBlushImportParticles",
+    "ProtBlushLocalResolution",
+    "ProtBlushPostprocess",
+    "ProtBlushRefine3D",
+    "ProtBlushTrain",
+    "ProtBlushValidateFsc",
+]

@@ -1,6 +1,7 @@
 """What every protocol that runs the engine shares: GPU, thread and process choices, and the runJob
 call (so Scipion's queue submission and GPU selection apply). Several processes are torch.distributed
 ranks started by torchrun (one per listed GPU, or the form's MPI count on CPUs), never mpirun."""
+
 import os
 
 from pyworkflow.protocol import params
@@ -14,11 +15,21 @@ class EngineJob:
 
     @staticmethod
     def _defineDeviceParams(form):
-        form.addHidden(USE_GPU, params.BooleanParam, default=False, label="Use GPU?",
-                       help="Run the engine on a CUDA GPU instead of the CPU.")
-        form.addHidden(GPU_LIST, params.StringParam, default="0", label="GPU ID",
-                       help="GPUs to use, separated by spaces. Commands that run on several processes "
-                            "(3D auto-refine, 2D classification) take one per GPU listed; the others the first.")
+        form.addHidden(
+            USE_GPU,
+            params.BooleanParam,
+            default=False,
+            label="Use GPU?",
+            help="Run the engine on a CUDA GPU instead of the CPU.",
+        )
+        form.addHidden(
+            GPU_LIST,
+            params.StringParam,
+            default="0",
+            label="GPU ID",
+            help="GPUs to use, separated by spaces. Commands that run on several processes "
+            "(3D auto-refine, 2D classification) take one per GPU listed; the others the first.",
+        )
 
     def _gpus(self) -> list[str]:
         return getattr(self, GPU_LIST).get().split() if getattr(self, USE_GPU).get() else []
@@ -47,5 +58,6 @@ class EngineJob:
         # bash, not sh, for an activation (`source`, conda's bash hook); numberOfMpi=1: pyworkflow would
         # otherwise wrap the command in mpirun
         shell = "/bin/bash" if Plugin.getActivation() and os.path.exists("/bin/bash") else None
-        self.runJob(Plugin.getEngineCommand(ranks), " ".join(map(str, args)), env=env, numberOfMpi=1,
-                    executable=shell)
+        self.runJob(
+            Plugin.getEngineCommand(ranks), " ".join(map(str, args)), env=env, numberOfMpi=1, executable=shell
+        )

@@ -1,5 +1,6 @@
 """The input that post-processing and local resolution share: a map carrying its two half maps (as
 3D auto-refine outputs it) and an optional solvent mask, with the checks both need."""
+
 from pyworkflow.protocol import params
 
 
@@ -8,12 +9,23 @@ class HalfMapsInput:
 
     @staticmethod
     def _defineHalfMapsInput(form, mask_help: str):
-        form.addParam("inputVolume", params.PointerParam, pointerClass="Volume", label="Map with half maps",
-                      help="A refined map that carries its two unfiltered, unmasked half maps (as the output "
-                           "of 3D auto-refine, or a map imported with 'Set half maps'); its pixel size (Å) "
-                           "is used.")
-        form.addParam("solventMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
-                      label="Solvent mask (optional)", help=mask_help)
+        form.addParam(
+            "inputVolume",
+            params.PointerParam,
+            pointerClass="Volume",
+            label="Map with half maps",
+            help="A refined map that carries its two unfiltered, unmasked half maps (as the output "
+            "of 3D auto-refine, or a map imported with 'Set half maps'); its pixel size (Å) "
+            "is used.",
+        )
+        form.addParam(
+            "solventMask",
+            params.PointerParam,
+            pointerClass="VolumeMask",
+            allowsNull=True,
+            label="Solvent mask (optional)",
+            help=mask_help,
+        )
 
     def _halfMapArgs(self) -> list:
         half1, half2 = self.inputVolume.get().getHalfMaps().split(",")
@@ -27,8 +39,12 @@ class HalfMapsInput:
         if volume is None:
             return ["Input not ready: a map with half maps is needed."]
         if not volume.hasHalfMaps():
-            return [(f"{volume.getFileName()} carries no half maps: the two unfiltered half maps are needed "
-                     f"(use the output of a 3D refinement, or import the map with 'Set half maps').")]
+            return [
+                (
+                    f"{volume.getFileName()} carries no half maps: the two unfiltered half maps are needed "
+                    f"(use the output of a 3D refinement, or import the map with 'Set half maps')."
+                )
+            ]
         if mask is not None and mask.getDim() != volume.getDim():
             return [f"The mask is {mask.getDim()} px, the map {volume.getDim()} px."]
         return []

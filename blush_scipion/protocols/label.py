@@ -1,4 +1,5 @@
 """How our protocols are named in Scipion's window: the protocol tree, the runs list, the Methods tab."""
+
 from ..constants import PLUGIN_LABEL
 
 

@@ -1,4 +1,5 @@
 """3D classification with the Blush engine, with or without Blush regularisation."""
+
 import json
 import os
 
@@ -21,7 +22,8 @@ ANGULAR_SAMPLING_HELP = (
     "(order 1: 30, order 2: 15, order 3: 7.5), directions and in-plane angle alike. Default here 15 deg "
     "(order 2). RELION's form: 7.5 deg, which RELION also runs as HEALPix order 2 but with oversampling 1 "
     "(each 15 deg pose refined at 7.5 deg); the engine has no oversampling, so choose 7.5 for RELION's "
-    "finest step (eight times the orientations, and the time).")
+    "finest step (eight times the orientations, and the time)."
+)
 
 
 class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
@@ -31,6 +33,7 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
     (tau2, scaled by T). All classes start from the one reference, low-pass filtered. With Blush,
     each class's reference is its reconstruction denoised by a 3D U-Net (Kimanius et al. 2024).
     Outputs the classes (each with its map and its particles, aligned) and the class maps."""
+
     _label = "3D classification"
     _possibleOutputs = {"outputClasses": SetOfClasses3D, "outputVolumes": SetOfVolumes}
     _references = ["Scheres2012"]
@@ -38,59 +41,134 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
     def _defineParams(self, form):
         form.addSection(label="Input")
         self._defineDeviceParams(form)
-        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
-                      label="Input particles", help="Particles with CTF; MRC stacks.")
-        form.addParam("referenceVolume", params.PointerParam, pointerClass="Volume", label="Reference map",
-                      help="Same box and pixel size as the particles. Every class starts from it, low-pass "
-                           "filtered (see below); a consensus refinement of the same particles is the usual "
-                           "choice.")
-        form.addParam("referenceMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
-                      label="Reference mask (optional)",
-                      help="Solvent mask (0..1, same box) applied to the class maps instead of a sphere; "
-                           "focuses the classification on what it covers.")
-        form.addParam("numberOfClasses", params.IntParam, default=4, label="Number of classes",
-                      help="Classes (K) to split the particles into; each needs enough particles for a map "
-                           "of its own (typically thousands). Default here 4; RELION's form: 1.")
-        form.addParam("numberOfIterations", params.IntParam, default=25, label="Number of iterations",
-                      help="Iterations over all particles; 25, as RELION's form.")
-        form.addParam("symmetryGroup", params.StringParam, default="C1", label="Symmetry",
-                      help="C<n>, D<n>, T, O or I (RELION's axis conventions), imposed on every class. C1, "
-                           "as RELION's form.")
-        form.addParam("initialLowPassFilterA", params.FloatParam, default=60,
-                      label="Initial low-pass filter (Å)",
-                      help="The reference is low-pass filtered to this resolution before the first "
-                           "iteration, so that the classes do not inherit its fine detail. 60 Å, as "
-                           "RELION's form.")
-        form.addParam("regularisation", params.FloatParam, default=4, label="Regularisation parameter T",
-                      help="RELION's tau2_fudge: how much the data are trusted against the smoothness prior; "
-                           "higher gives more detail and more noise. 4, as RELION's form for 3D.")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle mask diameter (Å)",
-                      help="Diameter of the soft spherical solvent mask; -1: 90% of the box. RELION's form "
-                           "asks for a diameter (default 200 Å).")
+        form.addParam(
+            "inputParticles",
+            params.PointerParam,
+            pointerClass="SetOfParticles",
+            label="Input particles",
+            help="Particles with CTF; MRC stacks.",
+        )
+        form.addParam(
+            "referenceVolume",
+            params.PointerParam,
+            pointerClass="Volume",
+            label="Reference map",
+            help="Same box and pixel size as the particles. Every class starts from it, low-pass "
+            "filtered (see below); a consensus refinement of the same particles is the usual "
+            "choice.",
+        )
+        form.addParam(
+            "referenceMask",
+            params.PointerParam,
+            pointerClass="VolumeMask",
+            allowsNull=True,
+            label="Reference mask (optional)",
+            help="Solvent mask (0..1, same box) applied to the class maps instead of a sphere; "
+            "focuses the classification on what it covers.",
+        )
+        form.addParam(
+            "numberOfClasses",
+            params.IntParam,
+            default=4,
+            label="Number of classes",
+            help="Classes (K) to split the particles into; each needs enough particles for a map "
+            "of its own (typically thousands). Default here 4; RELION's form: 1.",
+        )
+        form.addParam(
+            "numberOfIterations",
+            params.IntParam,
+            default=25,
+            label="Number of iterations",
+            help="Iterations over all particles; 25, as RELION's form.",
+        )
+        form.addParam(
+            "symmetryGroup",
+            params.StringParam,
+            default="C1",
+            label="Symmetry",
+            help="C<n>, D<n>, T, O or I (RELION's axis conventions), imposed on every class. C1, "
+            "as RELION's form.",
+        )
+        form.addParam(
+            "initialLowPassFilterA",
+            params.FloatParam,
+            default=60,
+            label="Initial low-pass filter (Å)",
+            help="The reference is low-pass filtered to this resolution before the first "
+            "iteration, so that the classes do not inherit its fine detail. 60 Å, as "
+            "RELION's form.",
+        )
+        form.addParam(
+            "regularisation",
+            params.FloatParam,
+            default=4,
+            label="Regularisation parameter T",
+            help="RELION's tau2_fudge: how much the data are trusted against the smoothness prior; "
+            "higher gives more detail and more noise. 4, as RELION's form for 3D.",
+        )
+        form.addParam(
+            "maskDiameterA",
+            params.FloatParam,
+            default=-1,
+            label="Particle mask diameter (Å)",
+            help="Diameter of the soft spherical solvent mask; -1: 90% of the box. RELION's form "
+            "asks for a diameter (default 200 Å).",
+        )
         form.addSection(label="Blush")
-        form.addParam("useBlush", params.BooleanParam, default=False, label="Use Blush regularisation?",
-                      help="Replace the smoothness prior by the Blush denoiser: each class's reference is "
-                           "its denoised reconstruction (the denoised maps are written beside the class "
-                           "maps). Helps most for small particles and low SNR. No, as RELION 5's form.")
-        form.addParam("blushWeights", params.FileParam, default="", condition="useBlush", allowsNull=True,
-                      label="Denoiser weights (optional)", expertLevel=params.LEVEL_ADVANCED,
-                      help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
-                           "empty: the weights shipped with the plugin.")
+        form.addParam(
+            "useBlush",
+            params.BooleanParam,
+            default=False,
+            label="Use Blush regularisation?",
+            help="Replace the smoothness prior by the Blush denoiser: each class's reference is "
+            "its denoised reconstruction (the denoised maps are written beside the class "
+            "maps). Helps most for small particles and low SNR. No, as RELION 5's form.",
+        )
+        form.addParam(
+            "blushWeights",
+            params.FileParam,
+            default="",
+            condition="useBlush",
+            allowsNull=True,
+            label="Denoiser weights (optional)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
+            "empty: the weights shipped with the plugin.",
+        )
         form.addSection(label="Sampling")
-        form.addParam("angularSamplingDeg", params.EnumParam, choices=SAMPLINGS, default=1,
-                      label="Angular sampling interval (deg)",
-                      help=ANGULAR_SAMPLING_HELP)
-        form.addParam("offsetSearchRangePix", params.FloatParam, default=5, label="Offset search range (px)",
-                      help="Translations are searched up to this distance (in pixels) from each particle's "
-                           "current offset. 5 px, as RELION's form.")
-        form.addParam("offsetSearchStepPix", params.FloatParam, default=2, label="Offset search step (px)",
-                      help="Step (in pixels) of the translation grid. Default here 2 px; RELION's form: "
-                           "1 px.")
-        form.addParam("randomSeed", params.IntParam, default=0, label="Random seed",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Seed of the first iteration's random class assignment: the same seed and input "
-                           "give the same classes; another seed, another start. RELION's form has no such "
-                           "field (relion_refine's --random_seed).")
+        form.addParam(
+            "angularSamplingDeg",
+            params.EnumParam,
+            choices=SAMPLINGS,
+            default=1,
+            label="Angular sampling interval (deg)",
+            help=ANGULAR_SAMPLING_HELP,
+        )
+        form.addParam(
+            "offsetSearchRangePix",
+            params.FloatParam,
+            default=5,
+            label="Offset search range (px)",
+            help="Translations are searched up to this distance (in pixels) from each particle's "
+            "current offset. 5 px, as RELION's form.",
+        )
+        form.addParam(
+            "offsetSearchStepPix",
+            params.FloatParam,
+            default=2,
+            label="Offset search step (px)",
+            help="Step (in pixels) of the translation grid. Default here 2 px; RELION's form: 1 px.",
+        )
+        form.addParam(
+            "randomSeed",
+            params.IntParam,
+            default=0,
+            label="Random seed",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Seed of the first iteration's random class assignment: the same seed and input "
+            "give the same classes; another seed, another start. RELION's form has no such "
+            "field (relion_refine's --random_seed).",
+        )
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
@@ -106,14 +184,34 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
         write_map(self._getExtraPath("reference.mrc"), volume, self.inputParticles.get().getSamplingRate())
 
     def classifyStep(self):
-        args = ["class3d", "--particles", self._getExtraPath("input_particles.star"),
-                "--ref", self._getExtraPath("reference.mrc"), "--out", self._getExtraPath(),
-                "--k", self.numberOfClasses.get(), "--iter", self.numberOfIterations.get(),
-                "--tau2-fudge", self.regularisation.get(), "--ini-high", self.initialLowPassFilterA.get(),
-                "--sym", self.symmetryGroup.get(), "--healpix-order", self._healpixOrder(),
-                "--offset-range", self.offsetSearchRangePix.get(),
-                "--offset-step", self.offsetSearchStepPix.get(), "--seed", self.randomSeed.get(),
-                "--continue"]  # a re-run of an interrupted step resumes from its last iteration
+        args = [
+            "class3d",
+            "--particles",
+            self._getExtraPath("input_particles.star"),
+            "--ref",
+            self._getExtraPath("reference.mrc"),
+            "--out",
+            self._getExtraPath(),
+            "--k",
+            self.numberOfClasses.get(),
+            "--iter",
+            self.numberOfIterations.get(),
+            "--tau2-fudge",
+            self.regularisation.get(),
+            "--ini-high",
+            self.initialLowPassFilterA.get(),
+            "--sym",
+            self.symmetryGroup.get(),
+            "--healpix-order",
+            self._healpixOrder(),
+            "--offset-range",
+            self.offsetSearchRangePix.get(),
+            "--offset-step",
+            self.offsetSearchStepPix.get(),
+            "--seed",
+            self.randomSeed.get(),
+            "--continue",
+        ]  # a re-run of an interrupted step resumes from its last iteration
         if self.maskDiameterA.get() > 0:
             args += ["--diameter", self.maskDiameterA.get()]
         if self.referenceMask.get() is not None:
@@ -141,8 +239,10 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
             i = next(rows)
             row = data.table.iloc[i]
             if row["rlnImageName"] != convert.image_name(item):  # never give a particle another's class
-                raise ValueError(f"run_data.star row {i + 1} is {row['rlnImageName']}, not particle "
-                                 f"{item.getObjId()} ({convert.image_name(item)})")
+                raise ValueError(
+                    f"run_data.star row {i + 1} is {row['rlnImageName']}, not particle "
+                    f"{item.getObjId()} ({convert.image_name(item)})"
+                )
             item.setClassId(int(row["rlnClassNumber"]))
             item.setTransform(convert.particle_from_row(data, i, apix).getTransform())
             if "rlnMaxValueProbDistribution" in row:  # as Scipion's RELION plugin keeps it
@@ -199,8 +299,10 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
         if reference.getXDim() != box:
             errors.append(f"The reference is {reference.getXDim()} px, the particles {box} px.")
         if abs(reference.getSamplingRate() - apix) > 1e-3 * apix:
-            errors.append(f"The reference pixel size {reference.getSamplingRate():.3f} Å differs from the "
-                          f"particles' {apix:.3f} Å.")
+            errors.append(
+                f"The reference pixel size {reference.getSamplingRate():.3f} Å differs from the "
+                f"particles' {apix:.3f} Å."
+            )
         mask = self.referenceMask.get()
         if mask is not None and mask.getXDim() != box:
             errors.append(f"The mask is {mask.getXDim()} px, the particles {box} px.")
@@ -230,11 +332,15 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
             return ["Output not ready yet."]
         s = self._readSummary()
         prior = ", Blush regularisation." if s.get("blush") else ", standard prior."
-        lines = [f"{s['classes']} classes from {s['particles']} particles after {s['iterations']} iterations "
-                 f"({s['wall_seconds']:.0f} s){prior}"]
+        lines = [
+            f"{s['classes']} classes from {s['particles']} particles after {s['iterations']} iterations "
+            f"({s['wall_seconds']:.0f} s){prior}"
+        ]
         classes = zip(s["class_distribution"], s["class_resolution_angstrom"])
-        lines += [f"class {k}: {100 * share:.1f}% of the particles, {res:.1f} Å"
-                  for k, (share, res) in enumerate(classes, 1)]
+        lines += [
+            f"class {k}: {100 * share:.1f}% of the particles, {res:.1f} Å"
+            for k, (share, res) in enumerate(classes, 1)
+        ]
         lines.append("Plots: extra/classes.png, extra/progress.png, extra/angles.png.")
         return lines
 
@@ -244,11 +350,12 @@ class ProtBlushClassify3D(PluginLabel, EngineJob, ProtClassify3D):
         s = self._readSummary()
         run = s["settings"]  # what the engine ran with
         blush = " with Blush regularisation [Kimanius2024]" if s.get("blush") else ""
-        return [f"{s['particles']} particles were classified into {s['classes']} 3D classes by "
-                f"maximum-likelihood 3D classification [Scheres2012]{blush} over {s['iterations']} "
-                f"iterations, with symmetry {run['symmetry']}, from a reference low-pass filtered to "
-                f"{run['ini_high']:g} Å (regularisation parameter T = {run['tau2_fudge']:g})."]
+        return [
+            f"{s['particles']} particles were classified into {s['classes']} 3D classes by "
+            f"maximum-likelihood 3D classification [Scheres2012]{blush} over {s['iterations']} "
+            f"iterations, with symmetry {run['symmetry']}, from a reference low-pass filtered to "
+            f"{run['ini_high']:g} Å (regularisation parameter T = {run['tau2_fudge']:g})."
+        ]
 
     def _citations(self):
         return self._references + (["Kimanius2024"] if self.useBlush.get() else [])
-

@@ -1,4 +1,5 @@
 """Import particles from a RELION STAR file (and its MRC stacks) with CTF, optics and poses."""
+
 import os
 
 import pyworkflow.utils as pwutils
@@ -35,21 +36,31 @@ class ProtBlushImportParticles(PluginLabel, EMProtocol):
     """Import particles from a RELION 3.0/3.1 STAR file: images (MRC stacks, linked or copied into the
     run's extra/ folder), CTF, acquisition from the optics table, and any poses (rlnAngleRot/Tilt/Psi,
     rlnOrigin*Angst)."""
+
     _label = "import particles (RELION STAR)"
     _possibleOutputs = {"outputParticles": "SetOfParticles"}
     _references = ["Scheres2012"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("starFile", params.PathParam, label="STAR file",
-                      help="RELION particles STAR file; image names resolve against its folder, then the "
-                           "current directory.")
-        form.addParam("copyFiles", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
-                      label="Copy files?",
-                      help="By default the image stacks are not copied into the project, to avoid "
-                           "duplicating data: the run's extra/ folder holds symbolic links to the "
-                           "original files (as Scipion's own imports do), and the links break if those "
-                           "files move. Copy them to make the project independent of the originals.")
+        form.addParam(
+            "starFile",
+            params.PathParam,
+            label="STAR file",
+            help="RELION particles STAR file; image names resolve against its folder, then the "
+            "current directory.",
+        )
+        form.addParam(
+            "copyFiles",
+            params.BooleanParam,
+            default=False,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Copy files?",
+            help="By default the image stacks are not copied into the project, to avoid "
+            "duplicating data: the run's extra/ folder holds symbolic links to the "
+            "original files (as Scipion's own imports do), and the links break if those "
+            "files move. Copy them to make the project independent of the originals.",
+        )
 
     def _insertAllSteps(self):
         self._insertFunctionStep(self.createOutputStep)
@@ -88,9 +99,11 @@ class ProtBlushImportParticles(PluginLabel, EMProtocol):
             return ["Output not ready yet."]
         s = self.outputParticles
         kept = "copied into" if self.copyFiles.get() else "linked (symbolic links to the originals) in"
-        return [f"Imported {s.getSize()} particles of {s.getXDim()} px at {s.getSamplingRate():.3f} Å/px "
-                f"from {self.starFile.get()}" + (" with poses." if s.hasAlignmentProj() else "."),
-                f"Image stacks {kept} the run's extra/ folder."]
+        return [
+            f"Imported {s.getSize()} particles of {s.getXDim()} px at {s.getSamplingRate():.3f} Å/px "
+            f"from {self.starFile.get()}" + (" with poses." if s.hasAlignmentProj() else "."),
+            f"Image stacks {kept} the run's extra/ folder.",
+        ]
 
     def _methods(self):
         if not hasattr(self, "outputParticles"):

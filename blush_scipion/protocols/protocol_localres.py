@@ -1,4 +1,5 @@
 """Local resolution of a refined map's half maps, as relion_postprocess --locres (`blush localres`)."""
+
 import os
 
 from pwem.objects import Volume
@@ -17,32 +18,60 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
     spherical windows on a grid, corrected for the window by phase randomisation and read at 0.143,
     blended voxel by voxel. Outputs the local-resolution map (Å per voxel) and the average of the
     half maps filtered at each place's resolution."""
+
     _label = "local resolution"
     _possibleOutputs = {"outputLocalResolution": Volume, "outputVolume": Volume}
     _references = ["Cardone2013", "Chen2013"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        self._defineHalfMapsInput(form, "Solvent mask (for example post-process's): only windows that touch "
-                                        "it are computed, and the summary gives the median local resolution "
-                                        "inside it. Empty: windows over the whole box.")
-        form.addParam("samplingA", params.FloatParam, default=25, label="Window spacing (Å)",
-                      help="Distance between the centres of neighbouring windows: 25 Å, as RELION's "
-                           "--locres_sampling. Finer spacing maps finer variation and costs more windows.")
-        form.addParam("radiusA", params.FloatParam, default=-1, label="Window radius (Å)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Radius of each window's flat centre; -1: half the spacing, as RELION.")
-        form.addParam("randomizeAtA", params.FloatParam, default=25, label="Randomise phases beyond (Å)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Each window's FSC is corrected by randomising the phases past this resolution: "
-                           "25 Å, as RELION's --locres_randomize_at.")
-        form.addParam("minResolutionA", params.FloatParam, default=50, label="Coarsest resolution (Å)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="No window is reported coarser than this: 50 Å, as RELION's --locres_minres.")
-        form.addParam("bfactor", params.FloatParam, default=0, label="B-factor of the filtered map (Å²)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="The filtered map is sharpened by this B-factor first; negative sharpens. "
-                           "0: none.")
+        self._defineHalfMapsInput(
+            form,
+            "Solvent mask (for example post-process's): only windows that touch "
+            "it are computed, and the summary gives the median local resolution "
+            "inside it. Empty: windows over the whole box.",
+        )
+        form.addParam(
+            "samplingA",
+            params.FloatParam,
+            default=25,
+            label="Window spacing (Å)",
+            help="Distance between the centres of neighbouring windows: 25 Å, as RELION's "
+            "--locres_sampling. Finer spacing maps finer variation and costs more windows.",
+        )
+        form.addParam(
+            "radiusA",
+            params.FloatParam,
+            default=-1,
+            label="Window radius (Å)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Radius of each window's flat centre; -1: half the spacing, as RELION.",
+        )
+        form.addParam(
+            "randomizeAtA",
+            params.FloatParam,
+            default=25,
+            label="Randomise phases beyond (Å)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Each window's FSC is corrected by randomising the phases past this resolution: "
+            "25 Å, as RELION's --locres_randomize_at.",
+        )
+        form.addParam(
+            "minResolutionA",
+            params.FloatParam,
+            default=50,
+            label="Coarsest resolution (Å)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="No window is reported coarser than this: 50 Å, as RELION's --locres_minres.",
+        )
+        form.addParam(
+            "bfactor",
+            params.FloatParam,
+            default=0,
+            label="B-factor of the filtered map (Å²)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="The filtered map is sharpened by this B-factor first; negative sharpens. 0: none.",
+        )
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
@@ -51,9 +80,19 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
         self._insertFunctionStep(self.createOutputStep)
 
     def localResolutionStep(self):
-        args = ["localres", "--out", self._getExtraPath("localres.mrc"), "--sampling", self.samplingA.get(),
-                "--randomize-at", self.randomizeAtA.get(), "--minres", self.minResolutionA.get(),
-                "--bfactor", self.bfactor.get()] + self._halfMapArgs()
+        args = [
+            "localres",
+            "--out",
+            self._getExtraPath("localres.mrc"),
+            "--sampling",
+            self.samplingA.get(),
+            "--randomize-at",
+            self.randomizeAtA.get(),
+            "--minres",
+            self.minResolutionA.get(),
+            "--bfactor",
+            self.bfactor.get(),
+        ] + self._halfMapArgs()
         if self.radiusA.get() > 0:
             args += ["--radius", self.radiusA.get()]
         self._runEngine(args, device=False)  # the engine's local resolution runs on the CPU
@@ -61,8 +100,9 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
     def createOutputStep(self):
         apix = self.inputVolume.get().getSamplingRate()
         resolution = Volume(location=self._getExtraPath("localres.mrc"), objLabel="local resolution (Å)")
-        filtered = Volume(location=self._getExtraPath("localres_filtered.mrc"),
-                          objLabel="local-resolution-filtered map")
+        filtered = Volume(
+            location=self._getExtraPath("localres_filtered.mrc"), objLabel="local-resolution-filtered map"
+        )
         for volume in (resolution, filtered):
             volume.setSamplingRate(apix)
         mask = self.solventMask.get()
@@ -75,21 +115,31 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
         errors = self._validateHalfMaps()
         if errors:
             return errors
-        lengths = {"Window spacing": self.samplingA, "Randomise phases beyond": self.randomizeAtA,
-                   "Coarsest resolution": self.minResolutionA}
+        lengths = {
+            "Window spacing": self.samplingA,
+            "Randomise phases beyond": self.randomizeAtA,
+            "Coarsest resolution": self.minResolutionA,
+        }
         return [f"{name} must be > 0 Å." for name, value in lengths.items() if value.get() <= 0]
 
     def _summary(self):
         if not os.path.exists(self._getExtraPath("localres.json")):
             return ["Output not ready yet."]
         r = local_resolution_record(self._getExtraPath)
-        where = (f"median {r['median_in_mask']:.2f} Å inside the mask" if "median_in_mask" in r
-                 else f"median {r['window_resolution_median']:.2f} Å over the windows (no mask given)")
+        where = (
+            f"median {r['median_in_mask']:.2f} Å inside the mask"
+            if "median_in_mask" in r
+            else f"median {r['window_resolution_median']:.2f} Å over the windows (no mask given)"
+        )
         return [f"Local resolution from {r['windows']} windows: {where}.", "Plot: extra/slices.png."]
 
     def _methods(self):
         if not os.path.exists(self._getExtraPath("localres.json")):
             return []
-        return [(f"Local resolution was estimated with {PLUGIN_LABEL} as relion_postprocess --locres: the "
-                 f"half maps' FSC in soft spherical windows {self.samplingA.get():g} Å apart [Cardone2013], "
-                 f"corrected by phase randomisation [Chen2013] and read at 0.143.")]
+        return [
+            (
+                f"Local resolution was estimated with {PLUGIN_LABEL} as relion_postprocess --locres: the "
+                f"half maps' FSC in soft spherical windows {self.samplingA.get():g} Å apart [Cardone2013], "
+                f"corrected by phase randomisation [Chen2013] and read at 0.143."
+            )
+        ]

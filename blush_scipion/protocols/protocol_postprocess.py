@@ -1,4 +1,5 @@
 """Post-processing of a refined map's half maps, as relion_postprocess (`blush postprocess`)."""
+
 import os
 
 from pwem.objects import FSC, Volume, VolumeMask
@@ -18,49 +19,98 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
     FSC corrected for the mask by phase randomisation, the final resolution where it falls below
     0.143, the average FSC-weighted, sharpened by a B-factor fitted to its Guinier plot (or given)
     and low-passed at the final resolution. Outputs the sharpened map, the mask and the FSC curves."""
+
     _label = "post-process"
-    _possibleOutputs = {"outputVolume": Volume, "outputMask": VolumeMask, "outputFSC": FSC,
-                        "outputFSCs": "SetOfFSCs"}
+    _possibleOutputs = {
+        "outputVolume": Volume,
+        "outputMask": VolumeMask,
+        "outputFSC": FSC,
+        "outputFSCs": "SetOfFSCs",
+    }
     _references = ["Rosenthal2003", "Chen2013"]
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        self._defineHalfMapsInput(form, "Soft solvent mask (values 0..1, the map's box). Empty: one is made "
-                                        "from the half maps' average (see the mask parameters below).")
+        self._defineHalfMapsInput(
+            form,
+            "Soft solvent mask (values 0..1, the map's box). Empty: one is made "
+            "from the half maps' average (see the mask parameters below).",
+        )
         form.addSection(label="Sharpening")
-        form.addParam("doAutoBfactor", params.BooleanParam, default=True,
-                      label="Estimate B-factor automatically?",
-                      help="Fit the B-factor to the Guinier plot of the FSC-weighted map (RELION's "
-                           "--auto_bfac), between the two resolutions below; No: apply the B-factor given.")
-        form.addParam("bfactor", params.FloatParam, default=-100, condition="not doAutoBfactor",
-                      label="B-factor (Å²)",
-                      help="Applied as given; negative sharpens (RELION's --adhoc_bfac). Default here "
-                           "-100 Å²; RELION's form: -1000 Å².")
-        form.addParam("autobLowresA", params.FloatParam, default=10, condition="doAutoBfactor",
-                      label="Lowest resolution for fit (Å)", expertLevel=params.LEVEL_ADVANCED,
-                      help="The Guinier fit starts at this resolution: 10 Å, as RELION.")
-        form.addParam("autobHighresA", params.FloatParam, default=-1, condition="doAutoBfactor",
-                      label="Highest resolution for fit (Å)", expertLevel=params.LEVEL_ADVANCED,
-                      help="The Guinier fit ends at this resolution. -1: the final resolution; 0: as far as "
-                           "the FSC weighting reaches (RELION 3.1's default).")
-        form.addParam("lowPassA", params.FloatParam, default=-1, label="Low-pass filter (Å)",
-                      help="The sharpened map is low-passed at this resolution; -1: at the final resolution "
-                           "(as RELION's default).")
+        form.addParam(
+            "doAutoBfactor",
+            params.BooleanParam,
+            default=True,
+            label="Estimate B-factor automatically?",
+            help="Fit the B-factor to the Guinier plot of the FSC-weighted map (RELION's "
+            "--auto_bfac), between the two resolutions below; No: apply the B-factor given.",
+        )
+        form.addParam(
+            "bfactor",
+            params.FloatParam,
+            default=-100,
+            condition="not doAutoBfactor",
+            label="B-factor (Å²)",
+            help="Applied as given; negative sharpens (RELION's --adhoc_bfac). Default here "
+            "-100 Å²; RELION's form: -1000 Å².",
+        )
+        form.addParam(
+            "autobLowresA",
+            params.FloatParam,
+            default=10,
+            condition="doAutoBfactor",
+            label="Lowest resolution for fit (Å)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="The Guinier fit starts at this resolution: 10 Å, as RELION.",
+        )
+        form.addParam(
+            "autobHighresA",
+            params.FloatParam,
+            default=-1,
+            condition="doAutoBfactor",
+            label="Highest resolution for fit (Å)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="The Guinier fit ends at this resolution. -1: the final resolution; 0: as far as "
+            "the FSC weighting reaches (RELION 3.1's default).",
+        )
+        form.addParam(
+            "lowPassA",
+            params.FloatParam,
+            default=-1,
+            label="Low-pass filter (Å)",
+            help="The sharpened map is low-passed at this resolution; -1: at the final resolution "
+            "(as RELION's default).",
+        )
         form.addSection(label="Automatic mask")
-        form.addParam("maskThreshold", params.FloatParam, allowsNull=True, label="Threshold (map units)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Used only without a given mask: the density threshold, on the half maps' average "
-                           "low-passed at 15 Å. Empty: the solvent's median plus 6 noise standard "
-                           "deviations (measured on the half maps' difference), at least a tenth of the way "
-                           "to the peak.")
-        form.addParam("maskExtendPx", params.FloatParam, default=3, label="Extend binary mask by (px)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Used only without a given mask: the thresholded mask grows by this many pixels "
-                           "(times the pixel size in Å); relion_mask_create's --extend_inimask.")
-        form.addParam("maskSoftEdgePx", params.FloatParam, default=6, label="Soft edge (px)",
-                      expertLevel=params.LEVEL_ADVANCED,
-                      help="Used only without a given mask: width in pixels (times the pixel size in Å) of "
-                           "the raised-cosine edge; relion_mask_create's --width_soft_edge.")
+        form.addParam(
+            "maskThreshold",
+            params.FloatParam,
+            allowsNull=True,
+            label="Threshold (map units)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Used only without a given mask: the density threshold, on the half maps' average "
+            "low-passed at 15 Å. Empty: the solvent's median plus 6 noise standard "
+            "deviations (measured on the half maps' difference), at least a tenth of the way "
+            "to the peak.",
+        )
+        form.addParam(
+            "maskExtendPx",
+            params.FloatParam,
+            default=3,
+            label="Extend binary mask by (px)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Used only without a given mask: the thresholded mask grows by this many pixels "
+            "(times the pixel size in Å); relion_mask_create's --extend_inimask.",
+        )
+        form.addParam(
+            "maskSoftEdgePx",
+            params.FloatParam,
+            default=6,
+            label="Soft edge (px)",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Used only without a given mask: width in pixels (times the pixel size in Å) of "
+            "the raised-cosine edge; relion_mask_create's --width_soft_edge.",
+        )
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
@@ -125,8 +175,10 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
             if low <= 0:
                 errors.append("The lowest resolution for the B-factor fit must be > 0 Å.")
             elif high and high >= low:
-                errors.append(f"The B-factor fit's highest resolution ({high:g} Å) must be finer (smaller) "
-                              f"than its lowest ({low:g} Å).")
+                errors.append(
+                    f"The B-factor fit's highest resolution ({high:g} Å) must be finer (smaller) "
+                    f"than its lowest ({low:g} Å)."
+                )
         if self.solventMask.get() is None and (self.maskExtendPx.get() < 0 or self.maskSoftEdgePx.get() < 0):
             errors.append("The automatic mask's extension and soft edge must be >= 0 px.")
         return errors
@@ -135,15 +187,28 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         if not self._done():
             return ["Output not ready yet."]
         s = postprocess_summary(self._getExtraPath)
-        how = (f"fitted to the Guinier plot (r² {s['guinier_correlation']:.2f})" if s["bfactor_fitted"]
-               else "as given")
-        lines = [(f"Final resolution {s['resolution_angstrom']:.2f} Å (FSC 0.143, mask-corrected); "
-                  f"B-factor {s['bfactor']:.1f} Å² {how}; low-passed at {s['low_pass_angstrom']:.2f} Å."),
-                 "Mask: " + ("the one given." if s["mask"] else
-                             f"made from the half maps (threshold {s['mask_threshold']:.4g}).")]
+        how = (
+            f"fitted to the Guinier plot (r² {s['guinier_correlation']:.2f})"
+            if s["bfactor_fitted"]
+            else "as given"
+        )
+        lines = [
+            (
+                f"Final resolution {s['resolution_angstrom']:.2f} Å (FSC 0.143, mask-corrected); "
+                f"B-factor {s['bfactor']:.1f} Å² {how}; low-passed at {s['low_pass_angstrom']:.2f} Å."
+            ),
+            "Mask: "
+            + (
+                "the one given."
+                if s["mask"]
+                else f"made from the half maps (threshold {s['mask_threshold']:.4g})."
+            ),
+        ]
         if not s["mask_used_for_resolution"]:
-            lines.append("Warning: the unmasked FSC reaches further than the mask-corrected one, so the "
-                         "resolution ignores the mask (as RELION): check the mask.")
+            lines.append(
+                "Warning: the unmasked FSC reaches further than the mask-corrected one, so the "
+                "resolution ignores the mask (as RELION): check the mask."
+            )
         lines.append("Plots: extra/fsc.png, extra/guinier.png.")
         return lines
 
@@ -151,10 +216,17 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         if not self._done():
             return []
         s = postprocess_summary(self._getExtraPath)
-        bfactor = (f"a B-factor of {s['bfactor']:.1f} Å² fitted to the Guinier plot [Rosenthal2003]"
-                   if s["bfactor_fitted"] else f"a B-factor of {s['bfactor']:.1f} Å²")
-        return [(f"The half maps were post-processed with {PLUGIN_LABEL} as relion_postprocess: their FSC "
-                 f"inside a soft solvent mask was corrected by phase randomisation [Chen2013], giving a "
-                 f"final resolution of {s['resolution_angstrom']:.2f} Å at FSC 0.143 [Rosenthal2003]; the "
-                 f"map was FSC-weighted, sharpened by {bfactor} and low-passed at "
-                 f"{s['low_pass_angstrom']:.2f} Å.")]
+        bfactor = (
+            f"a B-factor of {s['bfactor']:.1f} Å² fitted to the Guinier plot [Rosenthal2003]"
+            if s["bfactor_fitted"]
+            else f"a B-factor of {s['bfactor']:.1f} Å²"
+        )
+        return [
+            (
+                f"The half maps were post-processed with {PLUGIN_LABEL} as relion_postprocess: their FSC "
+                f"inside a soft solvent mask was corrected by phase randomisation [Chen2013], giving a "
+                f"final resolution of {s['resolution_angstrom']:.2f} Å at FSC 0.143 [Rosenthal2003]; the "
+                f"map was FSC-weighted, sharpened by {bfactor} and low-passed at "
+                f"{s['low_pass_angstrom']:.2f} Å."
+            )
+        ]

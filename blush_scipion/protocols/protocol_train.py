@@ -1,6 +1,8 @@
 """Fine-tune the Blush denoiser on the user's own half maps."""
+
 import json
 import os
+from pathlib import Path
 
 from pwem.objects import EMFile
 from pwem.protocols import EMProtocol
@@ -15,6 +17,7 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
     """Fine-tune the Blush denoiser on half-map pairs from your own refinements (noise2noise: one
     half in, the other as target, so only the signal the halves share is learnt). Starts from the
     shipped weights or given ones; the result plugs into 3D auto-refine's "Denoiser weights"."""
+
     _label = "train denoiser (Blush)"
     _possibleOutputs = {"outputWeights": EMFile}
     _references = ["Kimanius2024"]
@@ -22,17 +25,46 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
     def _defineParams(self, form):
         form.addSection(label="Input")
         self._defineDeviceParams(form)
-        form.addParam("inputVolumes", params.MultiPointerParam, pointerClass="Volume",
-                      label="Maps with half maps", help="Refined maps carrying their two unfiltered half maps.")
-        form.addParam("maskDiameterA", params.FloatParam, default=-1, label="Particle diameter (Å)",
-                      help="Inputs are masked by a soft sphere of this diameter; -1: 90% of the box.")
-        form.addParam("initWeights", params.FileParam, default="", allowsNull=True, label="Start from (optional)",
-                      help="Weights to fine-tune (.safetensors, or RELION's blush_v1.0.ckpt.gz); empty: the "
-                           "shipped ones.")
-        form.addParam("steps", params.IntParam, default=300, label="Optimiser steps",
-                      help="Each step is two blocks; about a second per step on a CPU core pair, milliseconds on a GPU.")
-        form.addParam("learningRate", params.FloatParam, default=3e-4, label="Learning rate",
-                      expertLevel=params.LEVEL_ADVANCED, help="Peak of the cosine schedule; low for fine-tuning.")
+        form.addParam(
+            "inputVolumes",
+            params.MultiPointerParam,
+            pointerClass="Volume",
+            label="Maps with half maps",
+            help="Refined maps carrying their two unfiltered half maps.",
+        )
+        form.addParam(
+            "maskDiameterA",
+            params.FloatParam,
+            default=-1,
+            label="Particle diameter (Å)",
+            help="Inputs are masked by a soft sphere of this diameter; -1: 90% of the box.",
+        )
+        form.addParam(
+            "initWeights",
+            params.FileParam,
+            default="",
+            allowsNull=True,
+            label="Start from (optional)",
+            help="Weights to fine-tune (.safetensors, or RELION's blush_v1.0.ckpt.gz); empty: the "
+            "shipped ones.",
+        )
+        form.addParam(
+            "steps",
+            params.IntParam,
+            default=300,
+            label="Optimiser steps",
+            help=(
+                "Each step is two blocks; about a second per step on a CPU core pair, milliseconds on a GPU."
+            ),
+        )
+        form.addParam(
+            "learningRate",
+            params.FloatParam,
+            default=3e-4,
+            label="Learning rate",
+            expertLevel=params.LEVEL_ADVANCED,
+            help="Peak of the cosine schedule; low for fine-tuning.",
+        )
         form.addParallelSection(threads=2, mpi=0)
 
     def _insertAllSteps(self):
@@ -44,8 +76,17 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
 
     def trainStep(self):
         pairs = [path for v in self._volumes() for path in v.getHalfMaps().split(",")]
-        args = ["train", "--pairs", *pairs, "--out", self._weightsFile(), "--steps", self.steps.get(),
-                "--lr", self.learningRate.get()]
+        args = [
+            "train",
+            "--pairs",
+            *pairs,
+            "--out",
+            self._weightsFile(),
+            "--steps",
+            self.steps.get(),
+            "--lr",
+            self.learningRate.get(),
+        ]
         if self.initWeights.get():
             args += ["--init", self.initWeights.get()]
         if self.maskDiameterA.get() > 0:
@@ -80,12 +121,17 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
         log = self._weightsFile() + ".json"
         if not os.path.exists(log):
             return ["Output not ready yet."]
-        r = json.loads(open(log).read())
+        r = json.loads(Path(log).read_text())
         losses = r["losses"]
-        return [f"Fine-tuned on {len(r['sources']) // 2} half-map pair(s), {r['steps_done']} steps in "
-                f"{r['seconds']:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-10:]) / len(losses[-10:]):.3f}.",
-                f"Weights: {self._weightsFile()}", "Plot: extra/loss.png."]
+        return [
+            f"Fine-tuned on {len(r['sources']) // 2} half-map pair(s), {r['steps_done']} steps in "
+            f"{r['seconds']:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-10:]) / len(losses[-10:]):.3f}.",
+            f"Weights: {self._weightsFile()}",
+            "Plot: extra/loss.png.",
+        ]
 
     def _methods(self):
-        return ["The Blush denoiser [Kimanius2024] was fine-tuned on the half maps of our refinements "
-                "(one half as input, the other as target)."]
+        return [
+            "The Blush denoiser [Kimanius2024] was fine-tuned on the half maps of our refinements "
+            "(one half as input, the other as target)."
+        ]

@@ -1,5 +1,7 @@
 """What a 2D classification run wrote, as plot data, and its plots as PNGs (no Scipion import)."""
+
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +21,7 @@ def class_gallery(axes, images: np.ndarray, distribution, resolution) -> None:
 
 def write_class2d_pngs(extra, label: str) -> list[str]:
     """classes.png (the gallery) and progress.png beside the run's files; `extra(name)` gives a path."""
-    summary = json.loads(open(extra("summary.json")).read())
+    summary = json.loads(Path(extra("summary.json")).read_text())
     images = read_stack(extra("run_classes.mrcs")).numpy()
     cols = min(10, len(images))
     rows = -(-len(images) // cols)
@@ -28,14 +30,24 @@ def write_class2d_pngs(extra, label: str) -> list[str]:
         class_gallery(axes, images, summary["class_distribution"], summary["class_resolution_angstrom"])
 
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(1.4 * cols, 1.5 * rows), dpi=100)
     gallery(fig.subplots(rows, cols, squeeze=False))
     fig.suptitle(label, fontsize=9)
     fig.tight_layout()
     fig.savefig(extra("classes.png"))
-    return [extra("classes.png"),
-            render_png(extra("progress.png"), lambda ax: plot_progress(ax, {label: summary["history"]},
-                                                                      "2D classification progress",
-                                                                      "best class resolution (A, SSNR 1)"))]
+    return [
+        extra("classes.png"),
+        render_png(
+            extra("progress.png"),
+            lambda ax: plot_progress(
+                ax,
+                {label: summary["history"]},
+                "2D classification progress",
+                "best class resolution (A, SSNR 1)",
+            ),
+        ),
+    ]

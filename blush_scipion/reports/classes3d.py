@@ -1,4 +1,5 @@
 """What a 3D classification run wrote, as plot data, and its plots as PNGs (no Scipion import)."""
+
 import json
 
 import numpy as np
@@ -22,8 +23,11 @@ def class3d_maps(extra, classes: int) -> list[np.ndarray]:
 def class3d_angles(extra) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(class number, rot, tilt) of every particle in run_data.star."""
     table = Particles.read(extra("run_data.star")).table
-    return (table["rlnClassNumber"].to_numpy().astype(int), table["rlnAngleRot"].to_numpy(),
-            table["rlnAngleTilt"].to_numpy())
+    return (
+        table["rlnClassNumber"].to_numpy().astype(int),
+        table["rlnAngleRot"].to_numpy(),
+        table["rlnAngleTilt"].to_numpy(),
+    )
 
 
 def class3d_gallery(axes, maps: list[np.ndarray], distribution, resolution) -> None:
@@ -36,8 +40,9 @@ def class3d_gallery(axes, maps: list[np.ndarray], distribution, resolution) -> N
             ax.imshow(image, cmap="gray", origin="lower")
             ax.axis("off")
         # one title per row, over the middle panel: three short ones would collide with it
-        row[1].set_title(f"class {k + 1}: {100 * distribution[k]:.1f}%, {resolution[k]:.1f} Å (xy, xz, yz)",
-                         fontsize=8)
+        row[1].set_title(
+            f"class {k + 1}: {100 * distribution[k]:.1f}%, {resolution[k]:.1f} Å (xy, xz, yz)", fontsize=8
+        )
 
 
 def plot_class_progress(axes, history: list[dict]) -> None:
@@ -55,15 +60,18 @@ def plot_class_progress(axes, history: list[dict]) -> None:
         twin = axes[2].twinx()
         twin.plot(*zip(*moved), marker="s", lw=1.5, ls="--", color="tab:red")
         twin.set_ylabel("mean change of orientation (deg)", color="tab:red")
-    panels = ((axes[0], "Class distribution", "particles (%)"),
-              (axes[1], "Class resolution", "resolution (Å)"),
-              (axes[2], "Changes", "particles that changed class (%)"))
+    panels = (
+        (axes[0], "Class distribution", "particles (%)"),
+        (axes[1], "Class resolution", "resolution (Å)"),
+        (axes[2], "Changes", "particles that changed class (%)"),
+    )
     for ax, title, ylabel in panels:
         ax.set_xlabel("iteration")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator  # here: importing the module must not load matplotlib
+
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].invert_yaxis()
@@ -92,17 +100,34 @@ def write_class3d_pngs(extra, label: str) -> list[str]:
     maps = class3d_maps(extra, k)
 
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.4, 1.9 * k + 0.4), dpi=100)
-    class3d_gallery(fig.subplots(k, 3, squeeze=False), maps, summary["class_distribution"],
-                    summary["class_resolution_angstrom"])
+    class3d_gallery(
+        fig.subplots(k, 3, squeeze=False),
+        maps,
+        summary["class_distribution"],
+        summary["class_resolution_angstrom"],
+    )
     fig.suptitle(label, fontsize=9)
     fig.tight_layout()
     fig.savefig(extra("classes.png"))
     cols = min(k, 4)
-    return [extra("classes.png"),
-            render_png(extra("progress.png"), lambda axes: plot_class_progress(axes, summary["history"]),
-                       size=(14, 4), ncols=3),
-            render_png(extra("angles.png"), lambda axes: plot_class_angles(axes, k, *class3d_angles(extra)),
-                       size=(4.5 * cols, 3.5 * -(-k // cols)), ncols=cols, nrows=-(-k // cols))]
+    return [
+        extra("classes.png"),
+        render_png(
+            extra("progress.png"),
+            lambda axes: plot_class_progress(axes, summary["history"]),
+            size=(14, 4),
+            ncols=3,
+        ),
+        render_png(
+            extra("angles.png"),
+            lambda axes: plot_class_angles(axes, k, *class3d_angles(extra)),
+            size=(4.5 * cols, 3.5 * -(-k // cols)),
+            ncols=cols,
+            nrows=-(-k // cols),
+        ),
+    ]

@@ -1,5 +1,6 @@
 """What a denoise run wrote (denoised.mrc and its .json), as plot data, and the denoised map's central
 slices beside the half maps' as a PNG (no Scipion import)."""
+
 import json
 
 import numpy as np
@@ -23,8 +24,11 @@ def denoise_maps(extra) -> dict[str, np.ndarray]:
 
 def denoise_title(extra) -> str:
     r = denoise_record(extra)
-    trailing = (f"low-passed past shell {r['trailing_shell']}" if r["trailing_shell"] is not None
-                else "no spectral trailing")
+    trailing = (
+        f"low-passed past shell {r['trailing_shell']}"
+        if r["trailing_shell"] is not None
+        else "no spectral trailing"
+    )
     return f"Half maps at {r['resolution_0143']:.2f} Å (FSC 0.143); denoised, {trailing}"
 
 
@@ -40,5 +44,10 @@ def plot_denoise_slices(axes, maps: dict[str, np.ndarray], title: str = "") -> N
 def write_denoise_png(extra) -> str:
     """slices.png beside the run's files; `extra(name)` gives a path."""
     maps, title = denoise_maps(extra), denoise_title(extra)
-    return render_png(extra("slices.png"), lambda axes: plot_denoise_slices(axes, maps, title),
-                      size=(8, 8.3), ncols=len(maps), nrows=3)
+    return render_png(
+        extra("slices.png"),
+        lambda axes: plot_denoise_slices(axes, maps, title),
+        size=(8, 8.3),
+        ncols=len(maps),
+        nrows=3,
+    )

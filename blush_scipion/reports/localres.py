@@ -1,5 +1,6 @@
 """What a local-resolution run wrote (the map, the filtered map, the .json), as plot data, and its
 slices as a PNG (no Scipion import)."""
+
 import json
 
 from ..engine.mrc import read_map
@@ -23,5 +24,6 @@ def local_resolution_maps(extra, mask_path: str | None = None):
 def write_localres_png(extra, mask_path: str | None = None) -> str:
     """slices.png beside the run's files; `extra(name)` gives a path."""
     maps = local_resolution_maps(extra, mask_path)
-    return render_png(extra("slices.png"), lambda axes: plot_local_resolution_slices(axes, *maps),
-                      size=(11, 3.6), ncols=3)
+    return render_png(
+        extra("slices.png"), lambda axes: plot_local_resolution_slices(axes, *maps), size=(11, 3.6), ncols=3
+    )

@@ -1,5 +1,6 @@
 """What a post-processing run wrote (postprocess.star, summary.json), as plot data, and its plots as
 PNGs (no Scipion import)."""
+
 import json
 
 import starfile
@@ -32,8 +33,10 @@ def postprocess_summary(extra) -> dict:
 def postprocess_fsc_curves(extra) -> dict:
     """{legend: (frequency 1/A, FSC)} for the corrected, masked, unmasked and phase-randomised curves."""
     fsc = _tables(extra)["fsc"]
-    return {label: (fsc["rlnResolution"].to_numpy(), fsc[column].to_numpy())
-            for label, column in FSC_CURVES.items()}
+    return {
+        label: (fsc["rlnResolution"].to_numpy(), fsc[column].to_numpy())
+        for label, column in FSC_CURVES.items()
+    }
 
 
 def postprocess_guinier(extra, fit_low: float = 10.0, fit_high: float | None = None):
@@ -50,8 +53,11 @@ def postprocess_guinier(extra, fit_low: float = 10.0, fit_high: float | None = N
         high = summary["resolution_angstrom"] if fit_high is None else fit_high
         if high == 0:
             high = float(x[curves["FSC-weighted"] > -99].max() ** -0.5)
-        fit = (float(general["rlnFittedSlopeGuinierPlot"]), float(general["rlnFittedInterceptGuinierPlot"]),
-               (fit_low, high))
+        fit = (
+            float(general["rlnFittedSlopeGuinierPlot"]),
+            float(general["rlnFittedInterceptGuinierPlot"]),
+            (fit_low, high),
+        )
     return x, curves, fit
 
 
@@ -68,9 +74,13 @@ def guinier_title(extra) -> str:
 def write_postprocess_pngs(extra, fit_low: float = 10.0, fit_high: float | None = None) -> list[str]:
     """fsc.png and guinier.png beside the run's files; `extra(name)` gives a path."""
     return [
-        render_png(extra("fsc.png"),
-                   lambda ax: plot_fsc(ax, postprocess_fsc_curves(extra), fsc_title(extra))),
-        render_png(extra("guinier.png"),
-                   lambda ax: plot_guinier(ax, *postprocess_guinier(extra, fit_low, fit_high),
-                                           title=guinier_title(extra))),
+        render_png(
+            extra("fsc.png"), lambda ax: plot_fsc(ax, postprocess_fsc_curves(extra), fsc_title(extra))
+        ),
+        render_png(
+            extra("guinier.png"),
+            lambda ax: plot_guinier(
+                ax, *postprocess_guinier(extra, fit_low, fit_high), title=guinier_title(extra)
+            ),
+        ),
     ]

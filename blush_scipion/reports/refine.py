@@ -1,4 +1,5 @@
 """What a 3D auto-refine run wrote, as plot data, and its plots as PNGs (no Scipion import)."""
+
 import json
 
 import starfile
@@ -33,6 +34,9 @@ def write_refine_pngs(extra, label: str) -> list[str]:
         render_png(extra("angles.png"), lambda ax: plot_angular_distribution(ax, *refine_angles(extra))),
     ]
     volume = read_map(extra("run_class001.mrc"))[0].numpy()
-    paths.append(render_png(extra("slices.png"), lambda axes: plot_central_slices(axes, volume),
-                            size=(9, 3.2), ncols=3))
+    paths.append(
+        render_png(
+            extra("slices.png"), lambda axes: plot_central_slices(axes, volume), size=(9, 3.2), ncols=3
+        )
+    )
     return paths

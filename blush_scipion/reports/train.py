@@ -1,6 +1,7 @@
 """What a train run wrote (the weights' .json log: settings, sources, the loss per step), as plot data,
 and its loss curve as a PNG (no Scipion import). The engine records the training loss only: no
 validation loss is written, so none is drawn."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def plot_training_loss(ax, losses, total_steps: int | None = None, title: str = 
     ax.plot(steps, losses, lw=0.8, alpha=0.4, label="per step")
     if len(losses) >= window > 1:
         mean = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], mean, lw=2, label=f"mean of {window} steps")
+        ax.plot(steps[window - 1 :], mean, lw=2, label=f"mean of {window} steps")
     done = f"{len(losses)}" + (f" of {total_steps}" if total_steps and total_steps != len(losses) else "")
     ax.set_title(f"{title} ({done} steps)")
     ax.set_xlabel("optimiser step")
@@ -38,5 +39,6 @@ def plot_training_loss(ax, losses, total_steps: int | None = None, title: str = 
 def write_train_png(extra, weights_name: str) -> str:
     """loss.png beside the run's files from `<weights_name>.json`; `extra(name)` gives a path."""
     r = train_record(extra(weights_name + ".json"))
-    return render_png(extra("loss.png"),
-                      lambda ax: plot_training_loss(ax, r["losses"], r["settings"].get("steps")))
+    return render_png(
+        extra("loss.png"), lambda ax: plot_training_loss(ax, r["losses"], r["settings"].get("steps"))
+    )

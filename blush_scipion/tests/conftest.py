@@ -1,4 +1,5 @@
 """Shared fixtures: a private Scipion set-up, and simulated data sets (built once per session)."""
+
 import shutil
 from pathlib import Path
 
@@ -14,11 +15,13 @@ MODEL = DATA / "4gcnA.pdb.gz"  # 14 kDa, shipped with the package
 
 requires_relion = pytest.mark.skipif(
     shutil.which("relion_reconstruct") is None,
-    reason="RELION not on PATH: `apt-get install relion` (Debian's 3.1.3) enables the interop tests")
+    reason="RELION not on PATH: `apt-get install relion` (Debian's 3.1.3) enables the interop tests",
+)
 
 
 def _simulate(tmp_path_factory, name, **settings):
     from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
+
     out = tmp_path_factory.mktemp(name)
     simulate_from_model(MODEL, SimulationSettings(**settings), out)
     return out

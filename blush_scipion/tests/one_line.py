@@ -1,13 +1,18 @@
 """What every refused input must look like (issue 19): exit code 2, one line
 `blush <command>: error: ...` holding the given words, no traceback, inputs left as they were."""
+
 import hashlib
 from pathlib import Path
 
 
 def fingerprints(*folders: Path) -> dict:
     """sha256 of every file under `folders`: compare before and after a command."""
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in folders for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_refused(code: int, stderr: str, command: str, *words: str) -> str:

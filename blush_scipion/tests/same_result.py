@@ -1,4 +1,5 @@
 """Two refinements that must have come to the same result (a continued run, a run on several ranks)."""
+
 from pathlib import Path
 
 from blush_scipion.engine.fsc import fourier_shell_correlation

@@ -1,5 +1,6 @@
 """Bad input gets one line naming the file (or the option) and what is wrong, a non-zero exit code,
 no traceback, and leaves every input as it was (issue 19, classes 1 and 2)."""
+
 import subprocess
 import sys
 
@@ -12,18 +13,30 @@ from .one_line import assert_refused, fingerprints
 
 
 def blush(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A tiny particle set, its truth map, and maps that cannot be right."""
     folder = tmp_path_factory.mktemp("bad")
-    assert blush("simulate", "--model", MODEL, "--out", folder / "ok", "--n", 12, "--box", 32, "--apix", 3).returncode == 0
+    assert (
+        blush(
+            "simulate", "--model", MODEL, "--out", folder / "ok", "--n", 12, "--box", 32, "--apix", 3
+        ).returncode
+        == 0
+    )
     truth = mrcfile.read(folder / "ok" / "truth.mrc")
-    for name, values in (("nan.mrc", np.where(np.arange(truth.size).reshape(truth.shape) == 5, np.nan, truth)),
-                         ("zero.mrc", np.zeros_like(truth))):
+    for name, values in (
+        ("nan.mrc", np.where(np.arange(truth.size).reshape(truth.shape) == 5, np.nan, truth)),
+        ("zero.mrc", np.zeros_like(truth)),
+    ):
         with mrcfile.new(folder / name) as m:
             m.set_data(values.astype(np.float32))
             m.voxel_size = 3.0
@@ -57,53 +70,191 @@ CASES = [
     (["fsc", "{d}/zero.mrc", "{d}/ok/truth.mrc"], ["zero.mrc", "all zeros"]),
     (["fsc", "{d}/text.mrc", "{d}/ok/truth.mrc"], ["text.mrc", "cannot read as MRC"]),
     (["fsc", "{d}/fake.mrc.gz", "{d}/ok/truth.mrc"], ["fake.mrc.gz"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/zero.mrc", "--out", "{d}/r"],
-     ["zero.mrc", "all zeros"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/nan.mrc", "--out", "{d}/r"], ["nan.mrc", "NaN"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
-      "--diameter", "500"], ["--diameter", "fit in the box"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
-      "--offset-step", "0"], ["--offset-step", "> 0"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
-      "--max-iter", "0"], ["--max-iter", ">= 1"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
-      "--ini-high", "nan"], ["--ini-high", "'nan'"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r",
-      "--device", "cuda:7"], ["--device cuda:7"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/ok/truth.mrc"],
-     ["truth.mrc", "--out names an input (--ref)"]),
-    (["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/ok/truth.star"],
-     ["truth.star", "must be a folder"]),
-    (["reconstruct", "--particles", "{d}/ok/index0.star", "--out", "{d}/rec.mrc"], ["index0.star", "row 3", "from 1"]),
-    (["reconstruct", "--particles", "{d}/ok/defocus.star", "--out", "{d}/rec.mrc"],
-     ["defocus.star", "row 1", "rlnDefocusU", "'twelve'"]),
-    (["reconstruct", "--particles", "{d}/ok/infinite.star", "--out", "{d}/rec.mrc"],
-     ["infinite.star", "rlnDefocusV"]),
-    (["reconstruct", "--particles", "{d}/ok/apix0.star", "--out", "{d}/rec.mrc"],
-     ["apix0.star", "rlnImagePixelSize", "> 0"]),
-    (["reconstruct", "--particles", "{d}/ok/size.star", "--out", "{d}/rec.mrc"], ["particles.mrcs", "32 px", "40"]),
-    (["reconstruct", "--particles", "{d}/ok/nanimage.star", "--out", "{d}/rec.mrc"],
-     ["nan.mrcs", "image 5", "NaN"]),
-    (["refine3d", "--particles", "{d}/missing.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r"], ["missing.star"]),
+    (
+        ["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/zero.mrc", "--out", "{d}/r"],
+        ["zero.mrc", "all zeros"],
+    ),
+    (
+        ["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/nan.mrc", "--out", "{d}/r"],
+        ["nan.mrc", "NaN"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/r",
+            "--diameter",
+            "500",
+        ],
+        ["--diameter", "fit in the box"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/r",
+            "--offset-step",
+            "0",
+        ],
+        ["--offset-step", "> 0"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/r",
+            "--max-iter",
+            "0",
+        ],
+        ["--max-iter", ">= 1"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/r",
+            "--ini-high",
+            "nan",
+        ],
+        ["--ini-high", "'nan'"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/r",
+            "--device",
+            "cuda:7",
+        ],
+        ["--device cuda:7"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/ok/truth.mrc",
+        ],
+        ["truth.mrc", "--out names an input (--ref)"],
+    ),
+    (
+        [
+            "refine3d",
+            "--particles",
+            "{d}/ok/particles.star",
+            "--ref",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/ok/truth.star",
+        ],
+        ["truth.star", "must be a folder"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/index0.star", "--out", "{d}/rec.mrc"],
+        ["index0.star", "row 3", "from 1"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/defocus.star", "--out", "{d}/rec.mrc"],
+        ["defocus.star", "row 1", "rlnDefocusU", "'twelve'"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/infinite.star", "--out", "{d}/rec.mrc"],
+        ["infinite.star", "rlnDefocusV"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/apix0.star", "--out", "{d}/rec.mrc"],
+        ["apix0.star", "rlnImagePixelSize", "> 0"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/size.star", "--out", "{d}/rec.mrc"],
+        ["particles.mrcs", "32 px", "40"],
+    ),
+    (
+        ["reconstruct", "--particles", "{d}/ok/nanimage.star", "--out", "{d}/rec.mrc"],
+        ["nan.mrcs", "image 5", "NaN"],
+    ),
+    (
+        ["refine3d", "--particles", "{d}/missing.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r"],
+        ["missing.star"],
+    ),
     (["class2d", "--particles", "{d}/ok/particles.star", "--k", "0", "--out", "{d}/c"], ["--k", ">= 1"]),
-    (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/ok/truth.star"],
-     ["truth.star", "--out names an input (--particles)"]),
-    (["denoise", "--half1", "{d}/ok/truth.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/ok/truth.mrc"],
-     ["truth.mrc", "--out names an input"]),
+    (
+        ["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/ok/truth.star"],
+        ["truth.star", "--out names an input (--particles)"],
+    ),
+    (
+        [
+            "denoise",
+            "--half1",
+            "{d}/ok/truth.mrc",
+            "--half2",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/ok/truth.mrc",
+        ],
+        ["truth.mrc", "--out names an input"],
+    ),
     (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "/proc/1/rec.mrc"], ["/proc/1/rec.mrc"]),
-    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--iter", "0", "--out", "{d}/c"], ["--iter"]),
-    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--psi-step", "0", "--out", "{d}/c"],
-     ["--psi-step"]),
-    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--diameter", "-4", "--out", "{d}/c"],
-     ["--diameter"]),
+    (
+        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--iter", "0", "--out", "{d}/c"],
+        ["--iter"],
+    ),
+    (
+        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--psi-step", "0", "--out", "{d}/c"],
+        ["--psi-step"],
+    ),
+    (
+        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--diameter", "-4", "--out", "{d}/c"],
+        ["--diameter"],
+    ),
     (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/rec.mrc", "--pad", "0"], ["--pad"]),
     (["simulate", "--model", MODEL, "--out", "{d}/s", "--apix", "-1"], ["--apix", "> 0"]),
     (["simulate", "--model", "{d}/text.mrc", "--out", "{d}/s"], ["text.mrc"]),
-    (["denoise", "--half1", "{d}/nan.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/den.mrc"], ["nan.mrc", "NaN"]),
-    (["postprocess", "--half1", "{d}/zero.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/pp"],
-     ["zero.mrc", "all zeros"]),
-    (["localres", "--half1", "{d}/ok/truth.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/lr.mrc",
-      "--sampling", "-3"], ["--sampling"]),
+    (
+        ["denoise", "--half1", "{d}/nan.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/den.mrc"],
+        ["nan.mrc", "NaN"],
+    ),
+    (
+        ["postprocess", "--half1", "{d}/zero.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/pp"],
+        ["zero.mrc", "all zeros"],
+    ),
+    (
+        [
+            "localres",
+            "--half1",
+            "{d}/ok/truth.mrc",
+            "--half2",
+            "{d}/ok/truth.mrc",
+            "--out",
+            "{d}/lr.mrc",
+            "--sampling",
+            "-3",
+        ],
+        ["--sampling"],
+    ),
 ]
 
 
@@ -125,10 +276,12 @@ def test_debug_shows_the_traceback(data):
 def test_pixel_origins_of_a_relion_30_style_column_are_read_not_ignored(data, tmp_path):
     """rlnOriginX/Y (pixels) in a 3.1 file: converted with the pixel size, the same map as in A."""
     from blush_scipion.engine.particles import Particles
+
     truth = Particles.read(data / "ok" / "truth.star")
     assert truth.origins().abs().max() > 0.5  # the simulation shifts its particles
     pixels = truth.table.drop(columns=["rlnOriginXAngst", "rlnOriginYAngst"]).assign(
-        rlnOriginX=truth.origins()[:, 0].numpy(), rlnOriginY=truth.origins()[:, 1].numpy())
+        rlnOriginX=truth.origins()[:, 0].numpy(), rlnOriginY=truth.origins()[:, 1].numpy()
+    )
     Particles(pixels, truth.optics, truth.root).write(tmp_path / "pixels.star")
     again = Particles.read(tmp_path / "pixels.star")
     assert np.allclose(again.origins().numpy(), truth.origins().numpy(), atol=1e-4)

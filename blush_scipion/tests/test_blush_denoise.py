@@ -1,5 +1,6 @@
 """Blush on maps: the working grid, spectral trailing, and the shipped denoiser on a held-out
 structure (its half map gets closer to the truth), through the engine and `blush denoise`."""
+
 import json
 import subprocess
 import sys
@@ -7,7 +8,13 @@ import sys
 import pytest
 import torch
 
-from blush_scipion.engine.blush.denoiser import SHIPPED_WEIGHTS, Denoiser, denoise_map, load_denoiser, working_grid
+from blush_scipion.engine.blush.denoiser import (
+    SHIPPED_WEIGHTS,
+    Denoiser,
+    denoise_map,
+    load_denoiser,
+    working_grid,
+)
 from blush_scipion.engine.blush.halfmaps import simulate_half_maps
 from blush_scipion.engine.blush.model import BlushUNet
 from blush_scipion.engine.blush.trailing import spectral_trailing, trailing_shell
@@ -27,14 +34,14 @@ def shell_power(volume):
 def test_working_grid_resamples_only_outside_the_trained_range():
     d = Denoiser(BlushUNet(2, 4), voxel_min=1.5, voxel_max=3.0, block=16, source="")
     assert working_grid(64, 2.0, d) == (64, 2.0)
-    m, voxel = working_grid(200, 1.0, d)     # finer than the range: to about 1.5 A, even box
+    m, voxel = working_grid(200, 1.0, d)  # finer than the range: to about 1.5 A, even box
     assert m == 134 and abs(voxel - 200 / 134) < 1e-9
     assert working_grid(60, 4.0, d) == (80, 3.0)
 
 
 def test_trailing_shell_is_the_last_before_the_fsc_drops_below_one_seventh():
     fsc = torch.tensor([1.0, 0.99, 0.9, 0.5, 0.2, 0.1, 0.3, 0.05])
-    assert trailing_shell(fsc) == 4        # the later rise at shell 6 does not count
+    assert trailing_shell(fsc) == 4  # the later rise at shell 6 does not count
     assert trailing_shell(torch.ones(8)) == 7
 
 
@@ -44,8 +51,8 @@ def test_spectral_trailing_keeps_nothing_past_the_fsc_and_fills_in_past_the_deno
     fsc = torch.where(torch.arange(17) <= 8, 0.9, 0.0)
     trailed = spectral_trailing(denoised, regularised, fsc, denoiser_nyquist=16)
     power, before = shell_power(trailed), shell_power(denoised)
-    assert torch.allclose(power[:6], before[:6], rtol=1e-4)      # full pass below the edge (7 +- 1.5)
-    assert (power[9:] < 1e-6 * before[9:]).all()                 # nothing past it
+    assert torch.allclose(power[:6], before[:6], rtol=1e-4)  # full pass below the edge (7 +- 1.5)
+    assert (power[9:] < 1e-6 * before[9:]).all()  # nothing past it
     # the denoiser's grid ends at shell 5 (a coarser working grid): the regularised map fills in above
     filled = spectral_trailing(denoised, regularised, fsc, denoiser_nyquist=5)
     cc = fourier_shell_correlation(filled, regularised)
@@ -54,7 +61,10 @@ def test_spectral_trailing_keeps_nothing_past_the_fsc_and_fills_in_past_the_deno
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_refused_by_name(tmp_path):
     from safetensors.torch import save_file
-    save_file({"foo": torch.zeros(3)}, str(tmp_path / "odd.safetensors"), metadata={"depth": "2", "width": "4"})
+
+    save_file(
+        {"foo": torch.zeros(3)}, str(tmp_path / "odd.safetensors"), metadata={"depth": "2", "width": "4"}
+    )
     with pytest.raises(ValueError, match="odd.safetensors.*do not fit"):
         load_denoiser(tmp_path / "odd.safetensors")
 
@@ -73,20 +83,48 @@ def test_shipped_denoiser_brings_a_held_out_half_map_closer_to_the_truth(tmp_pat
     # and from the command line, trailed: nothing past the half maps' resolution
     write_map(tmp_path / "h1.mrc", half1, 2.0)
     write_map(tmp_path / "h2.mrc", half2, 2.0)
-    run = subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "denoise", "--half1", tmp_path / "h1.mrc",
-                          "--half2", tmp_path / "h2.mrc", "--out", tmp_path / "d.mrc"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blush_scipion.engine.cli",
+            "denoise",
+            "--half1",
+            tmp_path / "h1.mrc",
+            "--half2",
+            tmp_path / "h2.mrc",
+            "--out",
+            tmp_path / "d.mrc",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads((tmp_path / "d.json").read_text())
     out, apix = read_map(tmp_path / "d.mrc")
     assert apix == 2.0 and record["trailing_shell"] < 20
     power = shell_power(out)
-    assert (power[record["trailing_shell"] + 2:] < 1e-6 * power[1]).all()
+    assert (power[record["trailing_shell"] + 2 :] < 1e-6 * power[1]).all()
     assert (fourier_shell_correlation(out, truth)[3:12] > fourier_shell_correlation(half1, truth)[3:12]).all()
 
 
 def test_denoise_refuses_half_maps_that_do_not_match(tmp_path):
     write_map(tmp_path / "a.mrc", torch.zeros(32, 32, 32), 2.0)
     write_map(tmp_path / "b.mrc", torch.zeros(32, 32, 32), 2.5)
-    run = subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", "denoise", "--half1", tmp_path / "a.mrc",
-                          "--half2", tmp_path / "b.mrc", "--out", tmp_path / "d.mrc"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blush_scipion.engine.cli",
+            "denoise",
+            "--half1",
+            tmp_path / "a.mrc",
+            "--half2",
+            tmp_path / "b.mrc",
+            "--out",
+            tmp_path / "d.mrc",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "b.mrc" in run.stderr and "pixel size" in run.stderr

@@ -1,4 +1,5 @@
 """Training half maps: their FSC follows the requested curve; blur and noise are shared right."""
+
 import pytest
 import torch
 
@@ -35,6 +36,7 @@ def test_half_maps_reach_the_requested_resolution(truth, resolution):
 def test_misalignment_blur_scales_the_shared_signal(truth):
     # the halves' signal is the truth times exp(-B s^2 / 4): measured by regression per shell
     from blush_scipion.engine.fourier import rfft3_centered, rfft_shell_index_3d, shell_sum
+
     g = torch.Generator().manual_seed(1)
     h1, h2 = simulate_half_maps(truth, 1.5, 4.0, g, blur_bfactor=100.0)
     ft, fh = rfft3_centered(truth.double()), rfft3_centered((0.5 * (h1 + h2)).double())

@@ -1,4 +1,5 @@
 """The denoiser's model, block-wise inference without seams, and safe loading of weights."""
+
 import gzip
 import os
 
@@ -67,7 +68,11 @@ class Payload:
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
-    state = {"model_state_dict": BlushUNet(depth=2, width=4).state_dict(), "voxel_size": 1.5, "hook": Payload()}
+    state = {
+        "model_state_dict": BlushUNet(depth=2, width=4).state_dict(),
+        "voxel_size": 1.5,
+        "hook": Payload(),
+    }
     path = tmp_path / "blush_v1.0.ckpt"
     torch.save(state, path)
     with pytest.raises(WeightsError, match="blush_v1.0.ckpt.*refused"):
@@ -81,8 +86,15 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
 def test_plain_checkpoint_loads_into_our_model_with_a_sha256_check(tmp_path):
     net = BlushUNet(depth=2, width=4)
     path = tmp_path / "plain.ckpt"
-    torch.save({"model_state_dict": net.state_dict(), "voxel_size": 1.5, "block_size": 64,
-                "model_source": "import os; os.system('never run')"}, path)
+    torch.save(
+        {
+            "model_state_dict": net.state_dict(),
+            "voxel_size": 1.5,
+            "block_size": 64,
+            "model_source": "import os; os.system('never run')",
+        },
+        path,
+    )
     state = load_state(path, sha256=sha256_of(path))
     assert state["model_source"].startswith("import os")  # read as text, never executed
     other = BlushUNet(depth=2, width=4)

@@ -1,20 +1,35 @@
 """Training the denoiser: after a short CPU run it beats the noisy half map on a held-out model,
 and its saved weights reload into the same network."""
+
 import torch
 from safetensors import safe_open
 
 from blush_scipion.engine.blush.model import BlushUNet
-from blush_scipion.engine.blush.training import StepBatches, TrainSettings, batches, model_sampler, model_truth, train, \
-    training_sample
+from blush_scipion.engine.blush.training import (
+    StepBatches,
+    TrainSettings,
+    batches,
+    model_sampler,
+    model_truth,
+    train,
+    training_sample,
+)
 from blush_scipion.engine.blush.weights import load_state
 
 from .conftest import DATA
 
 
 def test_short_training_beats_the_noisy_input_on_a_held_out_model(tmp_path):
-    s = TrainSettings(depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0, steps=150, batch_size=2, learning_rate=3e-3)
-    train(model_sampler([DATA / "adk_closed.pdb.gz"], s), s, tmp_path / "w.safetensors", ["adk_closed"],
-          log=lambda *a: None)
+    s = TrainSettings(
+        depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0, steps=150, batch_size=2, learning_rate=3e-3
+    )
+    train(
+        model_sampler([DATA / "adk_closed.pdb.gz"], s),
+        s,
+        tmp_path / "w.safetensors",
+        ["adk_closed"],
+        log=lambda *a: None,
+    )
     with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
         assert f.metadata()["voxel_size"] == "3.0"
     net = BlushUNet(2, 8)
@@ -41,6 +56,7 @@ def test_fine_tuning_on_half_map_pairs_learns_their_shared_signal(tmp_path):
     from blush_scipion.engine.blush.training import save_weights
     from blush_scipion.engine.density import density_from_model
     from blush_scipion.engine.mrc import write_map
+
     from .test_cli import blush
 
     s = TrainSettings(depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0)
@@ -49,8 +65,22 @@ def test_fine_tuning_on_half_map_pairs_learns_their_shared_signal(tmp_path):
     half1, half2 = simulate_half_maps(truth, 3.0, 9.0, torch.Generator().manual_seed(0))
     write_map(tmp_path / "h1.mrc", half1, 3.0)
     write_map(tmp_path / "h2.mrc", half2, 3.0)
-    run = blush("train", "--pairs", tmp_path / "h1.mrc", tmp_path / "h2.mrc", "--init", tmp_path / "init.safetensors",
-                "--out", tmp_path / "tuned.safetensors", "--steps", 120, "--lr", 3e-3, "--diameter", 80)
+    run = blush(
+        "train",
+        "--pairs",
+        tmp_path / "h1.mrc",
+        tmp_path / "h2.mrc",
+        "--init",
+        tmp_path / "init.safetensors",
+        "--out",
+        tmp_path / "tuned.safetensors",
+        "--steps",
+        120,
+        "--lr",
+        3e-3,
+        "--diameter",
+        80,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     tuned = load_denoiser(tmp_path / "tuned.safetensors")
     assert (tuned.voxel_min, tuned.block) == (3.0, 32)
@@ -70,8 +100,10 @@ def test_batches_made_by_worker_processes_do_not_depend_on_their_number(tmp_path
     two give the same training, step for step."""
     s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0, steps=4, batch_size=2)
     sample = model_sampler([DATA / "4gcnA.pdb.gz"], s)
-    records = [train(sample, s, tmp_path / f"w{n}.safetensors", ["4gcnA"], log=lambda *a: None, workers=n)
-               for n in (1, 2)]
+    records = [
+        train(sample, s, tmp_path / f"w{n}.safetensors", ["4gcnA"], log=lambda *a: None, workers=n)
+        for n in (1, 2)
+    ]
     assert records[0]["losses"] == records[1]["losses"] and len(records[0]["losses"]) == 4
     first = next(iter(batches(sample, s, workers=2)))
     # step 0's batch, made here: the same up to rounding (workers run one thread, this process may run more)

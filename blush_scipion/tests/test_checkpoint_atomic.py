@@ -1,5 +1,6 @@
 """atomic.py (an interrupted write leaves the old file) and checkpoint.py (resuming from the last whole
 iteration)."""
+
 import fnmatch
 import json
 import os

@@ -1,4 +1,5 @@
 """2D classification: the in-plane projector, angles against the truth, classes that separate."""
+
 import json
 import subprocess
 import sys
@@ -13,15 +14,21 @@ from blush_scipion.engine.inplane import extract_rotated, fourier_images, insert
 from blush_scipion.engine.mrc import read_stack, write_stack
 from blush_scipion.engine.particles import Particles, concatenate
 from blush_scipion.engine.projector import SlicePoints, fourier_reference
-from blush_scipion.engine.simulate import SimulationSettings, draw_particles, optics_table, project_particles, \
-    simulate_from_model
+from blush_scipion.engine.simulate import (
+    SimulationSettings,
+    draw_particles,
+    optics_table,
+    project_particles,
+    simulate_from_model,
+)
 
 from .conftest import DATA
 
 
 def blush(*args):
-    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_rotation_matches_rot90_and_insert_is_the_adjoint():
@@ -56,18 +63,40 @@ def one_view(tmp_path_factory):
     table["rlnAngleRot"], table["rlnAngleTilt"] = 0.0, 0.0
     truth = Particles(table, optics_table(s), out)
     volume = density_from_model(DATA / "4gcnA.pdb.gz", 40, 3.0)
-    clean = project_particles(fourier_reference(volume), truth.rotations(), truth.origins(), truth.ctf(), 40, 3.0)
+    clean = project_particles(
+        fourier_reference(volume), truth.rotations(), truth.origins(), truth.ctf(), 40, 3.0
+    )
     noise = clean.var(dim=(-2, -1)).mean().div(s.snr).sqrt()
-    write_stack(out / "particles.mrcs", clean + noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5)), 3.0)
+    write_stack(
+        out / "particles.mrcs",
+        clean + noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(5)),
+        3.0,
+    )
     truth.write(out / "truth.star")
-    Particles(table.drop(columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst",
-                                  "rlnOriginYAngst"]), truth.optics, out).write(out / "particles.star")
+    Particles(
+        table.drop(
+            columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
+        ),
+        truth.optics,
+        out,
+    ).write(out / "particles.star")
     return out
 
 
 def test_one_class_recovers_the_in_plane_angles(one_view, tmp_path):
-    r = blush("class2d", "--particles", one_view / "particles.star", "--k", 1, "--out", tmp_path / "c",
-              "--iter", 8, "--diameter", 60)
+    r = blush(
+        "class2d",
+        "--particles",
+        one_view / "particles.star",
+        "--k",
+        1,
+        "--out",
+        tmp_path / "c",
+        "--iter",
+        8,
+        "--diameter",
+        60,
+    )
     assert r.returncode == 0, r.stderr
     found = Particles.read(tmp_path / "c" / "run_data.star").table
     true_psi = Particles.read(one_view / "truth.star").table["rlnAnglePsi"].to_numpy()
@@ -84,8 +113,11 @@ def two_structures(tmp_path_factory):
     out = tmp_path_factory.mktemp("mix")
     sets = []
     for i, name in enumerate(["4gcnA", "adk_closed"]):
-        simulate_from_model(DATA / f"{name}.pdb.gz", SimulationSettings(n_particles=150, box=40, pixel_size=3.0,
-                                                                        snr=0.3, seed=10 + i), out / name)
+        simulate_from_model(
+            DATA / f"{name}.pdb.gz",
+            SimulationSettings(n_particles=150, box=40, pixel_size=3.0, snr=0.3, seed=10 + i),
+            out / name,
+        )
         sets.append(Particles.read(out / name / "particles.star"))
     concatenate(sets).write(out / "mixed.star")
     return out, np.repeat([0, 1], 150)
@@ -94,8 +126,21 @@ def two_structures(tmp_path_factory):
 def test_classes_separate_two_structures(two_structures, tmp_path):
     data, labels = two_structures
     out = tmp_path / "c"
-    r = blush("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10,
-              "--diameter", 75, "--seed", 1)
+    r = blush(
+        "class2d",
+        "--particles",
+        data / "mixed.star",
+        "--k",
+        4,
+        "--out",
+        out,
+        "--iter",
+        10,
+        "--diameter",
+        75,
+        "--seed",
+        1,
+    )
     assert r.returncode == 0, r.stderr
     classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
@@ -105,8 +150,22 @@ def test_classes_separate_two_structures(two_structures, tmp_path):
     assert abs(sum(summary["class_distribution"]) - 1) < 1e-4
     assert read_stack(out / "run_classes.mrcs").shape == (4, 40, 40)
     assert (out / "run_it010_optimiser.json").exists() and (out / "run_model.star").exists()
-    again = blush("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10,
-                  "--diameter", 75, "--seed", 1, "--continue")
+    again = blush(
+        "class2d",
+        "--particles",
+        data / "mixed.star",
+        "--k",
+        4,
+        "--out",
+        out,
+        "--iter",
+        10,
+        "--diameter",
+        75,
+        "--seed",
+        1,
+        "--continue",
+    )
     assert again.returncode == 0 and "continuing after iteration 10" in again.stdout
 
 
@@ -118,7 +177,8 @@ def test_bad_input_is_named(two_structures, tmp_path):
     assert r.returncode == 2 and "--k" in r.stderr and ">= 1" in r.stderr
     no_ctf = Particles.read(data / "mixed.star")
     no_ctf.with_columns().table.drop(columns=["rlnDefocusU"]).pipe(
-        lambda t: Particles(t, no_ctf.optics, no_ctf.root).write(tmp_path / "no_ctf.star"))
+        lambda t: Particles(t, no_ctf.optics, no_ctf.root).write(tmp_path / "no_ctf.star")
+    )
     r = blush("class2d", "--particles", tmp_path / "no_ctf.star", "--k", 2, "--out", tmp_path / "d")
     assert r.returncode == 2 and "no_ctf.star" in r.stderr and "CTF" in r.stderr
 
@@ -129,8 +189,8 @@ def test_shipped_2d_denoiser_brings_a_held_out_class_average_closer_to_the_truth
     from blush_scipion.engine.blush.denoiser import denoise_images, load_denoiser
     from blush_scipion.engine.blush.halfmaps import simulate_half_maps
     from blush_scipion.engine.blush.training import projection
-    from blush_scipion.engine.rotation import euler_to_matrix
     from blush_scipion.engine.fsc import fourier_shell_correlation as frc
+    from blush_scipion.engine.rotation import euler_to_matrix
 
     volume = density_from_model(DATA / "4gcnA.pdb.gz", 64, 2.0)
     truth = projection(volume, euler_to_matrix(*torch.tensor([30.0, 60.0, 10.0])))
@@ -146,8 +206,20 @@ def test_blush_classes_separate_two_structures_and_continue(two_structures, tmp_
     regularised averages, and a continued run picks them up."""
     data, labels = two_structures
     out = tmp_path / "b"
-    args = ("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--diameter", 75, "--seed", 1,
-            "--blush")
+    args = (
+        "class2d",
+        "--particles",
+        data / "mixed.star",
+        "--k",
+        4,
+        "--out",
+        out,
+        "--diameter",
+        75,
+        "--seed",
+        1,
+        "--blush",
+    )
     r = blush(*args, "--iter", 4)
     assert r.returncode == 0, r.stderr
     again = blush(*args, "--iter", 8, "--continue")
@@ -161,14 +233,33 @@ def test_blush_classes_separate_two_structures_and_continue(two_structures, tmp_
     assert json.loads((out / "summary.json").read_text())["blush"]
 
 
-def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_the_same(two_structures, tmp_path):
+def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_the_same(
+    two_structures, tmp_path
+):
     """--grad: batches of 50 growing to 100 of the 300 particles, then one pass over all of them;
     the classes separate. A run killed part-way and continued ends with the same classes as one
     left alone (the batches and the running sums are restored exactly)."""
     import time
+
     data, labels = two_structures
-    args = ["class2d", "--particles", data / "mixed.star", "--k", 4, "--diameter", 75, "--seed", 1, "--grad",
-            "--iter", 20, "--grad-ini-subset", 50, "--grad-fin-subset", 100]
+    args = [
+        "class2d",
+        "--particles",
+        data / "mixed.star",
+        "--k",
+        4,
+        "--diameter",
+        75,
+        "--seed",
+        1,
+        "--grad",
+        "--iter",
+        20,
+        "--grad-ini-subset",
+        50,
+        "--grad-fin-subset",
+        100,
+    ]
     r = blush(*args, "--out", tmp_path / "whole")
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
@@ -178,11 +269,17 @@ def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_t
     purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
     assert purity > 0.9, f"class purity {purity:.2f}"
     assert len(list((tmp_path / "whole").glob("run_it*_grad_sums.safetensors"))) == 1
-    assert sorted(p.name[:9] for p in (tmp_path / "whole").glob("run_it*_optimiser.json")) == ["run_it010", "run_it020"]
+    assert sorted(p.name[:9] for p in (tmp_path / "whole").glob("run_it*_optimiser.json")) == [
+        "run_it010",
+        "run_it020",
+    ]
 
     out = tmp_path / "killed"
-    run = subprocess.Popen([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args), "--out", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while not (out / "run_it010_optimiser.json").exists() and run.poll() is None:
         time.sleep(0.05)
     run.kill()
@@ -192,13 +289,15 @@ def test_mini_batches_separate_two_structures_and_an_interrupted_run_continues_t
     assert "continuing after iteration 20" not in again.stdout  # it was interrupted
     resumed = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     assert (resumed == classes).all()
-    assert torch.allclose(read_stack(out / "run_classes.mrcs"), read_stack(tmp_path / "whole" / "run_classes.mrcs"),
-                          atol=1e-5)
+    assert torch.allclose(
+        read_stack(out / "run_classes.mrcs"), read_stack(tmp_path / "whole" / "run_classes.mrcs"), atol=1e-5
+    )
 
 
 def test_an_inactive_class_takes_half_of_the_largest_and_differs_from_it():
     from blush_scipion.engine.classify2d import Sums
     from blush_scipion.engine.minibatch import running_weights
+
     g = torch.Generator().manual_seed(0)
     weight = torch.rand(3, 8, 8, generator=g) + 1
     data = torch.randn(3, 8, 8, dtype=torch.complex64, generator=g) * 10
@@ -214,4 +313,4 @@ def test_an_inactive_class_takes_half_of_the_largest_and_differs_from_it():
     signal, noise = 1000.0, 1000.0
     for _ in range(50):
         signal, noise = running_weights(signal, noise, 0.5, 1000, 100)
-    assert abs(signal ** 2 / noise - 100 * (2 - 0.5) / 0.5) < 1
+    assert abs(signal**2 / noise - 100 * (2 - 0.5) / 0.5) < 1

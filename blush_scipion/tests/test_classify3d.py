@@ -1,5 +1,6 @@
 """3D classification: two structures separate from one consensus map, each class map resembles its
 own structure, a continued run ends where a straight one does, Blush's references are written."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,9 @@ ITERATIONS = 6
 
 
 def blush(*args):
-    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +36,17 @@ def mixture(tmp_path_factory):
     3D classification starts from after a consensus refinement)."""
     out = tmp_path_factory.mktemp("mix3d")
     for i, name in enumerate(["4gcnA", "adk_closed"]):
-        simulate_from_model(DATA / f"{name}.pdb.gz", SimulationSettings(n_particles=N_EACH, box=40, pixel_size=3.0,
-                                                                        snr=0.1, seed=20 + i), out / name)
-    concatenate([Particles.read(out / n / "particles.star") for n in ("4gcnA", "adk_closed")]).write(out / "mixed.star")
-    concatenate([Particles.read(out / n / "truth.star") for n in ("4gcnA", "adk_closed")]).write(out / "truth.star")
+        simulate_from_model(
+            DATA / f"{name}.pdb.gz",
+            SimulationSettings(n_particles=N_EACH, box=40, pixel_size=3.0, snr=0.1, seed=20 + i),
+            out / name,
+        )
+    concatenate([Particles.read(out / n / "particles.star") for n in ("4gcnA", "adk_closed")]).write(
+        out / "mixed.star"
+    )
+    concatenate([Particles.read(out / n / "truth.star") for n in ("4gcnA", "adk_closed")]).write(
+        out / "truth.star"
+    )
     r = blush("reconstruct", "--particles", out / "truth.star", "--out", out / "consensus.mrc")
     assert r.returncode == 0, r.stderr
     return out
@@ -52,14 +61,26 @@ def accuracy(labels: np.ndarray, classes: np.ndarray) -> float:
 def docked_resolution(volume: torch.Tensor, truth: torch.Tensor) -> float:
     """FSC 0.5 resolution (A) of a 40 px, 3 A/px map against a truth, after a rigid fit onto it."""
     rotation, shift, _ = fit_rigid(volume, truth, 3.0)
-    return resolution_at(fourier_shell_correlation(transform_map(volume, rotation, shift), truth), 0.5, 40, 3.0)
+    return resolution_at(
+        fourier_shell_correlation(transform_map(volume, rotation, shift), truth), 0.5, 40, 3.0
+    )
 
 
 @pytest.fixture(scope="module")
 def straight(mixture, tmp_path_factory):
     out = tmp_path_factory.mktemp("c3d") / "straight"
-    r = blush("class3d", "--particles", mixture / "mixed.star", "--ref", mixture / "consensus.mrc", "--out", out,
-              "--iter", ITERATIONS, *ARGS)
+    r = blush(
+        "class3d",
+        "--particles",
+        mixture / "mixed.star",
+        "--ref",
+        mixture / "consensus.mrc",
+        "--out",
+        out,
+        "--iter",
+        ITERATIONS,
+        *ARGS,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -68,8 +89,13 @@ def test_two_structures_separate_and_each_map_is_its_own(mixture, straight):
     table = Particles.read(straight / "run_data.star").table
     labels = np.repeat([0, 1], N_EACH)
     assert accuracy(labels, table["rlnClassNumber"].to_numpy() - 1) > 0.95
-    assert {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnMaxValueProbDistribution"} \
-        <= set(table.columns)
+    assert {
+        "rlnAngleRot",
+        "rlnAngleTilt",
+        "rlnAnglePsi",
+        "rlnOriginXAngst",
+        "rlnMaxValueProbDistribution",
+    } <= set(table.columns)
     maps = [read_map(straight / f"run_class{c:03d}.mrc")[0] for c in (1, 2)]
     truths = [read_map(mixture / n / "truth.mrc")[0] for n in ("4gcnA", "adk_closed")]
     # the class holding most of a structure's particles: its map is nearer that structure than the other
@@ -89,7 +115,15 @@ def test_two_structures_separate_and_each_map_is_its_own(mixture, straight):
 
 def test_a_continued_run_ends_where_a_straight_one_does(mixture, straight, tmp_path):
     out = tmp_path / "continued"
-    first = ("class3d", "--particles", mixture / "mixed.star", "--ref", mixture / "consensus.mrc", "--out", out)
+    first = (
+        "class3d",
+        "--particles",
+        mixture / "mixed.star",
+        "--ref",
+        mixture / "consensus.mrc",
+        "--out",
+        out,
+    )
     assert blush(*first, "--iter", 3, *ARGS).returncode == 0
     r = blush(*first, "--iter", ITERATIONS, "--continue", *ARGS)
     assert r.returncode == 0, r.stderr
@@ -97,14 +131,28 @@ def test_a_continued_run_ends_where_a_straight_one_does(mixture, straight, tmp_p
     for c in (1, 2):
         a, b = (read_map(folder / f"run_class{c:03d}.mrc")[0] for folder in (straight, out))
         assert (fourier_shell_correlation(a, b)[1:15] > 0.99).all()
-    classes = [Particles.read(folder / "run_data.star").table["rlnClassNumber"].to_numpy() for folder in (straight, out)]
+    classes = [
+        Particles.read(folder / "run_data.star").table["rlnClassNumber"].to_numpy()
+        for folder in (straight, out)
+    ]
     assert np.mean(classes[0] == classes[1]) > 0.99
 
 
 def test_blush_writes_its_references_and_still_separates(mixture, tmp_path):
     out = tmp_path / "blush"
-    r = blush("class3d", "--particles", mixture / "mixed.star", "--ref", mixture / "consensus.mrc", "--out", out,
-              "--iter", ITERATIONS, "--blush", *ARGS)
+    r = blush(
+        "class3d",
+        "--particles",
+        mixture / "mixed.star",
+        "--ref",
+        mixture / "consensus.mrc",
+        "--out",
+        out,
+        "--iter",
+        ITERATIONS,
+        "--blush",
+        *ARGS,
+    )
     assert r.returncode == 0, r.stderr
     classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     assert accuracy(np.repeat([0, 1], N_EACH), classes - 1) > 0.95

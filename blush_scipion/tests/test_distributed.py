@@ -1,5 +1,6 @@
 """refine3d on two processes (torch.distributed, gloo on CPU, launched by torchrun) gives the
 single-process result, and a two-rank run's checkpoint continues on one rank."""
+
 import json
 import os
 import shutil
@@ -39,13 +40,24 @@ def run(*args, ranks: int = 1) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def particles(tmp_path_factory):
     out = tmp_path_factory.mktemp("ranks")
-    simulate_from_model(MODEL, SimulationSettings(n_particles=300, box=40, pixel_size=3.0, snr=0.5, seed=4), out)
+    simulate_from_model(
+        MODEL, SimulationSettings(n_particles=300, box=40, pixel_size=3.0, snr=0.5, seed=4), out
+    )
     return out
 
 
 def test_two_ranks_give_the_single_process_result(particles, tmp_path):
-    args = ["refine3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc",
-            "--max-order", 3, "--max-iter", 4]
+    args = [
+        "refine3d",
+        "--particles",
+        particles / "particles.star",
+        "--ref",
+        particles / "truth.mrc",
+        "--max-order",
+        3,
+        "--max-iter",
+        4,
+    ]
     one = run(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     two = run(*args, "--out", tmp_path / "two", ranks=2)
@@ -58,11 +70,27 @@ def test_two_ranks_give_the_single_process_result(particles, tmp_path):
 
 
 def test_a_two_rank_run_continues_on_one(particles, tmp_path):
-    args = ["refine3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc",
-            "--max-order", 3, "--max-iter", 4, "--out", tmp_path / "r"]
+    args = [
+        "refine3d",
+        "--particles",
+        particles / "particles.star",
+        "--ref",
+        particles / "truth.mrc",
+        "--max-order",
+        3,
+        "--max-iter",
+        4,
+        "--out",
+        tmp_path / "r",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(command(*args, ranks=2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command(*args, ranks=2),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     checkpoint = tmp_path / "r" / "run_it001_optimiser.json"
     deadline = time.time() + 300
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
@@ -88,20 +116,37 @@ def test_class2d_on_two_ranks_gives_the_single_process_classes(particles, tmp_pa
     a, b = (read_stack(tmp_path / name / "run_classes.mrcs") for name in ("one", "two"))
     for x, y in zip(a, b):
         assert float(torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]) > 0.99
-    ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
+    ca, cb = (
+        Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two")
+    )
     assert (ca == cb).mean() > 0.98
 
 
 def test_class3d_on_two_ranks_gives_the_single_process_classes(particles, tmp_path):
-    args = ["class3d", "--particles", particles / "particles.star", "--ref", particles / "truth.mrc", "--k", 2,
-            "--iter", 2, "--healpix-order", 1, "--seed", 3]
+    args = [
+        "class3d",
+        "--particles",
+        particles / "particles.star",
+        "--ref",
+        particles / "truth.mrc",
+        "--k",
+        2,
+        "--iter",
+        2,
+        "--healpix-order",
+        1,
+        "--seed",
+        3,
+    ]
     for name, ranks in (("one", 1), ("two", 2)):
         done = run(*args, "--out", tmp_path / name, ranks=ranks)
         assert done.returncode == 0, done.stderr[-3000:]
     for c in (1, 2):
         a, b = (read_map(tmp_path / name / f"run_class{c:03d}.mrc")[0] for name in ("one", "two"))
         assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
-    ca, cb = (Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two"))
+    ca, cb = (
+        Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two")
+    )
     assert (ca == cb).mean() > 0.98
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
 
@@ -116,8 +161,25 @@ def test_train_on_two_ranks_gives_the_single_process_network(tmp_path):
     from blush_scipion.engine.blush.training import TrainSettings, model_sampler
     from blush_scipion.engine.blush.weights import load_state
 
-    args = ["train", "--models", MODEL, "--depth", 2, "--width", 4, "--block", 16, "--voxel-min", 3,
-            "--voxel-max", 3, "--steps", 4, "--batch", 2]
+    args = [
+        "train",
+        "--models",
+        MODEL,
+        "--depth",
+        2,
+        "--width",
+        4,
+        "--block",
+        16,
+        "--voxel-min",
+        3,
+        "--voxel-max",
+        3,
+        "--steps",
+        4,
+        "--batch",
+        2,
+    ]
     for name, ranks, extra in (("one", 1, ["--workers", 1]), ("two", 2, [])):
         (tmp_path / name).mkdir()
         done = run(*args, *extra, "--out", tmp_path / name / "w.safetensors", ranks=ranks)

@@ -1,5 +1,6 @@
 """BLUSH_ENV_ACTIVATION: every engine run of a protocol starts in the environment it activates (torch with
 the user's CUDA), or in this Python when it is empty (the default: `make demo`'s single venv)."""
+
 import os
 import subprocess
 import sys
@@ -30,14 +31,17 @@ def activation(monkeypatch):
 
     def set_to(value: str):
         monkeypatch.setitem(Plugin._vars, BLUSH_ENV_ACTIVATION, value)
+
     return set_to
 
 
 def engine_call(protocol, *args, **kwargs) -> dict:
     """What `_runEngine` hands to runJob, and the shell command pyworkflow builds from it."""
     calls = []
+
     def run_job(program, arguments, **kw):
         calls.append(dict(program=program, args=arguments, **kw))
+
     protocol.runJob = run_job
     protocol._runEngine(*args, **kwargs)
     (call,) = calls
@@ -57,8 +61,9 @@ def test_without_the_variable_the_engine_runs_in_this_python(activation):
 def test_with_the_variable_the_engine_runs_after_the_activation(activation):
     activation(ACTIVATION)
     call = engine_call(ProtBlushDenoise(), ["denoise", "--half1", "a.mrc"])
-    assert call["command"].strip() == (f"{HOOK} {ACTIVATION} && python -m blush_scipion.engine.cli "
-                                       "denoise --half1 a.mrc --device cpu")
+    assert call["command"].strip() == (
+        f"{HOOK} {ACTIVATION} && python -m blush_scipion.engine.cli denoise --half1 a.mrc --device cpu"
+    )
     assert call["executable"] == "/bin/bash"
     assert "PYTHONPATH" not in call["env"]  # Scipion's packages would shadow the environment's
 
@@ -67,13 +72,19 @@ def test_torch_distributed_ranks_start_in_the_activated_environment(activation):
     refine = ProtBlushRefine3D(numberOfMpi=2)
     activation("")
     plain = engine_call(refine, ["refine3d", "--o", "run"], distributed=True)
-    assert plain["program"].split()[1:] == ["--standalone", "--nproc-per-node=2", "--no-python",
-                                            Plugin.getProgram()]
+    assert plain["program"].split()[1:] == [
+        "--standalone",
+        "--nproc-per-node=2",
+        "--no-python",
+        Plugin.getProgram(),
+    ]
     assert os.path.basename(plain["program"].split()[0]) == "torchrun"
     activation(ACTIVATION)
     activated = engine_call(refine, ["refine3d", "--o", "run"], distributed=True)
-    assert activated["program"] == (f"{HOOK} {ACTIVATION} && python -m torch.distributed.run --standalone "
-                                    "--nproc-per-node=2 -m blush_scipion.engine.cli")
+    assert activated["program"] == (
+        f"{HOOK} {ACTIVATION} && python -m torch.distributed.run --standalone "
+        "--nproc-per-node=2 -m blush_scipion.engine.cli"
+    )
     assert activated["args"] == "refine3d --o run --device cpu"
 
 
@@ -85,6 +96,7 @@ def test_an_activation_other_than_conda_is_used_as_given(activation):
 
 def test_fsc_validation_runs_through_the_engine_command_too(activation, tmp_path):
     from pwem.objects import Volume
+
     prot = ProtBlushValidateFsc()
     prot.setWorkingDir(str(tmp_path))
     prot.halfMap1.set(Volume(location="h1.mrc"))
@@ -93,7 +105,7 @@ def test_fsc_validation_runs_through_the_engine_command_too(activation, tmp_path
     prot.runJob = lambda program, arguments, **kw: calls.append((program, arguments))
     activation(ACTIVATION)
     prot.fscStep()
-    (program, arguments), = calls
+    ((program, arguments),) = calls
     assert program.endswith(f"{ACTIVATION} && python -m blush_scipion.engine.cli")
     assert arguments.startswith("fsc h1.mrc h2.mrc --json ") and "--device" not in arguments
 
@@ -101,15 +113,25 @@ def test_fsc_validation_runs_through_the_engine_command_too(activation, tmp_path
 VENV_ACTIVATE = os.path.join(sys.prefix, "bin", "activate")
 
 
-@pytest.mark.skipif(sys.prefix == sys.base_prefix or not os.path.exists(VENV_ACTIVATE),
-                    reason="needs a virtual environment's activate script")
+@pytest.mark.skipif(
+    sys.prefix == sys.base_prefix or not os.path.exists(VENV_ACTIVATE),
+    reason="needs a virtual environment's activate script",
+)
 def test_a_real_activation_runs_the_engine(activation, tmp_path):
     """This very venv, activated as a separate environment would be: the command pyworkflow builds runs."""
     activation(f". {VENV_ACTIVATE}")
     call = engine_call(ProtBlushValidateFsc(), ["fsc", "--help"], device=False)
     env = dict(call["env"], PATH="/usr/bin:/bin")  # no python of ours on PATH until the activation
-    run = subprocess.run(call["command"], shell=True, executable=call["executable"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        call["command"],
+        shell=True,
+        executable=call["executable"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("usage: blush fsc")
 

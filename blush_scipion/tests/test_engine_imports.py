@@ -1,4 +1,5 @@
 """The engine stands without Scipion, and its public API (engine.__all__) resolves."""
+
 import importlib
 import inspect
 import json
@@ -16,8 +17,9 @@ SCIPION = ("pyworkflow", "pwem")
 
 def fresh_python(code: str) -> dict:
     """Run `code` in a new interpreter (this one has Scipion loaded by conftest); it prints one JSON line."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

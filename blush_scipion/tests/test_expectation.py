@@ -1,5 +1,6 @@
 """The E-step's likelihoods, and the significant-weights pruning of the M-step (RELION's
 adaptive_fraction): what is kept, and that the pruned sums equal the dense ones."""
+
 import torch
 
 from blush_scipion.engine.expectation import log_likelihoods, posteriors, significant, weighted_sums
@@ -16,7 +17,7 @@ def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more():
         probs = _posteriors(sharpness)
         kept = significant(probs, fraction=0.99)
         assert torch.allclose(kept.sum((1, 2)), torch.ones(len(probs)))
-        marginal, inside = probs.sum(1), kept.sum(1) > 0                      # (B, R)
+        marginal, inside = probs.sum(1), kept.sum(1) > 0  # (B, R)
         # every shift of a kept orientation is kept, in proportion
         renormalised = probs * inside[:, None, :] / (marginal * inside).sum(1)[:, None, None]
         assert torch.allclose(kept, renormalised, rtol=1e-4, atol=1e-9)
@@ -31,12 +32,12 @@ def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more():
         heavy = inside & (marginal > lightest_kept[:, None] * 1.052)
         assert ((marginal * heavy).sum(1) < 0.99 + 1e-5).all()
     sharp = significant(_posteriors(30.0), fraction=0.999)
-    assert (sharp.sum(1) > 0).sum(1).float().mean() < 5     # a sharp posterior keeps a few orientations
+    assert (sharp.sum(1) > 0).sum(1).float().mean() < 5  # a sharp posterior keeps a few orientations
 
 
 def test_pruned_m_step_sums_equal_the_dense_sums():
     g = torch.Generator().manual_seed(1)
-    for sharpness in (0.5, 30.0):                  # the dense path and the gathered one
+    for sharpness in (0.5, 30.0):  # the dense path and the gathered one
         probs = significant(_posteriors(sharpness))
         b, t, r = probs.shape
         y = torch.randn(b, t, 40, dtype=torch.complex64, generator=g)

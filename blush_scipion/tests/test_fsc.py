@@ -1,9 +1,14 @@
 """FSC, resolution read-out and the phase-randomisation mask correction."""
+
 import pytest
 import torch
 
-from blush_scipion.engine.fsc import (fourier_shell_correlation, mask_corrected_fsc, randomize_phases_beyond,
-                                      resolution_at)
+from blush_scipion.engine.fsc import (
+    fourier_shell_correlation,
+    mask_corrected_fsc,
+    randomize_phases_beyond,
+    resolution_at,
+)
 from blush_scipion.engine.mask import threshold_mask
 from blush_scipion.engine.mrc import read_map
 
@@ -28,7 +33,9 @@ def test_phase_randomisation_keeps_amplitudes_and_low_shells():
     rnd = randomize_phases_beyond(vol, 5, g)
     fsc = fourier_shell_correlation(vol, rnd)
     assert (fsc[:6] > 0.999).all() and fsc[8:].abs().max() < 0.3
-    assert torch.fft.rfftn(rnd).abs().sum() == pytest.approx(float(torch.fft.rfftn(vol).abs().sum()), rel=1e-3)
+    assert torch.fft.rfftn(rnd).abs().sum() == pytest.approx(
+        float(torch.fft.rfftn(vol).abs().sum()), rel=1e-3
+    )
 
 
 def test_mask_correction_removes_the_masks_correlation(noisy_set):

@@ -1,4 +1,5 @@
 """STAR and MRC round trips, files written by RELION, and clear errors for bad input."""
+
 import subprocess
 
 import mrcfile
@@ -125,8 +126,11 @@ def test_missing_column_is_named(tmp_path):
 
 def test_mismatched_pixel_sizes_are_refused(tmp_path):
     path = tmp_path / "mixed.star"
-    path.write_text(RELION_31_STAR.replace("     1.770000           64            2 \n \n",
-                                           "     1.050000           64            2 \n \n"))
+    path.write_text(
+        RELION_31_STAR.replace(
+            "     1.770000           64            2 \n \n", "     1.050000           64            2 \n \n"
+        )
+    )
     with pytest.raises(StarError, match=r"mixed.star.*mismatched pixel sizes"):
         Particles.read(path).pixel_size
 
@@ -189,9 +193,24 @@ def test_bad_maps_are_refused_with_the_file_named(tmp_path):
 @requires_relion
 def test_relion_reads_and_rewrites_our_star(clean_set, tmp_path):
     out = tmp_path / "relion_written.star"
-    subprocess.run(["relion_star_handler", "--i", str(clean_set / "truth.star"), "--o", str(out),
-                    "--select", "rlnDefocusU", "--minval", "0", "--maxval", "1e9"],
-                   check=True, capture_output=True, cwd=clean_set)
+    subprocess.run(
+        [
+            "relion_star_handler",
+            "--i",
+            str(clean_set / "truth.star"),
+            "--o",
+            str(out),
+            "--select",
+            "rlnDefocusU",
+            "--minval",
+            "0",
+            "--maxval",
+            "1e9",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=clean_set,
+    )
     ours, theirs = Particles.read(clean_set / "truth.star"), Particles.read(out)
     assert len(theirs) == len(ours) == 2000
     for column in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnDefocusU"):

@@ -1,6 +1,7 @@
 """Local searches with oversampling and RELION's expected accuracies: the fine pass finds poses
 between the coarse lattice's points, the prior holds ambiguous images near their previous pose,
 and the accuracy estimate follows the noise."""
+
 import math
 
 import torch
@@ -9,8 +10,12 @@ from blush_scipion.engine.accuracy import ANGLES, expected_accuracy
 from blush_scipion.engine.density import density_from_model
 from blush_scipion.engine.local_search import LocalSampling, local_search
 from blush_scipion.engine.projector import SlicePoints, extract_central_slices, fourier_reference
-from blush_scipion.engine.rotation import angular_distance, euler_to_matrix, random_rotations, \
-    rotation_vector_matrix
+from blush_scipion.engine.rotation import (
+    angular_distance,
+    euler_to_matrix,
+    random_rotations,
+    rotation_vector_matrix,
+)
 
 from .conftest import MODEL
 
@@ -32,11 +37,13 @@ def test_the_fine_pass_finds_poses_between_the_coarse_lattice_points():
     ref = _reference()
     points = SlicePoints.within(N, N // 2)
     truth = _poses(12, 0)
-    axis = torch.nn.functional.normalize(torch.randn(12, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    axis = torch.nn.functional.normalize(
+        torch.randn(12, 3, generator=torch.Generator().manual_seed(1)), dim=1
+    )
     previous = rotation_vector_matrix(axis * 2.6).transpose(1, 2) @ truth
     ctf = torch.ones(12, points.index.shape[0])
     images = extract_central_slices(ref, truth, points)
-    weight = points.weight.expand_as(ctf) * 1e3        # little noise: sharp posteriors
+    weight = points.weight.expand_as(ctf) * 1e3  # little noise: sharp posteriors
     sampling = LocalSampling.around(1.875, 1.0, 0.5)
     found = local_search(ref, images, ctf, weight, weight, previous, sampling, points)
     error = angular_distance(found.rotations, truth)
@@ -44,11 +51,12 @@ def test_the_fine_pass_finds_poses_between_the_coarse_lattice_points():
     fine = angular_distance(sampling.fine_rotations.reshape(1, -1, 3, 3) @ previous[:, None], truth[:, None])
     assert float((error <= fine.amin(1) + 0.05).float().mean()) >= 0.75, (error, fine.amin(1))
     assert (error < sampling.step).all() and float(error.mean()) < 0.6 * float(coarse.mean()), (error, coarse)
-    assert float(found.shifts.abs().max()) == 0.0       # no shift: the fine lattice holds the previous origin
+    assert float(found.shifts.abs().max()) == 0.0  # no shift: the fine lattice holds the previous origin
     assert torch.allclose(found.max_prob, found.max_prob.clamp(0, 1))
     # the M-step's slices carry each image's whole probability once
-    assert torch.allclose(found.slice_weights.sum(0) / weight[0], torch.full((points.index.shape[0],), 12.0),
-                          rtol=1e-3)
+    assert torch.allclose(
+        found.slice_weights.sum(0) / weight[0], torch.full((points.index.shape[0],), 12.0), rtol=1e-3
+    )
 
 
 def test_the_prior_keeps_an_uninformative_image_at_its_previous_pose():
@@ -56,9 +64,11 @@ def test_the_prior_keeps_an_uninformative_image_at_its_previous_pose():
     points = SlicePoints.within(N, N // 2)
     previous = _poses(6, 2)
     ctf = torch.ones(6, points.index.shape[0])
-    images = torch.zeros(6, points.index.shape[0], dtype=torch.complex64)   # no signal at all
+    images = torch.zeros(6, points.index.shape[0], dtype=torch.complex64)  # no signal at all
     weight = points.weight.expand_as(ctf) * 1e-6
-    found = local_search(ref, images, ctf, weight, weight, previous, LocalSampling.around(3.75, 1.0, 0.5), points)
+    found = local_search(
+        ref, images, ctf, weight, weight, previous, LocalSampling.around(3.75, 1.0, 0.5), points
+    )
     assert float(angular_distance(found.rotations, previous).max()) < 3.75
 
 
@@ -69,8 +79,10 @@ def test_expected_accuracy_follows_the_noise():
     poses = _poses(40, 3)
     ctf = torch.ones(40, points.index.shape[0])
     weight = points.weight.expand_as(ctf)
-    accuracies = [expected_accuracy(ref, poses, ctf, weight * scale, points, torch.Generator().manual_seed(0))
-                  for scale in (1e-4, 1e-3, 1e-2)]   # the map is not on an image's grey scale
+    accuracies = [
+        expected_accuracy(ref, poses, ctf, weight * scale, points, torch.Generator().manual_seed(0))
+        for scale in (1e-4, 1e-3, 1e-2)
+    ]  # the map is not on an image's grey scale
     rotation, translation = zip(*accuracies)
     assert rotation[0] > rotation[1] > rotation[2] and translation[0] > translation[1] >= translation[2]
     # the log-likelihood difference grows as the square of a small change: 100x the weight, about

@@ -1,5 +1,6 @@
 """The noise model keeps one spectrum per optics group (RELION 3.1): two groups of the same
 particles at noise levels ten-fold apart get spectra ten-fold apart, in refine3d and class2d."""
+
 import subprocess
 import sys
 
@@ -21,8 +22,11 @@ def two_groups(tmp_path_factory):
     out = tmp_path_factory.mktemp("groups")
     sets = []
     for i, snr in enumerate((0.5, 0.05)):
-        simulate_from_model(MODEL, SimulationSettings(n_particles=200, box=40, pixel_size=3.0, snr=snr, seed=30 + i),
-                            out / f"g{i}")
+        simulate_from_model(
+            MODEL,
+            SimulationSettings(n_particles=200, box=40, pixel_size=3.0, snr=snr, seed=30 + i),
+            out / f"g{i}",
+        )
         sets.append(Particles.read(out / f"g{i}" / "particles.star"))
     concatenate(sets).write(out / "mixed.star")
     truth, _ = read_map(out / "g0" / "truth.mrc")
@@ -36,12 +40,28 @@ def noise_ratio(model_star) -> float:
     return float(np.median(high[3:12] / low[3:12]))
 
 
-@pytest.mark.parametrize("command", [["refine3d", "--ref", "ref.mrc", "--max-iter", "2"],
-                                     ["class2d", "--k", "2", "--iter", "2"]])
+@pytest.mark.parametrize(
+    "command", [["refine3d", "--ref", "ref.mrc", "--max-iter", "2"], ["class2d", "--k", "2", "--iter", "2"]]
+)
 def test_each_optics_group_gets_its_own_noise_spectrum(two_groups, command):
-    run = subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", command[0], "--particles", "mixed.star",
-                          "--out", command[0], "--diameter", "75", *command[1:]],
-                         cwd=two_groups, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blush_scipion.engine.cli",
+            command[0],
+            "--particles",
+            "mixed.star",
+            "--out",
+            command[0],
+            "--diameter",
+            "75",
+            *command[1:],
+        ],
+        cwd=two_groups,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     ratio = noise_ratio(two_groups / command[0] / "run_model.star")
     assert 7 < ratio < 13, ratio  # the simulated noise variances are 10x apart
@@ -51,6 +71,7 @@ def test_optics_groups_survive_the_scipion_round_trip(two_groups, tmp_path):
     from pwem.objects import SetOfParticles
 
     from blush_scipion.convert import particles_to_star, star_to_particles
+
     scipion_set = SetOfParticles(filename=str(tmp_path / "particles.sqlite"))
     star_to_particles(str(two_groups / "mixed.star"), scipion_set)
     scipion_set.write()

@@ -11,13 +11,13 @@ import torch
 from blush_scipion.engine.blush.halfmaps import simulate_half_maps
 from blush_scipion.engine.cli import main as blush
 from blush_scipion.engine.density import density_from_model
-from blush_scipion.engine.fsc import resolution_at
 from blush_scipion.engine.fourier import (
     rfft3_centered,
     rfft_hermitian_weight_3d,
     rfft_shell_index_3d,
     shell_sum,
 )
+from blush_scipion.engine.fsc import resolution_at
 from blush_scipion.engine.localres import local_resolution
 from blush_scipion.engine.mask import threshold_mask
 from blush_scipion.engine.mrc import read_map, write_map

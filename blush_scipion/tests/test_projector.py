@@ -1,24 +1,34 @@
 """Central-slice projection against real-space projection, and projector/back-projector adjointness."""
+
 import torch
 
 from blush_scipion.engine.fourier import irfft2_centered, irfft3_centered, rfft2_centered, rfft3_centered
-from blush_scipion.engine.projector import (SlicePoints, extract_central_slices, fourier_reference,
-                                            fourier_shape, hermitian_symmetrize, insert_central_slices)
+from blush_scipion.engine.projector import (
+    SlicePoints,
+    extract_central_slices,
+    fourier_reference,
+    fourier_shape,
+    hermitian_symmetrize,
+    insert_central_slices,
+)
 from blush_scipion.engine.rotation import euler_to_matrix, random_rotations
 
 
 def blobs(n):
     k = torch.arange(n, dtype=torch.float32) - n // 2
     z, y, x = torch.meshgrid(k, k, k, indexing="ij")
-    return (torch.exp(-((x - 3) ** 2 + (y + 2) ** 2 / 2 + (z - 1) ** 2 / 3) / 8)
-            + 0.5 * torch.exp(-((x + 5) ** 2 + (y - 4) ** 2 + (z + 2) ** 2) / 5))
+    return torch.exp(-((x - 3) ** 2 + (y + 2) ** 2 / 2 + (z - 1) ** 2 / 3) / 8) + 0.5 * torch.exp(
+        -((x + 5) ** 2 + (y - 4) ** 2 + (z + 2) ** 2) / 5
+    )
 
 
 def project(volume, rot, tilt, psi):
     n = volume.shape[-1]
     points = SlicePoints.within(n)
     rotation = euler_to_matrix(torch.tensor([rot]), torch.tensor([tilt]), torch.tensor([psi]))
-    return irfft2_centered(points.scatter(extract_central_slices(fourier_reference(volume), rotation, points)), n)[0]
+    return irfft2_centered(
+        points.scatter(extract_central_slices(fourier_reference(volume), rotation, points)), n
+    )[0]
 
 
 def test_identity_projection_is_the_sum_along_z():
@@ -46,7 +56,9 @@ def test_extract_and_insert_are_adjoint():
     reference = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
     points = SlicePoints.within(n)
     rotations = euler_to_matrix(*random_rotations(7, g).T)
-    y = torch.complex(torch.randn(7, len(points.index), generator=g), torch.randn(7, len(points.index), generator=g))
+    y = torch.complex(
+        torch.randn(7, len(points.index), generator=g), torch.randn(7, len(points.index), generator=g)
+    )
     px = extract_central_slices(reference, rotations, points, pad)
     pty = torch.zeros(shape, dtype=torch.complex64)
     insert_central_slices(pty, None, y, None, rotations, points, pad)
@@ -86,11 +98,12 @@ def test_half_volume_projections_match_the_full_transform():
     half = extract_central_slices(fourier_reference(volume, pad), rotations, points, pad)
     from blush_scipion.engine.fourier import fft3_centered
     from blush_scipion.engine.projector import gridding_correction, pad_volume
+
     full = fft3_centered(pad_volume(volume / gridding_correction(n, pad), m))
     channels = torch.view_as_real(full).permute(3, 0, 1, 2).contiguous()[None]
     k3 = pad * torch.einsum("bji,pj->bpi", rotations[:, :2, :], points.coords.float()) + m // 2
     grid = (k3 * (2 / (m - 1)) - 1).reshape(1, 1, -1, 1, 3)
     out = torch.nn.functional.grid_sample(channels, grid, align_corners=True)[0, :, 0, :, 0]
     expected = torch.complex(out[0], out[1]).reshape(len(rotations), -1)
-    inside = (points.coords.float().norm(dim=1) < n / 2 - 1)  # away from the full grid's one-sided edge
+    inside = points.coords.float().norm(dim=1) < n / 2 - 1  # away from the full grid's one-sided edge
     assert torch.allclose(half[:, inside], expected[:, inside], atol=1e-3 * expected.abs().max())

@@ -1,7 +1,9 @@
 """The plugin's protocols in a real Scipion project: import, 3D refine (with Blush), denoise, FSC
 validation."""
+
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +15,18 @@ from pwem.protocols import ProtImportVolumes  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from blush_scipion.convert import matrix_from_pose, pose_from_matrix  # noqa: E402
+from blush_scipion.engine.fourier import low_pass  # noqa: E402
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
 from blush_scipion.engine.mrc import read_map, write_map  # noqa: E402
-from blush_scipion.engine.fourier import low_pass  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
-from blush_scipion.protocols import (ProtBlushClassify2D, ProtBlushDenoise, ProtBlushImportParticles,  # noqa: E402
-                                     ProtBlushRefine3D, ProtBlushTrain, ProtBlushValidateFsc)
+from blush_scipion.protocols import (
+    ProtBlushClassify2D,
+    ProtBlushDenoise,
+    ProtBlushImportParticles,  # noqa: E402
+    ProtBlushRefine3D,
+    ProtBlushTrain,
+    ProtBlushValidateFsc,
+)
 
 from .conftest import DATA  # noqa: E402
 
@@ -36,8 +44,11 @@ class TestBlushProtocols(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         cls.sim = cls.proj.getTmpPath("sim")
-        simulate_from_model(DATA / "adk_closed.pdb.gz",
-                            SimulationSettings(n_particles=400, box=40, pixel_size=3.0, snr=0.5, seed=4), cls.sim)
+        simulate_from_model(
+            DATA / "adk_closed.pdb.gz",
+            SimulationSettings(n_particles=400, box=40, pixel_size=3.0, snr=0.5, seed=4),
+            cls.sim,
+        )
         truth, _ = read_map(f"{cls.sim}/truth.mrc")
         write_map(f"{cls.sim}/start.mrc", low_pass(truth, 30.0, 3.0), 3.0)
 
@@ -61,12 +72,19 @@ class TestBlushProtocols(BaseTest):
         self.assertTrue(truth_imp.outputParticles.hasAlignmentProj())
 
         start = self._import_volume(f"{self.sim}/start.mrc")
-        refine = self.newProtocol(ProtBlushRefine3D, inputParticles=parts, referenceVolume=start,
-                                  maxIterations=6, maskDiameterA=90, useBlush=True)
+        refine = self.newProtocol(
+            ProtBlushRefine3D,
+            inputParticles=parts,
+            referenceVolume=start,
+            maxIterations=6,
+            maskDiameterA=90,
+            useBlush=True,
+        )
         self.launchProtocol(refine)
         volume = refine.outputVolume
-        self.assertTrue(any("Blush regularisation from iteration" in line for line in refine.summary()),
-                        refine.summary())
+        self.assertTrue(
+            any("Blush regularisation from iteration" in line for line in refine.summary()), refine.summary()
+        )
         self.assertIn("Kimanius2024", refine._citations())
         self.assertTrue(os.path.exists(refine.outputVolumeBlush.getFileName()))
         self.assertTrue(volume.hasHalfMaps())
@@ -80,9 +98,13 @@ class TestBlushProtocols(BaseTest):
         # post-processed in the same run: a sharpened map, its mask, and a mask-corrected FSC finer than
         # the gold standard's unmasked one (the mask takes the solvent's noise out), both sane
         sharpened = refine.outputVolumePostprocessed
-        self.assertTrue(sharpened.hasHalfMaps() and os.path.exists(refine.outputMaskPostprocess.getFileName()))
+        self.assertTrue(
+            sharpened.hasHalfMaps() and os.path.exists(refine.outputMaskPostprocess.getFileName())
+        )
         gold = float(refine.outputFSC.calculateResolution())
-        final = json.loads(open(refine._getExtraPath("postprocess", "summary.json")).read())["resolution_angstrom"]
+        final = json.loads(Path(refine._getExtraPath("postprocess", "summary.json")).read_text())[
+            "resolution_angstrom"
+        ]
         self.assertLess(final, gold + 0.5)  # the mask-corrected FSC reaches at least as far
         self.assertGreaterEqual(final, 2 * apix - 0.01)  # and never past Nyquist
         self.assertEqual(len(refine.outputFSCPostprocess.getData()[0]), 21)
@@ -97,12 +119,19 @@ class TestBlushProtocols(BaseTest):
         from PIL import Image
 
         from blush_scipion.viewers import BlushRefine3DViewer
+
         for name in ("fsc.png", "progress.png", "slices.png", "angles.png"):
             with Image.open(refine._getExtraPath(name)) as image:
                 self.assertGreater(image.size[0], 300)
                 self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
-        standard = self.newProtocol(ProtBlushRefine3D, inputParticles=parts, referenceVolume=start,
-                                    maxIterations=3, maskDiameterA=90, useBlush=False)
+        standard = self.newProtocol(
+            ProtBlushRefine3D,
+            inputParticles=parts,
+            referenceVolume=start,
+            maxIterations=3,
+            maskDiameterA=90,
+            useBlush=False,
+        )
         self.launchProtocol(standard)
         viewer = BlushRefine3DViewer(project=self.proj)
         self.assertEqual([r.getObjId() for r in viewer._companions(refine)], [standard.getObjId()])
@@ -132,8 +161,14 @@ class TestBlushProtocols(BaseTest):
     def test_classify2d_with_blush(self):
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
         self.launchProtocol(imp)
-        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
-                                numberOfIterations=4, maskDiameterA=90, useBlush=True)
+        prot = self.newProtocol(
+            ProtBlushClassify2D,
+            inputParticles=imp.outputParticles,
+            numberOfClasses=3,
+            numberOfIterations=4,
+            maskDiameterA=90,
+            useBlush=True,
+        )
         self.launchProtocol(prot)
         classes = prot.outputClasses
         self.assertLessEqual(classes.getSize(), 3)
@@ -151,6 +186,7 @@ class TestBlushProtocols(BaseTest):
         from PIL import Image
 
         from blush_scipion.viewers import BlushClassify2DViewer
+
         for name in ("classes.png", "progress.png"):
             with Image.open(prot._getExtraPath(name)) as image:
                 self.assertGreater(len(set(image.convert("L").getdata())), 10)
@@ -158,29 +194,43 @@ class TestBlushProtocols(BaseTest):
         views[0].savefig(self.proj.getTmpPath("classes_viewer.png"))
         with Image.open(self.proj.getTmpPath("classes_viewer.png")) as image:
             self.assertGreater(len(set(image.convert("L").getdata())), 10)
-        too_many = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401)
+        too_many = self.newProtocol(
+            ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401
+        )
         self.assertTrue(any("401 classes" in e for e in too_many.validate()))
 
     def test_classify2d_on_two_processes(self):
         """The form's MPI count becomes torch.distributed ranks under torchrun (never mpirun)."""
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
         self.launchProtocol(imp)
-        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
-                                numberOfIterations=3, maskDiameterA=90, numberOfMpi=2)
+        prot = self.newProtocol(
+            ProtBlushClassify2D,
+            inputParticles=imp.outputParticles,
+            numberOfClasses=3,
+            numberOfIterations=3,
+            maskDiameterA=90,
+            numberOfMpi=2,
+        )
         self.launchProtocol(prot)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
-        log = open(prot.getStdoutLog()).read()
+        log = Path(prot.getStdoutLog()).read_text()
         self.assertIn("--nproc-per-node=2", log)
         self.assertNotIn("mpirun", log)
 
     def test_classify2d_with_mini_batches(self):
         imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
         self.launchProtocol(imp)
-        prot = self.newProtocol(ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=3,
-                                useGradientAlg=True, numberOfVDAMBatches=6, maskDiameterA=90)
+        prot = self.newProtocol(
+            ProtBlushClassify2D,
+            inputParticles=imp.outputParticles,
+            numberOfClasses=3,
+            useGradientAlg=True,
+            numberOfVDAMBatches=6,
+            maskDiameterA=90,
+        )
         self.launchProtocol(prot)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
-        summary = json.loads(open(prot._getExtraPath("summary.json")).read())
+        summary = json.loads(Path(prot._getExtraPath("summary.json")).read_text())
         sizes = [h["particles"] for h in summary["history"]]
         self.assertEqual((sizes[0], sizes[-1], sorted(sizes)), (200, 400, sizes))  # growing, then all of them
         self.assertIn("Kimanius2021", prot._citations())
@@ -192,8 +242,13 @@ class TestBlushProtocols(BaseTest):
         small = self.proj.getTmpPath("small.mrc")
         write_map(small, torch.zeros(32, 32, 32), 3.0)
         wrong = self._import_volume(small)
-        refine = self.newProtocol(ProtBlushRefine3D, inputParticles=imp.outputParticles, referenceVolume=wrong,
-                                  symmetryGroup="X7", blushFromResolution=-5)
+        refine = self.newProtocol(
+            ProtBlushRefine3D,
+            inputParticles=imp.outputParticles,
+            referenceVolume=wrong,
+            symmetryGroup="X7",
+            blushFromResolution=-5,
+        )
         errors = refine.validate()
         self.assertTrue(any("32 px" in e for e in errors), errors)
         self.assertTrue(any("X7" in e for e in errors), errors)

@@ -1,6 +1,7 @@
 """3D classification in a real Scipion project: particles of two different proteins, imported, classified
 into two classes against the known truth; the classes' maps, poses, plots and viewer, and pwem's subset
 tools on the SetOfClasses3D."""
+
 import itertools
 import json
 import os
@@ -54,9 +55,15 @@ class TestBlushClassify3D(BaseTest):
 
     def test_two_structures_separate_and_subsets_work(self):
         particles, start = self._inputs()
-        prot = self.newProtocol(ProtBlushClassify3D, inputParticles=particles, referenceVolume=start,
-                                numberOfClasses=2, numberOfIterations=8, initialLowPassFilterA=30,
-                                maskDiameterA=100)
+        prot = self.newProtocol(
+            ProtBlushClassify3D,
+            inputParticles=particles,
+            referenceVolume=start,
+            numberOfClasses=2,
+            numberOfIterations=8,
+            initialLowPassFilterA=30,
+            maskDiameterA=100,
+        )
         self.launchProtocol(prot)
         classes = prot.outputClasses
         self.assertIsInstance(classes, SetOfClasses3D)
@@ -79,22 +86,26 @@ class TestBlushClassify3D(BaseTest):
         ids = np.array(sorted(assigned))
         found = np.array([assigned[i] for i in ids])
         truth = np.where(ids <= N, 1, 2)  # import keeps the STAR's order: ids 1..N are adk_closed
-        accuracy = max(float(np.mean(found == np.array(perm)[truth - 1]))
-                       for perm in itertools.permutations([1, 2]))
+        accuracy = max(
+            float(np.mean(found == np.array(perm)[truth - 1])) for perm in itertools.permutations([1, 2])
+        )
         self.assertGreaterEqual(accuracy, 0.85, f"classification accuracy {accuracy:.2f}")
         # the poses are the engine's: one particle's Scipion matrix gives back its run_data.star angles
         first = classes.getFirstItem().getFirstItem()
         row = Particles.read(prot._getExtraPath("run_data.star")).table.iloc[first.getObjId() - 1]
         np.testing.assert_allclose(
             pose_from_matrix(first.getTransform().getMatrix())[3:],
-            (row["rlnOriginXAngst"] / APIX, row["rlnOriginYAngst"] / APIX), atol=1e-4)
+            (row["rlnOriginXAngst"] / APIX, row["rlnOriginYAngst"] / APIX),
+            atol=1e-4,
+        )
 
         volumes = prot.outputVolumes
         self.assertIsInstance(volumes, SetOfVolumes)
         self.assertEqual(volumes.getSize(), 2)
         summary = prot.summary()
-        self.assertTrue(any(line.startswith("class 1:") and "%" in line and "Å" in line for line in summary),
-                        summary)
+        self.assertTrue(
+            any(line.startswith("class 1:") and "%" in line and "Å" in line for line in summary), summary
+        )
         self.assertTrue(any("standard prior" in line for line in summary), summary)
         self.assertTrue(prot.methods() and "[Scheres2012]" in prot.methods()[0])
         self.assertEqual(prot._citations(), ["Scheres2012"])
@@ -105,6 +116,7 @@ class TestBlushClassify3D(BaseTest):
         from PIL import Image
 
         from blush_scipion.viewers import BlushClassify3DViewer
+
         for name in ("classes.png", "progress.png", "angles.png"):
             with Image.open(prot._getExtraPath(name)) as image:
                 self.assertGreater(image.size[0], 300)
@@ -120,18 +132,21 @@ class TestBlushClassify3D(BaseTest):
         selection = self.proj.getTmpPath("selection.txt")
         with open(selection, "w") as f:
             f.write(f"{chosen}\n")
-        subset = self.newProtocol(ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},",
-                                  outputClassName="SetOfParticles")
+        subset = self.newProtocol(
+            ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},", outputClassName="SetOfParticles"
+        )
         self.launchProtocol(subset)
         self.assertEqual(subset.outputParticles.getSize(), sizes[chosen])
         self.assertTrue(subset.outputParticles.hasAlignmentProj())
         self.assertTrue(subset.outputParticles.hasCTF())
-        one_class = self.newProtocol(ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},",
-                                     outputClassName="SetOfClasses3D")
+        one_class = self.newProtocol(
+            ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},", outputClassName="SetOfClasses3D"
+        )
         self.launchProtocol(one_class)
         self.assertEqual([c.getSize() for c in one_class.outputClasses3D], [sizes[chosen]])
-        maps = self.newProtocol(ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},",
-                                outputClassName="SetOfVolumes")
+        maps = self.newProtocol(
+            ProtUserSubSet, inputObject=classes, sqliteFile=f"{selection},", outputClassName="SetOfVolumes"
+        )
         self.launchProtocol(maps)
         (volume,) = list(maps.outputRepresentatives)
         self.assertIsInstance(volume, Volume)
@@ -140,9 +155,18 @@ class TestBlushClassify3D(BaseTest):
     def test_blush_on_two_processes(self):
         """Blush regularisation, and the form's MPI count as torch.distributed ranks (never mpirun)."""
         particles, start = self._inputs()
-        prot = self.newProtocol(ProtBlushClassify3D, inputParticles=particles, referenceVolume=start,
-                                numberOfClasses=2, numberOfIterations=2, initialLowPassFilterA=30,
-                                maskDiameterA=100, angularSamplingDeg=0, useBlush=True, numberOfMpi=2)
+        prot = self.newProtocol(
+            ProtBlushClassify3D,
+            inputParticles=particles,
+            referenceVolume=start,
+            numberOfClasses=2,
+            numberOfIterations=2,
+            initialLowPassFilterA=30,
+            maskDiameterA=100,
+            angularSamplingDeg=0,
+            useBlush=True,
+            numberOfMpi=2,
+        )
         self.launchProtocol(prot)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 2 * N)
         for k in (1, 2):
@@ -165,9 +189,13 @@ class TestBlushClassify3D(BaseTest):
         write_map(small, torch.zeros(32, 32, 32), APIX)
         vol = self.newProtocol(ProtImportVolumes, filesPath=small, samplingRate=APIX)
         self.launchProtocol(vol)
-        prot = self.newProtocol(ProtBlushClassify3D, inputParticles=particles,
-                                referenceVolume=vol.outputVolume, numberOfClasses=2 * N + 1,
-                                symmetryGroup="X7")
+        prot = self.newProtocol(
+            ProtBlushClassify3D,
+            inputParticles=particles,
+            referenceVolume=vol.outputVolume,
+            numberOfClasses=2 * N + 1,
+            symmetryGroup="X7",
+        )
         errors = prot.validate()
         self.assertTrue(any("32 px" in e for e in errors), errors)
         self.assertTrue(any(f"{2 * N + 1} classes" in e for e in errors), errors)
@@ -182,8 +210,10 @@ def test_placed_under_3d_classify_in_the_project_window():
     from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
 
     from .test_scipion_ui import SPA_VIEW, protocol_paths
-    views = ProtocolTreeConfig.load(Config.getDomain(),
-                                    os.path.join(Config.SCIPION_LOCAL_CONFIG, Config.SCIPION_PROTOCOLS))
+
+    views = ProtocolTreeConfig.load(
+        Config.getDomain(), os.path.join(Config.SCIPION_LOCAL_CONFIG, Config.SCIPION_PROTOCOLS)
+    )
     placed = protocol_paths(views[SPA_VIEW])
     assert placed["ProtBlushClassify3D"] == ("3D", "Classify")
     assert placed["ProtBlushRefine3D"] == ("3D", "Refine")

@@ -1,5 +1,6 @@
 """The particle import keeps its stacks in the project (symbolic links by default, copies on request):
 copies survive the source folder moving away, links survive the project moving."""
+
 import os
 import shutil
 import tempfile
@@ -46,9 +47,13 @@ class TestBlushImportInProject(BaseTest):
         table = p.table.assign(
             rlnImageName=[f"{i + 1:06d}@a/particles.mrcs" for i in range(30)]
             + [f"{i + 1:06d}@b/particles.mrcs" for i in range(20)],
-            rlnOpticsGroup=[1] * 30 + [2] * 20)
-        optics = p.optics.loc[[0, 0]].reset_index(drop=True).assign(rlnOpticsGroup=[1, 2],
-                                                                     rlnOpticsGroupName=["g1", "g2"])
+            rlnOpticsGroup=[1] * 30 + [2] * 20,
+        )
+        optics = (
+            p.optics.loc[[0, 0]]
+            .reset_index(drop=True)
+            .assign(rlnOpticsGroup=[1, 2], rlnOpticsGroupName=["g1", "g2"])
+        )
         Particles(table, optics, cls.master).write(f"{cls.master}/particles.star")
         cls.table = table
         cls.images = images.numpy()
@@ -77,8 +82,9 @@ class TestBlushImportInProject(BaseTest):
             self.assertAlmostEqual(item.getCTF().getDefocusU(), row["rlnDefocusU"], places=2)
             index, path = item.getLocation()
             self.assertFalse(os.path.isabs(path), path)
-            np.testing.assert_array_equal(reader.read(os.path.join(root, path), np.array([index - 1]))[0],
-                                          self.images[i])
+            np.testing.assert_array_equal(
+                reader.read(os.path.join(root, path), np.array([index - 1]))[0], self.images[i]
+            )
         reader.close()
 
     def _stacks(self, prot):
@@ -89,8 +95,13 @@ class TestBlushImportInProject(BaseTest):
         return sorted(paths)
 
     def _classify(self, project, parts):
-        prot = project.newProtocol(ProtBlushClassify2D, inputParticles=parts, numberOfClasses=2,
-                                   numberOfIterations=1, maskDiameterA=80)
+        prot = project.newProtocol(
+            ProtBlushClassify2D,
+            inputParticles=parts,
+            numberOfClasses=2,
+            numberOfIterations=1,
+            maskDiameterA=80,
+        )
         project.launchProtocol(prot, wait=True)
         self.assertTrue(prot.isFinished(), prot.getErrorMessage())
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 50)

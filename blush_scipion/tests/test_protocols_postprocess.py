@@ -1,5 +1,6 @@
 """Post-processing and local resolution in a real Scipion project: half maps with a known FSC,
 imported as a map with half maps, through post-process and then local resolution inside its mask."""
+
 import pytest
 import torch
 
@@ -30,13 +31,20 @@ class TestBlushPostprocessProtocols(BaseTest):
             write_map(path, volume, APIX)
 
     def _import(self, half_maps: bool):
-        prot = self.newProtocol(ProtImportVolumes, filesPath=self.paths[2], samplingRate=APIX,
-                                setHalfMaps=half_maps, half1map=self.paths[0], half2map=self.paths[1])
+        prot = self.newProtocol(
+            ProtImportVolumes,
+            filesPath=self.paths[2],
+            samplingRate=APIX,
+            setHalfMaps=half_maps,
+            half1map=self.paths[0],
+            half2map=self.paths[1],
+        )
         self.launchProtocol(prot)
         return prot.outputVolume
 
     def _assertPictures(self, *paths):
         from PIL import Image
+
         for path in paths:
             with Image.open(path) as image:
                 self.assertGreater(image.size[0], 300)
@@ -65,15 +73,22 @@ class TestBlushPostprocessProtocols(BaseTest):
         self._assertPictures(post._getExtraPath("fsc.png"), post._getExtraPath("guinier.png"))
 
         # the mask and a B-factor given: the engine takes both as they are
-        given = self.newProtocol(ProtBlushPostprocess, inputVolume=volume, solventMask=post.outputMask,
-                                 doAutoBfactor=False, bfactor=-50, lowPassA=5)
+        given = self.newProtocol(
+            ProtBlushPostprocess,
+            inputVolume=volume,
+            solventMask=post.outputMask,
+            doAutoBfactor=False,
+            bfactor=-50,
+            lowPassA=5,
+        )
         self.launchProtocol(given)
         self.assertIn("B-factor -50.0 Å² as given; low-passed at 5.00 Å", given.summary()[0])
         self.assertEqual(given.summary()[1], "Mask: the one given.")
         self._assertPictures(given._getExtraPath("guinier.png"))
 
-        local = self.newProtocol(ProtBlushLocalResolution, inputVolume=post.outputVolume,
-                                 solventMask=post.outputMask)
+        local = self.newProtocol(
+            ProtBlushLocalResolution, inputVolume=post.outputVolume, solventMask=post.outputMask
+        )
         self.launchProtocol(local)
         self.assertIsInstance(local.outputLocalResolution, Volume)
         self.assertAlmostEqual(local.outputLocalResolution.getSamplingRate(), APIX)
@@ -84,6 +99,7 @@ class TestBlushPostprocessProtocols(BaseTest):
 
         # the Tk viewers draw the same plots headless
         from blush_scipion.viewers import BlushLocalResolutionViewer, BlushPostprocessViewer
+
         for viewer, prot in ((BlushPostprocessViewer, post), (BlushLocalResolutionViewer, local)):
             path = self.proj.getTmpPath(f"viewer_{prot.getObjId()}.png")
             viewer(project=self.proj)._visualize(prot)[0].savefig(path)
@@ -94,8 +110,14 @@ class TestBlushPostprocessProtocols(BaseTest):
         for protocol in (ProtBlushPostprocess, ProtBlushLocalResolution):
             errors = self.newProtocol(protocol, inputVolume=plain).validate()
             self.assertTrue(any("no half maps" in e for e in errors), errors)
-        given = self.newProtocol(ProtBlushPostprocess, inputVolume=self._import(half_maps=True),
-                                 doAutoBfactor=True, autobLowresA=5, autobHighresA=8, lowPassA=0)
+        given = self.newProtocol(
+            ProtBlushPostprocess,
+            inputVolume=self._import(half_maps=True),
+            doAutoBfactor=True,
+            autobLowresA=5,
+            autobHighresA=8,
+            lowPassA=0,
+        )
         errors = given.validate()
         self.assertTrue(any("finer" in e for e in errors), errors)
         self.assertTrue(any("Low-pass" in e for e in errors), errors)

@@ -1,4 +1,5 @@
 """Reconstruction from known poses, measured against the simulation's truth (and RELION)."""
+
 import subprocess
 
 import pytest
@@ -44,8 +45,12 @@ def test_symmetry_expansion_reconstructs_a_symmetric_map(clean_set):
 @requires_relion
 def test_relion_reconstruct_agrees_with_truth_and_with_us(clean_set, tmp_path):
     out = tmp_path / "relion.mrc"
-    subprocess.run(["relion_reconstruct", "--i", "truth.star", "--o", str(out), "--ctf"],
-                   check=True, capture_output=True, cwd=clean_set)
+    subprocess.run(
+        ["relion_reconstruct", "--i", "truth.star", "--o", str(out), "--ctf"],
+        check=True,
+        capture_output=True,
+        cwd=clean_set,
+    )
     relion, apix = read_map(out)
     truth, _ = read_map(clean_set / "truth.mrc")
     ours = reconstruct_particles(Particles.read(clean_set / "truth.star")).volume
@@ -64,8 +69,12 @@ def test_symmetry_conventions_match_relion(clean_set, tmp_path, group):
     star = tmp_path / "subset.star"
     subset.write(star)
     (tmp_path / "particles.mrcs").symlink_to(clean_set / "particles.mrcs")
-    subprocess.run(["relion_reconstruct", "--i", "subset.star", "--o", "relion.mrc", "--ctf", "--sym", group],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        ["relion_reconstruct", "--i", "subset.star", "--o", "relion.mrc", "--ctf", "--sym", group],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     relion, _ = read_map(tmp_path / "relion.mrc")
     ours = reconstruct_particles(Particles.read(star), symmetry=group).volume
     assert (fourier_shell_correlation(relion, ours)[1:25] > 0.95).all()

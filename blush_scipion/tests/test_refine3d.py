@@ -1,4 +1,5 @@
 """3D auto-refinement from a wrong-but-close start, measured against the truth; --continue."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,9 @@ MODEL = DATA / "adk_closed.pdb.gz"  # adenylate kinase, closed, 23.5 kDa
 
 
 def blush(*args):
-    return subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,9 @@ def refine_set(tmp_path_factory):
     """600 particles of 40 px at 3 A/px, SNR 0.3, and a start made from the same model with every
     sixth residue deleted (right at low resolution, wrong in detail), in the truth's frame."""
     out = tmp_path_factory.mktemp("refine")
-    simulate_from_model(MODEL, SimulationSettings(n_particles=600, box=40, pixel_size=3.0, snr=0.3, seed=3), out)
+    simulate_from_model(
+        MODEL, SimulationSettings(n_particles=600, box=40, pixel_size=3.0, snr=0.3, seed=3), out
+    )
     st = gemmi.read_structure(str(MODEL))
     for chain in st[0]:
         for i in reversed(range(len(chain))):
@@ -45,8 +49,17 @@ def refine_set(tmp_path_factory):
 
 
 def test_refinement_lands_near_the_truth(refine_set, tmp_path):
-    run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc",
-                "--out", tmp_path / "r", "--max-order", 3)
+    run = blush(
+        "refine3d",
+        "--particles",
+        refine_set / "particles.star",
+        "--ref",
+        refine_set / "start.mrc",
+        "--out",
+        tmp_path / "r",
+        "--max-order",
+        3,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert {"resolution_angstrom", "iterations", "blush", "wall_seconds"} <= set(summary)
@@ -57,8 +70,10 @@ def test_refinement_lands_near_the_truth(refine_set, tmp_path):
     assert vs_truth < 12.0, vs_truth  # from a 40 A start; the known-pose limit here is Nyquist, 6 A
     # honest gold standard: within 20% of the resolution against the truth
     assert abs(summary["resolution_angstrom"] - vs_truth) < 0.2 * vs_truth
-    errors = angular_distance(Particles.read(tmp_path / "r" / "run_data.star").rotations(),
-                              Particles.read(refine_set / "truth.star").rotations())
+    errors = angular_distance(
+        Particles.read(tmp_path / "r" / "run_data.star").rotations(),
+        Particles.read(refine_set / "truth.star").rotations(),
+    )
     assert float(errors.median()) < 15.0
     for name in ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc", "run_model.star"):
         assert (tmp_path / "r" / name).exists()
@@ -67,11 +82,27 @@ def test_refinement_lands_near_the_truth(refine_set, tmp_path):
 
 
 def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
-    args = ["--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc", "--max-iter", 3,
-            "--max-order", 3]
+    args = [
+        "--particles",
+        refine_set / "particles.star",
+        "--ref",
+        refine_set / "start.mrc",
+        "--max-iter",
+        3,
+        "--max-order",
+        3,
+    ]
     straight = blush("refine3d", *args, "--out", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    cmd = [sys.executable, "-m", "blush_scipion.engine.cli", "refine3d", *map(str, args), "--out", str(tmp_path / "killed")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "blush_scipion.engine.cli",
+        "refine3d",
+        *map(str, args),
+        "--out",
+        str(tmp_path / "killed"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = tmp_path / "killed" / "run_it001_optimiser.json"
     deadline = time.time() + 300
@@ -90,8 +121,18 @@ def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
 def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_set, tmp_path):
     """Killed between the last checkpoint and summary.json, or while writing the final maps: --continue
     finishes it (before, such a folder could never be resumed)."""
-    args = ["--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc", "--max-iter", 2,
-            "--max-order", 3, "--out", tmp_path / "run"]
+    args = [
+        "--particles",
+        refine_set / "particles.star",
+        "--ref",
+        refine_set / "start.mrc",
+        "--max-iter",
+        2,
+        "--max-order",
+        3,
+        "--out",
+        tmp_path / "run",
+    ]
     assert blush("refine3d", *args).returncode == 0
     final = tmp_path / "run" / "run_class001.mrc"
     reference = final.read_bytes()
@@ -115,7 +156,10 @@ def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_se
     assert (fourier_shell_correlation(a, b)[1:] > 0.99).all()
     # the folder belongs to this run: a fresh run, or another run's --continue, is refused in one line
     finished = final.read_bytes()
-    for extra, words in (([], "holds another run's outputs"), (["--continue", "--sym", "C2"], "symmetry ('C1' there")):
+    for extra, words in (
+        ([], "holds another run's outputs"),
+        (["--continue", "--sym", "C2"], "symmetry ('C1' there"),
+    ):
         run = blush("refine3d", *args, *extra)
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert final.read_bytes() == finished
@@ -123,19 +167,36 @@ def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_se
 
 def test_mismatched_reference_is_refused(refine_set, tmp_path):
     write_map(tmp_path / "wrong.mrc", torch.zeros(40, 40, 40), 2.0)
-    run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", tmp_path / "wrong.mrc",
-                "--out", tmp_path / "r")
+    run = blush(
+        "refine3d",
+        "--particles",
+        refine_set / "particles.star",
+        "--ref",
+        tmp_path / "wrong.mrc",
+        "--out",
+        tmp_path / "r",
+    )
     assert run.returncode == 2 and "wrong.mrc" in run.stderr and "pixel size" in run.stderr
 
 
 def test_sampling_options_that_cannot_work_are_refused(refine_set, tmp_path):
-    for flags, words in ((["--oversampled-cells", 0], "--oversampled-cells"), (["--memory-gb", -1], "--memory-gb"),
-                         (["--max-order", 1], "--max-order")):
-        run = blush("refine3d", "--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc",
-                    "--out", tmp_path / "r", *flags)
+    for flags, words in (
+        (["--oversampled-cells", 0], "--oversampled-cells"),
+        (["--memory-gb", -1], "--memory-gb"),
+        (["--max-order", 1], "--max-order"),
+    ):
+        run = blush(
+            "refine3d",
+            "--particles",
+            refine_set / "particles.star",
+            "--ref",
+            refine_set / "start.mrc",
+            "--out",
+            tmp_path / "r",
+            *flags,
+        )
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / "r").exists()
-
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +205,11 @@ def low_snr_set(tmp_path_factory):
     particles of 40 px at 3 A/px, SNR 0.05; the start is the truth, low-passed to 40 A by the
     refinement."""
     out = tmp_path_factory.mktemp("low_snr")
-    simulate_from_model(DATA / "4gcnA.pdb.gz", SimulationSettings(n_particles=1000, box=40, pixel_size=3.0,
-                                                                  snr=0.05, seed=11), out)
+    simulate_from_model(
+        DATA / "4gcnA.pdb.gz",
+        SimulationSettings(n_particles=1000, box=40, pixel_size=3.0, snr=0.05, seed=11),
+        out,
+    )
     return out
 
 
@@ -157,13 +221,26 @@ def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp
     truth, apix = read_map(low_snr_set / "truth.mrc")
     results = {}
     for arm in ("standard", "blush"):
-        run = blush("refine3d", "--particles", low_snr_set / "particles.star", "--ref", low_snr_set / "truth.mrc",
-                    "--out", tmp_path / arm, "--diameter", 75, *(["--blush"] if arm == "blush" else []))
+        run = blush(
+            "refine3d",
+            "--particles",
+            low_snr_set / "particles.star",
+            "--ref",
+            low_snr_set / "truth.mrc",
+            "--out",
+            tmp_path / arm,
+            "--diameter",
+            75,
+            *(["--blush"] if arm == "blush" else []),
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         summary = json.loads((tmp_path / arm / "summary.json").read_text())
         refined, _ = read_map(tmp_path / arm / "run_class001.mrc")
-        results[arm] = (resolution_at(fourier_shell_correlation(refined, truth), 0.5, 40, apix),
-                        summary["resolution_angstrom"], summary["blush"])
+        results[arm] = (
+            resolution_at(fourier_shell_correlation(refined, truth), 0.5, 40, apix),
+            summary["resolution_angstrom"],
+            summary["blush"],
+        )
         best_before = np.minimum.accumulate([np.inf] + [h["resolution"] for h in summary["history"]])[:-1]
         assert [h["blush"] for h in summary["history"]] == [arm == "blush" and b <= 15 for b in best_before]
     (std_truth, _, std_flag), (blush_truth, blush_gold, blush_flag) = results["standard"], results["blush"]
@@ -171,7 +248,9 @@ def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp
     assert blush_truth < 1.03 * std_truth, results
     assert abs(blush_gold - blush_truth) < 0.2 * blush_truth, results
     denoised, _ = read_map(tmp_path / "blush" / "run_class001_blush.mrc")
-    assert resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix) < 1.03 * blush_truth, results
+    assert resolution_at(fourier_shell_correlation(denoised, truth), 0.5, 40, apix) < 1.03 * blush_truth, (
+        results
+    )
 
 
 def test_sampling_gets_finer_only_once_the_poses_settle():
@@ -179,10 +258,22 @@ def test_sampling_gets_finer_only_once_the_poses_settle():
     is large and still falling (particles still jumping between views); it gets finer once the
     change stops falling by 3% or is under 40% of the angular step."""
     from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
-    state = RefineState(iteration=3, order=2, best_resolution=10.0, iterations_without_gain=1,
-                        smallest_angular_change=20.0, sigma2=[[1.0] * 21])
-    stats = {"fsc": torch.zeros(21), "sigma2": torch.ones(1, 21), "accuracy_rotation": 2.0,
-             "accuracy_translation": 0.5, "offset_change": 0.3}
+
+    state = RefineState(
+        iteration=3,
+        order=2,
+        best_resolution=10.0,
+        iterations_without_gain=1,
+        smallest_angular_change=20.0,
+        sigma2=[[1.0] * 21],
+    )
+    stats = {
+        "fsc": torch.zeros(21),
+        "sigma2": torch.ones(1, 21),
+        "accuracy_rotation": 2.0,
+        "accuracy_translation": 0.5,
+        "offset_change": 0.3,
+    }
     still_moving = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 12.0}, 40, 3.0)
     assert still_moving.order == 2 and still_moving.smallest_angular_change == 12.0
     settled = next_state(still_moving, RefineSettings(), 10.0, {**stats, "angular_change": 12.5}, 40, 3.0)
@@ -199,14 +290,28 @@ def test_sampling_gets_finer_until_the_step_is_under_the_accuracy():
     at least 75% of the expected accuracy (RELION's rule), then the last iteration follows; a user's
     --max-order still stops it."""
     from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
-    stats = {"fsc": torch.zeros(33), "sigma2": torch.ones(1, 33), "angular_change": 0.1,
-             "accuracy_translation": 0.2, "offset_change": 0.1}
-    state = RefineState(iteration=9, order=5, best_resolution=3.0, iterations_without_gain=1,
-                        smallest_angular_change=0.1, sigma2=[[1.0] * 33], offset_step=0.5, offset_range=1.0)
+
+    stats = {
+        "fsc": torch.zeros(33),
+        "sigma2": torch.ones(1, 33),
+        "angular_change": 0.1,
+        "accuracy_translation": 0.2,
+        "offset_change": 0.1,
+    }
+    state = RefineState(
+        iteration=9,
+        order=5,
+        best_resolution=3.0,
+        iterations_without_gain=1,
+        smallest_angular_change=0.1,
+        sigma2=[[1.0] * 33],
+        offset_step=0.5,
+        offset_range=1.0,
+    )
     finer = next_state(state, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
-    assert finer.order == 6 and not finer.final                  # 1.875 deg >= 0.75 x 1 deg
+    assert finer.order == 6 and not finer.final  # 1.875 deg >= 0.75 x 1 deg
     done = next_state(finer, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.5}, 64, 1.0)
-    assert done.order == 6 and done.final                        # 0.94 deg < 0.75 x 1.5 deg
+    assert done.order == 6 and done.final  # 0.94 deg < 0.75 x 1.5 deg
     capped = next_state(state, RefineSettings(max_order=5), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
     assert capped.order == 5 and capped.final
 
@@ -217,14 +322,21 @@ def fine_set(tmp_path_factory):
     estimate puts their angles near 0.6 deg, far below the 3.75 deg of HEALPix order 4. Their start
     poses are the true ones turned 3 deg about random axes (where a 3.75 deg refinement leaves them)."""
     out = tmp_path_factory.mktemp("fine")
-    simulate_from_model(DATA / "4gcnA.pdb.gz", SimulationSettings(n_particles=400, box=64, pixel_size=1.0, snr=1.0,
-                                                                  bfactor=5.0, seed=5), out)
+    simulate_from_model(
+        DATA / "4gcnA.pdb.gz",
+        SimulationSettings(n_particles=400, box=64, pixel_size=1.0, snr=1.0, bfactor=5.0, seed=5),
+        out,
+    )
     from blush_scipion.engine.rotation import matrix_to_euler, rotation_vector_matrix
+
     truth = Particles.read(out / "truth.star")
-    axes = torch.nn.functional.normalize(torch.randn(len(truth), 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    axes = torch.nn.functional.normalize(
+        torch.randn(len(truth), 3, generator=torch.Generator().manual_seed(0)), dim=1
+    )
     rot, tilt, psi = matrix_to_euler(rotation_vector_matrix(3.0 * axes) @ truth.rotations())
-    table = truth.table.assign(rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(),
-                               rlnAnglePsi=psi.double().numpy())
+    table = truth.table.assign(
+        rlnAngleRot=rot.double().numpy(), rlnAngleTilt=tilt.double().numpy(), rlnAnglePsi=psi.double().numpy()
+    )
     Particles(table, truth.optics, truth.root, truth.source).write(out / "start.star")
     return out
 
@@ -237,15 +349,35 @@ def test_sampling_goes_past_order_4_when_the_data_hold_it(fine_set, tmp_path):
     truth_map, apix = read_map(fine_set / "truth.mrc")
     errors = {}
     for arm, extra in (("capped", ["--max-order", 4]), ("free", ["--max-iter", 8])):
-        run = blush("refine3d", "--particles", fine_set / "start.star", "--ref", fine_set / "truth.mrc",
-                    "--out", tmp_path / arm, "--ini-high", 3, "--healpix-order", 4, "--local-from-order", 4,
-                    "--offset-range", 2, "--offset-step", 1, *extra)
+        run = blush(
+            "refine3d",
+            "--particles",
+            fine_set / "start.star",
+            "--ref",
+            fine_set / "truth.mrc",
+            "--out",
+            tmp_path / arm,
+            "--ini-high",
+            3,
+            "--healpix-order",
+            4,
+            "--local-from-order",
+            4,
+            "--offset-range",
+            2,
+            "--offset-step",
+            1,
+            *extra,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         summary = json.loads((tmp_path / arm / "summary.json").read_text())
-        errors[arm] = float(angular_distance(Particles.read(tmp_path / arm / "run_data.star").rotations(),
-                                             truth).median())
+        errors[arm] = float(
+            angular_distance(Particles.read(tmp_path / arm / "run_data.star").rotations(), truth).median()
+        )
     assert summary["finest_angular_step"] < 3.75 and summary["history"][-2]["accuracy_rotation"] < 1.5
-    assert {"peak_rss_gb", "expectation_seconds", "maximization_seconds"} <= set(summary) | set(summary["history"][0])
+    assert {"peak_rss_gb", "expectation_seconds", "maximization_seconds"} <= set(summary) | set(
+        summary["history"][0]
+    )
     assert errors["capped"] > 1.8 and errors["free"] < 1.0, errors
     known = blush("reconstruct", "--particles", fine_set / "truth.star", "--out", tmp_path / "known.mrc")
     assert known.returncode == 0, known.stderr[-2000:]

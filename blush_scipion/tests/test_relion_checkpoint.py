@@ -1,4 +1,5 @@
 """RELION's blush_v1.0.ckpt read as plain tensors into our BlushUNet(layout="relion")."""
+
 import gzip
 import os
 from collections import OrderedDict
@@ -10,7 +11,11 @@ from torch import nn
 from blush_scipion.engine.blush.denoiser import load_denoiser
 from blush_scipion.engine.blush.model import BlushUNet
 from blush_scipion.engine.blush.relion_checkpoint import (
-    RELION_BLUSH_V1_SHA256, is_relion_checkpoint, relion_metadata, relion_state_dict)
+    RELION_BLUSH_V1_SHA256,
+    is_relion_checkpoint,
+    relion_metadata,
+    relion_state_dict,
+)
 from blush_scipion.engine.blush.weights import WeightsError, sha256_of
 
 
@@ -21,9 +26,16 @@ class _DoubleConv(nn.Module):
     def __init__(self, c_in, c_out, c_mid=None):
         super().__init__()
         c_mid = c_mid or c_out
-        self.double_conv = nn.Sequential(OrderedDict(
-            conv1=nn.Conv3d(c_in, c_mid, 3, padding=1), norm1=nn.InstanceNorm3d(c_mid, affine=True), act1=nn.SiLU(),
-            conv2=nn.Conv3d(c_mid, c_out, 3, padding=1), norm2=nn.InstanceNorm3d(c_out, affine=True), act2=nn.SiLU()))
+        self.double_conv = nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv3d(c_in, c_mid, 3, padding=1),
+                norm1=nn.InstanceNorm3d(c_mid, affine=True),
+                act1=nn.SiLU(),
+                conv2=nn.Conv3d(c_mid, c_out, 3, padding=1),
+                norm2=nn.InstanceNorm3d(c_out, affine=True),
+                act2=nn.SiLU(),
+            )
+        )
 
     def forward(self, x):
         return self.double_conv(x)
@@ -45,10 +57,14 @@ class RelionReference(nn.Module):
         self.depth = depth
         self.inc = _DoubleConv(2, width)
         self.down_pool = nn.MaxPool3d(2)
-        self.down = nn.ModuleList([_DoubleConv(width * 2**i, width * 2**(i + 1)) for i in range(depth - 1)]
-                                  + [_DoubleConv(width * 2**(depth - 1), width * 2**depth // 2)])
-        self.up = nn.ModuleList([_Up(width * 2**(depth - i), width * 2**(depth - 1 - i) // 2) for i in range(depth - 1)]
-                                + [_Up(width * 2, width)])
+        self.down = nn.ModuleList(
+            [_DoubleConv(width * 2**i, width * 2 ** (i + 1)) for i in range(depth - 1)]
+            + [_DoubleConv(width * 2 ** (depth - 1), width * 2**depth // 2)]
+        )
+        self.up = nn.ModuleList(
+            [_Up(width * 2 ** (depth - i), width * 2 ** (depth - 1 - i) // 2) for i in range(depth - 1)]
+            + [_Up(width * 2, width)]
+        )
         self.outc = nn.Conv3d(width, 2, 1)
 
     def forward(self, grid, local_std):
@@ -82,8 +98,13 @@ def _reference(depth=2, width=4, seed=0):
 
 def _checkpoint(ref, source="raise SystemExit('never executed')"):
     # as RELION's compose_model.py writes it (block_size parsed as a float there)
-    return {"model_state_dict": ref.state_dict(), "model_definition": source,
-            "block_size": 64.0, "voxel_size": 1.5, "no_mask": False}
+    return {
+        "model_state_dict": ref.state_dict(),
+        "model_definition": source,
+        "block_size": 64.0,
+        "voxel_size": 1.5,
+        "no_mask": False,
+    }
 
 
 def _save(state, path, gz=False):
@@ -147,7 +168,9 @@ def test_relion_checkpoint_needs_a_sha256(tmp_path):
     with pytest.raises(WeightsError, match=r"v1.0.ckpt: a RELION Blush checkpoint with no sha256"):
         load_denoiser(plain)
     gz = _save(_checkpoint(_reference()), tmp_path / "blush_v1.0.ckpt", gz=True)
-    with pytest.raises(WeightsError, match=f"blush_v1.0.ckpt.gz: sha256 .* not that of RELION's.*{RELION_BLUSH_V1_SHA256}"):
+    with pytest.raises(
+        WeightsError, match=f"blush_v1.0.ckpt.gz: sha256 .* not that of RELION's.*{RELION_BLUSH_V1_SHA256}"
+    ):
         load_denoiser(gz)
     with pytest.raises(WeightsError, match="does not match"):
         load_denoiser(gz, sha256="0" * 64)

@@ -1,6 +1,7 @@
 """RELION and us on each other's files: we read what relion_refine writes (run_data.star and
 run_model.star into blush reconstruct, blush fsc and the Scipion conversion), and
 relion_reconstruct on our refine3d's run_data.star gives our map."""
+
 import json
 import shutil
 import subprocess
@@ -20,14 +21,22 @@ from .conftest import MODEL
 
 pytestmark = pytest.mark.skipif(
     shutil.which("relion_refine") is None or shutil.which("relion_reconstruct") is None,
-    reason="relion_refine / relion_reconstruct not on PATH: `apt-get install relion` (Debian's 3.1.3) enables them")
+    reason=(
+        "relion_refine / relion_reconstruct not on PATH: `apt-get install relion` (Debian's 3.1.3) "
+        "enables them"
+    ),
+)
 
 BOX, APIX = 32, 3.0
 
 
 def blush(*args, cwd=None):
-    r = subprocess.run([sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-                       capture_output=True, text=True, cwd=cwd)
+    r = subprocess.run(
+        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
     assert r.returncode == 0, r.stderr
     return r
 
@@ -36,7 +45,9 @@ def blush(*args, cwd=None):
 def data(tmp_path_factory):
     """300 particles of 4gcnA, 32 px at 3 A, SNR 1, and a 20 A start from the truth."""
     out = tmp_path_factory.mktemp("interop")
-    simulate_from_model(MODEL, SimulationSettings(n_particles=300, box=BOX, pixel_size=APIX, snr=1.0, seed=8), out)
+    simulate_from_model(
+        MODEL, SimulationSettings(n_particles=300, box=BOX, pixel_size=APIX, snr=1.0, seed=8), out
+    )
     truth, _ = read_map(out / "truth.mrc")
     write_map(out / "ref.mrc", low_pass(truth, 20.0, APIX), APIX)
     return out
@@ -44,16 +55,53 @@ def data(tmp_path_factory):
 
 def low_shells(fsc: torch.Tensor, resolution: float) -> torch.Tensor:
     """The FSC's shells 1 .. the one at `resolution` A."""
-    return fsc[1:int(BOX * APIX / resolution) + 1]
+    return fsc[1 : int(BOX * APIX / resolution) + 1]
 
 
 def test_we_read_what_relion_refine_writes(data, tmp_path):
     (data / "relion").mkdir()
-    subprocess.run(["relion_refine", "--i", "particles.star", "--o", "relion/run", "--ref", "ref.mrc", "--K", "1",
-                    "--iter", "2", "--particle_diameter", "80", "--ctf", "--sym", "C1", "--zero_mask", "--pad", "2",
-                    "--ini_high", "20", "--healpix_order", "1", "--offset_range", "3", "--offset_step", "2",
-                    "--firstiter_cc", "--random_seed", "1", "--j", "1", "--pool", "10"],
-                   cwd=data, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            "relion_refine",
+            "--i",
+            "particles.star",
+            "--o",
+            "relion/run",
+            "--ref",
+            "ref.mrc",
+            "--K",
+            "1",
+            "--iter",
+            "2",
+            "--particle_diameter",
+            "80",
+            "--ctf",
+            "--sym",
+            "C1",
+            "--zero_mask",
+            "--pad",
+            "2",
+            "--ini_high",
+            "20",
+            "--healpix_order",
+            "1",
+            "--offset_range",
+            "3",
+            "--offset_step",
+            "2",
+            "--firstiter_cc",
+            "--random_seed",
+            "1",
+            "--j",
+            "1",
+            "--pool",
+            "10",
+        ],
+        cwd=data,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     run_data = data / "relion" / "run_it002_data.star"
     particles = Particles.read(run_data)
     assert len(particles) == 300 and particles.has_poses() and particles.has_ctf()
@@ -64,14 +112,23 @@ def test_we_read_what_relion_refine_writes(data, tmp_path):
     ours, apix = read_map(tmp_path / "ours.mrc")
     truth, _ = read_map(data / "truth.mrc")
     assert apix == APIX
-    assert (low_shells(fourier_shell_correlation(ours, truth), 16.0) > 0.5).all()  # 2 coarse RELION iterations
-    blush("fsc", tmp_path / "ours.mrc", data / "relion" / "run_it002_class001.mrc", "--json", tmp_path / "fsc.json")
+    assert (
+        low_shells(fourier_shell_correlation(ours, truth), 16.0) > 0.5
+    ).all()  # 2 coarse RELION iterations
+    blush(
+        "fsc",
+        tmp_path / "ours.mrc",
+        data / "relion" / "run_it002_class001.mrc",
+        "--json",
+        tmp_path / "fsc.json",
+    )
     record = json.loads((tmp_path / "fsc.json").read_text())
     assert record["resolution_05"] < 20.0, record["resolution_05"]  # RELION's map holds only its current size
     # and Scipion's sets take them, poses included
     from pwem.objects import SetOfParticles
 
     from blush_scipion.convert import star_to_particles
+
     scipion_set = SetOfParticles(filename=str(tmp_path / "particles.sqlite"))
     star_to_particles(str(run_data), scipion_set)
     assert scipion_set.getSize() == 300 and scipion_set.hasAlignmentProj()
@@ -79,10 +136,26 @@ def test_we_read_what_relion_refine_writes(data, tmp_path):
 
 def test_relion_reconstruct_gives_our_map_from_our_poses(data, tmp_path):
     out = tmp_path / "refine"
-    blush("refine3d", "--particles", data / "particles.star", "--ref", data / "ref.mrc", "--out", out,
-          "--max-iter", 3, "--diameter", 80)
-    subprocess.run(["relion_reconstruct", "--i", "run_data.star", "--o", "relion.mrc", "--ctf"],
-                   cwd=out, check=True, capture_output=True, text=True)
+    blush(
+        "refine3d",
+        "--particles",
+        data / "particles.star",
+        "--ref",
+        data / "ref.mrc",
+        "--out",
+        out,
+        "--max-iter",
+        3,
+        "--diameter",
+        80,
+    )
+    subprocess.run(
+        ["relion_reconstruct", "--i", "run_data.star", "--o", "relion.mrc", "--ctf"],
+        cwd=out,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     relion, apix = read_map(out / "relion.mrc")
     ours, _ = read_map(out / "run_class001.mrc")
     assert apix == APIX

@@ -1,5 +1,6 @@
 """The relion_refine run behind a hand-over: pixel size and particle diameter from its own files, so
 that RELION 3.1/4 run `RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE="blush relion-hook --blush"` as is."""
+
 import os
 import sys
 from pathlib import Path
@@ -9,8 +10,16 @@ import torch
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.relion_hook import read_hand_over
 
-from .test_relion_hook import APIX, BOX, blob, blush, needs_relion, relion_refine, write_hand_over
-from .test_relion_hook import particles  # noqa: F401 (the fixture)
+from .test_relion_hook import (
+    APIX,
+    BOX,
+    blob,
+    blush,
+    needs_relion,
+    particles,  # noqa: F401 (the fixture)
+    relion_refine,
+    write_hand_over,
+)
 
 
 def write_run_files(folder: Path, iteration: int, pixel_size: float, diameter: float, root="run") -> None:
@@ -19,9 +28,11 @@ def write_run_files(folder: Path, iteration: int, pixel_size: float, diameter: f
     stem = f"{root}_it{iteration:03d}"
     (folder / f"{stem}_optimiser.star").write_text(
         f"data_optimiser_general\n\n_rlnOutputRootName Refine3D/job012/{root}\n"
-        f"_rlnModelStarFile Refine3D/job012/{stem}_half1_model.star\n_rlnParticleDiameter {diameter}\n")
+        f"_rlnModelStarFile Refine3D/job012/{stem}_half1_model.star\n_rlnParticleDiameter {diameter}\n"
+    )
     (folder / f"{stem}_half1_model.star").write_text(
-        f"data_model_general\n\n_rlnReferenceDimensionality 3\n_rlnPixelSize {pixel_size}\n")
+        f"data_model_general\n\n_rlnReferenceDimensionality 3\n_rlnPixelSize {pixel_size}\n"
+    )
 
 
 def test_a_hand_over_takes_pixel_size_and_diameter_from_the_iteration_before_it(tmp_path):
@@ -54,8 +65,21 @@ def test_relion_refine_runs_blush_relion_hook_blush_as_is(particles, tmp_path, m
     (bin_dir / "blush").write_text(f'#!/bin/sh\nexec {sys.executable} -m blush_scipion.engine.cli "$@"\n')
     (bin_dir / "blush").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    run = relion_refine(particles, "hook/run", "--ini_high", 20, "--iter", 2, "--healpix_order", 1,
-                        "--offset_range", 3, "--offset_step", 2, executable="blush relion-hook --blush")
+    run = relion_refine(
+        particles,
+        "hook/run",
+        "--ini_high",
+        20,
+        "--iter",
+        2,
+        "--healpix_order",
+        1,
+        "--offset_range",
+        3,
+        "--offset_step",
+        2,
+        executable="blush relion-hook --blush",
+    )
     assert run.stdout.count("External reconstruction finished successfully") == 2
     # each iteration: Blush, with the pixel size and diameter of RELION's model and optimiser STAR files
     assert run.stdout.count("relion-hook: Blush (classification") == 2
@@ -69,6 +93,7 @@ def test_relion_refine_runs_blush_relion_hook_blush_as_is(particles, tmp_path, m
 
 def test_relion_python_blush_finds_them_too(tmp_path, capfd):
     from blush_scipion.engine.cli.relion_hook import relion_python_blush
+
     star = write_hand_over(tmp_path, blob(BOX), stem="run_it001_half2_class001", fsc=0.9)
     write_run_files(tmp_path, 0, APIX, diameter=80)
     code = relion_python_blush([str(star), "--gpu", "-1"])

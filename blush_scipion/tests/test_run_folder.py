@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -37,9 +38,11 @@ def test_another_runs_folder_is_refused_unless_continued_or_overwritten(tmp_path
     with claim(tmp_path, IDENTITY, resume=False):
         (tmp_path / "run_it001_optimiser.json").write_text("{}")
         (tmp_path / "input_particles.star").write_text("kept")  # a protocol's input beside the outputs
-    with pytest.raises(ValueError, match="holds another run's outputs"):
-        with claim(tmp_path, IDENTITY, resume=False):
-            pass
+    with (
+        pytest.raises(ValueError, match="holds another run's outputs"),
+        claim(tmp_path, IDENTITY, resume=False),
+    ):
+        pass
     with claim(tmp_path, IDENTITY, resume=True):  # the same run goes on
         pass
     other = RunIdentity.of(
@@ -47,9 +50,11 @@ def test_another_runs_folder_is_refused_unless_continued_or_overwritten(tmp_path
         {"particle rows": "abc", "reference": "xyz"},
         {"symmetry": "C2", "ini_high": 40.0, "offsets": (1, 2)},
     )
-    with pytest.raises(ValueError, match=r"different run: the reference; symmetry \('C1' there, 'C2' now\)"):
-        with claim(tmp_path, other, resume=True):
-            pass
+    with (
+        pytest.raises(ValueError, match=r"different run: the reference; symmetry \('C1' there, 'C2' now\)"),
+        claim(tmp_path, other, resume=True),
+    ):
+        pass
     with claim(tmp_path, other, resume=False, overwrite=True):
         assert not (tmp_path / "run_it001_optimiser.json").exists()
         assert (tmp_path / "input_particles.star").read_text() == "kept"
@@ -60,9 +65,11 @@ def test_a_live_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over(tmp_pa
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / LOCK_FILE).write_text(f"{socket.gethostname()} {sleeper.pid}")
-        with pytest.raises(ValueError, match=f"another run is writing here .* pid {sleeper.pid}"):
-            with claim(tmp_path, IDENTITY, resume=True):
-                pass
+        with (
+            pytest.raises(ValueError, match=f"another run is writing here .* pid {sleeper.pid}"),
+            claim(tmp_path, IDENTITY, resume=True),
+        ):
+            pass
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -72,9 +79,8 @@ def test_a_live_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over(tmp_pa
 
 def test_a_file_as_out_is_refused(tmp_path):
     (tmp_path / "out").write_text("not a folder")
-    with pytest.raises(ValueError, match="must be a folder"):
-        with claim(tmp_path / "out", IDENTITY, resume=False):
-            pass
+    with pytest.raises(ValueError, match="must be a folder"), claim(tmp_path / "out", IDENTITY, resume=False):
+        pass
     assert (tmp_path / "out").read_text() == "not a folder"
 
 
@@ -88,7 +94,10 @@ def test_the_particle_fingerprint_follows_the_rows_not_the_file():
 def test_the_lock_of_a_killed_but_unreaped_process_is_stale(tmp_path):
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not waited for, so a zombie
     deadline = time.time() + 30
-    while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z" and time.time() < deadline:
+    while (
+        Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        and time.time() < deadline
+    ):
         time.sleep(0.05)
     (tmp_path / LOCK_FILE).write_text(f"{socket.gethostname()} {zombie.pid}")
     with claim(tmp_path, IDENTITY, resume=True):

@@ -4,6 +4,7 @@ HEALPix of order k has Nside = 2^k and 12 Nside^2 equal-area pixels on 4 Nside -
 latitude; RING ordering numbers them north to south, eastwards within a ring. RELION's angular step
 at order k is 360 / (6 * 2^k) = 60 / 2^k degrees, and it samples psi at that same step.
 """
+
 import math
 
 import pytest
@@ -145,10 +146,18 @@ def test_grid_rotations_view_along_the_healpix_directions():
     assert d.min() > 0.5 * angular_step(order)
 
 
-@pytest.mark.parametrize(("offset_range", "step", "count"), [
-    (0.0, 1.0, 1), (1.0, 1.0, 5), (math.sqrt(2), 1.0, 9), (3.0, 1.0, 29), (5.0, 1.0, 81), (6.0, 2.0, 29),
-    (2.0, 0.5, 49),  # Gauss's circle problem: lattice points in a disc of radius 0, 1, sqrt 2, 3, 5, 3, 4
-])
+@pytest.mark.parametrize(
+    ("offset_range", "step", "count"),
+    [
+        (0.0, 1.0, 1),
+        (1.0, 1.0, 5),
+        (math.sqrt(2), 1.0, 9),
+        (3.0, 1.0, 29),
+        (5.0, 1.0, 81),
+        (6.0, 2.0, 29),
+        (2.0, 0.5, 49),  # Gauss's circle problem: lattice points in a disc of radius 0, 1, sqrt 2, 3, 5, 3, 4
+    ],
+)
 def test_translation_grid(offset_range, step, count):
     xy = translation_grid(offset_range, step)
     assert xy.shape == (count, 2)

@@ -1,4 +1,5 @@
 """The plugin as Scipion's project window presents it: the protocol tree, citations, form help."""
+
 import os
 
 import pytest
@@ -12,8 +13,11 @@ SPA_VIEW = "Protocols SPA"  # the view the project window opens on
 
 def our_protocols() -> dict:
     """Every protocol class Scipion's domain finds in this plugin, by class name."""
-    return {name: cls for name, cls in Config.getDomain().getProtocols().items()
-            if cls.__module__.startswith("blush_scipion.")}
+    return {
+        name: cls
+        for name, cls in Config.getDomain().getProtocols().items()
+        if cls.__module__.startswith("blush_scipion.")
+    }
 
 
 def protocol_paths(node, path=()) -> dict:
@@ -31,8 +35,10 @@ def protocol_paths(node, path=()) -> dict:
 def test_every_protocol_sits_in_the_spa_view_of_the_project_window():
     # as ProtocolsView._loadProtocols builds the tree the window shows
     from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
-    views = ProtocolTreeConfig.load(Config.getDomain(),
-                                    os.path.join(Config.SCIPION_LOCAL_CONFIG, Config.SCIPION_PROTOCOLS))
+
+    views = ProtocolTreeConfig.load(
+        Config.getDomain(), os.path.join(Config.SCIPION_LOCAL_CONFIG, Config.SCIPION_PROTOCOLS)
+    )
     placed = protocol_paths(views[SPA_VIEW])
     ours = our_protocols()
     assert len(ours) >= 6
@@ -65,8 +71,9 @@ def test_every_form_parameter_has_help(name):
 @pytest.mark.parametrize("name", sorted(our_protocols()))
 def test_the_methods_tab_shows_a_new_runs_name_whole(name):
     from pyworkflow.utils import HYPER_ITALIC, parseHyperText
+
     run_name = our_protocols()[name].getClassLabel()  # a new run's name (Project.newProtocol)
-    header = "> _%s_" % run_name  # as the Methods tab heads each run (ProtocolsView._fillMethod)
+    header = f"> _{run_name}_"  # as the Methods tab heads each run (ProtocolsView._fillMethod)
     tags = []  # what the tab's TaggedText marks up
     parseHyperText(header, lambda match, tag: tags.append((tag, match.group(tag))))
     assert tags == [(HYPER_ITALIC, run_name)]

@@ -1,4 +1,5 @@
 """Simulated data sets: files, the requested SNR, and the density of an atomic model."""
+
 import json
 
 import pytest
@@ -49,8 +50,9 @@ def test_a_model_too_big_for_the_box_is_refused():
         density_from_model(MODEL, 24, 1.0)
 
 
-@pytest.mark.parametrize("group,order", [("C1", 1), ("C4", 4), ("D3", 6), ("T", 12), ("O", 24), ("I", 60),
-                                         ("I1", 60)])
+@pytest.mark.parametrize(
+    "group,order", [("C1", 1), ("C4", 4), ("D3", 6), ("T", 12), ("O", 24), ("I", 60), ("I1", 60)]
+)
 def test_point_groups_have_their_order(group, order):
     ops = symmetry_operators(group)
     assert len(ops) == order
@@ -59,6 +61,7 @@ def test_point_groups_have_their_order(group, order):
 
 def test_symmetric_distance_is_zero_between_symmetry_equivalent_poses():
     from blush_scipion.engine.rotation import angular_distance, euler_to_matrix, symmetric_distance
+
     ops = symmetry_operators("D2")
     pose = euler_to_matrix(*torch.tensor([30.0, 70.0, -20.0])).expand(4, 3, 3)
     assert symmetric_distance(pose @ ops, pose, ops).abs().max() < 1e-3

@@ -2,6 +2,7 @@
 with pyworkflow's create script, every protocol scheduled headless, each waiting for its input,
 run to the end on small simulated data (a few minutes on 2 cores, most of it the scheduler's
 polling: scheduled protocols check their inputs every 15-120 s)."""
+
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ APIX = 3.0
 def _fill_template(values: dict, out: Path) -> Path:
     """The template with its placeholders set by alias, as `scipion3 template FILE alias=value` does."""
     from pyworkflow.template import LocalTemplate
+
     template = LocalTemplate("blush_scipion", str(TEMPLATE))
     template.replaceEnvVariables()
     template.parseContent()
@@ -37,13 +39,21 @@ def _fill_template(values: dict, out: Path) -> Path:
 def _run_script(args: list, log: Path, cwd: Path):
     # stdout to a file, not a pipe: the schedulers started by the script inherit it and live on
     with open(log, "a") as f:
-        subprocess.run([sys.executable, "-m"] + args, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                       env=os.environ.copy(), check=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m"] + args,
+            cwd=cwd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            check=True,
+            timeout=300,
+        )
 
 
 def _load(name):
     import pyworkflow as pw
     from pyworkflow.project import Manager, Project
+
     project = Project(pw.Config.getDomain(), os.path.realpath(Manager().getProjectPath(name)))
     project.load()
     return project
@@ -57,11 +67,23 @@ def test_facility_template_runs_scheduled(tmp_path):
     from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
     sim = tmp_path / "sim"
-    simulate_from_model(MODEL, SimulationSettings(n_particles=300, box=40, pixel_size=APIX, snr=0.3, seed=5), sim)
+    simulate_from_model(
+        MODEL, SimulationSettings(n_particles=300, box=40, pixel_size=APIX, snr=0.3, seed=5), sim
+    )
     truth, _ = read_map(sim / "truth.mrc")
     write_map(sim / "start.mrc", low_pass(truth, 30.0, APIX), APIX)
-    workflow = _fill_template(dict(star=sim / "particles.star", map=sim / "start.mrc", angpix=APIX, classes=4,
-                                   iter2d=3, diameter=90, iter3d=3), tmp_path / "workflow.json")
+    workflow = _fill_template(
+        dict(
+            star=sim / "particles.star",
+            map=sim / "start.mrc",
+            angpix=APIX,
+            classes=4,
+            iter2d=3,
+            diameter=90,
+            iter3d=3,
+        ),
+        tmp_path / "workflow.json",
+    )
 
     manager = Manager()
     if manager.hasProject(PROJECT):
@@ -70,7 +92,9 @@ def test_facility_template_runs_scheduled(tmp_path):
     _run_script(["pyworkflow.project.scripts.create", PROJECT, str(workflow)], log, tmp_path)
     project = _load(PROJECT)
     runs = project.getRuns()
-    assert len(runs) == 7 and all(r.isSaved() for r in runs), [(r.getClassName(), r.getStatus()) for r in runs]
+    assert len(runs) == 7 and all(r.isSaved() for r in runs), [
+        (r.getClassName(), r.getStatus()) for r in runs
+    ]
     # pyworkflow's schedule script would launch 3D auto-refine and post-process twice (see
     # blush_scipion/schedule.py); ours schedules each protocol once, as that script otherwise does
     _run_script(["blush_scipion.schedule", PROJECT], log, tmp_path)
@@ -78,7 +102,9 @@ def test_facility_template_runs_scheduled(tmp_path):
     start = time.time()
     while True:
         project = _load(PROJECT)
-        statuses = {f"{r.getObjId()} {r.getClassName()}": r.getStatus() for r in project.getRuns(refresh=True)}
+        statuses = {
+            f"{r.getObjId()} {r.getClassName()}": r.getStatus() for r in project.getRuns(refresh=True)
+        }
         if all(s in ("finished", "failed", "aborted") for s in statuses.values()):
             break
         assert time.time() - start < TIMEOUT_S, f"not finished after {TIMEOUT_S} s: {statuses}"
@@ -88,6 +114,7 @@ def test_facility_template_runs_scheduled(tmp_path):
 
     def is_half_import(run):  # the volume import that reads the refinement's run folder
         return run.getClassName() == "ProtImportVolumes" and bool(run.filesPattern.get())
+
     runs = {r.getClassName(): r for r in project.getRuns() if not is_half_import(r)}
     half_import = next(r for r in project.getRuns() if is_half_import(r))
     # each protocol launched once, and those downstream waited for their inputs while not ready

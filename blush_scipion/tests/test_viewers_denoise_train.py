@@ -1,5 +1,6 @@
 """The denoise and train protocols' plots: the report functions on tiny files in the engine's formats,
 and the Tk viewers' figures rendered headless in a real project (no protocol is run)."""
+
 import json
 import os
 
@@ -24,15 +25,24 @@ def write_denoise_run(extra_dir: str, n: int = 16) -> None:
     os.makedirs(extra_dir, exist_ok=True)
     g = torch.Generator().manual_seed(0)
     z, y, x = torch.meshgrid(*[torch.arange(n) - n / 2] * 3, indexing="ij")
-    blob = torch.exp(-((x - 2) ** 2 + y ** 2 + (z + 1) ** 2) / 8)
+    blob = torch.exp(-((x - 2) ** 2 + y**2 + (z + 1) ** 2) / 8)
     halves = [os.path.join(os.path.dirname(extra_dir), f"half{i}.mrc") for i in (1, 2)]
     for path in halves:
         write_map(path, blob + 0.3 * torch.randn(n, n, n, generator=g), 3.0)
     out = os.path.join(extra_dir, "denoised.mrc")
     write_map(out, blob, 3.0)
-    record = {"half1": halves[0], "half2": halves[1], "out": out, "weights": "shipped", "pixel_size": 3.0,
-              "box": n, "resolution_0143": 9.6, "trailing_shell": 5,
-              "fsc": [1.0, 0.9, 0.6, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0], "seconds": 1.2}
+    record = {
+        "half1": halves[0],
+        "half2": halves[1],
+        "out": out,
+        "weights": "shipped",
+        "pixel_size": 3.0,
+        "box": n,
+        "resolution_0143": 9.6,
+        "trailing_shell": 5,
+        "fsc": [1.0, 0.9, 0.6, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0],
+        "seconds": 1.2,
+    }
     with open(os.path.join(extra_dir, "denoised.json"), "w") as f:
         json.dump(record, f)
 
@@ -41,8 +51,15 @@ def write_train_log(extra_dir: str, done: int = 40, steps: int = 60) -> list[flo
     """`<weights>.json` as blush.training.train rewrites it at a progress line: `done` of `steps` steps."""
     os.makedirs(extra_dir, exist_ok=True)
     losses = list(0.3 * np.exp(-np.arange(done) / 15) + 0.1 + 0.01 * np.sin(np.arange(done)))
-    record = {"settings": {"steps": steps, "learning_rate": 3e-4}, "workers": 0, "ranks": 1,
-              "sources": ["h1.mrc", "h2.mrc"], "losses": losses, "steps_done": done, "seconds": 12.0}
+    record = {
+        "settings": {"steps": steps, "learning_rate": 3e-4},
+        "workers": 0,
+        "ranks": 1,
+        "sources": ["h1.mrc", "h2.mrc"],
+        "losses": losses,
+        "steps_done": done,
+        "seconds": 12.0,
+    }
     with open(os.path.join(extra_dir, WEIGHTS + ".json"), "w") as f:
         json.dump(record, f)
     return losses
@@ -81,6 +98,7 @@ def test_train_report_draws_the_loss_per_step_and_its_running_mean(tmp_path):
     from matplotlib.figure import Figure
 
     from blush_scipion.reports.train import plot_training_loss
+
     ax = Figure().subplots()
     plot_training_loss(ax, losses, total_steps=60)  # a running job: 40 of 60 steps logged
     per_step, mean = ax.lines
@@ -115,6 +133,7 @@ class TestDenoiseTrainViewers(BaseTest):
 
         from blush_scipion.protocols import ProtBlushDenoise, ProtBlushTrain
         from blush_scipion.viewers import BlushDenoiseViewer, BlushTrainViewer
+
         domain = Config.getDomain()
         for protocol, viewer in ((ProtBlushDenoise, BlushDenoiseViewer), (ProtBlushTrain, BlushTrainViewer)):
             self.assertIn(viewer, domain.findViewers(protocol(), DESKTOP_TKINTER))
@@ -124,6 +143,7 @@ class TestDenoiseTrainViewers(BaseTest):
 
         from blush_scipion.protocols import ProtBlushDenoise
         from blush_scipion.viewers import BlushDenoiseViewer
+
         prot = self._saved(ProtBlushDenoise)
         viewer = BlushDenoiseViewer(project=self.proj)
         self.assertIsInstance(viewer._visualize(prot)[0], MessageView)  # not run yet
@@ -137,6 +157,7 @@ class TestDenoiseTrainViewers(BaseTest):
 
         from blush_scipion.protocols import ProtBlushTrain
         from blush_scipion.viewers import BlushTrainViewer
+
         prot = self._saved(ProtBlushTrain)
         self.assertEqual(os.path.basename(prot._weightsFile()), WEIGHTS)
         viewer = BlushTrainViewer(project=self.proj)

@@ -2,6 +2,7 @@
 capped stream, a file's size and its torch records are capped, metadata is range-checked before
 the network is built, non-finite weights are refused; RELION's decompressed v1.0.ckpt loads with
 its sha256 given on the command line or in $BLUSH_WEIGHTS_SHA256."""
+
 import gzip
 import io
 import os
@@ -60,8 +61,10 @@ def _gzip_bytes(state) -> bytes:
 
 def _deflated_checkpoint(path):
     """A torch zip checkpoint whose records are deflate-compressed (torch writes them stored)."""
-    with zipfile.ZipFile(io.BytesIO(_torch_bytes({"model_state_dict": _net_state()}))) as src, \
-            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(_torch_bytes({"model_state_dict": _net_state()}))) as src,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for record in src.infolist():
             dst.writestr(record.filename, src.read(record))
     return path
@@ -86,53 +89,117 @@ def _relion_ckpt_with_inf(path):
 
 # (weights file made in a folder, extra options, words the one line must hold)
 CASES = {
-    "gzip bomb": (lambda d: _bomb(d / "bomb.ckpt.gz"), [],
-                  ["bomb.ckpt.gz", f"more than {MAX_BYTES >> 20} MiB"]),
-    "not gzip": (lambda d: _write(d / "fake.ckpt.gz", b"not gzip at all"), [],
-                 ["fake.ckpt.gz", "not a readable gzip"]),
-    "truncated gzip": (lambda d: _write(d / "cut.ckpt.gz", _gzip_bytes({"a": torch.ones(999)})[:300]), [],
-                       ["cut.ckpt.gz", "not a readable gzip"]),
-    "huge file": (lambda d: _sparse(d / "huge.safetensors"), [],
-                  ["huge.safetensors", "more than any denoiser"]),
-    "compressed torch records": (lambda d: _deflated_checkpoint(d / "packed.ckpt"), [],
-                                 ["packed.ckpt", "compressed records"]),
+    "gzip bomb": (
+        lambda d: _bomb(d / "bomb.ckpt.gz"),
+        [],
+        ["bomb.ckpt.gz", f"more than {MAX_BYTES >> 20} MiB"],
+    ),
+    "not gzip": (
+        lambda d: _write(d / "fake.ckpt.gz", b"not gzip at all"),
+        [],
+        ["fake.ckpt.gz", "not a readable gzip"],
+    ),
+    "truncated gzip": (
+        lambda d: _write(d / "cut.ckpt.gz", _gzip_bytes({"a": torch.ones(999)})[:300]),
+        [],
+        ["cut.ckpt.gz", "not a readable gzip"],
+    ),
+    "huge file": (
+        lambda d: _sparse(d / "huge.safetensors"),
+        [],
+        ["huge.safetensors", "more than any denoiser"],
+    ),
+    "compressed torch records": (
+        lambda d: _deflated_checkpoint(d / "packed.ckpt"),
+        [],
+        ["packed.ckpt", "compressed records"],
+    ),
     "not a checkpoint": (lambda d: _write(d / "junk.ckpt", b"\x00" * 100), [], ["junk.ckpt"]),
-    "truncated safetensors": (lambda d: _write(d / "cut.safetensors",
-                                               _safetensors(d / "x").read_bytes()[:200]),
-                              [], ["cut.safetensors", "not a readable safetensors"]),
-    "width 10^6": (lambda d: _safetensors(d / "wide.safetensors", width="1000000"), [],
-                   ["wide.safetensors", "metadata width is '1000000'", "[1, 256]"]),
-    "depth 40": (lambda d: _safetensors(d / "deep.safetensors", depth="40"), [],
-                 ["deep.safetensors", "metadata depth is '40'"]),
-    "depth 2.5": (lambda d: _safetensors(d / "half.safetensors", depth="2.5"), [],
-                  ["half.safetensors", "metadata depth", "whole number"]),
-    "voxel 1e-6 A": (lambda d: _safetensors(d / "tiny.safetensors", voxel_size="1e-6"), [],
-                     ["tiny.safetensors", "metadata voxel_size is '1e-6'"]),
-    "voxel nan": (lambda d: _safetensors(d / "nanvox.safetensors", voxel_size="nan"), [],
-                  ["nanvox.safetensors", "metadata voxel_size is 'nan'"]),
-    "voxel text": (lambda d: _safetensors(d / "word.safetensors", voxel_size="big"), [],
-                   ["word.safetensors", "metadata voxel_size is 'big'"]),
-    "voxel max below min": (lambda d: _safetensors(d / "range.safetensors", voxel_size_max="1.0"), [],
-                            ["range.safetensors", "voxel_size_max 1 is below voxel_size 1.5"]),
-    "block 10^5": (lambda d: _safetensors(d / "block.safetensors", block_size="100000"), [],
-                   ["block.safetensors", "metadata block_size is '100000'"]),
-    "dim 4": (lambda d: _safetensors(d / "dim.safetensors", dim="4"), [],
-              ["dim.safetensors", "metadata dim is '4'"]),
-    "layout": (lambda d: _safetensors(d / "layout.safetensors", layout="exec"), [],
-               ["layout.safetensors", "metadata layout is 'exec'"]),
-    "NaN weight": (lambda d: _safetensors(d / "nan.safetensors", nan=True), [],
-                   ["nan.safetensors", "encoders.0.0.weight holds NaN or infinite values"]),
-    "checkpoint depth 40": (lambda d: _write(d / "deep.ckpt", _torch_bytes({"model_state_dict": _net_state(),
-                                                                            "depth": 40})),
-                            [], ["deep.ckpt", "metadata depth is 40"]),
-    "RELION ckpt with inf": (lambda d: _relion_ckpt_with_inf(d / "inf.ckpt"), ["--weights-sha256", "{sha}"],
-                             ["inf.ckpt", "head.bias", "NaN or infinite"]),
-    "RELION ckpt, no sha256": (lambda d: _write(d / "v1.0.ckpt", _torch_bytes(_checkpoint(_reference()))), [],
-                               ["v1.0.ckpt", "no sha256", "--weights-sha256"]),
-    "wrong sha256": (lambda d: _safetensors(d / "ok.safetensors"), ["--weights-sha256", "0" * 64],
-                     ["ok.safetensors", "does not match"]),
-    "malformed sha256": (lambda d: _safetensors(d / "ok.safetensors"), ["--weights-sha256", "xyz"],
-                         ["'xyz'", "not 64 hexadecimal digits"]),
+    "truncated safetensors": (
+        lambda d: _write(d / "cut.safetensors", _safetensors(d / "x").read_bytes()[:200]),
+        [],
+        ["cut.safetensors", "not a readable safetensors"],
+    ),
+    "width 10^6": (
+        lambda d: _safetensors(d / "wide.safetensors", width="1000000"),
+        [],
+        ["wide.safetensors", "metadata width is '1000000'", "[1, 256]"],
+    ),
+    "depth 40": (
+        lambda d: _safetensors(d / "deep.safetensors", depth="40"),
+        [],
+        ["deep.safetensors", "metadata depth is '40'"],
+    ),
+    "depth 2.5": (
+        lambda d: _safetensors(d / "half.safetensors", depth="2.5"),
+        [],
+        ["half.safetensors", "metadata depth", "whole number"],
+    ),
+    "voxel 1e-6 A": (
+        lambda d: _safetensors(d / "tiny.safetensors", voxel_size="1e-6"),
+        [],
+        ["tiny.safetensors", "metadata voxel_size is '1e-6'"],
+    ),
+    "voxel nan": (
+        lambda d: _safetensors(d / "nanvox.safetensors", voxel_size="nan"),
+        [],
+        ["nanvox.safetensors", "metadata voxel_size is 'nan'"],
+    ),
+    "voxel text": (
+        lambda d: _safetensors(d / "word.safetensors", voxel_size="big"),
+        [],
+        ["word.safetensors", "metadata voxel_size is 'big'"],
+    ),
+    "voxel max below min": (
+        lambda d: _safetensors(d / "range.safetensors", voxel_size_max="1.0"),
+        [],
+        ["range.safetensors", "voxel_size_max 1 is below voxel_size 1.5"],
+    ),
+    "block 10^5": (
+        lambda d: _safetensors(d / "block.safetensors", block_size="100000"),
+        [],
+        ["block.safetensors", "metadata block_size is '100000'"],
+    ),
+    "dim 4": (
+        lambda d: _safetensors(d / "dim.safetensors", dim="4"),
+        [],
+        ["dim.safetensors", "metadata dim is '4'"],
+    ),
+    "layout": (
+        lambda d: _safetensors(d / "layout.safetensors", layout="exec"),
+        [],
+        ["layout.safetensors", "metadata layout is 'exec'"],
+    ),
+    "NaN weight": (
+        lambda d: _safetensors(d / "nan.safetensors", nan=True),
+        [],
+        ["nan.safetensors", "encoders.0.0.weight holds NaN or infinite values"],
+    ),
+    "checkpoint depth 40": (
+        lambda d: _write(d / "deep.ckpt", _torch_bytes({"model_state_dict": _net_state(), "depth": 40})),
+        [],
+        ["deep.ckpt", "metadata depth is 40"],
+    ),
+    "RELION ckpt with inf": (
+        lambda d: _relion_ckpt_with_inf(d / "inf.ckpt"),
+        ["--weights-sha256", "{sha}"],
+        ["inf.ckpt", "head.bias", "NaN or infinite"],
+    ),
+    "RELION ckpt, no sha256": (
+        lambda d: _write(d / "v1.0.ckpt", _torch_bytes(_checkpoint(_reference()))),
+        [],
+        ["v1.0.ckpt", "no sha256", "--weights-sha256"],
+    ),
+    "wrong sha256": (
+        lambda d: _safetensors(d / "ok.safetensors"),
+        ["--weights-sha256", "0" * 64],
+        ["ok.safetensors", "does not match"],
+    ),
+    "malformed sha256": (
+        lambda d: _safetensors(d / "ok.safetensors"),
+        ["--weights-sha256", "xyz"],
+        ["'xyz'", "not 64 hexadecimal digits"],
+    ),
     "missing file": (lambda d: d / "absent.safetensors", [], ["absent.safetensors", "no such weights file"]),
 }
 
@@ -150,8 +217,20 @@ def half_maps(tmp_path_factory):
 
 
 def denoise(half_maps, out, weights, *options):
-    return cli.main(["denoise", "--half1", str(half_maps / "h1.mrc"), "--half2", str(half_maps / "h2.mrc"),
-                     "--out", str(out), "--weights", str(weights), *options])
+    return cli.main(
+        [
+            "denoise",
+            "--half1",
+            str(half_maps / "h1.mrc"),
+            "--half2",
+            str(half_maps / "h2.mrc"),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            *options,
+        ]
+    )
 
 
 @pytest.mark.parametrize("case", list(CASES))

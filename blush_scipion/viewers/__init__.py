@@ -6,5 +6,12 @@ from .viewer_postprocess import BlushPostprocessViewer
 from .viewer_refine3d import BlushRefine3DViewer
 from .viewer_train import BlushTrainViewer
 
-__all__ = ["BlushClassify2DViewer", "BlushClassify3DViewer", "BlushDenoiseViewer",
-           "BlushLocalResolutionViewer", "BlushPostprocessViewer", "BlushRefine3DViewer", "BlushTrainViewer"]
+__all__ = [
+    "BlushClassify2DViewer",
+    "BlushClassify3DViewer",
+    "BlushDenoiseViewer",
+    "BlushLocalResolutionViewer",
+    "BlushPostprocessViewer",
+    "BlushRefine3DViewer",
+    "BlushTrainViewer",
+]

@@ -1,4 +1,5 @@
 """Scipion viewer for local resolution: central slices coloured by local resolution."""
+
 import os
 
 from pwem.viewers.plotter import EmPlotter
@@ -12,6 +13,7 @@ from ..reports.plots import plot_local_resolution_slices
 class BlushLocalResolutionViewer(Viewer):
     """Three orthogonal central slices of the filtered map, coloured by local resolution inside the
     mask (or wherever a window reached), with a colour bar in Å (as extra/slices.png)."""
+
     _label = "viewer local resolution"
     _targets = [ProtBlushLocalResolution]
     _environments = [DESKTOP_TKINTER]
@@ -21,7 +23,8 @@ class BlushLocalResolutionViewer(Viewer):
             return [self.errorMessage("The local resolution has not been computed yet.")]
         mask = prot.solventMask.get()
         maps = local_resolution_maps(prot._getExtraPath, mask.getFileName() if mask is not None else None)
-        plotter = EmPlotter(x=1, y=3, mainTitle=prot.getRunName(), windowTitle="Blush local resolution",
-                            figsize=(13, 4.5))
+        plotter = EmPlotter(
+            x=1, y=3, mainTitle=prot.getRunName(), windowTitle="Blush local resolution", figsize=(13, 4.5)
+        )
         plot_local_resolution_slices([plotter.createSubPlot("", "", "") for _ in range(3)], *maps)
         return [plotter]

@@ -1,4 +1,5 @@
 """Scipion viewer for post-processing: the FSC curves and the Guinier plot with its fit."""
+
 import os
 
 from pwem.viewers.plotter import EmPlotter
@@ -13,6 +14,7 @@ class BlushPostprocessViewer(Viewer):
     """The corrected, masked, unmasked and phase-randomised FSC (0.143 and 0.5 lines), and the
     Guinier plot of the map before and after FSC weighting and sharpening, with the B-factor's fit
     (the same plots the run wrote as extra/fsc.png and extra/guinier.png)."""
+
     _label = "viewer post-process"
     _targets = [ProtBlushPostprocess]
     _environments = [DESKTOP_TKINTER]
@@ -21,10 +23,17 @@ class BlushPostprocessViewer(Viewer):
         if not os.path.exists(prot._getExtraPath("summary.json")):
             return [self.errorMessage("The post-processing has not finished yet.")]
         extra = prot._getExtraPath
-        plotter = EmPlotter(x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush post-process",
-                            figsize=(13, 5))
-        plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
-                 postprocess_fsc_curves(extra), fsc_title(extra))
-        plot_guinier(plotter.createSubPlot("Guinier", "resolution² (1/Å²)", "ln(amplitude)"),
-                     *postprocess_guinier(extra, *prot._guinierFitRange()), title=guinier_title(extra))
+        plotter = EmPlotter(
+            x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush post-process", figsize=(13, 5)
+        )
+        plot_fsc(
+            plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
+            postprocess_fsc_curves(extra),
+            fsc_title(extra),
+        )
+        plot_guinier(
+            plotter.createSubPlot("Guinier", "resolution² (1/Å²)", "ln(amplitude)"),
+            *postprocess_guinier(extra, *prot._guinierFitRange()),
+            title=guinier_title(extra),
+        )
         return [plotter]

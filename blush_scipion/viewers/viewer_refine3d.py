@@ -1,11 +1,12 @@
 """Scipion viewer for 3D auto-refine: FSC, resolution per iteration, angular distribution, central slice."""
+
 import os
 
 from pwem.viewers.plotter import EmPlotter
 from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
 
-from ..protocols import ProtBlushRefine3D
 from ..engine.mrc import read_map
+from ..protocols import ProtBlushRefine3D
 from ..reports.plots import plot_angular_distribution, plot_fsc, plot_progress
 from ..reports.refine import refine_angles, refine_fsc_curve, refine_history
 
@@ -14,6 +15,7 @@ class BlushRefine3DViewer(Viewer):
     """FSC (0.143 and 0.5 lines) and resolution per iteration of the refined map, beside those of
     the project's other finished 3D auto-refine runs on the same particles (Blush against the
     standard prior, when both were run); the run's angular distribution and its map's central slice."""
+
     _label = "viewer 3D auto-refine"
     _targets = [ProtBlushRefine3D]
     _environments = [DESKTOP_TKINTER]
@@ -22,14 +24,20 @@ class BlushRefine3DViewer(Viewer):
         if not os.path.exists(prot._getExtraPath("summary.json")):
             return [self.errorMessage("The refinement has not finished yet.")]
         runs = [prot] + self._companions(prot)
-        plotter = EmPlotter(x=2, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine",
-                            figsize=(12, 9))
-        plot_fsc(plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
-                 {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs})
-        plot_progress(plotter.createSubPlot("Progress", "iteration", "resolution (Å)"),
-                      {_label(r): refine_history(r._getExtraPath) for r in runs})
-        plot_angular_distribution(plotter.createSubPlot("Angular distribution", "rot", "tilt"),
-                                  *refine_angles(prot._getExtraPath))
+        plotter = EmPlotter(
+            x=2, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine", figsize=(12, 9)
+        )
+        plot_fsc(
+            plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
+            {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs},
+        )
+        plot_progress(
+            plotter.createSubPlot("Progress", "iteration", "resolution (Å)"),
+            {_label(r): refine_history(r._getExtraPath) for r in runs},
+        )
+        plot_angular_distribution(
+            plotter.createSubPlot("Angular distribution", "rot", "tilt"), *refine_angles(prot._getExtraPath)
+        )
         volume = read_map(prot._getExtraPath("run_class001.mrc"))[0].numpy()
         ax = plotter.createSubPlot("Central slice (xy)", "x", "y")
         ax.imshow(volume[volume.shape[0] // 2], cmap="gray", origin="lower")
@@ -38,11 +46,19 @@ class BlushRefine3DViewer(Viewer):
 
     def _companions(self, prot) -> list:
         """The project's other finished 3D auto-refine runs on the same particles."""
+
         def source(run):
             return run.inputParticles.getObjValue().getObjId(), run.inputParticles.getExtended()
-        return [run for run in self.getProject().getRuns()
-                if isinstance(run, ProtBlushRefine3D) and run.getObjId() != prot.getObjId() and run.isFinished()
-                and source(run) == source(prot) and os.path.exists(run._getExtraPath("summary.json"))]
+
+        return [
+            run
+            for run in self.getProject().getRuns()
+            if isinstance(run, ProtBlushRefine3D)
+            and run.getObjId() != prot.getObjId()
+            and run.isFinished()
+            and source(run) == source(prot)
+            and os.path.exists(run._getExtraPath("summary.json"))
+        ]
 
 
 def _label(run) -> str:

@@ -1,4 +1,5 @@
 """Scipion viewer for denoiser training: the loss per optimiser step."""
+
 import os
 
 from pwem.viewers.plotter import EmPlotter
@@ -11,6 +12,7 @@ from ..reports.train import plot_training_loss, train_record
 class BlushTrainViewer(Viewer):
     """The training loss per step and its running mean (as extra/loss.png); shown while the run goes on
     too, from the log the engine rewrites at each progress line. The engine logs no validation loss."""
+
     _label = "viewer train denoiser"
     _targets = [ProtBlushTrain]
     _environments = [DESKTOP_TKINTER]
@@ -20,7 +22,8 @@ class BlushTrainViewer(Viewer):
         if not os.path.exists(log):
             return [self.errorMessage("The training has not logged a step yet.")]
         r = train_record(log)
-        plotter = EmPlotter(x=1, y=1, mainTitle=prot.getRunName(), windowTitle="Blush train denoiser",
-                            figsize=(8, 5))
+        plotter = EmPlotter(
+            x=1, y=1, mainTitle=prot.getRunName(), windowTitle="Blush train denoiser", figsize=(8, 5)
+        )
         plot_training_loss(plotter.createSubPlot("", "", ""), r["losses"], r["settings"].get("steps"))
         return [plotter]

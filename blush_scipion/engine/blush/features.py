@@ -1,4 +1,5 @@
 """The denoiser's two input channels, as RELION 5's Blush prepares them."""
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,8 @@ def standardise(volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def denoiser_inputs(volume: torch.Tensor, mask: torch.Tensor, sigma: float = 4.7) -> torch.Tensor:
-    """(n, n, n) map (or (n, n) image) and soft mask -> (2, n, n, n) (or (2, n, n)): the standardised map, and its local standard
+    """(n, n, n) map (or (n, n) image) and soft mask -> (2, n, n, n) (or (2, n, n)): the standardised map,
+    and its local standard
     deviation (Gaussian window of `sigma` voxels) over its mean; both times the mask."""
     normalised = standardise(volume)[0]
     local_mean = gaussian_blur(normalised, sigma)

@@ -7,6 +7,7 @@ noise is stationary, so the solvent is as noisy as the particle, as in unmasked 
 The same on images (a truth projection) gives the 2D denoiser's pairs: a half map's projection
 is the truth's projection plus the projection of its noise, stationary with a per-ring power.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,14 @@ def target_fsc(n: int, pixel_size: float, resolution: float, width: float = 0.15
     return 1 / (1 + torch.exp((s - centre) / w))
 
 
-def simulate_half_maps(truth: torch.Tensor, pixel_size: float, resolution: float, generator: torch.Generator,
-                       blur_bfactor: float = 0.0, width: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+def simulate_half_maps(
+    truth: torch.Tensor,
+    pixel_size: float,
+    resolution: float,
+    generator: torch.Generator,
+    blur_bfactor: float = 0.0,
+    width: float = 0.15,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, n, n) truth -> two (n, n, n) half maps with their FSC following target_fsc ((n, n) images
     alike, their FRC following it).
 
@@ -42,7 +49,7 @@ def simulate_half_maps(truth: torch.Tensor, pixel_size: float, resolution: float
     counts = shell_sum(w, shells, n_shells).clamp(min=1)
     power = shell_sum(w * signal.abs() ** 2, shells, n_shells) / counts
     fsc = target_fsc(n, pixel_size, resolution, width).clamp(1e-4, 1 - 1e-6)
-    noise_power = power / (fsc / (1 - fsc))              # per half: FSC = SNR / (1 + SNR)
+    noise_power = power / (fsc / (1 - fsc))  # per half: FSC = SNR / (1 + SNR)
     halves = []
     for _ in range(2):
         noise = rfftn_centered(torch.randn(truth.shape, generator=generator, dtype=torch.float64), dim)

@@ -1,4 +1,5 @@
 """Block-wise inference: overlapping 64^3 blocks, skipped where masked out, blended smoothly."""
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,15 @@ def block_starts(n: int, block: int, stride: int) -> list[int]:
     return starts
 
 
-def infer_blocks(net, inputs: torch.Tensor, mask: torch.Tensor | None = None, block: int = 64,
-                 stride: int = 20, batch_size: int = 8, min_mask_fraction: float = 0.05) -> torch.Tensor:
+def infer_blocks(
+    net,
+    inputs: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    block: int = 64,
+    stride: int = 20,
+    batch_size: int = 8,
+    min_mask_fraction: float = 0.05,
+) -> torch.Tensor:
     """Run `net` over (2, n, n, n) inputs in overlapping blocks -> (n, n, n) blended output.
 
     `net` maps (B, 2, b, b, b) to a (B, b, b, b) map (BlushUNet's first output). Blocks whose
@@ -41,14 +49,18 @@ def infer_blocks(net, inputs: torch.Tensor, mask: torch.Tensor | None = None, bl
     out = torch.zeros((n + 2 * pad,) * 3, device=device)
     weight = torch.zeros_like(out)
     window = blend_window(block, device)
-    starts = [(z, y, x) for z in block_starts(n, block, stride) for y in block_starts(n, block, stride)
-              for x in block_starts(n, block, stride)]
+    starts = [
+        (z, y, x)
+        for z in block_starts(n, block, stride)
+        for y in block_starts(n, block, stride)
+        for x in block_starts(n, block, stride)
+    ]
     if mask is not None:
         mpad = torch.nn.functional.pad(mask.to(device), (pad,) * 6)
         starts = [s for s in starts if float(_cut(mpad, s, block, pad).mean()) >= min_mask_fraction]
     with torch.no_grad():
         for i in range(0, len(starts), batch_size):
-            chunk = starts[i:i + batch_size]
+            chunk = starts[i : i + batch_size]
             blocks = torch.stack([_cut(padded, s, block, pad) for s in chunk])
             result = net(blocks)
             result = result[0] if isinstance(result, tuple) else result

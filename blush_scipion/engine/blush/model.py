@@ -14,11 +14,11 @@ Two layouts share the encoder, bottleneck and head:
   local standard deviation, already over its mean, goes in as it is); up-sampling with
   align_corners=True. relion_checkpoint.py maps RELION's parameters onto it.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
-
 
 LAYOUTS = ("symmetric", "relion")
 
@@ -31,8 +31,13 @@ def _double_conv(c_in: int, c_out: int, c_mid: int | None = None, dim: int = 3) 
     """(Conv 3^dim -> InstanceNorm (affine) -> SiLU) x 2: c_in -> c_mid (default c_out) -> c_out."""
     c_mid = c_mid or c_out
     return nn.Sequential(
-        CONV[dim](c_in, c_mid, 3, padding=1), NORM[dim](c_mid, affine=True), nn.SiLU(),
-        CONV[dim](c_mid, c_out, 3, padding=1), NORM[dim](c_out, affine=True), nn.SiLU())
+        CONV[dim](c_in, c_mid, 3, padding=1),
+        NORM[dim](c_mid, affine=True),
+        nn.SiLU(),
+        CONV[dim](c_mid, c_out, 3, padding=1),
+        NORM[dim](c_out, affine=True),
+        nn.SiLU(),
+    )
 
 
 class BlushUNet(nn.Module):
@@ -41,8 +46,9 @@ class BlushUNet(nn.Module):
     layout: "symmetric" or "relion" (see the module's docstring); parameter names are the same.
     dim: 3 (maps) or 2 (images)."""
 
-    def __init__(self, depth: int = 5, width: int = 16, max_width: int = 256, layout: str = "symmetric",
-                 dim: int = 3):
+    def __init__(
+        self, depth: int = 5, width: int = 16, max_width: int = 256, layout: str = "symmetric", dim: int = 3
+    ):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
@@ -94,8 +100,12 @@ class BlushUNet(nn.Module):
             h = self.pool(h)
         h = self.bottleneck(h)
         for dec, skip in zip(self.decoders, reversed(skips)):
-            h = nn.functional.interpolate(h, size=skip.shape[2:], mode="trilinear" if self.dim == 3 else "bilinear",
-                                          align_corners=relion)
+            h = nn.functional.interpolate(
+                h,
+                size=skip.shape[2:],
+                mode="trilinear" if self.dim == 3 else "bilinear",
+                align_corners=relion,
+            )
             h = dec(torch.cat([h, skip], dim=1))
         out = self.head(h)
         denoised = (standardised - out[:, 0]) * std[:, 0] + mean[:, 0]

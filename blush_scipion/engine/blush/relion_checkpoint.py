@@ -21,6 +21,7 @@ RELION publishes one sha256, that of the gzipped download (`hash_prefix` of its 
 the decompressed `v1.0.ckpt` it installs has none: its user gives that file's sha256
 (`sha256sum v1.0.ckpt`; --weights-sha256 or $BLUSH_WEIGHTS_SHA256), having checked the download.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ RELION_BLUSH_V1_URL = "https://zenodo.org/records/10072731/files/blush_v1.0.ckpt
 RELION_BLUSH_V1_SHA256 = "6e42a7d80231418bb77170619eeedf67b59be84078972a25a39fc3b82cd9c34e"
 
 _PARTS = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4"}
-_KEY = re.compile(r"^(?:(inc)|down\.(\d+)|up\.(\d+)\.conv)\.double_conv\.(conv1|norm1|conv2|norm2)\.(weight|bias)$")
+_KEY = re.compile(
+    r"^(?:(inc)|down\.(\d+)|up\.(\d+)\.conv)\.double_conv\.(conv1|norm1|conv2|norm2)\.(weight|bias)$"
+)
 _HEAD = re.compile(r"^outc\.(weight|bias)$")
 
 
@@ -54,8 +57,11 @@ def relion_metadata(state: dict) -> dict:
     """depth, width and layout of the BlushUNet that takes a RELION checkpoint's tensors."""
     params = _params(state)
     downs = {int(m.group(2)) for m in map(_KEY.match, params) if m and m.group(2) is not None}
-    return {"depth": len(downs), "width": int(params["inc.double_conv.conv1.weight"].shape[0]),
-            "layout": "relion"}
+    return {
+        "depth": len(downs),
+        "width": int(params["inc.double_conv.conv1.weight"].shape[0]),
+        "layout": "relion",
+    }
 
 
 def relion_state_dict(state: dict) -> dict:
@@ -82,8 +88,10 @@ def relion_state_dict(state: dict) -> dict:
             prefix = f"decoders.{int(up)}"
         out[f"{prefix}.{_PARTS[part]}.{kind}"] = value
     if unknown:
-        raise ValueError(f"not RELION's Blush v1.0 layout (trilinear, InstanceNorm): unexpected "
-                         f"{', '.join(sorted(unknown)[:5])}{' ...' if len(unknown) > 5 else ''}")
+        raise ValueError(
+            f"not RELION's Blush v1.0 layout (trilinear, InstanceNorm): unexpected "
+            f"{', '.join(sorted(unknown)[:5])}{' ...' if len(unknown) > 5 else ''}"
+        )
     for j in range(depth):  # decoder j takes the skip of encoder depth-1-j: [skip, up] -> [up, skip]
         key, skip_key = f"decoders.{j}.0.weight", f"encoders.{depth - 1 - j}.0.weight"
         if key in out and skip_key in out:
@@ -102,13 +110,15 @@ def check_relion_sha256(path: str | os.PathLike, sha256: str | None) -> None:
         raise WeightsError(
             f"{path}: a RELION Blush checkpoint with no sha256 to check it against (RELION publishes "
             f"only that of the gzipped download {RELION_BLUSH_V1_URL}, {RELION_BLUSH_V1_SHA256}); "
-            f"give that .ckpt.gz, or this file's sha256 (--weights-sha256, or $BLUSH_WEIGHTS_SHA256)")
+            f"give that .ckpt.gz, or this file's sha256 (--weights-sha256, or $BLUSH_WEIGHTS_SHA256)"
+        )
     found = sha256_of(path)
     if found != RELION_BLUSH_V1_SHA256:
         raise WeightsError(
             f"{path}: sha256 {found} is not that of RELION's blush_v1.0.ckpt.gz "
             f"({RELION_BLUSH_V1_SHA256}); give this file's sha256 (--weights-sha256, or "
-            "$BLUSH_WEIGHTS_SHA256) to use it anyway")
+            "$BLUSH_WEIGHTS_SHA256) to use it anyway"
+        )
 
 
 def relion_params(path: str | os.PathLike, state: dict, sha256: str | None = None) -> dict:

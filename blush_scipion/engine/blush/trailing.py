@@ -3,6 +3,7 @@
 Without it the network's detail beyond the data's resolution enters both half references alike,
 the halves agree there, and the gold-standard FSC overstates the resolution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,13 @@ def trailing_shell(fsc: torch.Tensor) -> int:
     return int(below[0]) if len(below) else len(fsc) - 1
 
 
-def spectral_trailing(denoised: torch.Tensor, regularised: torch.Tensor, fsc: torch.Tensor,
-                      denoiser_nyquist: int, fill: bool = False) -> torch.Tensor:
+def spectral_trailing(
+    denoised: torch.Tensor,
+    regularised: torch.Tensor,
+    fsc: torch.Tensor,
+    denoiser_nyquist: int,
+    fill: bool = False,
+) -> torch.Tensor:
     """(n, n, n) denoised map low-passed with a cosine edge WIDTH shells wide, centred one shell
     below trailing_shell(fsc). Where that edge would pass the denoiser grid's Nyquist
     (`denoiser_nyquist`, in shells of this map), the edge sits below that Nyquist instead and the
@@ -32,8 +38,9 @@ def spectral_trailing(denoised: torch.Tensor, regularised: torch.Tensor, fsc: to
     return trail_at(denoised, regularised, trailing_shell(fsc), denoiser_nyquist, fill)
 
 
-def trail_at(denoised: torch.Tensor, regularised: torch.Tensor, shell: int, denoiser_nyquist: int,
-             fill: bool = False) -> torch.Tensor:
+def trail_at(
+    denoised: torch.Tensor, regularised: torch.Tensor, shell: int, denoiser_nyquist: int, fill: bool = False
+) -> torch.Tensor:
     """spectral_trailing with the data's last resolved `shell` given: for maps (n, n, n) and for
     images (n, n) alike (2D classification trails each class at its own resolution)."""
     n, dim = denoised.shape[-1], denoised.dim()

@@ -22,6 +22,7 @@ rank simulates its share of every step's batch, DistributedDataParallel averages
 its own seed there (StepBatches), so N ranks give the single-process run with worker processes
 (`workers` >= 1) up to summation order.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,6 @@ from .features import denoiser_inputs, standardise
 from .halfmaps import simulate_half_maps
 from .model import BlushUNet
 
-
 TRUTH_BFACTOR = 20.0  # A^2: targets as sharp as a good map, not point atoms
 PROJECTIONS_PER_MODEL = 32  # 2D: views per model (each sample adds its own noise, crop, turn and mirror)
 
@@ -56,24 +56,25 @@ class TrainSettings:
     depth: int = 4
     width: int = 8
     block: int = 48
-    voxel_min: float = 1.5             # A; maps are resampled into [voxel_min, voxel_max]
+    voxel_min: float = 1.5  # A; maps are resampled into [voxel_min, voxel_max]
     voxel_max: float = 3.0
     steps: int = 4000
     batch_size: int = 2
     learning_rate: float = 2e-3
-    resolution_min: float = 3.0        # A; never finer than 2.5 voxels
+    resolution_min: float = 3.0  # A; never finer than 2.5 voxels
     resolution_max: float = TRAINED_RESOLUTION_MAX
-    cutoff_fraction: float = 0.25      # samples with nothing past a shell beyond their resolution
+    cutoff_fraction: float = 0.25  # samples with nothing past a shell beyond their resolution
     blur_max: float = 150.0
-    mask_loss_weight: float = 0.1      # solvent-mask logit (0 when fine-tuning on half maps)
-    layout: str = "symmetric"          # model.LAYOUTS
-    dim: int = 3                       # 3: maps; 2: images (class averages)
+    mask_loss_weight: float = 0.1  # solvent-mask logit (0 when fine-tuning on half maps)
+    layout: str = "symmetric"  # model.LAYOUTS
+    dim: int = 3  # 3: maps; 2: images (class averages)
     seed: int = 0
     device: str = "cpu"
 
 
 def model_truth(path, voxel_size: float, block: int) -> tuple[torch.Tensor, float]:
-    """A model's density in the smallest even box that holds it (at least `block`), and its radius (voxels)."""
+    """A model's density in the smallest even box that holds it (at least `block`), and its radius
+    (voxels)."""
     st = read_model(path)
     xyz = np.array([cra.atom.pos.tolist() for cra in st[0].all()])
     radius = float(np.linalg.norm(xyz - xyz.mean(0), axis=1).max()) / voxel_size
@@ -94,7 +95,9 @@ def training_sample(truth: torch.Tensor, radius: float, s: TrainSettings, g: tor
     resolution = best + max(0.0, s.resolution_max - best) * u[0]
     half, _ = simulate_half_maps(truth, voxel, resolution, g, blur_bfactor=s.blur_max * u[1])
     if u[4] < s.cutoff_fraction:
-        half = cosine_low_pass(half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0, dim=dim)
+        half = cosine_low_pass(
+            half, n * voxel / resolution * (1.1 + 0.4 * u[4] / s.cutoff_fraction), 1.0, dim=dim
+        )
     mask = (spherical_mask if dim == 3 else circular_mask)(n, radius + 2, edge=5)
     inputs = denoiser_inputs(half, mask)
     _, mean, std = standardise(half)
@@ -133,8 +136,9 @@ def generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]))
 
 
-def model_sampler(models: list, s: TrainSettings,
-                  views_seeded: bool = False) -> Callable[[torch.Generator], list]:
+def model_sampler(
+    models: list, s: TrainSettings, views_seeded: bool = False
+) -> Callable[[torch.Generator], list]:
     """Samples from half maps simulated from atomic models (the shipped weights' data).
     views_seeded (2D): each projection's direction from its own seed rather than from the stream
     of the sample that first uses it, so that every process (batches(): workers, ranks) makes the
@@ -142,7 +146,8 @@ def model_sampler(models: list, s: TrainSettings,
     truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
     if s.dim == 3:
         return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
-    views: dict = {}  # projections are the costly part: each model gets PROJECTIONS_PER_MODEL, made on first use
+    # projections are the costly part: each model gets PROJECTIONS_PER_MODEL, made on first use
+    views: dict = {}
 
     def sample_2d(g: torch.Generator):
         i, j = (int(torch.randint(0, k, (1,), generator=g)) for k in (len(truths), PROJECTIONS_PER_MODEL))
@@ -151,15 +156,19 @@ def model_sampler(models: list, s: TrainSettings,
             direction = random_rotations(1, generator(s.seed, 1, i, j) if views_seeded else g)[0]
             views[i, j] = projection(truths[i][0], euler_to_matrix(*direction))
         return training_sample(views[i, j], truths[i][1], s, g)
+
     return sample_2d
 
 
-def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -> Callable[[torch.Generator], list]:
+def pair_sampler(
+    pairs: list, s: TrainSettings, diameter: float | None = None
+) -> Callable[[torch.Generator], list]:
     """Noise2noise samples from a user's half-map pairs [(half1, half2), ...]: one half in, the
     other (in the input's units) as target. Its noise is independent, so the network learns the
     signal the halves share (Lehtinen et al. 2018). Maps go to the denoiser's voxel-size range.
     diameter: A, the particle's (default 90% of the box)."""
     from ..mrc import read_map_pair
+
     grids = []
     for a_path, b_path in pairs:
         a, b, apix = read_map_pair(a_path, b_path)
@@ -175,6 +184,7 @@ def pair_sampler(pairs: list, s: TrainSettings, diameter: float | None = None) -
             a, b = b, a
         _, mean, std = standardise(a)
         return random_block([denoiser_inputs(a, mask), (b - mean) / std * mask, mask, mask], s.block, g, u[1])
+
     return sample
 
 
@@ -189,10 +199,20 @@ def relative_error(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
     """Weights as safetensors, with what inference needs to know as metadata (atomically)."""
     from safetensors.torch import save_file
-    meta = {"voxel_size": str(s.voxel_min), "voxel_size_max": str(s.voxel_max), "block_size": str(s.block),
-            "depth": str(s.depth), "width": str(s.width), "layout": s.layout, "dim": str(s.dim)}
+
+    meta = {
+        "voxel_size": str(s.voxel_min),
+        "voxel_size_max": str(s.voxel_max),
+        "block_size": str(s.block),
+        "depth": str(s.depth),
+        "width": str(s.width),
+        "layout": s.layout,
+        "dim": str(s.dim),
+    }
     with atomic_path(out) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=meta
+        )
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -210,8 +230,9 @@ class StepBatches(torch.utils.data.Dataset):
         return [self.sample(generator(self.s.seed, 0, step, int(i))) for i in self.rows]
 
 
-def batches(sample: Callable[[torch.Generator], list], s: TrainSettings, workers: int = 0,
-            world: World = World()):
+def batches(
+    sample: Callable[[torch.Generator], list], s: TrainSettings, workers: int = 0, world: World = World()
+):
     """Each step's list of samples, this rank's share of them. One process with workers=0: one
     generator stream (the recipe of the shipped weights); otherwise StepBatches, its samples split
     among the ranks and made ahead in `workers` processes, so that a GPU is not left waiting on the
@@ -225,12 +246,21 @@ def batches(sample: Callable[[torch.Generator], list], s: TrainSettings, workers
     if workers == 0:
         yield from map(steps.__getitem__, range(s.steps))
         return
-    yield from torch.utils.data.DataLoader(steps, batch_size=None, num_workers=workers, prefetch_factor=4,
-                                           collate_fn=lambda batch: batch)
+    yield from torch.utils.data.DataLoader(
+        steps, batch_size=None, num_workers=workers, prefetch_factor=4, collate_fn=lambda batch: batch
+    )
 
 
-def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str | Path, sources: list,
-          log=print, init: dict | None = None, workers: int = 0, world: World = World()) -> dict:
+def train(
+    sample: Callable[[torch.Generator], list],
+    s: TrainSettings,
+    out: str | Path,
+    sources: list,
+    log=print,
+    init: dict | None = None,
+    workers: int = 0,
+    world: World = World(),
+) -> dict:
     """Train a BlushUNet on `sample(generator)` -> [inputs, target, mask, solvent label] (from
     model_sampler or pair_sampler), from scratch or from `init` (a state dict), its batches made by
     `workers` processes (batches()) and shared among the ranks of `world`; writes `out`
@@ -247,20 +277,32 @@ def train(sample: Callable[[torch.Generator], list], s: TrainSettings, out: str 
         net.load_state_dict(init)
     net = net.to(s.device)
     # DDP broadcasts rank 0's weights and all-reduces the gradients during backward()
-    model = net if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
-        net, device_ids=[s.device] if s.device.startswith("cuda") else None)
+    model = (
+        net
+        if world.size == 1
+        else torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[s.device] if s.device.startswith("cuda") else None
+        )
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
     losses, t0 = [], time.time()
-    record = {"settings": asdict(s), "workers": workers, "ranks": world.size,
-              "sources": [str(m) for m in sources], "losses": losses}
+    record = {
+        "settings": asdict(s),
+        "workers": workers,
+        "ranks": world.size,
+        "sources": [str(m) for m in sources],
+        "losses": losses,
+    }
     every = max(1, s.steps // 20)
     for step, batch in enumerate(batches(sample, s, workers, world), start=1):
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
         denoised, logit = model(inputs)
         loss = relative_error(denoised, target, mask).mean()
         if s.mask_loss_weight:
-            loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(logit, solvent)
+            loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                logit, solvent
+            )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -12,6 +12,7 @@ A file's bytes, a .gz's decompressed bytes and a torch zip's records are capped 
 as streams; the metadata (voxel size, block size, shape) is range-checked before the network or
 its working grid is allocated; non-finite weights are refused.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,6 +24,7 @@ import pickle
 import re
 import zipfile
 import zlib
+from pathlib import Path
 
 import torch
 
@@ -34,8 +36,14 @@ MAX_BYTES = 256 << 20
 SHA256_VARIABLE = "BLUSH_WEIGHTS_SHA256"
 # metadata a denoiser may carry: (type, smallest, largest). Past these the network or its working
 # grid would not fit any machine (a width of 10^6, a voxel size of 10^-6 A), or it is not a denoiser.
-LIMITS = {"depth": (int, 1, 7), "width": (int, 1, 256), "dim": (int, 2, 3), "block_size": (int, 8, 128),
-          "voxel_size": (float, 0.2, 50.0), "voxel_size_max": (float, 0.2, 50.0)}
+LIMITS = {
+    "depth": (int, 1, 7),
+    "width": (int, 1, 256),
+    "dim": (int, 2, 3),
+    "block_size": (int, 8, 128),
+    "voxel_size": (float, 0.2, 50.0),
+    "voxel_size_max": (float, 0.2, 50.0),
+}
 
 
 class WeightsError(ValueError):
@@ -54,8 +62,9 @@ def expected_sha256(sha256: str | None) -> str | None:
     """The sha256 weights must have: the caller's, else $BLUSH_WEIGHTS_SHA256, else none."""
     text = (sha256 or os.environ.get(SHA256_VARIABLE) or "").strip().lower() or None
     if text is not None and not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise WeightsError(f"sha256 {text!r} (--weights-sha256 or ${SHA256_VARIABLE}): "
-                           "not 64 hexadecimal digits")
+        raise WeightsError(
+            f"sha256 {text!r} (--weights-sha256 or ${SHA256_VARIABLE}): not 64 hexadecimal digits"
+        )
     return text
 
 
@@ -67,8 +76,10 @@ def load_state(path: str | os.PathLike, sha256: str | None = None) -> dict:
         raise WeightsError(f"{path}: no such weights file")
     size = os.path.getsize(path)
     if size > MAX_BYTES:
-        raise WeightsError(f"{path}: {size / 2**20:.0f} MiB, more than any denoiser's weights "
-                           f"({MAX_BYTES >> 20} MiB at most)")
+        raise WeightsError(
+            f"{path}: {size / 2**20:.0f} MiB, more than any denoiser's weights "
+            f"({MAX_BYTES >> 20} MiB at most)"
+        )
     sha256 = expected_sha256(sha256)
     if sha256 is not None:
         found = sha256_of(path)
@@ -76,13 +87,15 @@ def load_state(path: str | os.PathLike, sha256: str | None = None) -> dict:
             raise WeightsError(f"{path}: sha256 {found} does not match the expected {sha256}")
     if path.endswith(".safetensors"):
         return _safetensors_state(path)
-    raw = _gunzip(path) if path.endswith(".gz") else open(path, "rb").read()
+    raw = _gunzip(path) if path.endswith(".gz") else Path(path).read_bytes()
     _check_zip_records(path, raw)
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
-        raise WeightsError(f"{path}: refused, the checkpoint holds pickled objects other than tensors "
-                           f"(it could run code when loaded): {str(e).splitlines()[0]}") from e
+        raise WeightsError(
+            f"{path}: refused, the checkpoint holds pickled objects other than tensors "
+            f"(it could run code when loaded): {str(e).splitlines()[0]}"
+        ) from e
     except (EOFError, ValueError, zipfile.BadZipFile) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WeightsError(f"{path}: not a torch checkpoint ({why})") from e
@@ -95,6 +108,7 @@ def load_state(path: str | os.PathLike, sha256: str | None = None) -> dict:
 def _safetensors_state(path: str) -> dict:
     """A safetensors file's tensors, its metadata checked first (the header alone is read for it)."""
     from safetensors.torch import load_file
+
     checked_metadata(path, safetensors_metadata(path))
     try:
         return load_file(path)
@@ -104,6 +118,7 @@ def _safetensors_state(path: str) -> dict:
 
 def safetensors_metadata(path: str | os.PathLike) -> dict:
     from safetensors import safe_open
+
     try:
         with safe_open(str(path), "pt") as f:
             return dict(f.metadata() or {})
@@ -120,8 +135,10 @@ def _gunzip(path: str) -> bytes:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 out.write(chunk)
                 if out.tell() > MAX_BYTES:
-                    raise WeightsError(f"{path}: decompresses to more than {MAX_BYTES >> 20} MiB, more than "
-                                       "any denoiser's weights: refused")
+                    raise WeightsError(
+                        f"{path}: decompresses to more than {MAX_BYTES >> 20} MiB, more than "
+                        "any denoiser's weights: refused"
+                    )
     except (OSError, EOFError, zlib.error) as e:
         raise WeightsError(f"{path}: not a readable gzip file ({e})") from e
     return out.getvalue()
@@ -138,8 +155,10 @@ def _check_zip_records(path: str, raw: bytes) -> None:
         raise WeightsError(f"{path}: not a torch checkpoint ({e})") from e
     packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
     if packed:
-        raise WeightsError(f"{path}: compressed records ({packed[0]}) in a torch checkpoint (torch stores "
-                           "them plain): refused")
+        raise WeightsError(
+            f"{path}: compressed records ({packed[0]}) in a torch checkpoint (torch stores "
+            "them plain): refused"
+        )
 
 
 def checked_metadata(path: str | os.PathLike, meta: dict) -> dict:
@@ -162,8 +181,10 @@ def checked_metadata(path: str | os.PathLike, meta: dict) -> dict:
     if "layout" in meta and meta["layout"] not in LAYOUTS:
         raise WeightsError(f"{path}: metadata layout is {meta['layout']!r}, not one of {', '.join(LAYOUTS)}")
     if out.get("voxel_size_max", math.inf) < out.get("voxel_size", 0):
-        raise WeightsError(f"{path}: metadata voxel_size_max {out['voxel_size_max']:g} is below voxel_size "
-                           f"{out['voxel_size']:g}")
+        raise WeightsError(
+            f"{path}: metadata voxel_size_max {out['voxel_size_max']:g} is below voxel_size "
+            f"{out['voxel_size']:g}"
+        )
     return out
 
 

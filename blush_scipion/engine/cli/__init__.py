@@ -1,4 +1,5 @@
 """`blush <command>`: one module per command, each with add_args(parser) and main(args)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ class Parser(argparse.ArgumentParser):
 def check_device(device: str) -> None:
     """Refuse a --device this machine does not have, before any work."""
     import torch
+
     try:
         d = torch.device(device)
     except RuntimeError:
@@ -40,7 +42,9 @@ def check_device(device: str) -> None:
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: CUDA is not available to this torch ({torch.__version__})")
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif d.type != "cpu":
         raise ValueError(f"--device {device}: only cpu and cuda are supported")
 
@@ -56,8 +60,10 @@ def check_out(args) -> None:
         values = value if isinstance(value, list) else [value]
         for v in values:
             if name != "out" and isinstance(v, str) and Path(v).is_file() and Path(v).resolve() == target:
-                raise ValueError(f"{out}: --out names an input (--{name.replace('_', '-')}): refused, it would be "
-                                 "written over")
+                raise ValueError(
+                    f"{out}: --out names an input (--{name.replace('_', '-')}): refused, it would be "
+                    "written over"
+                )
     existing = next(p for p in (target, *target.parents) if p.exists())
     if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
         raise ValueError(f"{out}: cannot write here ({existing} is not writable)")
@@ -69,13 +75,17 @@ def describe(error: Exception) -> str:
         return f"{error.filename}: {error.strerror or error}"
     if isinstance(error, (ValueError, OSError)):
         return str(error)
-    return (f"{type(error).__name__}: {error} (an internal error: run with --debug or BLUSH_DEBUG=1 for "
-            "the traceback, and report it)")
+    return (
+        f"{type(error).__name__}: {error} (an internal error: run with --debug or BLUSH_DEBUG=1 for "
+        "the traceback, and report it)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="blush", description="Blush regularization engine for cryo-EM")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also BLUSH_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (also BLUSH_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=Parser)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     # values below float32's normal range (the far edges of masked, regularised maps) run the
     # E-step's GEMMs ten times slower on CPU; they are zero for every purpose here
     import torch
+
     torch.set_flush_denormal(True)
     try:
         if getattr(args, "device", None):

@@ -10,6 +10,7 @@ With --blush each class's next reference is its regularised map denoised by the 
 regularised maps. Runs under torchrun or srun as refine3d does.
 
     blush class3d --particles particles.star --ref start.mrc --k 4 --out Class3D/job001 --blush"""
+
 from __future__ import annotations
 
 from ..classify3d import Class3DSettings, classify3d
@@ -23,8 +24,12 @@ def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
     p.add_argument("--ref", required=True, help="initial reference map (.mrc), same box and pixel size")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--continue", dest="resume", action="store_true",
-                   help="resume from the last finished iteration (refused where the folder holds another run)")
+    p.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume from the last finished iteration (refused where the folder holds another run)",
+    )
     p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
     add_settings(p, Class3DSettings, group="classification")
 
@@ -34,8 +39,16 @@ def main(args):
     reference, ref_apix = read_map(args.ref)
     world, device = start(args.device)  # under torchrun or srun: one rank of several
     try:
-        classify3d(particles, reference, ref_apix, settings_from(Class3DSettings, args, device=device), args.out,
-                   resume=args.resume, overwrite=args.overwrite, world=world)
+        classify3d(
+            particles,
+            reference,
+            ref_apix,
+            settings_from(Class3DSettings, args, device=device),
+            args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            world=world,
+        )
     except ValueError as e:
         raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e
     finally:

@@ -1,6 +1,7 @@
 """Blush denoising of a refinement's half maps: their average, denoised by the U-Net block by
 block and low-passed at the half maps' FSC = 1/7 shell (spectral trailing), so the result holds
 no detail the data do not support. Writes MAP and MAP's stem + .json (FSC, trailing shell, time)."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from ..atomic import atomic_path
 from ..blush.denoiser import load_denoiser
 from ..blush.prior import blush_reference
 from ..blush.trailing import trailing_shell
+from ..fourier import irfft3_centered, rfft3_centered, rfft_shell_index_3d
 from ..fsc import fourier_shell_correlation, resolution_at
 from ..mrc import read_map_pair, write_map
-from ..fourier import irfft3_centered, rfft3_centered, rfft_shell_index_3d
 from ..reconstruct import ssnr_from_half_fsc
 from .options import count, positive
 
@@ -24,13 +25,21 @@ def add_args(p):
     p.add_argument("--half1", required=True, help="first unfiltered half map (.mrc)")
     p.add_argument("--half2", required=True, help="second unfiltered half map (.mrc)")
     p.add_argument("--out", required=True, help="denoised map to write (.mrc)")
-    p.add_argument("--weights", help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
-                   "default: the weights shipped with this package")
-    p.add_argument("--weights-sha256", help="sha256 the weights must have (needed for RELION's decompressed "
-                   "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
-                   "$BLUSH_WEIGHTS_SHA256)")
+    p.add_argument(
+        "--weights",
+        help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
+        "default: the weights shipped with this package",
+    )
+    p.add_argument(
+        "--weights-sha256",
+        help="sha256 the weights must have (needed for RELION's decompressed "
+        "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
+        "$BLUSH_WEIGHTS_SHA256)",
+    )
     p.add_argument("--diameter", type=positive, help="particle diameter, A (default: 90%% of the box)")
-    p.add_argument("--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions")
+    p.add_argument(
+        "--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions"
+    )
     p.add_argument("--stride", type=count, help="voxels between blocks (default: half a block)")
     p.add_argument("--device", default="cpu", help="cpu or cuda:N (%(default)s)")
 
@@ -52,14 +61,32 @@ def main(args):
     average = (half1 + half2) / 2
     denoiser = load_denoiser(args.weights, args.device, sha256=args.weights_sha256)
     diameter = args.diameter or 0.9 * n * apix
-    denoised = blush_reference(average, fsc_weighted(average, fsc), fsc, denoiser, apix, diameter,
-                               trailing=not args.skip_spectral_trailing, stride=args.stride)
+    denoised = blush_reference(
+        average,
+        fsc_weighted(average, fsc),
+        fsc,
+        denoiser,
+        apix,
+        diameter,
+        trailing=not args.skip_spectral_trailing,
+        stride=args.stride,
+    )
     write_map(args.out, denoised, apix)
-    record = {"half1": args.half1, "half2": args.half2, "out": args.out, "weights": denoiser.source,
-              "pixel_size": apix, "box": n, "resolution_0143": resolution_at(fsc, 0.143, n, apix),
-              "trailing_shell": None if args.skip_spectral_trailing else trailing_shell(fsc),
-              "fsc": [round(float(x), 5) for x in fsc], "seconds": round(time.time() - t0, 2)}
+    record = {
+        "half1": args.half1,
+        "half2": args.half2,
+        "out": args.out,
+        "weights": denoiser.source,
+        "pixel_size": apix,
+        "box": n,
+        "resolution_0143": resolution_at(fsc, 0.143, n, apix),
+        "trailing_shell": None if args.skip_spectral_trailing else trailing_shell(fsc),
+        "fsc": [round(float(x), 5) for x in fsc],
+        "seconds": round(time.time() - t0, 2),
+    }
     with atomic_path(Path(args.out).with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
-    print(f"denoised {args.half1} + {args.half2} ({n} px, {apix:.3f} A; half maps at "
-          f"{record['resolution_0143']:.2f} A) -> {args.out} in {record['seconds']:.1f} s")
+    print(
+        f"denoised {args.half1} + {args.half2} ({n} px, {apix:.3f} A; half maps at "
+        f"{record['resolution_0143']:.2f} A) -> {args.out} in {record['seconds']:.1f} s"
+    )

@@ -2,6 +2,7 @@
 0.5. With --mask, the masked FSC corrected by phase randomisation (as relion_postprocess). With
 --fit, map1 is first fitted onto map2 by a local rigid search (a refined map against a reference
 or a model's map, whose frames may differ by a few degrees)."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,11 @@ def add_args(p):
     p.add_argument("map2")
     p.add_argument("--mask", help="soft mask (.mrc) for the corrected masked FSC")
     p.add_argument("--json", help="write curve and numbers to this JSON file")
-    p.add_argument("--fit", action="store_true",
-                   help="fit map1 onto map2 first (rotation and shift, local search); never for half maps")
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="fit map1 onto map2 first (rotation and shift, local search); never for half maps",
+    )
 
 
 def main(args):
@@ -32,17 +36,27 @@ def main(args):
         rotation, shift, corr = fit_rigid(a, b, apix_a)
         a = transform_map(a, rotation, shift)
         angle = float(angular_distance(rotation, torch.eye(3)))
-        result["fit"] = {"rotation": rotation.tolist(), "shift_px": shift.tolist(), "angle_deg": round(angle, 3),
-                         "correlation": round(corr, 4)}
-        print(f"map1 fitted onto map2: turned {angle:.2f} deg, shifted {float(shift.norm()):.2f} px, "
-              f"correlation {corr:.3f}")
+        result["fit"] = {
+            "rotation": rotation.tolist(),
+            "shift_px": shift.tolist(),
+            "angle_deg": round(angle, 3),
+            "correlation": round(corr, 4),
+        }
+        print(
+            f"map1 fitted onto map2: turned {angle:.2f} deg, shifted {float(shift.norm()):.2f} px, "
+            f"correlation {corr:.3f}"
+        )
     if args.mask:
         mask, apix_m = read_map(args.mask)
         if mask.shape != a.shape:
-            raise MapError(f"{args.mask}: mask shape {tuple(mask.shape)} differs from the maps' {tuple(a.shape)}")
+            raise MapError(
+                f"{args.mask}: mask shape {tuple(mask.shape)} differs from the maps' {tuple(a.shape)}"
+            )
         curves = mask_corrected_fsc(a, b, mask)
         fsc = curves["corrected"]
-        result.update({k: [round(float(x), 5) for x in v] for k, v in curves.items() if k != "randomize_from_shell"})
+        result.update(
+            {k: [round(float(x), 5) for x in v] for k, v in curves.items() if k != "randomize_from_shell"}
+        )
         result["randomize_from_shell"] = curves["randomize_from_shell"]
     else:
         fsc = fourier_shell_correlation(a, b)

@@ -31,7 +31,9 @@ def add_args(p):
         "--sampling", type=positive, default=25.0, help="distance between windows, A (%(default)s, as RELION)"
     )
     p.add_argument("--radius", type=positive, help="window radius, A (default: half the sampling, as RELION)")
-    p.add_argument("--edge", type=non_negative, help="window's soft edge, A (default: the sampling, as RELION)")
+    p.add_argument(
+        "--edge", type=non_negative, help="window's soft edge, A (default: the sampling, as RELION)"
+    )
     p.add_argument(
         "--randomize-at",
         type=positive,

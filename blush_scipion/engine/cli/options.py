@@ -1,5 +1,6 @@
 """Types of numeric options: a value that cannot be right is refused by the parser in one line
 naming the option (`argument --offset-step: must be a number > 0, not '0'`), before any work."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,15 @@ def order(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
 
 
-KINDS = {"positive": positive, "non_negative": non_negative, "count": count, "order": order, "int": int,
-         "float": float, "str": str}
+KINDS = {
+    "positive": positive,
+    "non_negative": non_negative,
+    "count": count,
+    "order": order,
+    "int": int,
+    "float": float,
+    "str": str,
+}
 
 
 def add_settings(parser, settings_class, *, group: str | None = None) -> None:
@@ -45,6 +53,7 @@ def add_settings(parser, settings_class, *, group: str | None = None) -> None:
     engine.option.option (flag, kind, help and unit stated once, there): each becomes `--flag`
     (a store_true for kind "flag"), its default and unit written into its help."""
     from dataclasses import MISSING, fields
+
     target = parser.add_argument_group(group) if group else parser
     for f in fields(settings_class):
         meta = f.metadata
@@ -56,14 +65,26 @@ def add_settings(parser, settings_class, *, group: str | None = None) -> None:
             target.add_argument(flag, dest=f.name, action="store_true", help=meta["help"])
             continue
         unit = f", {meta['unit']}" if meta.get("unit") else ""
-        shown = "" if default is None else f" ({default:g}{unit})" if isinstance(default, float) else f" ({default}{unit})"
-        target.add_argument(flag, dest=f.name, type=KINDS[meta["kind"]], default=default,
-                            metavar=flag[2:].upper().replace("-", "_"),
-                            help=(meta["help"] + shown).replace("%", "%%"))
+        shown = (
+            ""
+            if default is None
+            else f" ({default:g}{unit})"
+            if isinstance(default, float)
+            else f" ({default}{unit})"
+        )
+        target.add_argument(
+            flag,
+            dest=f.name,
+            type=KINDS[meta["kind"]],
+            default=default,
+            metavar=flag[2:].upper().replace("-", "_"),
+            help=(meta["help"] + shown).replace("%", "%%"),
+        )
 
 
 def settings_from(settings_class, args, **overrides):
     """The settings dataclass from parsed arguments (fields without a flag keep their default)."""
     from dataclasses import fields
+
     given = {f.name: getattr(args, f.name) for f in fields(settings_class) if hasattr(args, f.name)}
     return settings_class(**{**given, **overrides})

@@ -5,6 +5,7 @@ shipped ones) on your own refinements' half maps (--pairs H1 H2 [H1 H2 ...]: noi
 in, the other as target). Writes the weights (safetensors, with voxel sizes and shape as metadata)
 and a JSON log of the settings and the loss per step beside them. Under torchrun or srun the ranks
 share each step's batch (data-parallel; training.py)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,34 +24,75 @@ def add_args(p):
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--models", nargs="+", help="atomic models, or folders of them")
-    data.add_argument("--pairs", nargs="+", help="half maps, two by two (half1 half2 half1 half2 ...), to fine-tune on")
+    data.add_argument(
+        "--pairs", nargs="+", help="half maps, two by two (half1 half2 half1 half2 ...), to fine-tune on"
+    )
     p.add_argument("--init", help="weights to start from (default with --pairs: the shipped weights)")
-    p.add_argument("--diameter", type=positive, help="with --pairs: particle diameter, A (default: 90%% of the box)")
-    p.add_argument("--exclude", nargs="*", default=[],
-                   help="model names to leave out (file names without extension), e.g. a validation split")
+    p.add_argument(
+        "--diameter", type=positive, help="with --pairs: particle diameter, A (default: 90%% of the box)"
+    )
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=[],
+        help="model names to leave out (file names without extension), e.g. a validation split",
+    )
     p.add_argument("--steps", type=count, default=d.steps, help="optimiser steps (%(default)s)")
-    p.add_argument("--batch", type=count, default=d.batch_size,
-                   help="blocks per step, shared among the ranks under torchrun (%(default)s)")
-    p.add_argument("--lr", type=positive, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)")
+    p.add_argument(
+        "--batch",
+        type=count,
+        default=d.batch_size,
+        help="blocks per step, shared among the ranks under torchrun (%(default)s)",
+    )
+    p.add_argument(
+        "--lr", type=positive, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)"
+    )
     p.add_argument("--depth", type=count, default=d.depth, help="U-Net pooling steps (%(default)s)")
     p.add_argument("--width", type=count, default=d.width, help="channels of the first level (%(default)s)")
     p.add_argument("--block", type=count, default=d.block, help="block size in voxels (%(default)s)")
-    p.add_argument("--dim", type=int, choices=[2, 3], default=d.dim,
-                   help="3: the map denoiser; 2: the image denoiser for 2D class averages, trained on projections "
-                   "(%(default)s)")
-    p.add_argument("--voxel-min", type=positive, default=d.voxel_min,
-                   help="finest voxel size the denoiser works at, A (%(default)s)")
-    p.add_argument("--voxel-max", type=positive, default=d.voxel_max,
-                   help="coarsest voxel size, A; samples are drawn in between (%(default)s)")
-    p.add_argument("--res-min", type=positive, default=d.resolution_min, help="best half-map resolution, A (%(default)s)")
-    p.add_argument("--res-max", type=positive, default=d.resolution_max, help="worst half-map resolution, A (%(default)s)")
-    p.add_argument("--device", default=d.device,
-                   help="cpu or cuda:N (%(default)s); under torchrun or srun, cuda is cuda:LOCAL_RANK")
+    p.add_argument(
+        "--dim",
+        type=int,
+        choices=[2, 3],
+        default=d.dim,
+        help="3: the map denoiser; 2: the image denoiser for 2D class averages, trained on projections "
+        "(%(default)s)",
+    )
+    p.add_argument(
+        "--voxel-min",
+        type=positive,
+        default=d.voxel_min,
+        help="finest voxel size the denoiser works at, A (%(default)s)",
+    )
+    p.add_argument(
+        "--voxel-max",
+        type=positive,
+        default=d.voxel_max,
+        help="coarsest voxel size, A; samples are drawn in between (%(default)s)",
+    )
+    p.add_argument(
+        "--res-min", type=positive, default=d.resolution_min, help="best half-map resolution, A (%(default)s)"
+    )
+    p.add_argument(
+        "--res-max",
+        type=positive,
+        default=d.resolution_max,
+        help="worst half-map resolution, A (%(default)s)",
+    )
+    p.add_argument(
+        "--device",
+        default=d.device,
+        help="cpu or cuda:N (%(default)s); under torchrun or srun, cuda is cuda:LOCAL_RANK",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes simulating the batches ahead (%(default)s: in this one, the shipped weights' "
-                   "recipe); with N > 0, or several ranks, every sample has its own seed, the same for any N and "
-                   "any number of ranks")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes simulating the batches ahead (%(default)s: in this one, the shipped weights' "
+        "recipe); with N > 0, or several ranks, every sample has its own seed, the same for any N and "
+        "any number of ranks",
+    )
 
 
 def main(args):
@@ -62,22 +104,42 @@ def main(args):
 
 
 def run(args, world, device):
-    s = TrainSettings(depth=args.depth, width=args.width, block=args.block, voxel_min=args.voxel_min,
-                      voxel_max=args.voxel_max, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
-                      resolution_min=args.res_min, resolution_max=args.res_max, seed=args.seed, device=device,
-                      dim=args.dim)
+    s = TrainSettings(
+        depth=args.depth,
+        width=args.width,
+        block=args.block,
+        voxel_min=args.voxel_min,
+        voxel_max=args.voxel_max,
+        steps=args.steps,
+        batch_size=args.batch,
+        learning_rate=args.lr,
+        resolution_min=args.res_min,
+        resolution_max=args.res_max,
+        seed=args.seed,
+        device=device,
+        dim=args.dim,
+    )
     init = None
     if args.init or args.pairs:
-        base = load_denoiser(args.init, dim=args.dim)  # the architecture and voxel range come with the weights
+        base = load_denoiser(
+            args.init, dim=args.dim
+        )  # the architecture and voxel range come with the weights
         init = base.net.state_dict()
-        s = replace(s, depth=base.net.depth, width=base.net.encoders[0][0].out_channels, layout=base.net.layout,
-                    block=base.block, voxel_min=base.voxel_min, voxel_max=base.voxel_max)
+        s = replace(
+            s,
+            depth=base.net.depth,
+            width=base.net.encoders[0][0].out_channels,
+            layout=base.net.layout,
+            block=base.block,
+            voxel_min=base.voxel_min,
+            voxel_max=base.voxel_max,
+        )
     if args.voxel_max < args.voxel_min:
         raise ValueError(f"--voxel-max {args.voxel_max} is below --voxel-min {args.voxel_min}")
     if args.workers < 0:
         raise ValueError(f"--workers {args.workers}: a count >= 0")
-    if s.block % 2 ** s.depth:
-        raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2 ** s.depth}")
+    if s.block % 2**s.depth:
+        raise ValueError(f"--block {s.block} must be divisible by 2^depth = {2**s.depth}")
     if args.pairs:
         if args.dim == 2:
             raise ValueError("--pairs fine-tunes the map denoiser (--dim 3); the 2D one trains on --models")
@@ -89,12 +151,18 @@ def run(args, world, device):
     else:
         sources = []
         for path in map(Path, args.models):
-            sources += sorted(p for p in path.iterdir() if p.name.endswith(MODEL_SUFFIXES)) if path.is_dir() else [path]
+            sources += (
+                sorted(p for p in path.iterdir() if p.name.endswith(MODEL_SUFFIXES))
+                if path.is_dir()
+                else [path]
+            )
         sources = [m for m in sources if m.name.split(".")[0] not in set(args.exclude)]
         if not sources:
             raise ValueError(f"no atomic models in {' '.join(args.models)}")
         sample = model_sampler(sources, s, views_seeded=args.workers > 0 or world.size > 1)
     log, _ = world.voice(print, False)
     record = train(sample, s, args.out, sources, log=log, init=init, workers=args.workers, world=world)
-    log(f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
-          f"-> {args.out}")
+    log(
+        f"trained on {len(sources)} {'half maps' if args.pairs else 'models'} in {record['seconds']:.0f} s "
+        f"-> {args.out}"
+    )
