@@ -8,7 +8,7 @@ to its 2-fold), and the E-step throughput in GFLOP/s beside this machine's float
 RELION runs with the sampling of ../shared/SCIPION.md when --relion is given and it is installed.
 Writes benchmarks/results/refine3d.{json,md}.
 
-    .venv/bin/python benchmarks/refine3d_vs_relion.py [--models adk_closed 19hc] [--relion]
+    .venv/bin/python benchmarks/refine3d_vs_relion.py [--models adk_closed 19hc] [--relion] [--name refine3d]
 """
 
 import argparse
@@ -251,6 +251,7 @@ def main():
         metavar="X",
         help="stop relion_refine after X times our wall time and measure its last finished iteration",
     )
+    p.add_argument("--name", default="refine3d", help="results file name (benchmarks/results/NAME.{json,md})")
     args = p.parse_args()
     results = {"estep_gflops": None, "gemm_peak_gflops": None, "rows": []}
     results["estep_gflops"], results["gemm_peak_gflops"] = estep_gflops(args.device)
@@ -299,7 +300,7 @@ def main():
         "median_error_up_to_2fold_deg",
     ]
     write_results(
-        "refine3d",
+        args.name,
         results,
         keys,
         f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "

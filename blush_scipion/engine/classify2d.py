@@ -63,6 +63,7 @@ from .particles import Particles
 from .projector import SlicePoints
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint
 from .sampling import translation_grid
+from .summary import finish_classification
 
 PAD = 2
 GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
@@ -101,7 +102,7 @@ class Class2DState:
     sigma_offset: float = 2.0  # pixels, per axis
     distribution: list = field(default_factory=list)  # (K,) class fractions
     resolution: list = field(default_factory=list)  # (K,) A, last shell with SSNR >= 1
-    batch_weights: list = field(
+    batch_weights: list[float] = field(
         default_factory=list
     )  # mini-batches: the running sums' [signal, noise] weights
     history: list = field(default_factory=list)
@@ -145,7 +146,7 @@ class Sums:
             )
         )
 
-    def reseeded(self, threshold: float, generator: torch.Generator) -> tuple[Sums, list]:
+    def reseeded(self, threshold: float, generator: torch.Generator) -> tuple[Sums, list[int]]:
         """Classes with less than `threshold` / K of the mass take half of the largest class's sums,
         with noise as large as the data's own added so that the two differ (RELION's
         --class_inactivity_threshold for mini-batches, where an unvisited class fades away).
@@ -183,8 +184,14 @@ class Sums:
         from safetensors.torch import load_file
 
         t = load_file(str(path))
-        t["data"], t["offset2"] = torch.view_as_complex(t["data"]), float(t["offset2"])
-        return cls(**{f.name: t[f.name] for f in fields(cls)})
+        return cls(
+            data=torch.view_as_complex(t["data"]),
+            weight=t["weight"],
+            mass=t["mass"],
+            offset2=float(t["offset2"]),
+            residual=t["residual"],
+            residual_weight=t["residual_weight"],
+        )
 
 
 def angles(step: float) -> torch.Tensor:
@@ -626,10 +633,14 @@ def _classify(
             progress,
             world,
         )
-        weights, reseeded = [float(len(particles))] * 2, []
+        weights = [float(len(particles))] * 2
+        reseeded: list[int] = []
         if len(rows) < len(particles):
+            # only a schedule draws mini-batches, and with one there are running sums (--grad)
+            assert schedule is not None and running is not None, "a mini-batch without --grad's running sums"
+            signal, noise = state.batch_weights
             sums = running.mixed(sums, schedule.step(it), len(particles) / len(rows))
-            weights = running_weights(*state.batch_weights, schedule.step(it), len(particles), len(rows))
+            weights = running_weights(signal, noise, schedule.step(it), len(particles), len(rows))
             sums, reseeded = sums.reseeded(
                 INACTIVITY, torch.Generator().manual_seed(settings.seed * 100003 + it)
             )
@@ -688,26 +699,15 @@ def _classify(
     )
     if world.leader:
         publish(out, final, finals)
-    summary = {
-        "classes": k,
-        "iterations": final,
-        "blush": settings.blush,
-        "wall_seconds": round(time.time() - t_start, 1),
-        "particles": len(particles),
-        "box": n,
-        "pixel_size": apix,
-        "ranks": world.size,
-        "class_distribution": state.distribution,
-        "class_resolution_angstrom": state.resolution,
-        "resolution_angstrom": min(state.resolution),
-        "history": state.history,
-        "settings": asdict(settings),
-    }
-    if world.leader:
-        write_json(out / "summary.json", summary)
-    log(
-        f"done: {final} iterations, {k} classes, best class resolution "
-        f"{summary['resolution_angstrom']:.2f} A, "
-        f"{summary['wall_seconds']:.0f} s"
+    return finish_classification(
+        out,
+        log,
+        state,
+        world=world,
+        iterations=final,
+        settings=settings,
+        particles=particles,
+        box=n,
+        apix=apix,
+        wall_seconds=time.time() - t_start,
     )
-    return summary

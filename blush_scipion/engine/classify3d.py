@@ -47,6 +47,7 @@ from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
 from .rotation import symmetric_distance
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .sampling import grid_rotations, orientation_grid, translation_grid
+from .summary import finish_classification
 from .symmetry import symmetry_operators
 
 PAD = 2
@@ -575,26 +576,15 @@ def _classify3d(
         finals += [class_file("", c, blush=True) for c in range(k)]
     if world.leader:  # the final model STAR names the final maps
         publish(out, final, finals, renamed=("model.star",))
-    summary = {
-        "classes": k,
-        "iterations": final,
-        "blush": settings.blush,
-        "particles": len(particles),
-        "box": n,
-        "pixel_size": apix,
-        "ranks": world.size,
-        "wall_seconds": round(state.wall_seconds, 1),
-        "class_distribution": state.distribution,
-        "class_resolution_angstrom": state.resolution,
-        "resolution_angstrom": min(state.resolution),
-        "history": state.history,
-        "settings": asdict(settings),
-    }
-    if world.leader:
-        write_json(out / "summary.json", summary)
-    log(
-        f"done: {final} iterations, {k} classes, best class resolution "
-        f"{summary['resolution_angstrom']:.2f} A, "
-        f"{summary['wall_seconds']:.0f} s"
+    return finish_classification(
+        out,
+        log,
+        state,
+        world=world,
+        iterations=final,
+        settings=settings,
+        particles=particles,
+        box=n,
+        apix=apix,
+        wall_seconds=state.wall_seconds,
     )
-    return summary

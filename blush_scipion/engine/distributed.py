@@ -50,6 +50,14 @@ class World:
         dist.all_reduce(out)
         return out.to(full.dtype)
 
+    def gather(self, value: float) -> list[float]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if self.size == 1:
+            return [value]
+        values: list = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
     def agree(self, error: str | None) -> None:
         """Raise on every rank if any rank met `error` (a rank that raised alone would leave the
         others waiting in the next all-reduce)."""

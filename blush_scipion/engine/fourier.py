@@ -83,9 +83,10 @@ def rfft_radius(n: int, dim: int, device=None) -> torch.Tensor:
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
     axes = [k] * (dim - 1) + [kx]
-    return torch.sqrt(
-        sum(a.reshape([-1 if i == j else 1 for j in range(dim)]) ** 2 for i, a in enumerate(axes))
-    )
+    squared = torch.zeros((), device=device)
+    for i, a in enumerate(axes):
+        squared = squared + a.reshape([-1 if i == j else 1 for j in range(dim)]) ** 2
+    return torch.sqrt(squared)
 
 
 def rfft_shell_index(n: int, dim: int, device=None) -> torch.Tensor:

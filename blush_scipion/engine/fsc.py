@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 from .fourier import (
@@ -64,9 +66,19 @@ def randomize_phases_beyond(volume: torch.Tensor, shell: int, generator: torch.G
     return irfft3_centered(ft, n)
 
 
+class MaskCorrectedFsc(TypedDict):
+    """mask_corrected_fsc's curves, (n//2+1,) each, and the shell past which phases were randomised."""
+
+    unmasked: torch.Tensor
+    masked: torch.Tensor
+    random_masked: torch.Tensor
+    corrected: torch.Tensor
+    randomize_from_shell: int
+
+
 def mask_corrected_fsc(
     half1: torch.Tensor, half2: torch.Tensor, mask: torch.Tensor, randomize_below: float = 0.8, seed: int = 0
-) -> dict[str, torch.Tensor | int]:
+) -> MaskCorrectedFsc:
     """FSC of masked half maps corrected for the mask's own correlation (Chen et al. 2013).
 
     Phases are randomised beyond the first shell where the unmasked FSC drops below

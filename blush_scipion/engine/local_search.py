@@ -147,7 +147,7 @@ def local_search(
     scores = log_likelihoods(coarse_images, ctf[:, near], weight[:, near], proj) + sampling.log_prior
     kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j)).reshape(b, -1)
 
-    k = int(min(cells, (kept > 0).sum(1).max()))
+    k = min(cells, int((kept > 0).sum(1).max()))
     top_p, top = kept.topk(k, dim=1)  # (B, K): t J + j
     top_t, top_j = top // j, top % j
     fine_rot = sampling.fine_rotations[top_j] @ previous[:, None, None]  # (B, K, 8, 3, 3)

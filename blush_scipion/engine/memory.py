@@ -9,13 +9,19 @@ import sys
 import torch
 
 
-def peak_memory_gb(device: str | torch.device = "cpu") -> dict[str, float]:
-    """The process's peak resident memory and, on a CUDA device, torch's peak allocation, in GB."""
+def peak_memory_gb(device: str | torch.device = "cpu", world=None) -> dict:
+    """The process's peak resident memory and, on a CUDA device, torch's peak allocation, in GB.
+    Given a `world` of several ranks (every rank calls it then), the largest rank's peaks, and each
+    rank's under `..._per_rank`: what one rank needs is what sizes a node."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    peaks = {"peak_rss_gb": round(rss / 1e9, 3)}
+    peaks: dict = {"peak_rss_gb": round(rss / 1e9, 3)}
     device = torch.device(device)
     if device.type == "cuda":
         peaks["cuda_peak_allocated_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 3)
+    if world is not None and world.size > 1:
+        for key in list(peaks):
+            peaks[f"{key}_per_rank"] = world.gather(peaks[key])
+            peaks[key] = max(peaks[f"{key}_per_rank"])
     return peaks
 
 

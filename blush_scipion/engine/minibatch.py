@@ -74,7 +74,7 @@ def batch_rows(n_particles: int, size: int, seed: int, iteration: int) -> np.nda
     return np.sort(rng.choice(n_particles, size, replace=False))
 
 
-def running_weights(signal: float, noise: float, step: float, n_particles: int, batch: int) -> list:
+def running_weights(signal: float, noise: float, step: float, n_particles: int, batch: int) -> list[float]:
     """The running sums' weights after a step, [signal, noise]: how many particles' signal they
     carry, and how many particles' noise variance. A sum over m particles has both equal to m; the
     running sums hold the noise of signal^2 / noise particles (about B (2 - step) / step), so their

@@ -62,7 +62,7 @@ class SlicePoints:
         return out.unflatten(-1, (self.n, self.n // 2 + 1))
 
 
-def gridding_correction(n: int, pad: int, device=None) -> torch.Tensor:
+def gridding_correction(n: int, pad: float, device=None) -> torch.Tensor:
     """(n, n, n): sinc^2 of the radius over the padded box, the real-space image of the trilinear
     kernel (RELION's radial form); volumes are divided by it before projection and after
     reconstruction."""
@@ -98,7 +98,7 @@ def fourier_reference(volume: torch.Tensor, pad: int = 2) -> torch.Tensor:
     return rfft3_centered(pad_volume(corrected, pad * n))
 
 
-def map_from_fourier(ft: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
+def map_from_fourier(ft: torch.Tensor, n: int, pad: float = 2) -> torch.Tensor:
     """fourier_shape(pad n) complex reconstruction -> (n, n, n) real map, gridding-corrected."""
     volume = crop_volume(irfft3_centered(ft, ft.shape[0]), n)
     return volume / gridding_correction(n, pad, ft.device)
@@ -186,11 +186,13 @@ def insert_central_slices(
     """
     m = data.shape[0]
     zyx, mirrored = _slice_coordinates(rotations, points, pad, m)
-    flat, w = _trilinear(zyx, tuple(data.shape))
+    depth, height, width = data.shape
+    flat, w = _trilinear(zyx, (depth, height, width))
     flat = flat.reshape(-1)
     slices = torch.where(mirrored, slices.conj(), slices)
     data.view(-1).index_add_(0, flat, (slices.unsqueeze(-1) * w).reshape(-1))
     if weight is not None:
+        assert slice_weights is not None, "a weight accumulator needs slice_weights"
         weight.view(-1).index_add_(0, flat, (slice_weights.unsqueeze(-1) * w).reshape(-1))
 
 

@@ -46,7 +46,7 @@ def image_slices(
 SLAB_VOXELS = 1 << 24  # voxels of a Fourier volume visited at once by the per-shell passes
 
 
-def padded_shell_slabs(m: int, pad: int, device=None) -> Iterator[tuple[slice, torch.Tensor]]:
+def padded_shell_slabs(m: int, pad: float, device=None) -> Iterator[tuple[slice, torch.Tensor]]:
     """The shells of a fourier_shape(m) volume, slab by slab of kz planes (bounded memory at 800^3):
     yields (kz slice, (planes, m, m//2+1) long shell in units of the unpadded map's transform)."""
     ky = (torch.arange(m, device=device, dtype=torch.float32) - m // 2)[None, :, None]
@@ -62,7 +62,7 @@ def wiener_map(
     data: torch.Tensor,
     weight: torch.Tensor,
     n: int,
-    pad: int = 2,
+    pad: float = 2,
     ssnr: torch.Tensor | None = None,
     floor: float = 1e-3,
 ) -> torch.Tensor:
@@ -88,7 +88,7 @@ def wiener_map(
     return soft_mask_outside_map(map_from_fourier(quotient, n, pad))
 
 
-def shell_mean(values: torch.Tensor, n: int, pad: int = 2) -> torch.Tensor:
+def shell_mean(values: torch.Tensor, n: int, pad: float = 2) -> torch.Tensor:
     """fourier_shape(m) real values -> (n//2+2,) their mean per shell of the unpadded map's
     transform, each kx > 0 coefficient counted twice (for its Hermitian mate); the last entry is
     beyond the sphere of radius n/2."""
@@ -158,7 +158,7 @@ def reconstruct_particles(
         ):
             rows = np.arange(start, min(start + batch_size, len(particles)))
             images = particles.read_images(rows, reader).to(device)
-            ctf_2d = compute_ctf_2d(all_ctf[rows].to(device), n, apix) if ctf else None
+            ctf_2d = compute_ctf_2d(all_ctf[rows].to(device), n, apix) if all_ctf is not None else None
             values, weights = image_slices(images, all_origins[rows].to(device), ctf_2d, points)
             rotations = all_rotations[rows].to(device)
             for h in (1, 2):

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -51,9 +52,30 @@ from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
 from .rotation import symmetric_distance
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
+from .summary import run_summary
 from .symmetry import symmetry_operators
 
 PAD = 2
+
+
+class BatchSettings(Protocol):
+    """What half_batch_size reads of RefineSettings or Class3DSettings."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def memory_gb(self) -> float | None: ...
+    @property
+    def device(self) -> str: ...
+
+
+class MaskSettings(Protocol):
+    """What solvent_mask reads of RefineSettings or Class3DSettings."""
+
+    @property
+    def mask(self) -> str | None: ...
+    @property
+    def diameter(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -177,19 +199,21 @@ def searches_locally(state: RefineState, settings: RefineSettings) -> bool:
 
 def half_batch_size(
     points: SlicePoints,
-    settings: RefineSettings,
+    settings: BatchSettings,
     *,
     sampling: LocalSampling | None = None,
+    cells: int = 0,
     orientations: int = 0,
     shifts: int = 0,
 ) -> int:
     """Images per E-step batch within the memory budget: what one image's likelihoods, projections
     and M-step slices take (with room for temporaries), after a global grid's fixed sums (of
-    `orientations` x `shifts`; local searches pass their `sampling` instead)."""
+    `orientations` x `shifts`; local searches pass their `sampling` and its oversampled `cells`
+    instead)."""
     p, complex_bytes = points.index.shape[0], 8
     if sampling is not None:
         t, j = len(sampling.shifts), len(sampling.rotations)
-        fine = settings.oversampled_cells * (FINE_ROTATIONS + FINE_SHIFTS)
+        fine = cells * (FINE_ROTATIONS + FINE_SHIFTS)
         per_image, fixed = 3 * complex_bytes * p * (j + 2 * t + 2 * fine), 0
     else:
         per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
@@ -230,7 +254,7 @@ def refine_half(
         r_coarse = coarse_radius(
             angular_step(state.order), particle_diameter(settings.diameter, n, apix), n, apix
         )
-        batch = half_batch_size(points, settings, sampling=sampling)
+        batch = half_batch_size(points, settings, sampling=sampling, cells=settings.oversampled_cells)
     else:
         shifts = translation_grid(state.offset_range, state.offset_step).to(device)
         phases = shift_phases(shifts, points.coords, n)
@@ -324,7 +348,7 @@ def join_low_resolution(halves: list[HalfResult], shell: float) -> None:
             a[low], b[low] = joint, joint
 
 
-def solvent_mask(settings: RefineSettings, n: int, apix: float) -> torch.Tensor:
+def solvent_mask(settings: MaskSettings, n: int, apix: float) -> torch.Tensor:
     if settings.mask:
         mask, mask_apix = read_map(settings.mask)
         if mask.shape[-1] != n or abs(mask_apix - apix) > 1e-3 * apix:
@@ -373,7 +397,8 @@ def sample_accuracy(
                 PAD,
             )
         )
-    return tuple(float(np.mean(values)) for values in zip(*found))
+    rotation_errors, translation_errors = zip(*found)
+    return float(np.mean(rotation_errors)), float(np.mean(translation_errors))
 
 
 def run_iteration(
@@ -422,7 +447,7 @@ def run_iteration(
     t_expectation = time.time() - t_expectation - sum(h.insert_seconds for h in halves)
     join_low_resolution(halves, n * apix / settings.join_halves_below)
     unreg = [wiener_map(h.data, h.weight, n, PAD).cpu() for h in halves]
-    fsc = fourier_shell_correlation(*unreg)
+    fsc = fourier_shell_correlation(unreg[0], unreg[1])
     r_cur = n // 2 if state.final else state.r_current
     fsc[r_cur + 1 :] = 0  # nothing was reconstructed there
     ssnr = ssnr_from_half_fsc(fsc)
@@ -460,7 +485,10 @@ def run_iteration(
         "fsc": fsc,
         "unregularised": unreg,
         "sigma2": noise_spectrum(
-            sum(h.residual for h in halves), sum(h.residual_weight for h in halves), sigma2, r_cur
+            halves[0].residual + halves[1].residual,
+            halves[0].residual_weight + halves[1].residual_weight,
+            sigma2,
+            r_cur,
         ),
         "joined": joined,
         "joined_unregularised": joined_unregularised,
@@ -850,21 +878,19 @@ def _refine(
             "(--blush-from-resolution)"
         )
     resolution = resolution_at(torch.tensor(state.fsc), 0.143, n, apix)
-    summary = {
-        "resolution_angstrom": resolution,
-        "iterations": state.iteration,
-        "blush": settings.blush,
-        "wall_seconds": round(state.wall_seconds + time.time() - t_mark, 1),
-        "particles": len(particles),
-        "box": n,
-        "ranks": world.size,
-        "pixel_size": apix,
-        "symmetry": settings.symmetry,
-        "history": state.history,
-        "finest_angular_step": min(e["angular_step"] for e in state.history),
-        **peak_memory_gb(settings.device),
-        "settings": asdict(settings),
-    }
+    summary = run_summary(
+        iterations=state.iteration,
+        settings=settings,
+        particles=particles,
+        box=n,
+        apix=apix,
+        world=world,
+        wall_seconds=state.wall_seconds + time.time() - t_mark,
+        history=state.history,
+        resolution_angstrom=resolution,
+        symmetry=settings.symmetry,
+        finest_angular_step=min(e["angular_step"] for e in state.history),
+    )
     if world.leader:
         write_json(out / "summary.json", summary)
     log(

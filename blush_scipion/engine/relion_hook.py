@@ -122,10 +122,11 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
     if "rlnPixelSize" in general.columns:
         apix = float(row["rlnPixelSize"])
     diameter = float(row["rlnParticleDiameter"]) if "rlnParticleDiameter" in general.columns else -1.0
-    apix, diameter = (apix if apix > 0 else None), (diameter if diameter > 0 else None)
-    if apix is None or diameter is None:  # RELION 3.1 and 4 write neither: their run's own files do
+    pixel_size, particle_diameter = (apix if apix > 0 else None), (diameter if diameter > 0 else None)
+    # RELION 3.1 and 4 write neither: their run's own files do
+    if pixel_size is None or particle_diameter is None:
         run = run_settings(star)
-        apix, diameter = apix or run.pixel_size, diameter or run.diameter
+        pixel_size, particle_diameter = pixel_size or run.pixel_size, particle_diameter or run.diameter
     return HandOver(
         star,
         torch.complex(real, imag),
@@ -137,8 +138,8 @@ def read_hand_over(star: str | os.PathLike) -> HandOver:
         ori,
         int(row["rlnCurrentImageSize"]),
         files["rlnExtReconsResult"],
-        apix,
-        diameter,
+        pixel_size,
+        particle_diameter,
         inputs,
     )
 

@@ -38,7 +38,7 @@ def matrix_to_euler(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     # gimbal lock at tilt 180: the whole rotation goes into psi with the other sign convention
     flipped = ~regular & (m[..., 2, 2] < 0)
     psi = torch.where(flipped, torch.atan2(m[..., 1, 0], -m[..., 0, 0]), psi)
-    return tuple(torch.rad2deg(x).float() for x in (rot, tilt, psi))
+    return torch.rad2deg(rot).float(), torch.rad2deg(tilt).float(), torch.rad2deg(psi).float()
 
 
 def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:

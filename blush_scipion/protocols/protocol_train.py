@@ -123,12 +123,19 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
             return ["Output not ready yet."]
         r = json.loads(Path(log).read_text())
         losses = r["losses"]
-        return [
+        lines = [
             f"Fine-tuned on {len(r['sources']) // 2} half-map pair(s), {r['steps_done']} steps in "
             f"{r['seconds']:.0f} s; loss {losses[0]:.3f} -> {sum(losses[-10:]) / len(losses[-10:]):.3f}.",
-            f"Weights: {self._weightsFile()}",
-            "Plot: extra/loss.png.",
         ]
+        validation = r.get("validation")  # absent from logs written before the engine validated
+        if validation:
+            first, last = validation[0], validation[-1]
+            lines.append(
+                f"Validation loss ({r['settings'].get('validation_samples')} fixed blocks, drawn apart from "
+                f"the training's): {first['loss']:.3f} at step {first['step']} -> {last['loss']:.3f} at "
+                f"step {last['step']}."
+            )
+        return lines + [f"Weights: {self._weightsFile()}", "Plot: extra/loss.png."]
 
     def _methods(self):
         return [

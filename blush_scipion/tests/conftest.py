@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from blush_scipion.headless import configure_scipion
 
@@ -17,6 +18,12 @@ requires_relion = pytest.mark.skipif(
     shutil.which("relion_reconstruct") is None,
     reason="RELION not on PATH: `apt-get install relion` (Debian's 3.1.3) enables the interop tests",
 )
+
+
+@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def device(request) -> torch.device:
+    """The fast numeric tests run on every device present: the CPU, and a GPU where there is one."""
+    return torch.device(request.param)
 
 
 def _simulate(tmp_path_factory, name, **settings):

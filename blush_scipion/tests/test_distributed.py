@@ -67,6 +67,14 @@ def test_two_ranks_give_the_single_process_result(particles, tmp_path):
     sa, sb = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two"))
     assert sa["iterations"] == sb["iterations"] and (sa["ranks"], sb["ranks"]) == (1, 2)
     assert abs(sa["resolution_angstrom"] - sb["resolution_angstrom"]) < 0.01 * sa["resolution_angstrom"]
+    assert_rank_peaks(sb)
+
+
+def assert_rank_peaks(summary: dict) -> None:
+    """Each rank's peak memory reported, the largest as the run's; a rank holds more than torch alone."""
+    per_rank = summary["peak_rss_gb_per_rank"]
+    assert len(per_rank) == summary["ranks"] == 2 and summary["peak_rss_gb"] == max(per_rank)
+    assert all(0.2 < gb < 20 for gb in per_rank)
 
 
 def test_a_two_rank_run_continues_on_one(particles, tmp_path):
@@ -120,6 +128,7 @@ def test_class2d_on_two_ranks_gives_the_single_process_classes(particles, tmp_pa
         Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two")
     )
     assert (ca == cb).mean() > 0.98
+    assert_rank_peaks(json.loads((tmp_path / "two" / "summary.json").read_text()))
 
 
 def test_class3d_on_two_ranks_gives_the_single_process_classes(particles, tmp_path):
@@ -148,7 +157,7 @@ def test_class3d_on_two_ranks_gives_the_single_process_classes(particles, tmp_pa
         Particles.read(tmp_path / name / "run_data.star").column("rlnClassNumber") for name in ("one", "two")
     )
     assert (ca == cb).mean() > 0.98
-    assert json.loads((tmp_path / "two" / "summary.json").read_text())["ranks"] == 2
+    assert_rank_peaks(json.loads((tmp_path / "two" / "summary.json").read_text()))
 
 
 def test_train_on_two_ranks_gives_the_single_process_network(tmp_path):
@@ -191,6 +200,11 @@ def test_train_on_two_ranks_gives_the_single_process_network(tmp_path):
     assert (a["ranks"], b["ranks"]) == (1, 2)
     # float32 sums in another order: 1e-7 apart seen; another draw of samples would differ by O(1)
     assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
+    # the same validation set on one rank or two (each evaluates its half, sums all-reduced): 2e-7 apart seen
+    assert [v["step"] for v in b["validation"]] == [0, 1, 2, 3, 4]
+    assert [v["loss"] for v in a["validation"]] == pytest.approx(
+        [v["loss"] for v in b["validation"]], rel=1e-5
+    )
     s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0)
     inputs = model_sampler([MODEL], s)(torch.Generator().manual_seed(0))[0][None]
     outputs = []

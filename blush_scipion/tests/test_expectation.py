@@ -12,9 +12,9 @@ def _posteriors(sharpness: float, b=16, t=5, r=300, seed=0):
     return torch.softmax(scores.reshape(b, -1), 1).reshape(b, t, r)
 
 
-def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more():
+def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more(device):
     for sharpness in (0.5, 3.0, 30.0):
-        probs = _posteriors(sharpness)
+        probs = _posteriors(sharpness).to(device)
         kept = significant(probs, fraction=0.99)
         assert torch.allclose(kept.sum((1, 2)), torch.ones(len(probs)))
         marginal, inside = probs.sum(1), kept.sum(1) > 0  # (B, R)
@@ -31,28 +31,30 @@ def test_significant_orientations_hold_the_fraction_and_at_most_a_bin_more():
         # times the lightest kept one, less than the fraction is left
         heavy = inside & (marginal > lightest_kept[:, None] * 1.052)
         assert ((marginal * heavy).sum(1) < 0.99 + 1e-5).all()
-    sharp = significant(_posteriors(30.0), fraction=0.999)
+    sharp = significant(_posteriors(30.0).to(device), fraction=0.999)
     assert (sharp.sum(1) > 0).sum(1).float().mean() < 5  # a sharp posterior keeps a few orientations
 
 
-def test_pruned_m_step_sums_equal_the_dense_sums():
+def test_pruned_m_step_sums_equal_the_dense_sums(device):
     g = torch.Generator().manual_seed(1)
     for sharpness in (0.5, 30.0):  # the dense path and the gathered one
-        probs = significant(_posteriors(sharpness))
+        probs = significant(_posteriors(sharpness).to(device))
         b, t, r = probs.shape
-        y = torch.randn(b, t, 40, dtype=torch.complex64, generator=g)
-        ctf2 = torch.rand(b, 40, generator=g)
-        data, weight = torch.zeros(r, 40, dtype=torch.complex64), torch.zeros(r, 40)
+        y = torch.randn(b, t, 40, dtype=torch.complex64, generator=g).to(device)
+        ctf2 = torch.rand(b, 40, generator=g).to(device)
+        data = torch.zeros(r, 40, dtype=torch.complex64, device=device)
+        weight = torch.zeros(r, 40, device=device)
         weighted_sums(probs, y, ctf2, data, weight)
         assert torch.allclose(data, torch.einsum("btr,btp->rp", probs.to(y.dtype), y), atol=1e-5)
         assert torch.allclose(weight, torch.einsum("btr,bp->rp", probs, ctf2), atol=1e-5)
 
 
-def test_the_true_pose_is_the_most_likely():
+def test_the_true_pose_is_the_most_likely(device):
     g = torch.Generator().manual_seed(2)
     proj = torch.randn(50, 200, dtype=torch.complex64, generator=g)
     ctf = torch.rand(3, 200, generator=g) + 0.5
     truth = torch.tensor([4, 17, 33])
     images = ctf * proj[truth] + 0.3 * torch.randn(3, 200, dtype=torch.complex64, generator=g)
-    _, _, (bt, br) = posteriors(log_likelihoods(images[:, None], ctf, torch.ones(200), proj))
+    on = (images[:, None], ctf, torch.ones(200), proj)
+    _, _, (bt, br) = posteriors(log_likelihoods(*(x.to(device) for x in on)))
     assert br.tolist() == truth.tolist() and bt.tolist() == [0, 0, 0]

@@ -48,19 +48,19 @@ def test_tilt_90_projects_along_x_in_relions_convention():
     assert (project(vol, 0, 90, 0) - expected).abs().max() < 0.04 * expected.abs().max()
 
 
-def test_extract_and_insert_are_adjoint():
+def test_extract_and_insert_are_adjoint(device):
     g = torch.Generator().manual_seed(0)
     n, pad = 24, 2
     m = n * pad
     shape = fourier_shape(m)
-    reference = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
-    points = SlicePoints.within(n)
-    rotations = euler_to_matrix(*random_rotations(7, g).T)
+    reference = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g)).to(device)
+    points = SlicePoints.within(n, device=device)
+    rotations = euler_to_matrix(*random_rotations(7, g).T).to(device)
     y = torch.complex(
         torch.randn(7, len(points.index), generator=g), torch.randn(7, len(points.index), generator=g)
-    )
+    ).to(device)
     px = extract_central_slices(reference, rotations, points, pad)
-    pty = torch.zeros(shape, dtype=torch.complex64)
+    pty = torch.zeros(shape, dtype=torch.complex64, device=device)
     insert_central_slices(pty, None, y, None, rotations, points, pad)
     # points with kx < 0 read and write conjugates at -k: the pair is adjoint as real-linear maps
     lhs = (px * y.conj()).sum().real

@@ -47,12 +47,14 @@ def write_denoise_run(extra_dir: str, n: int = 16) -> None:
         json.dump(record, f)
 
 
-def write_train_log(extra_dir: str, done: int = 40, steps: int = 60) -> list[float]:
-    """`<weights>.json` as blush.training.train rewrites it at a progress line: `done` of `steps` steps."""
+def write_train_log(extra_dir: str, done: int = 40, steps: int = 60, validation: bool = True) -> list[float]:
+    """`<weights>.json` as blush.training.train rewrites it at a progress line: `done` of `steps` steps,
+    the validation loss every 10 steps from step 0 (validation=False: a log from before the engine
+    validated, without the key)."""
     os.makedirs(extra_dir, exist_ok=True)
     losses = list(0.3 * np.exp(-np.arange(done) / 15) + 0.1 + 0.01 * np.sin(np.arange(done)))
     record = {
-        "settings": {"steps": steps, "learning_rate": 3e-4},
+        "settings": {"steps": steps, "learning_rate": 3e-4, "validation_samples": 8},
         "workers": 0,
         "ranks": 1,
         "sources": ["h1.mrc", "h2.mrc"],
@@ -60,6 +62,10 @@ def write_train_log(extra_dir: str, done: int = 40, steps: int = 60) -> list[flo
         "steps_done": done,
         "seconds": 12.0,
     }
+    if validation:
+        record["validation"] = [
+            {"step": s, "loss": 0.35 * np.exp(-s / 20) + 0.12} for s in range(0, done + 1, 10)
+        ]
     with open(os.path.join(extra_dir, WEIGHTS + ".json"), "w") as f:
         json.dump(record, f)
     return losses
@@ -89,10 +95,17 @@ def test_denoise_report_draws_the_denoised_slices_beside_the_half_maps(tmp_path)
     check_png(path, (700, 700))
 
 
+def validation_line(ax):
+    """The axes' line labelled as the validation loss, or None."""
+    return next((line for line in ax.lines if line.get_label().startswith("validation")), None)
+
+
 def test_train_report_draws_the_loss_per_step_and_its_running_mean(tmp_path):
     extra = in_folder(str(tmp_path / "extra"))
     losses = write_train_log(extra())
     assert train_record(extra(WEIGHTS + ".json"))["losses"] == losses
+    check_png(write_train_png(extra, WEIGHTS))
+    write_train_log(extra(), validation=False)  # an older log: the training loss alone
     check_png(write_train_png(extra, WEIGHTS))
 
     from matplotlib.figure import Figure
@@ -107,6 +120,28 @@ def test_train_report_draws_the_loss_per_step_and_its_running_mean(tmp_path):
     ax = Figure().subplots()
     plot_training_loss(ax, losses[:1], total_steps=1)  # one step: no mean to draw
     assert len(ax.lines) == 1 and "(1 steps)" in ax.get_title()
+
+
+def test_train_report_draws_the_validation_loss_on_the_same_axes(tmp_path):
+    from matplotlib.figure import Figure
+
+    from blush_scipion.reports.train import plot_training_loss
+
+    extra = in_folder(str(tmp_path / "extra"))
+    write_train_log(extra(), done=40, steps=60)
+    record = train_record(extra(WEIGHTS + ".json"))
+    ax = Figure().subplots()
+    plot_training_loss(ax, record["losses"], 60, validation=record["validation"])
+    per_step, mean, validation = ax.lines
+    assert list(validation.get_xdata()) == [0, 10, 20, 30, 40]
+    assert list(validation.get_ydata()) == [v["loss"] for v in record["validation"]]
+    assert validation_line(ax) is validation
+    assert f"{record['validation'][-1]['loss']:.3g}" in validation.get_label()
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["per step", "mean of 3 steps", validation.get_label()]
+    ax = Figure().subplots()
+    plot_training_loss(ax, record["losses"], 60, validation=[])  # validation off (--validation-samples 0)
+    assert len(ax.lines) == 2 and validation_line(ax) is None
 
 
 class TestDenoiseTrainViewers(BaseTest):
@@ -164,5 +199,13 @@ class TestDenoiseTrainViewers(BaseTest):
         self.assertIsInstance(viewer._visualize(prot)[0], MessageView)
         write_train_log(prot._getExtraPath(), done=40, steps=60)
         views = viewer._visualize(prot)
-        self.assertIn("40 of 60 steps", views[0].figure.axes[0].get_title())
+        ax = views[0].figure.axes[0]
+        self.assertIn("40 of 60 steps", ax.get_title())
+        self.assertEqual(list(validation_line(ax).get_xdata()), [0, 10, 20, 30, 40])
+        self.assertTrue(any(line.startswith("Validation loss (8 fixed blocks") for line in prot._summary()))
         self._render(views, "train_viewer.png")
+        write_train_log(prot._getExtraPath(), done=40, steps=60, validation=False)  # an older log
+        views = viewer._visualize(prot)
+        self.assertIsNone(validation_line(views[0].figure.axes[0]))
+        self.assertFalse(any("Validation" in line for line in prot._summary()))
+        self._render(views, "train_viewer_old_log.png")

@@ -1,4 +1,4 @@
-"""Scipion viewer for denoiser training: the loss per optimiser step."""
+"""Scipion viewer for denoiser training: the loss per optimiser step and on the validation set."""
 
 import os
 
@@ -10,8 +10,10 @@ from ..reports.train import plot_training_loss, train_record
 
 
 class BlushTrainViewer(Viewer):
-    """The training loss per step and its running mean (as extra/loss.png); shown while the run goes on
-    too, from the log the engine rewrites at each progress line. The engine logs no validation loss."""
+    """The training loss per step, its running mean and the loss on the fixed validation set (drawn
+    once, from seeds no training sample uses) at the steps the engine measured it, on the same axes (as
+    extra/loss.png); shown while the run goes on too, from the log the engine rewrites at each
+    progress line. Logs from before the engine validated show the training loss alone."""
 
     _label = "viewer train denoiser"
     _targets = [ProtBlushTrain]
@@ -25,5 +27,10 @@ class BlushTrainViewer(Viewer):
         plotter = EmPlotter(
             x=1, y=1, mainTitle=prot.getRunName(), windowTitle="Blush train denoiser", figsize=(8, 5)
         )
-        plot_training_loss(plotter.createSubPlot("", "", ""), r["losses"], r["settings"].get("steps"))
+        plot_training_loss(
+            plotter.createSubPlot("", "", ""),
+            r["losses"],
+            r["settings"].get("steps"),
+            validation=r.get("validation"),
+        )
         return [plotter]

@@ -55,6 +55,7 @@ class BlushUNet(nn.Module):
         if dim not in CONV:
             raise ValueError(f"dim {dim}: expected 2 or 3")
         widths = [min(width * 2**i, max_width) for i in range(depth)]
+        self.widths = widths  # channels per level (the first: the first encoder's)
         self.depth = depth
         self.layout = layout
         self.dim = dim

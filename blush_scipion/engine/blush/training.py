@@ -21,6 +21,12 @@ rank simulates its share of every step's batch, DistributedDataParallel averages
 (every rank then takes the same step), and rank 0 writes the weights and the log. Each sample has
 its own seed there (StepBatches), so N ranks give the single-process run with worker processes
 (`workers` >= 1) up to summation order.
+
+Validation: a fixed set of samples (validation_set), drawn once at the start from keys of their
+own (seed, VALIDATION_KEY, i), which no training step's sample uses, or from models never trained
+on; its mean loss, the training loss's function with the network in eval mode, is logged at step 0
+and every `validate_every` steps. Under torch.distributed each rank draws and evaluates its share
+of the set and the sums are all-reduced: the value a single process gives.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ..density import density_from_model, model_centre, read_model
 from ..distributed import World
 from ..fourier import cosine_low_pass, resize_fourier, resize_fourier_3d
 from ..mask import circular_mask, spherical_mask
+from ..option import option
 from ..rotation import euler_to_matrix, random_rotations
 from . import TRAINED_RESOLUTION_MAX
 from .denoiser import grid_in_range
@@ -49,6 +56,9 @@ from .model import BlushUNet
 
 TRUTH_BFACTOR = 20.0  # A^2: targets as sharp as a good map, not point atoms
 PROJECTIONS_PER_MODEL = 32  # 2D: views per model (each sample adds its own noise, crop, turn and mirror)
+# generator keys after the seed: StepBatches' samples (seed, 0, step, i), 2D views (seed, 1, i, j);
+# the validation samples (seed, VALIDATION_KEY, i) and their 2D views (seed, VALIDATION_VIEWS_KEY, i, j)
+VALIDATION_KEY, VALIDATION_VIEWS_KEY = 2, 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,14 @@ class TrainSettings:
     dim: int = 3  # 3: maps; 2: images (class averages)
     seed: int = 0
     device: str = "cpu"
+    validation_samples: int = option(
+        8,
+        "size of the fixed validation set, drawn once from seeds no training sample uses (0: none)",
+        kind="order",
+    )
+    validate_every: int = option(
+        0, "optimiser steps between validation losses (0: at each progress line, a twentieth)", kind="order"
+    )
 
 
 def model_truth(path, voxel_size: float, block: int) -> tuple[torch.Tensor, float]:
@@ -110,7 +128,7 @@ def projection(volume: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """(n, n, n) map, (3, 3) rotation -> (n, n): the map rotated (trilinear) and summed along z."""
     n = volume.shape[-1]
     theta = torch.cat([rotation.float(), torch.zeros(3, 1)], dim=1)[None]
-    grid = torch.nn.functional.affine_grid(theta, (1, 1, n, n, n), align_corners=False)
+    grid = torch.nn.functional.affine_grid(theta, [1, 1, n, n, n], align_corners=False)
     return torch.nn.functional.grid_sample(volume[None, None], grid, align_corners=False)[0, 0].sum(0)
 
 
@@ -137,12 +155,13 @@ def generator(*key: int) -> torch.Generator:
 
 
 def model_sampler(
-    models: list, s: TrainSettings, views_seeded: bool = False
+    models: list, s: TrainSettings, views_seeded: bool = False, views_key: int = 1
 ) -> Callable[[torch.Generator], list]:
     """Samples from half maps simulated from atomic models (the shipped weights' data).
-    views_seeded (2D): each projection's direction from its own seed rather than from the stream
-    of the sample that first uses it, so that every process (batches(): workers, ranks) makes the
-    same views."""
+    views_seeded (2D): each projection's direction from its own seed (seed, views_key, i, j) rather
+    than from the stream of the sample that first uses it, so that every process (batches():
+    workers, ranks) makes the same views; views_key VALIDATION_VIEWS_KEY: views of their own, along
+    directions the training's (key 1) do not share, for a validation set."""
     truths = [model_truth(m, s.voxel_min, math.ceil(s.block * s.voxel_max / s.voxel_min)) for m in models]
     if s.dim == 3:
         return lambda g: training_sample(*truths[int(torch.randint(0, len(truths), (1,), generator=g))], s, g)
@@ -152,8 +171,8 @@ def model_sampler(
     def sample_2d(g: torch.Generator):
         i, j = (int(torch.randint(0, k, (1,), generator=g)) for k in (len(truths), PROJECTIONS_PER_MODEL))
         if (i, j) not in views:
-            # key: 1 after the seed (StepBatches' are 0), lest a view share a sample's stream
-            direction = random_rotations(1, generator(s.seed, 1, i, j) if views_seeded else g)[0]
+            # key: views_key after the seed (StepBatches' are 0), lest a view share a sample's stream
+            direction = random_rotations(1, generator(s.seed, views_key, i, j) if views_seeded else g)[0]
             views[i, j] = projection(truths[i][0], euler_to_matrix(*direction))
         return training_sample(views[i, j], truths[i][1], s, g)
 
@@ -194,6 +213,44 @@ def relative_error(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     dims = tuple(range(1, target.dim()))
     power = (target**2 * mask).sum(dims)
     return ((denoised - target) ** 2 * mask).sum(dims) / torch.maximum(power, 1e-2 * mask.sum(dims) + 1e-6)
+
+
+def sample_loss(denoised, logit, target, mask, solvent, s: TrainSettings) -> torch.Tensor:
+    """The training loss of a batch: the relative error's mean, plus the solvent-mask logit's
+    binary cross-entropy weighted by mask_loss_weight."""
+    loss = relative_error(denoised, target, mask).mean()
+    if s.mask_loss_weight:
+        loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            logit, solvent
+        )
+    return loss
+
+
+def validation_set(
+    sample: Callable[[torch.Generator], list], s: TrainSettings, world: World = World()
+) -> list:
+    """This rank's share of the validation samples: the i-th from generator(seed, VALIDATION_KEY, i),
+    a key no training sample uses, so the set is the same whatever the steps, workers or ranks."""
+    return [
+        sample(generator(s.seed, VALIDATION_KEY, int(i)))
+        for i in world.share(np.arange(s.validation_samples))
+    ]
+
+
+def validation_loss(net: BlushUNet, samples: list, s: TrainSettings, world: World = World()) -> float:
+    """The mean training loss over the validation set (each rank holding its share, `samples`), one
+    sample at a time, in eval mode without gradients; the same value on every rank."""
+    total = torch.zeros((), dtype=torch.float64, device=s.device)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        for inputs, target, mask, solvent in samples:
+            inputs, target, mask, solvent = (x[None].to(s.device) for x in (inputs, target, mask, solvent))
+            denoised, logit = net(inputs)
+            total += sample_loss(denoised, logit, target, mask, solvent, s).double()
+    net.train(was_training)
+    world.sum(total)
+    return float(total) / max(1, s.validation_samples)
 
 
 def save_weights(net: BlushUNet, s: TrainSettings, out: Path) -> None:
@@ -260,12 +317,17 @@ def train(
     init: dict | None = None,
     workers: int = 0,
     world: World = World(),
+    validation_sample: Callable[[torch.Generator], list] | None = None,
+    validation_sources: list | None = None,
 ) -> dict:
     """Train a BlushUNet on `sample(generator)` -> [inputs, target, mask, solvent label] (from
     model_sampler or pair_sampler), from scratch or from `init` (a state dict), its batches made by
     `workers` processes (batches()) and shared among the ranks of `world`; writes `out`
-    (safetensors) and `out`.json (settings, sources, loss curve), both also at each progress line,
-    so an interrupted run leaves usable weights."""
+    (safetensors) and `out`.json (settings, sources, loss curve, validation losses), both also at
+    each progress line, so an interrupted run leaves usable weights. The validation set comes from
+    `validation_sample` (default `sample`, with keys of its own: validation_set), e.g. a
+    model_sampler of `validation_sources`, models never trained on; for the 2D denoiser one with
+    views of its own (views_key=VALIDATION_VIEWS_KEY), lest the validation draw the training's."""
     if s.batch_size % world.size:
         # equal shares: the mean of the ranks' mean losses is the batch's, as DDP averages gradients
         raise ValueError(f"--batch {s.batch_size} is not divisible by the {world.size} ranks")
@@ -286,23 +348,35 @@ def train(
     )
     opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.steps)
-    losses, t0 = [], time.time()
+    losses: list[float] = []
+    validation: list[dict] = []
+    t0 = time.time()
     record = {
         "settings": asdict(s),
         "workers": workers,
         "ranks": world.size,
         "sources": [str(m) for m in sources],
         "losses": losses,
+        # [{"step": s, "loss": x}]: the mean loss over the fixed validation set, step 0 before training
+        "validation": validation,
+        "validation_sources": [str(m) for m in validation_sources or []],  # none: drawn from `sources`
     }
     every = max(1, s.steps // 20)
+    validate_every = s.validate_every or every
+    held_out = validation_set(validation_sample or sample, s, world) if s.validation_samples else None
+
+    def validate(step: int) -> str:
+        if held_out is None or (step % validate_every and step != s.steps):
+            return ""
+        validation.append({"step": step, "loss": validation_loss(net, held_out, s, world)})
+        return f"validation {validation[-1]['loss']:.4f}"
+
+    if held_out is not None:
+        log(f"step {0:6d}/{s.steps}: {validate(0)}  ({s.validation_samples} samples)")
     for step, batch in enumerate(batches(sample, s, workers, world), start=1):
         inputs, target, mask, solvent = (torch.stack(x).to(s.device) for x in zip(*batch))
         denoised, logit = model(inputs)
-        loss = relative_error(denoised, target, mask).mean()
-        if s.mask_loss_weight:
-            loss = loss + s.mask_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-                logit, solvent
-            )
+        loss = sample_loss(denoised, logit, target, mask, solvent, s)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -311,11 +385,15 @@ def train(
         batch_loss = loss.detach().clone()
         world.sum(batch_loss)
         losses.append(float(batch_loss) / world.size)
+        validated = validate(step)
         if step % every == 0 or step == s.steps:
-            log(f"step {step:6d}/{s.steps}: loss {np.mean(losses[-every:]):.4f}  {time.time() - t0:.0f} s")
+            line = [f"step {step:6d}/{s.steps}: loss {np.mean(losses[-every:]):.4f}", validated]
+            log("  ".join(x for x in line + [f"{time.time() - t0:.0f} s"] if x))
             record.update(steps_done=step, seconds=round(time.time() - t0, 1))
             if world.leader:
                 save_weights(net, s, out)
                 with atomic_path(out.with_suffix(out.suffix + ".json")) as tmp:
                     tmp.write_text(json.dumps(record))
+        elif validated:
+            log(f"step {step:6d}/{s.steps}: {validated}")
     return record

@@ -54,9 +54,13 @@ def main(args):
             )
         curves = mask_corrected_fsc(a, b, mask)
         fsc = curves["corrected"]
-        result.update(
-            {k: [round(float(x), 5) for x in v] for k, v in curves.items() if k != "randomize_from_shell"}
-        )
+        named_curves = {
+            "unmasked": curves["unmasked"],
+            "masked": curves["masked"],
+            "random_masked": curves["random_masked"],
+            "corrected": curves["corrected"],
+        }
+        result.update({k: [round(float(x), 5) for x in v] for k, v in named_curves.items()})
         result["randomize_from_shell"] = curves["randomize_from_shell"]
     else:
         fsc = fourier_shell_correlation(a, b)

@@ -104,7 +104,10 @@ def run(args, log=print) -> Path:
     mode = resolve_mode(h, args.mode)
     # with --blush-from-resolution, as refine3d: a half set's Blush waits for its FSC to reach it
     waiting = (
-        args.blush and mode == "refine" and 0 < args.blush_from_resolution < gold_standard_resolution(h, apix)
+        args.blush
+        and apix is not None  # always with --blush (refused above)
+        and mode == "refine"
+        and 0 < args.blush_from_resolution < gold_standard_resolution(h, apix)
     )
     if not args.blush or waiting:
         out = write_result(h, external_reconstruct(h), apix, args.out)
@@ -119,6 +122,7 @@ def run(args, log=print) -> Path:
             )
         )
         return out
+    assert apix is not None, "--blush without a pixel size is refused above"
     from ..blush.denoiser import load_denoiser  # torch model code only when Blush is asked for
 
     diameter = args.diameter or h.diameter or 0.9 * h.ori_size * apix
