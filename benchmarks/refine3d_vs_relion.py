@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gemmi
@@ -151,19 +152,35 @@ def run_blush(work: Path, device: str):
 
 
 def run_budgeted(
-    cmd: list, work: Path, out: Path, budget_s: float | None = None, env: dict | None = None
+    cmd: list,
+    work: Path,
+    out: Path,
+    budget_s: float | None = None,
+    env: dict | None = None,
+    resume: Callable[[str], list] | None = None,
 ) -> float:
     """Run `cmd` in `work` (its log in out/log.txt), stopped after `budget_s` seconds if given;
-    returns its wall time. A finished run of the same command and budget in `out` is reused."""
-    timing = out / "timing.json"
+    returns its wall time. A finished run of the same command and budget in `out` is reused. An
+    unbudgeted run that was killed (a session's end) goes on with `resume(NNN)`, the command that
+    continues from its last finished iteration NNN, and its wall time counts up to that iteration
+    (from started.json and the iteration's optimiser file), not the work lost after it."""
+    timing, started = out / "timing.json", out / "started.json"
     if timing.exists() and json.loads(timing.read_text()).get("run") == [cmd, budget_s]:
         return json.loads(timing.read_text())["seconds"]
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    done = sorted(out.glob("run_it*_optimiser.star"))
+    record = json.loads(started.read_text()) if started.exists() else {}
+    if resume and budget_s is None and done and record.get("run") == [cmd, budget_s]:
+        before = done[-1].stat().st_mtime - record["started"]
+        run, mode = resume(done[-1].name[6:9]), "a"
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        started.write_text(json.dumps({"run": [cmd, budget_s], "started": time.time()}))
+        before, run, mode = 0.0, cmd, "w"
     t0 = time.perf_counter()
-    with open(out / "log.txt", "w") as log:  # the child keeps its own copy of the descriptor
+    with open(out / "log.txt", mode) as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            cmd,
+            run,
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -172,11 +189,11 @@ def run_budgeted(
         )
     try:
         if proc.wait(timeout=budget_s):
-            raise RuntimeError(f"{cmd[0]} failed: see {out / 'log.txt'}")
+            raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
-    seconds = time.perf_counter() - t0
+    seconds = before + time.perf_counter() - t0
     timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds}))
     return seconds
 
@@ -222,7 +239,15 @@ def run_relion(
     )
     if iter_max:
         cmd += ["--auto_iter_max", str(iter_max)]
-    seconds = run_budgeted(cmd, work, out, budget_s, env)
+
+    def resume(it: str) -> list:
+        """RELION's own --continue from iteration `it`'s optimiser: the same launcher (cores, MPI
+        ranks) and the run-time options the optimiser file does not keep."""
+        kept = [x for f in ("--j", "--pool") for x in cmd[cmd.index(f) : cmd.index(f) + 2]]
+        continued = ["--o", f"{name}/run", "--continue", f"{name}/run_it{it}_optimiser.star", *kept]
+        return cmd[: cmd.index("--o")] + continued + ["--dont_combine_weights_via_disc"]
+
+    seconds = run_budgeted(cmd, work, out, budget_s, env, resume=resume)
     last = last_iteration(out, "half1_model.star", "half1_class001.mrc")
     final = out / "run_class001.mrc"
     data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"

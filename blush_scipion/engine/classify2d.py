@@ -59,6 +59,7 @@ from .inplane import (
 from .mask import circular_mask, particle_diameter
 from .minibatch import MiniBatchSchedule, batch_rows, running_weights
 from .mrc import read_stack, write_stack
+from .option import option
 from .particles import Particles
 from .projector import SlicePoints
 from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint
@@ -73,25 +74,71 @@ GRAD_WRITE_ITER = 10  # mini-batches: write (and checkpoint) every so many itera
 
 @dataclass(frozen=True)
 class Class2DSettings:
-    classes: int = 10
+    classes: int = option(10, "number of classes", kind="count", flag="k", group="classification")
+    # no option(): --iter's default depends on --grad (cli/class2d.py)
     iterations: int = 25
-    psi_step: float = 6.0  # degrees
-    offset_range: float = 5.0  # pixels, around each image's previous offset
-    offset_step: float = 1.0  # pixels
-    tau2_fudge: float = 2.0  # RELION's --tau2_fudge (2 for 2D classification)
-    diameter: float | None = None  # A; mask of images and class averages (default 90% of the box)
-    ini_high: float = 25.0  # A; the first E-step's resolution limit
-    highres: float | None = None  # A; never use shells beyond this
+    psi_step: float = option(6.0, "in-plane angular step", kind="positive", unit="degrees", group="sampling")
+    offset_range: float = option(  # around each image's previous offset
+        5.0, "translation search range", kind="non_negative", unit="px", group="sampling"
+    )
+    offset_step: float = option(1.0, "translation step", kind="positive", unit="px", group="sampling")
+    tau2_fudge: float = option(  # RELION's --tau2_fudge (2 for 2D classification)
+        2.0,
+        "regularisation parameter T: higher trusts the data more",
+        kind="positive",
+        group="classification",
+    )
+    diameter: float | None = option(  # mask of images and class averages
+        None,
+        "particle diameter in A for the masks (default: 90% of the box)",
+        kind="positive",
+        unit="A",
+        group="classification",
+    )
+    ini_high: float = option(
+        25.0, "first iteration's resolution limit", kind="positive", unit="A", group="classification"
+    )
+    highres: float | None = option(
+        None, "never use data beyond this resolution, A", kind="positive", unit="A", group="classification"
+    )
     resolution_margin: int = 10  # E-step shells beyond the last with SSNR >= 1 (RELION's --incr_size)
-    center_classes: bool = True
-    batch_size: int = 64
-    device: str = "cpu"
-    seed: int = 0
-    blush: bool = False  # class averages from the 2D Blush denoiser
-    blush_weights: str | None = None  # default: the 2D weights shipped with the package
-    grad: bool = False  # mini-batches (minibatch.py): RELION's --grad
-    grad_ini_subset: int | None = None  # particles per mini-batch at first / at the end (default: RELION's)
-    grad_fin_subset: int | None = None
+    center_classes: bool = option(
+        True, "do not re-centre the class averages", kind="flag", flag="no-center", group="classification"
+    )
+    batch_size: int = option(64, "images per E-step batch", kind="count", flag="batch", group="run")
+    device: str = option("cpu", "cpu or cuda:N", kind="str", group="run")
+    seed: int = option(0, "random seed of the initial classes", kind="int", group="run")
+    blush: bool = option(
+        False,
+        "Blush for 2D: each class average is denoised by the 2D denoiser and trailed at its resolution",
+        kind="flag",
+        group="Blush",
+    )
+    blush_weights: str | None = option(
+        None,
+        "2D denoiser weights (.safetensors); default: those shipped with this package",
+        kind="str",
+        group="Blush",
+    )
+    grad: bool = option(  # minibatch.py: RELION's --grad
+        False,
+        "mini-batches for large sets (RELION's VDAM schedule as online EM); the last iteration "
+        "uses every particle",
+        kind="flag",
+        group="mini-batches",
+    )
+    grad_ini_subset: int | None = option(
+        None,
+        "particles per mini-batch at first (default: 0.5% of the set, 200 to 5,000)",
+        kind="count",
+        group="mini-batches",
+    )
+    grad_fin_subset: int | None = option(
+        None,
+        "particles per mini-batch at the end (default: 10% of the set, 1,000 to 50,000)",
+        kind="count",
+        group="mini-batches",
+    )
 
 
 @dataclass

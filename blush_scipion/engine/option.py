@@ -5,10 +5,30 @@ Scipion forms read them from there instead of repeating them."""
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Any
 
 
-def option(default, help: str, *, kind: str, unit: str | None = None, flag: str | None = None):
-    """A dataclass field with its command-line description. kind: positive, non_negative, count,
-    order, int, float, str or flag (a switch); flag: the option's name where it is not the field's
-    name with dashes."""
-    return field(default=default, metadata={"help": help, "kind": kind, "unit": unit, "flag": flag})
+def option(
+    default: Any,
+    help: str,
+    *,
+    kind: str,
+    unit: str | None = None,
+    flag: str | None = None,
+    group: str | None = None,
+    choices: dict[str, Any] | None = None,
+) -> Any:
+    """A dataclass field with its command-line description.
+
+    kind: positive, non_negative, count, order, int, float, str, flag (a switch: it sets the
+    field to the opposite of its default) or choice (one of the words of `choices`, which maps
+    each word to the field's value). flag: the option's name where it is not the field's name
+    with dashes. group: the heading it is listed under in --help. help may place the default
+    itself with `%(default)s` (a choice's default is its word); otherwise it follows the help as
+    `(default, unit)`."""
+    if kind == "choice" and (not choices or default not in choices.values()):
+        raise ValueError(f"option {help!r}: a choice needs words for its values, its default among them")
+    return field(
+        default=default,
+        metadata={"help": help, "kind": kind, "unit": unit, "flag": flag, "group": group, "choices": choices},
+    )

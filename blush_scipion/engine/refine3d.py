@@ -38,6 +38,7 @@ from .local_search import FINE_ROTATIONS, FINE_SHIFTS, LocalSampling, coarse_rad
 from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
 from .mrc import StackReader, read_map, write_map
+from .option import option
 from .particles import Particles
 from .projector import (
     SlicePoints,
@@ -80,31 +81,113 @@ class MaskSettings(Protocol):
 
 @dataclass(frozen=True)
 class RefineSettings:
-    diameter: float | None = None  # A; soft spherical solvent mask (default 90% of the box)
-    symmetry: str = "C1"
-    ini_high: float = 40.0  # A; initial reference low-pass
-    join_halves_below: float = 40.0  # A; halves share their data below this resolution
-    healpix_order: int = 2  # initial orientation sampling (15 degrees)
-    local_from_order: int = 3  # from this order, search locally around the previous pose
-    max_order: int | None = None  # finest sampling order; None: until finer than the accuracy allows
-    offset_range: float = 5.0  # pixels
-    offset_step: float = 2.0  # pixels; the finest examined (in local searches the children's)
-    oversampled_cells: int = 32  # local searches: at most this many significant coarse cells per image
-    # are sampled at the fine step
-    resolution_margin: int = 5  # E-step shells beyond the FSC 0.143 shell
-    max_iterations: int = 50  # a cap only: the auto-sampling decides when to stop
-    batch_size: int = 128  # images per E-step batch at most; fewer where memory_gb needs it
-    memory_gb: float | None = None  # the E-step batches' memory budget (default: half the device's free)
-    device: str = "cpu"
-    seed: int = 0
-    mask: str | None = None
-    blush: bool = False  # references from the Blush denoiser (blush/prior.py)
-    blush_weights: str | None = None  # default: the weights shipped with the package
-    blush_trailing: bool = True  # spectral trailing of the denoised references
-    blush_fill: bool = True  # the tau2 map fills in above the trailing edge (trailing.py)
-    # A; Blush's references start once the gold-standard resolution is this fine (0: from the first
-    # iteration, as RELION 5)
-    blush_from_resolution: float = TRAINED_RESOLUTION_MAX
+    diameter: float | None = option(
+        None,
+        "particle diameter in A for the solvent mask (default: 90% of the box)",
+        kind="positive",
+        unit="A",
+        group="refinement",
+    )
+    symmetry: str = option(
+        "C1", "point group: C<n>, D<n>, T, O, I (RELION settings)", kind="str", flag="sym", group="refinement"
+    )
+    ini_high: float = option(
+        40.0, "low-pass of the initial reference", kind="positive", unit="A", group="refinement"
+    )
+    join_halves_below: float = option(
+        40.0, "halves share their data below this resolution", kind="positive", unit="A", group="refinement"
+    )
+    healpix_order: int = option(
+        2,
+        "initial angular sampling: order k gives 60/2^k degrees (%(default)s: 15 deg)",
+        kind="order",
+        group="sampling",
+    )
+    local_from_order: int = option(
+        3, "local searches around the previous pose from this order on", kind="order", group="sampling"
+    )
+    max_order: int | None = option(
+        None,
+        "finest angular sampling order (default: none; the sampling gets finer until its step is under "
+        "75% of the accuracy the data allow, RELION's rule)",
+        kind="order",
+        group="sampling",
+    )
+    offset_range: float = option(
+        5.0, "translation search range", kind="non_negative", unit="px", group="sampling"
+    )
+    # the finest examined (in local searches the children's)
+    offset_step: float = option(2.0, "translation step", kind="positive", unit="px", group="sampling")
+    oversampled_cells: int = option(
+        32,
+        "local searches: at most this many significant coarse cells per image are sampled at the fine step",
+        kind="count",
+        group="sampling",
+    )
+    resolution_margin: int = 5  # E-step shells beyond the FSC 0.143 shell (no flag)
+    max_iterations: int = option(  # a cap only: the auto-sampling decides when to stop
+        50,
+        "iteration cap",
+        kind="count",
+        flag="max-iter",
+        group="refinement",
+    )
+    batch_size: int = option(
+        128,
+        "images per E-step batch at most (%(default)s; fewer where --memory-gb needs it)",
+        kind="count",
+        flag="batch",
+        group="run",
+    )
+    memory_gb: float | None = option(
+        None,
+        "memory the E-step's batches may take, GB (default: half of the device's free memory)",
+        kind="positive",
+        unit="GB",
+        group="run",
+    )
+    device: str = option("cpu", "cpu or cuda:N", kind="str", group="run")
+    seed: int = option(0, "random seed for the half-set split", kind="int", group="run")
+    mask: str | None = option(
+        None, "solvent mask (.mrc, values 0..1) instead of the spherical one", kind="str", group="refinement"
+    )
+    blush: bool = option(  # references from the Blush denoiser (blush/prior.py)
+        False,
+        "Blush regularization: each half's reference is its denoised reconstruction",
+        kind="flag",
+        group="Blush",
+    )
+    blush_weights: str | None = option(
+        None,
+        "denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
+        "default: the weights shipped with this package",
+        kind="str",
+        group="Blush",
+    )
+    blush_trailing: bool = option(  # spectral trailing of the denoised references
+        True,
+        "use the denoised map at all resolutions (inflates the gold-standard FSC; for tests)",
+        kind="flag",
+        flag="blush-skip-spectral-trailing",
+        group="Blush",
+    )
+    blush_fill: bool = option(  # the tau2 map fills in above the trailing edge (trailing.py)
+        True,
+        "above the trailing edge each half's reference is its tau2-regularised (Wiener) map "
+        "(%(default)s; measured better at low SNR) or zero (RELION 5)",
+        kind="choice",
+        choices={"wiener": True, "zero": False},
+        flag="blush-trailing-fill",
+        group="Blush",
+    )
+    blush_from_resolution: float = option(
+        TRAINED_RESOLUTION_MAX,
+        "Blush's references start once the gold-standard resolution reaches this, A (%(default)s: the "
+        "coarsest the shipped denoiser was trained on; 0: from the first iteration, as RELION 5)",
+        kind="non_negative",
+        unit="A",
+        group="Blush",
+    )
 
 
 @dataclass

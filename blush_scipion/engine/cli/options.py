@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
 def _number(text: str, kind, test, words: str):
@@ -37,54 +39,70 @@ def order(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
 
 
-KINDS = {
+KINDS: dict[str, Callable[[str], Any] | None] = {
     "positive": positive,
     "non_negative": non_negative,
     "count": count,
     "order": order,
     "int": int,
     "float": float,
-    "str": str,
+    "str": None,  # as given: argparse's own
 }
 
 
-def add_settings(parser, settings_class, *, group: str | None = None) -> None:
+def add_settings(parser, settings_class, *, group: str | None = None) -> dict:
     """The command-line flags of a settings dataclass whose fields are declared with
-    engine.option.option (flag, kind, help and unit stated once, there): each becomes `--flag`
-    (a store_true for kind "flag"), its default and unit written into its help."""
+    engine.option.option (flag, kind, help, unit and group stated once, there): each becomes
+    `--flag`, under its group's heading (`group` where the field names none), its default and unit
+    written into its help. A kind "flag" field is a switch to the opposite of its default, a
+    "choice" takes one of its words. Returns the argument groups by name, for a hand-written
+    flag to join one."""
     from dataclasses import MISSING, fields
 
-    target = parser.add_argument_group(group) if group else parser
+    groups: dict = {}
     for f in fields(settings_class):
         meta = f.metadata
         if "help" not in meta:
             continue
+        name = meta.get("group") or group
+        if name and name not in groups:
+            groups[name] = parser.add_argument_group(name)
+        target = groups[name] if name else parser
         flag = "--" + (meta.get("flag") or f.name.replace("_", "-"))
         default = None if f.default is MISSING else f.default
-        if meta["kind"] == "flag":
-            target.add_argument(flag, dest=f.name, action="store_true", help=meta["help"])
-            continue
-        unit = f", {meta['unit']}" if meta.get("unit") else ""
-        shown = (
-            ""
-            if default is None
-            else f" ({default:g}{unit})"
-            if isinstance(default, float)
-            else f" ({default}{unit})"
-        )
-        target.add_argument(
-            flag,
-            dest=f.name,
-            type=KINDS[meta["kind"]],
-            default=default,
-            metavar=flag[2:].upper().replace("-", "_"),
-            help=(meta["help"] + shown).replace("%", "%%"),
-        )
+        kind, choices = meta["kind"], meta.get("choices")
+        if choices:
+            default = next(word for word, value in choices.items() if value == default)
+        help = meta["help"].replace("%", "%%").replace("%%(default)s", "%(default)s")
+        if "%(default)s" not in help and default is not None and kind != "flag":
+            unit = f", {meta['unit']}" if meta.get("unit") else ""
+            help += f" ({default:g}{unit})" if isinstance(default, float) else f" ({default}{unit})"
+        if kind == "flag":
+            action = "store_false" if default else "store_true"
+            target.add_argument(flag, dest=f.name, action=action, help=help)
+        elif choices:  # kind "choice"
+            target.add_argument(flag, dest=f.name, choices=list(choices), default=default, help=help)
+        else:
+            target.add_argument(
+                flag,
+                dest=f.name,
+                type=KINDS[kind],
+                default=default,
+                metavar=flag[2:].upper().replace("-", "_"),
+                help=help,
+            )
+    return groups
 
 
 def settings_from(settings_class, args, **overrides):
-    """The settings dataclass from parsed arguments (fields without a flag keep their default)."""
+    """The settings dataclass from parsed arguments (fields without a flag keep their default; a
+    choice's word becomes its value)."""
     from dataclasses import fields
 
-    given = {f.name: getattr(args, f.name) for f in fields(settings_class) if hasattr(args, f.name)}
+    given = {}
+    for f in fields(settings_class):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            choices = f.metadata.get("choices")
+            given[f.name] = choices[value] if choices else value
     return settings_class(**{**given, **overrides})
