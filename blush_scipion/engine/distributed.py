@@ -50,8 +50,8 @@ class World:
         dist.all_reduce(out)
         return out.to(full.dtype)
 
-    def gather(self, value: float) -> list[float]:
-        """Every rank's `value`, in rank order, on every rank."""
+    def gather(self, value):
+        """Every rank's `value` (any picklable object), in rank order, on every rank."""
         if self.size == 1:
             return [value]
         values: list = [None] * self.size
@@ -61,11 +61,7 @@ class World:
     def agree(self, error: str | None) -> None:
         """Raise on every rank if any rank met `error` (a rank that raised alone would leave the
         others waiting in the next all-reduce)."""
-        errors = [error]
-        if self.size > 1:
-            errors = [None] * self.size
-            dist.all_gather_object(errors, error)
-        first = next((e for e in errors if e), None)
+        first = next((e for e in self.gather(error) if e), None)
         if first:
             raise ValueError(first)
 

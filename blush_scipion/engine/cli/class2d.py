@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..classify2d import Class2DSettings, classify
 from ..distributed import start, stop
 from ..particles import Particles
-from .options import add_settings, count, settings_from
+from .options import add_run_flags, add_settings, count, settings_from
 
 GRAD_ITERATIONS = 200  # RELION's default number of VDAM mini-batches
 
@@ -22,13 +22,7 @@ GRAD_ITERATIONS = 200  # RELION's default number of VDAM mini-batches
 def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument(
-        "--continue",
-        dest="resume",
-        action="store_true",
-        help="resume from the last finished iteration (refused where the folder holds another run)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
+    add_run_flags(p)
     groups = add_settings(p, Class2DSettings)
     # by hand: its default depends on --grad, so the flag has none of its own
     groups["classification"].add_argument(

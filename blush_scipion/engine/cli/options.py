@@ -50,6 +50,19 @@ KINDS: dict[str, Callable[[str], Any] | None] = {
 }
 
 
+def add_run_flags(parser) -> None:
+    """--continue and --overwrite of an iterative run, whose folder run_folder.py holds."""
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume from the last finished iteration (refused where the folder holds another run)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="clear another run's outputs from --out first"
+    )
+
+
 def add_settings(parser, settings_class, *, group: str | None = None) -> dict:
     """The command-line flags of a settings dataclass whose fields are declared with
     engine.option.option (flag, kind, help, unit and group stated once, there): each becomes

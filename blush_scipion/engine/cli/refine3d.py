@@ -15,20 +15,14 @@ from ..distributed import start, stop
 from ..mrc import read_map
 from ..particles import Particles
 from ..refine3d import RefineSettings, refine
-from .options import add_settings, settings_from
+from .options import add_run_flags, add_settings, settings_from
 
 
 def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file of particles with CTF")
     p.add_argument("--ref", required=True, help="initial reference map (.mrc), same box and pixel size")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument(
-        "--continue",
-        dest="resume",
-        action="store_true",
-        help="resume from the last finished iteration (refused where the folder holds another run)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="clear another run's outputs from --out first")
+    add_run_flags(p)
     add_settings(p, RefineSettings)
 
 
