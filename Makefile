@@ -25,11 +25,13 @@ test: install
 	$(PY) -m pytest -q blush_scipion/tests
 
 # ruff (ruff.toml) on everything, mypy (mypy.ini) on the engine; pinned so CI and a laptop agree.
+# Then every figure the README quotes must be in benchmarks/results/ (benchmarks/readme_figures.py).
 lint: install
 	$(PIP) install ruff==0.17.6 mypy==$(MYPY) 2>&1 | grep -v "is ignored" || true
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) benchmarks/readme_figures.py
 
 bench: install
 	$(PY) benchmarks/reconstruct_throughput.py
