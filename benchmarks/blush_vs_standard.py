@@ -30,7 +30,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, write_results  # noqa: E402
+from refine3d_vs_relion import BLUSH, MODELS, evaluate, fsc_to_truth, refine3d_args, write_results  # noqa: E402
 
 
 def diameter_of(model: Path) -> float:
@@ -48,25 +48,9 @@ def run_arm(work: Path, arm: str, diameter: float, device: str, timeout: float |
     out = work / name
     if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
         with open(work / f"{name}.log", "a") as log:
+            options = ["--device", device, "--diameter", f"{diameter:.1f}", "--continue", *ARMS[arm]]
             subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "blush_scipion.engine.cli",
-                    "refine3d",
-                    "--particles",
-                    "particles.star",
-                    "--ref",
-                    "truth.mrc",
-                    "--out",
-                    name,
-                    "--device",
-                    device,
-                    "--diameter",
-                    f"{diameter:.1f}",
-                    "--continue",
-                ]
-                + ARMS[arm],
+                [*BLUSH, *refine3d_args(name, *options)],
                 cwd=work,
                 check=True,
                 timeout=timeout,

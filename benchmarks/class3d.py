@@ -28,8 +28,8 @@ import starfile
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import checked_relion, pinned  # noqa: E402
-from refine3d_vs_relion import write_results  # noqa: E402
+from peer import CLASSIFY_OFFSETS, checked_relion, pinned  # noqa: E402
+from refine3d_vs_relion import blush, write_results  # noqa: E402
 
 from blush_scipion.engine.fit import fit_rigid, transform_map  # noqa: E402
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
@@ -42,17 +42,6 @@ MODELS = [HERE.parent.parent / "shared" / "data" / "atomic_models", HERE.parent 
 
 def model_path(name: str) -> Path:
     return next(folder / f"{name}.pdb.gz" for folder in MODELS if (folder / f"{name}.pdb.gz").exists())
-
-
-def blush(*args, cwd: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-        cwd=cwd,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - t0
 
 
 def make_mixture(names: list[str], args, work: Path) -> None:
@@ -158,12 +147,7 @@ def relion(work: Path, seed: int, diameter: float, args) -> tuple[Path, list[Pat
             "60",
             "--healpix_order",
             "2",
-            "--offset_range",
-            "5",
-            "--offset_step",
-            "2",
-            "--oversampling",
-            "1",
+            *CLASSIFY_OFFSETS,
             "--ctf",
             *peer.corrected_ref_flag,
             "--firstiter_cc",

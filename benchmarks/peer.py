@@ -35,6 +35,8 @@ REPO = HERE.parent
 CHECK_SCRIPT = REPO.parent / "shared" / "peer" / "relion_ctf_check.sh"
 CHECK_FILE = HERE / "results" / "peer_check.json"
 CHECK_LIMIT_DEG = 10.0
+# the classification peers' translations (2D and 3D): 5 px in 2 px steps, oversampled once (to 1 px)
+CLASSIFY_OFFSETS = ["--offset_range", "5", "--offset_step", "2", "--oversampling", "1"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ def pinned(cmd: list[str], cores: str | None) -> list[str]:
     return ["taskset", "-c", cores, *cmd] if cores and shutil.which("taskset") else cmd
 
 
+def mpi_program(relion: Relion, ranks: int, name: str = "relion_refine_mpi") -> list[str]:
+    """RELION's program `name` on `ranks` MPI processes (as root too, more ranks than cores allowed)."""
+    return ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), relion.program(name)]
+
+
 def auto_refine(
     relion: Relion,
     *,
@@ -151,16 +158,8 @@ def auto_refine(
     """relion_refine_mpi --auto_refine as the GUI's 3D auto-refine job writes it, with the flags a
     structure-made reference needs. ranks: MPI processes (the leader plus two half-set workers);
     greyscale: the reference is on the particles' absolute grey scale (else --firstiter_cc)."""
-    mpi = [
-        "mpirun",
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "-n",
-        str(ranks),
-        relion.program("relion_refine_mpi"),
-    ]
     cmd = [
-        *mpi,
+        *mpi_program(relion, ranks),
         "--o",
         f"{out}/run",
         "--auto_refine",

@@ -72,53 +72,28 @@ def make_set(work: Path, model: str, resolution: float, seed: int) -> dict:
     }
 
 
+def run_ours(command: str, work: Path, *options) -> None:
+    """`blush COMMAND` (postprocess, localres) on the set's half maps and mask, then `options`."""
+    halves = ["--half1", str(work / "half1.mrc"), "--half2", str(work / "half2.mrc")]
+    assert blush([command, *halves, "--mask", str(work / "mask.mrc"), *options]) == 0
+
+
+def run_relion(program: str, work: Path, *options) -> None:
+    """relion_postprocess on the set's half maps and mask, then `options`."""
+    halves = ["--i", "half1.mrc", "--i2", "half2.mrc", "--mask", "mask.mrc", "--angpix", str(APIX)]
+    subprocess.run([program, *halves, *options], cwd=work, check=True, capture_output=True)
+
+
 def ours(work: Path, name: str, extra: list) -> dict:
     t0 = time.perf_counter()
-    assert (
-        blush(
-            [
-                "postprocess",
-                "--half1",
-                str(work / "half1.mrc"),
-                "--half2",
-                str(work / "half2.mrc"),
-                "--mask",
-                str(work / "mask.mrc"),
-                "--out",
-                str(work / name),
-                *extra,
-            ]
-        )
-        == 0
-    )
+    run_ours("postprocess", work, "--out", str(work / name), *extra)
     return read_outputs(work / name / "postprocess.star", time.perf_counter() - t0)
 
 
 def relion(program: str, work: Path, name: str, extra: list) -> dict:
     (work / name).mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            program,
-            "--i",
-            "half1.mrc",
-            "--i2",
-            "half2.mrc",
-            "--mask",
-            "mask.mrc",
-            "--angpix",
-            str(APIX),
-            "--auto_bfac",
-            "--autob_lowres",
-            "10",
-            *extra,
-            "--o",
-            f"{name}/postprocess",
-        ],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    run_relion(program, work, "--auto_bfac", "--autob_lowres", "10", *extra, "--o", f"{name}/postprocess")
     return read_outputs(work / name / "postprocess.star", time.perf_counter() - t0)
 
 
@@ -137,43 +112,10 @@ def local_resolutions(program: str, work: Path) -> dict:
     mask = read_map(work / "mask.mrc")[0] > 0.5
     t0 = time.perf_counter()
     (work / "locres_relion").mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            program,
-            "--i",
-            "half1.mrc",
-            "--i2",
-            "half2.mrc",
-            "--mask",
-            "mask.mrc",
-            "--angpix",
-            str(APIX),
-            "--locres",
-            "--o",
-            "locres_relion/relion",
-        ],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    run_relion(program, work, "--locres", "--o", "locres_relion/relion")
     relion_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    assert (
-        blush(
-            [
-                "localres",
-                "--half1",
-                str(work / "half1.mrc"),
-                "--half2",
-                str(work / "half2.mrc"),
-                "--mask",
-                str(work / "mask.mrc"),
-                "--out",
-                str(work / "locres_blush.mrc"),
-            ]
-        )
-        == 0
-    )
+    run_ours("localres", work, "--out", str(work / "locres_blush.mrc"))
     ours_s = time.perf_counter() - t0
     theirs, mine = (
         read_map(work / "locres_relion" / "relion_locres.mrc")[0],

@@ -13,31 +13,18 @@ Writes benchmarks/results/real_size.{json,md} (--name).
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blush_vs_standard import diameter_of  # noqa: E402
-from refine3d_vs_relion import MODELS, evaluate, fsc_to_truth, write_results  # noqa: E402
+from refine3d_vs_relion import MODELS, blush, evaluate, fsc_to_truth, refine3d_args, write_results  # noqa: E402
 
 from blush_scipion.engine.mrc import read_map  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
 
 ARMS = {"auto-sampling": [], "capped at order 4": ["--max-order", "4"]}
-
-
-def blush(*args, cwd: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-        cwd=cwd,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - t0
 
 
 def main():
@@ -73,22 +60,8 @@ def main():
             out = work / arm.replace(" ", "_")
             if not (out / "summary.json").exists():
                 resume = ["--continue"] if out.exists() else []  # a killed benchmark goes on where it stopped
-                blush(
-                    "refine3d",
-                    "--particles",
-                    "particles.star",
-                    "--ref",
-                    "truth.mrc",
-                    "--out",
-                    out.name,
-                    "--diameter",
-                    round(diameter, 1),
-                    "--device",
-                    args.device,
-                    *extra,
-                    *resume,
-                    cwd=work,
-                )
+                options = ["--diameter", round(diameter, 1), "--device", args.device, *extra, *resume]
+                blush(*refine3d_args(out.name, *options), cwd=work)
             summary = json.loads((out / "summary.json").read_text())
             row = {
                 "model": name,

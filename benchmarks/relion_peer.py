@@ -41,9 +41,10 @@ from blush_vs_standard import diameter_of, run_arm  # noqa: E402
 from class2d_blush import evaluate as evaluate_classes  # noqa: E402
 from class2d_blush import mixture, score_classes
 from class2d_blush import run_arm as run_class2d
-from peer import checked_relion, pinned  # noqa: E402
+from peer import CLASSIFY_OFFSETS, checked_relion, mpi_program, pinned  # noqa: E402
 from refine3d_vs_relion import (
     MODELS,
+    SCORE_KEYS,
     evaluate,
     fsc_to_truth,
     last_iteration,
@@ -155,12 +156,7 @@ def relion_class2d(
     out = work / "relion2d"
     relion = checked_relion(work.parent)
     cmd = [
-        "mpirun",
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "-n",
-        "3",
-        relion.program("relion_refine_mpi"),
+        *mpi_program(relion, 3),
         "--o",
         "relion2d/run",
         "--i",
@@ -177,12 +173,7 @@ def relion_class2d(
         f"{diameter:.1f}",
         "--psi_step",
         "12",
-        "--offset_range",
-        "5",
-        "--offset_step",
-        "2",
-        "--oversampling",
-        "1",
+        *CLASSIFY_OFFSETS,
         "--j",
         "1",
         "--pool",
@@ -307,18 +298,7 @@ def main():
             args.relion_2d_budget,
             args.device,
         )
-    keys = [
-        "task",
-        "program",
-        "wall_s",
-        "iterations",
-        "fsc_truth_05_A",
-        "posed_fsc_truth_05_A",
-        "gold_standard_0143_A",
-        "median_angular_error_deg",
-        "purity",
-        "frc_truth_05_A",
-    ]
+    keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
     write_results(
         "relion_peer",
         {"args": vars(args), "rows": rows},

@@ -34,6 +34,20 @@ def _simulate(tmp_path_factory, name, **settings):
     return out
 
 
+def simulate_with_start(tmp_path_factory, name, n_particles, seed, box=32, pixel_size=3.0):
+    """`n_particles` at SNR 1 with their true poses, and ref.mrc: their truth low-passed to 20 A (the
+    start of the RELION runs)."""
+    from blush_scipion.engine.fourier import low_pass
+    from blush_scipion.engine.mrc import read_map, write_map
+
+    out = _simulate(
+        tmp_path_factory, name, n_particles=n_particles, box=box, pixel_size=pixel_size, snr=1.0, seed=seed
+    )
+    truth, _ = read_map(out / "truth.mrc")
+    write_map(out / "ref.mrc", low_pass(truth, 20.0, pixel_size), pixel_size)
+    return out
+
+
 @pytest.fixture(scope="session")
 def clean_set(tmp_path_factory):
     """2,000 noise-free particles, 64 px, 2 A/px."""

@@ -1,25 +1,13 @@
 """Bad input gets one line naming the file (or the option) and what is wrong, a non-zero exit code,
 no traceback, and leaves every input as it was (issue 19, classes 1 and 2)."""
 
-import subprocess
-import sys
-
 import mrcfile
 import numpy as np
 import pytest
 
+from .command_line import blush
 from .conftest import MODEL
 from .one_line import assert_refused, fingerprints
-
-
-def blush(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -64,197 +52,65 @@ def data(tmp_path_factory):
     return folder
 
 
-# (arguments, words the one line must hold); {d} is the data folder
+# the commands refused, built alike: {d} is the data folder, "{d}/ok" the good particle set
+def fsc(name):
+    return ["fsc", "{d}/" + name, "{d}/ok/truth.mrc"]
+
+
+def refine3d(*options, particles="{d}/ok/particles.star", ref="{d}/ok/truth.mrc", out="{d}/r"):
+    return ["refine3d", "--particles", particles, "--ref", ref, "--out", out, *options]
+
+
+def reconstruct(star, *options, out="{d}/rec.mrc"):
+    return ["reconstruct", "--particles", "{d}/ok/" + star, "--out", out, *options]
+
+
+def class2d(*options):
+    return ["class2d", "--particles", "{d}/ok/particles.star", *options, "--out", "{d}/c"]
+
+
+def halves(command, half1, *options, out):
+    return [command, "--half1", half1, "--half2", "{d}/ok/truth.mrc", "--out", out, *options]
+
+
+# (arguments, words the one line must hold)
 CASES = [
-    (["fsc", "{d}/nan.mrc", "{d}/ok/truth.mrc"], ["nan.mrc", "NaN"]),
-    (["fsc", "{d}/zero.mrc", "{d}/ok/truth.mrc"], ["zero.mrc", "all zeros"]),
-    (["fsc", "{d}/text.mrc", "{d}/ok/truth.mrc"], ["text.mrc", "cannot read as MRC"]),
-    (["fsc", "{d}/fake.mrc.gz", "{d}/ok/truth.mrc"], ["fake.mrc.gz"]),
+    (fsc("nan.mrc"), ["nan.mrc", "NaN"]),
+    (fsc("zero.mrc"), ["zero.mrc", "all zeros"]),
+    (fsc("text.mrc"), ["text.mrc", "cannot read as MRC"]),
+    (fsc("fake.mrc.gz"), ["fake.mrc.gz"]),
+    (refine3d(ref="{d}/zero.mrc"), ["zero.mrc", "all zeros"]),
+    (refine3d(ref="{d}/nan.mrc"), ["nan.mrc", "NaN"]),
+    (refine3d("--diameter", "500"), ["--diameter", "fit in the box"]),
+    (refine3d("--offset-step", "0"), ["--offset-step", "> 0"]),
+    (refine3d("--max-iter", "0"), ["--max-iter", ">= 1"]),
+    (refine3d("--ini-high", "nan"), ["--ini-high", "'nan'"]),
+    (refine3d("--device", "cuda:7"), ["--device cuda:7"]),
+    (refine3d(out="{d}/ok/truth.mrc"), ["truth.mrc", "--out names an input (--ref)"]),
+    (refine3d(out="{d}/ok/truth.star"), ["truth.star", "must be a folder"]),
+    (reconstruct("index0.star"), ["index0.star", "row 3", "from 1"]),
+    (reconstruct("defocus.star"), ["defocus.star", "row 1", "rlnDefocusU", "'twelve'"]),
+    (reconstruct("infinite.star"), ["infinite.star", "rlnDefocusV"]),
+    (reconstruct("apix0.star"), ["apix0.star", "rlnImagePixelSize", "> 0"]),
+    (reconstruct("size.star"), ["particles.mrcs", "32 px", "40"]),
+    (reconstruct("nanimage.star"), ["nan.mrcs", "image 5", "NaN"]),
+    (refine3d(particles="{d}/missing.star"), ["missing.star"]),
+    (class2d("--k", "0"), ["--k", ">= 1"]),
     (
-        ["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/zero.mrc", "--out", "{d}/r"],
-        ["zero.mrc", "all zeros"],
-    ),
-    (
-        ["refine3d", "--particles", "{d}/ok/particles.star", "--ref", "{d}/nan.mrc", "--out", "{d}/r"],
-        ["nan.mrc", "NaN"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/r",
-            "--diameter",
-            "500",
-        ],
-        ["--diameter", "fit in the box"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/r",
-            "--offset-step",
-            "0",
-        ],
-        ["--offset-step", "> 0"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/r",
-            "--max-iter",
-            "0",
-        ],
-        ["--max-iter", ">= 1"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/r",
-            "--ini-high",
-            "nan",
-        ],
-        ["--ini-high", "'nan'"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/r",
-            "--device",
-            "cuda:7",
-        ],
-        ["--device cuda:7"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/ok/truth.mrc",
-        ],
-        ["truth.mrc", "--out names an input (--ref)"],
-    ),
-    (
-        [
-            "refine3d",
-            "--particles",
-            "{d}/ok/particles.star",
-            "--ref",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/ok/truth.star",
-        ],
-        ["truth.star", "must be a folder"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/index0.star", "--out", "{d}/rec.mrc"],
-        ["index0.star", "row 3", "from 1"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/defocus.star", "--out", "{d}/rec.mrc"],
-        ["defocus.star", "row 1", "rlnDefocusU", "'twelve'"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/infinite.star", "--out", "{d}/rec.mrc"],
-        ["infinite.star", "rlnDefocusV"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/apix0.star", "--out", "{d}/rec.mrc"],
-        ["apix0.star", "rlnImagePixelSize", "> 0"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/size.star", "--out", "{d}/rec.mrc"],
-        ["particles.mrcs", "32 px", "40"],
-    ),
-    (
-        ["reconstruct", "--particles", "{d}/ok/nanimage.star", "--out", "{d}/rec.mrc"],
-        ["nan.mrcs", "image 5", "NaN"],
-    ),
-    (
-        ["refine3d", "--particles", "{d}/missing.star", "--ref", "{d}/ok/truth.mrc", "--out", "{d}/r"],
-        ["missing.star"],
-    ),
-    (["class2d", "--particles", "{d}/ok/particles.star", "--k", "0", "--out", "{d}/c"], ["--k", ">= 1"]),
-    (
-        ["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/ok/truth.star"],
+        reconstruct("truth.star", out="{d}/ok/truth.star"),
         ["truth.star", "--out names an input (--particles)"],
     ),
-    (
-        [
-            "denoise",
-            "--half1",
-            "{d}/ok/truth.mrc",
-            "--half2",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/ok/truth.mrc",
-        ],
-        ["truth.mrc", "--out names an input"],
-    ),
-    (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "/proc/1/rec.mrc"], ["/proc/1/rec.mrc"]),
-    (
-        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--iter", "0", "--out", "{d}/c"],
-        ["--iter"],
-    ),
-    (
-        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--psi-step", "0", "--out", "{d}/c"],
-        ["--psi-step"],
-    ),
-    (
-        ["class2d", "--particles", "{d}/ok/particles.star", "--k", "2", "--diameter", "-4", "--out", "{d}/c"],
-        ["--diameter"],
-    ),
-    (["reconstruct", "--particles", "{d}/ok/truth.star", "--out", "{d}/rec.mrc", "--pad", "0"], ["--pad"]),
+    (halves("denoise", "{d}/ok/truth.mrc", out="{d}/ok/truth.mrc"), ["truth.mrc", "--out names an input"]),
+    (reconstruct("truth.star", out="/proc/1/rec.mrc"), ["/proc/1/rec.mrc"]),
+    (class2d("--k", "2", "--iter", "0"), ["--iter"]),
+    (class2d("--k", "2", "--psi-step", "0"), ["--psi-step"]),
+    (class2d("--k", "2", "--diameter", "-4"), ["--diameter"]),
+    (reconstruct("truth.star", "--pad", "0"), ["--pad"]),
     (["simulate", "--model", MODEL, "--out", "{d}/s", "--apix", "-1"], ["--apix", "> 0"]),
     (["simulate", "--model", "{d}/text.mrc", "--out", "{d}/s"], ["text.mrc"]),
-    (
-        ["denoise", "--half1", "{d}/nan.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/den.mrc"],
-        ["nan.mrc", "NaN"],
-    ),
-    (
-        ["postprocess", "--half1", "{d}/zero.mrc", "--half2", "{d}/ok/truth.mrc", "--out", "{d}/pp"],
-        ["zero.mrc", "all zeros"],
-    ),
-    (
-        [
-            "localres",
-            "--half1",
-            "{d}/ok/truth.mrc",
-            "--half2",
-            "{d}/ok/truth.mrc",
-            "--out",
-            "{d}/lr.mrc",
-            "--sampling",
-            "-3",
-        ],
-        ["--sampling"],
-    ),
+    (halves("denoise", "{d}/nan.mrc", out="{d}/den.mrc"), ["nan.mrc", "NaN"]),
+    (halves("postprocess", "{d}/zero.mrc", out="{d}/pp"), ["zero.mrc", "all zeros"]),
+    (halves("localres", "{d}/ok/truth.mrc", "--sampling", "-3", out="{d}/lr.mrc"), ["--sampling"]),
 ]
 
 

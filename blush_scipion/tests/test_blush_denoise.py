@@ -2,8 +2,6 @@
 structure (its half map gets closer to the truth), through the engine and `blush denoise`."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -23,6 +21,7 @@ from blush_scipion.engine.fourier import rfft3_centered, rfft_shell_index_3d, sh
 from blush_scipion.engine.fsc import fourier_shell_correlation
 from blush_scipion.engine.mrc import read_map, write_map
 
+from .command_line import blush
 from .conftest import MODEL
 
 
@@ -83,21 +82,8 @@ def test_shipped_denoiser_brings_a_held_out_half_map_closer_to_the_truth(tmp_pat
     # and from the command line, trailed: nothing past the half maps' resolution
     write_map(tmp_path / "h1.mrc", half1, 2.0)
     write_map(tmp_path / "h2.mrc", half2, 2.0)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blush_scipion.engine.cli",
-            "denoise",
-            "--half1",
-            tmp_path / "h1.mrc",
-            "--half2",
-            tmp_path / "h2.mrc",
-            "--out",
-            tmp_path / "d.mrc",
-        ],
-        capture_output=True,
-        text=True,
+    run = blush(
+        "denoise", "--half1", tmp_path / "h1.mrc", "--half2", tmp_path / "h2.mrc", "--out", tmp_path / "d.mrc"
     )
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads((tmp_path / "d.json").read_text())
@@ -111,20 +97,7 @@ def test_shipped_denoiser_brings_a_held_out_half_map_closer_to_the_truth(tmp_pat
 def test_denoise_refuses_half_maps_that_do_not_match(tmp_path):
     write_map(tmp_path / "a.mrc", torch.zeros(32, 32, 32), 2.0)
     write_map(tmp_path / "b.mrc", torch.zeros(32, 32, 32), 2.5)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blush_scipion.engine.cli",
-            "denoise",
-            "--half1",
-            tmp_path / "a.mrc",
-            "--half2",
-            tmp_path / "b.mrc",
-            "--out",
-            tmp_path / "d.mrc",
-        ],
-        capture_output=True,
-        text=True,
+    run = blush(
+        "denoise", "--half1", tmp_path / "a.mrc", "--half2", tmp_path / "b.mrc", "--out", tmp_path / "d.mrc"
     )
     assert run.returncode == 2 and "b.mrc" in run.stderr and "pixel size" in run.stderr

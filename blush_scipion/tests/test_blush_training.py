@@ -27,10 +27,15 @@ from blush_scipion.engine.distributed import World
 from .conftest import DATA
 
 
-def test_short_training_beats_the_noisy_input_on_a_held_out_model(tmp_path):
-    s = TrainSettings(
-        depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0, steps=150, batch_size=2, learning_rate=3e-3
+def small(**settings) -> TrainSettings:
+    """A small network at 3 A: depth 2, width 4, 16^3 blocks, unless `settings` say otherwise."""
+    return TrainSettings(
+        **{"depth": 2, "width": 4, "block": 16, "voxel_min": 3.0, "voxel_max": 3.0, **settings}
     )
+
+
+def test_short_training_beats_the_noisy_input_on_a_held_out_model(tmp_path):
+    s = small(width=8, block=32, steps=150, batch_size=2, learning_rate=3e-3)
     train(
         model_sampler([DATA / "adk_closed.pdb.gz"], s),
         s,
@@ -67,7 +72,7 @@ def test_fine_tuning_on_half_map_pairs_learns_their_shared_signal(tmp_path):
 
     from .test_cli import blush
 
-    s = TrainSettings(depth=2, width=8, block=32, voxel_min=3.0, voxel_max=3.0)
+    s = small(width=8, block=32)
     save_weights(BlushUNet(2, 8), s, tmp_path / "init.safetensors")
     truth = density_from_model(DATA / "4gcnA.pdb.gz", 40, 3.0)
     half1, half2 = simulate_half_maps(truth, 3.0, 9.0, torch.Generator().manual_seed(0))
@@ -106,7 +111,7 @@ def test_fine_tuning_on_half_map_pairs_learns_their_shared_signal(tmp_path):
 def test_batches_made_by_worker_processes_do_not_depend_on_their_number(tmp_path):
     """`blush train --workers N`: each step's batch comes from its own seed, so one worker and
     two give the same training, step for step."""
-    s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0, steps=4, batch_size=2)
+    s = small(steps=4, batch_size=2)
     sample = model_sampler([DATA / "4gcnA.pdb.gz"], s)
     records = [
         train(sample, s, tmp_path / f"w{n}.safetensors", ["4gcnA"], log=lambda *a: None, workers=n)
@@ -126,16 +131,7 @@ def test_validation_loss_is_logged_at_its_steps_and_falls_as_the_network_learns(
     """Step 0 (before training), every --validate-every steps and the last; finite; and over a
     short run that learns, the loss on the fixed set falls (seen: to 0.35-0.67 of step 0's over
     seeds 0-5; a network that learnt nothing would stay near 1)."""
-    s = TrainSettings(
-        depth=2,
-        width=4,
-        block=16,
-        voxel_min=3.0,
-        voxel_max=3.0,
-        steps=40,
-        learning_rate=3e-3,
-        validate_every=15,
-    )
+    s = small(steps=40, learning_rate=3e-3, validate_every=15)
     lines: list[str] = []
     record = train(
         model_sampler([DATA / "adk_closed.pdb.gz"], s),
@@ -159,7 +155,7 @@ def test_validation_set_is_fixed_and_apart_from_the_training_samples(tmp_path):
     """Drawn from keys no training step uses: the same set whatever the steps and however many
     ranks share it, none of its samples among the training's (either recipe: one stream, or a seed
     per sample), and drawing it leaves the training as it was."""
-    s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0, steps=4, batch_size=2)
+    s = small(steps=4, batch_size=2)
     sample = model_sampler([DATA / "4gcnA.pdb.gz"], s)
     held_out = validation_set(sample, s)
     assert len(held_out) == s.validation_samples == 8
@@ -188,7 +184,7 @@ def test_2d_validation_views_leave_the_training_views_as_they_were(tmp_path):
     """The 2D denoiser makes a view on first use, its direction from the drawing sample's stream
     (one process, no workers); the validation set takes views of its own (VALIDATION_VIEWS_KEY), so
     the training is the one without validation."""
-    s = TrainSettings(depth=2, width=4, block=16, voxel_min=3.0, voxel_max=3.0, steps=3, batch_size=2, dim=2)
+    s = small(steps=3, batch_size=2, dim=2)
     models = [DATA / "4gcnA.pdb.gz"]
     runs = [
         train(

@@ -38,6 +38,11 @@ def half_maps(truth, resolution, seed, blur=0.0):
     return simulate_half_maps(truth, APIX, resolution, torch.Generator().manual_seed(seed), blur_bfactor=blur)
 
 
+def halves(folder):
+    """The options naming folder/half1.mrc and folder/half2.mrc."""
+    return ["--half1", str(folder / "half1.mrc"), "--half2", str(folder / "half2.mrc")]
+
+
 def shell_power(volume):
     shells = rfft_shell_index_3d(N)
     w = rfft_hermitian_weight_3d(N).double().expand_as(shells)
@@ -106,20 +111,7 @@ def cli_run(truth, tmp_path_factory):
     h1, h2 = half_maps(truth, 5.0, 6)
     write_map(out / "half1.mrc", h1, APIX)
     write_map(out / "half2.mrc", h2, APIX)
-    assert (
-        blush(
-            [
-                "postprocess",
-                "--half1",
-                str(out / "half1.mrc"),
-                "--half2",
-                str(out / "half2.mrc"),
-                "--out",
-                str(out / "pp"),
-            ]
-        )
-        == 0
-    )
+    assert blush(["postprocess", *halves(out), "--out", str(out / "pp")]) == 0
     return out
 
 
@@ -238,41 +230,12 @@ def test_local_resolution_is_worse_where_the_half_maps_are_noisier(truth, noisie
 
 def test_localres_cli_writes_the_map_the_filtered_map_and_the_median(cli_run, capsys):
     out = cli_run / "locres.mrc"
-    assert (
-        blush(
-            [
-                "localres",
-                "--half1",
-                str(cli_run / "half1.mrc"),
-                "--half2",
-                str(cli_run / "half2.mrc"),
-                "--mask",
-                str(cli_run / "pp" / "postprocess_mask.mrc"),
-                "--sampling",
-                "20",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    mask = str(cli_run / "pp" / "postprocess_mask.mrc")
+    assert blush(["localres", *halves(cli_run), "--mask", mask, "--sampling", "20", "--out", str(out)]) == 0
     record = json.loads(out.with_suffix(".json").read_text())
     local, apix = read_map(out)
     assert apix == pytest.approx(APIX) and read_map(cli_run / "locres_filtered.mrc")[0].shape == local.shape
     # half maps at 5 A unmasked: the masked windows find the molecule between 3 A (Nyquist) and 8 A
     assert 3.0 <= record["median_in_mask"] < 8.0
-    assert (
-        blush(
-            [
-                "localres",
-                "--half1",
-                str(cli_run / "half1.mrc"),
-                "--half2",
-                str(cli_run / "half2.mrc"),
-                "--out",
-                str(cli_run / "half1.mrc"),
-            ]
-        )
-        == 2
-    )
+    assert blush(["localres", *halves(cli_run), "--out", str(cli_run / "half1.mrc")]) == 2
     assert "names an input" in capsys.readouterr().err

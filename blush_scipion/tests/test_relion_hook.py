@@ -2,6 +2,7 @@
 files, agreement with relion_external_reconstruct, and real relion_refine runs that call it."""
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -19,7 +20,8 @@ from blush_scipion.engine.projector import gridding_correction, pad_volume
 from blush_scipion.engine.relion_hook import centred_half, external_reconstruct, read_hand_over, relocate
 from blush_scipion.engine.star import StarError
 
-from .conftest import MODEL
+from .command_line import blush
+from .conftest import MODEL, simulate_with_start
 
 needs_relion = pytest.mark.skipif(
     shutil.which("relion_refine") is None or shutil.which("relion_external_reconstruct") is None,
@@ -27,16 +29,8 @@ needs_relion = pytest.mark.skipif(
     "(Debian's 3.1.3) enables the RELION hook tests",
 )
 BOX, APIX = 32, 3.0
-
-
-def blush(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-    )
+# relion_refine's two short iterations from the 20 A reference: HEALPix order 1, offsets 3 px in 2 px steps
+TWO_ITERATIONS = shlex.split("--ini_high 20 --iter 2 --healpix_order 1 --offset_range 3 --offset_step 2")
 
 
 def write_hand_over(
@@ -105,16 +99,17 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def particles(tmp_path_factory):
     """200 particles, 32 px at 3 A, with their true poses, and a 20 A reference."""
-    from blush_scipion.engine.mrc import write_map
-    from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
+    return simulate_with_start(tmp_path_factory, "hook_particles", 200, seed=3, box=BOX, pixel_size=APIX)
 
-    out = tmp_path_factory.mktemp("hook_particles")
-    simulate_from_model(
-        MODEL, SimulationSettings(n_particles=200, box=BOX, pixel_size=APIX, snr=1.0, seed=3), out
+
+def refine_args(star: str, out: str, *extra) -> list:
+    """relion_refine's options for one class of `star` from ref.mrc (CTF, 80 A, C1, one thread) into
+    OUT, then `extra`."""
+    fixed = (
+        "--ref ref.mrc --K 1 --particle_diameter 80 --ctf --sym C1 --zero_mask --pad 2 --firstiter_cc"
+        " --random_seed 1 --j 1 --pool 10"
     )
-    truth, _ = read_map(out / "truth.mrc")
-    write_map(out / "ref.mrc", low_pass(truth, 20.0, APIX), APIX)
-    return out
+    return ["--i", star, "--o", out, *shlex.split(fixed), *extra]
 
 
 def relion_refine(folder: Path, out: str, *extra, executable: str, mpi: int = 0):
@@ -127,36 +122,9 @@ def relion_refine(folder: Path, out: str, *extra, executable: str, mpi: int = 0)
         if not mpi
         else ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(mpi), "relion_refine_mpi"]
     )
+    hook = ["--external_reconstruct", "--dont_combine_weights_via_disc"]
     run = subprocess.run(
-        [
-            *program,
-            "--i",
-            "truth.star",
-            "--o",
-            out,
-            "--ref",
-            "ref.mrc",
-            "--K",
-            "1",
-            "--particle_diameter",
-            "80",
-            "--ctf",
-            "--sym",
-            "C1",
-            "--zero_mask",
-            "--pad",
-            "2",
-            "--external_reconstruct",
-            "--j",
-            "1",
-            "--dont_combine_weights_via_disc",
-            "--pool",
-            "10",
-            "--firstiter_cc",
-            "--random_seed",
-            "1",
-            *map(str, extra),
-        ],
+        [*program, *refine_args("truth.star", out, *hook, *map(str, extra))],
         capture_output=True,
         text=True,
         cwd=folder,
@@ -305,21 +273,7 @@ def test_same_map_as_relion_external_reconstruct(particles, tmp_path, ini_high):
 @needs_relion
 def test_relion_refine_runs_two_iterations_with_blush_as_its_reconstruction(particles, weights):
     hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights)
-    run = relion_refine(
-        particles,
-        "blush/run",
-        "--ini_high",
-        20,
-        "--iter",
-        2,
-        "--healpix_order",
-        1,
-        "--offset_range",
-        3,
-        "--offset_step",
-        2,
-        executable=str(hook),
-    )
+    run = relion_refine(particles, "blush/run", *TWO_ITERATIONS, executable=str(hook))
     assert run.stdout.count("External reconstruction finished successfully") == 2
     for it in (1, 2):
         ours, apix = read_map(particles / f"blush/run_it00{it}_class001_external_reconstruct.mrc")
@@ -336,21 +290,7 @@ def test_relion_refine_runs_two_iterations_with_blush_as_its_reconstruction(part
 def test_relion_refine_half_sets_get_blush_references_trailed_to_their_fsc(particles, weights):
     hook = hook_script(particles, "--blush", "--angpix", APIX, "--weights", weights)
     relion_refine(
-        particles,
-        "halves/run",
-        "--ini_high",
-        20,
-        "--iter",
-        2,
-        "--split_random_halves",
-        "--healpix_order",
-        1,
-        "--offset_range",
-        3,
-        "--offset_step",
-        2,
-        executable=str(hook),
-        mpi=3,
+        particles, "halves/run", *TWO_ITERATIONS, "--split_random_halves", executable=str(hook), mpi=3
     )
     for half in (1, 2):
         star = particles / f"halves/run_it002_half{half}_class001_external_reconstruct.star"

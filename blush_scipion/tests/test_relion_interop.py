@@ -5,19 +5,18 @@ relion_reconstruct on our refine3d's run_data.star gives our map."""
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from blush_scipion.engine.fourier import low_pass
 from blush_scipion.engine.fsc import fourier_shell_correlation
-from blush_scipion.engine.mrc import read_map, write_map
+from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.particles import Particles
-from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 from blush_scipion.engine.star import read_star
 
-from .conftest import MODEL
+from . import command_line
+from .conftest import simulate_with_start
+from .test_relion_hook import TWO_ITERATIONS, refine_args
 
 pytestmark = pytest.mark.skipif(
     shutil.which("relion_refine") is None or shutil.which("relion_reconstruct") is None,
@@ -31,12 +30,7 @@ BOX, APIX = 32, 3.0
 
 
 def blush(*args, cwd=None):
-    r = subprocess.run(
-        [sys.executable, "-m", "blush_scipion.engine.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+    r = command_line.blush(*args, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -44,13 +38,7 @@ def blush(*args, cwd=None):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """300 particles of 4gcnA, 32 px at 3 A, SNR 1, and a 20 A start from the truth."""
-    out = tmp_path_factory.mktemp("interop")
-    simulate_from_model(
-        MODEL, SimulationSettings(n_particles=300, box=BOX, pixel_size=APIX, snr=1.0, seed=8), out
-    )
-    truth, _ = read_map(out / "truth.mrc")
-    write_map(out / "ref.mrc", low_pass(truth, 20.0, APIX), APIX)
-    return out
+    return simulate_with_start(tmp_path_factory, "interop", 300, seed=8, box=BOX, pixel_size=APIX)
 
 
 def low_shells(fsc: torch.Tensor, resolution: float) -> torch.Tensor:
@@ -61,42 +49,7 @@ def low_shells(fsc: torch.Tensor, resolution: float) -> torch.Tensor:
 def test_we_read_what_relion_refine_writes(data, tmp_path):
     (data / "relion").mkdir()
     subprocess.run(
-        [
-            "relion_refine",
-            "--i",
-            "particles.star",
-            "--o",
-            "relion/run",
-            "--ref",
-            "ref.mrc",
-            "--K",
-            "1",
-            "--iter",
-            "2",
-            "--particle_diameter",
-            "80",
-            "--ctf",
-            "--sym",
-            "C1",
-            "--zero_mask",
-            "--pad",
-            "2",
-            "--ini_high",
-            "20",
-            "--healpix_order",
-            "1",
-            "--offset_range",
-            "3",
-            "--offset_step",
-            "2",
-            "--firstiter_cc",
-            "--random_seed",
-            "1",
-            "--j",
-            "1",
-            "--pool",
-            "10",
-        ],
+        ["relion_refine", *refine_args("particles.star", "relion/run", *TWO_ITERATIONS)],
         cwd=data,
         check=True,
         capture_output=True,

@@ -13,6 +13,7 @@ from blush_scipion.engine.relion_hook import read_hand_over
 from .test_relion_hook import (
     APIX,
     BOX,
+    TWO_ITERATIONS,
     blob,
     blush,
     needs_relion,
@@ -65,21 +66,7 @@ def test_relion_refine_runs_blush_relion_hook_blush_as_is(particles, tmp_path, m
     (bin_dir / "blush").write_text(f'#!/bin/sh\nexec {sys.executable} -m blush_scipion.engine.cli "$@"\n')
     (bin_dir / "blush").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    run = relion_refine(
-        particles,
-        "hook/run",
-        "--ini_high",
-        20,
-        "--iter",
-        2,
-        "--healpix_order",
-        1,
-        "--offset_range",
-        3,
-        "--offset_step",
-        2,
-        executable="blush relion-hook --blush",
-    )
+    run = relion_refine(particles, "hook/run", *TWO_ITERATIONS, executable="blush relion-hook --blush")
     assert run.stdout.count("External reconstruction finished successfully") == 2
     # each iteration: Blush, with the pixel size and diameter of RELION's model and optimiser STAR files
     assert run.stdout.count("relion-hook: Blush (classification") == 2

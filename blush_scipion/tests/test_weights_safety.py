@@ -87,120 +87,85 @@ def _relion_ckpt_with_inf(path):
     return _write(path, _torch_bytes(state))
 
 
-# (weights file made in a folder, extra options, words the one line must hold)
+def _bad(build, *words, options=()):
+    """A case: `build` makes the weights file in a folder; refused with `options` in one line holding
+    `words`."""
+    return build, list(options), list(words)
+
+
+def _meta(stem, *words, **meta):
+    """A case: STEM.safetensors with `meta` (metadata, or nan=True), refused in one line holding its
+    name and `words`."""
+    name = f"{stem}.safetensors"
+    return _bad(lambda d: _safetensors(d / name, **meta), name, *words)
+
+
+def _written(name, data, *words):
+    """A case: the file NAME holding the bytes `data()` gives, refused in one line holding its name and
+    `words`."""
+    return _bad(lambda d: _write(d / name, data()), name, *words)
+
+
+# name: (weights file made in a folder, extra options, words the one line must hold)
 CASES = {
-    "gzip bomb": (
-        lambda d: _bomb(d / "bomb.ckpt.gz"),
-        [],
-        ["bomb.ckpt.gz", f"more than {MAX_BYTES >> 20} MiB"],
+    "gzip bomb": _bad(
+        lambda d: _bomb(d / "bomb.ckpt.gz"), "bomb.ckpt.gz", f"more than {MAX_BYTES >> 20} MiB"
     ),
-    "not gzip": (
-        lambda d: _write(d / "fake.ckpt.gz", b"not gzip at all"),
-        [],
-        ["fake.ckpt.gz", "not a readable gzip"],
+    "not gzip": _written("fake.ckpt.gz", lambda: b"not gzip at all", "not a readable gzip"),
+    "truncated gzip": _written(
+        "cut.ckpt.gz", lambda: _gzip_bytes({"a": torch.ones(999)})[:300], "not a readable gzip"
     ),
-    "truncated gzip": (
-        lambda d: _write(d / "cut.ckpt.gz", _gzip_bytes({"a": torch.ones(999)})[:300]),
-        [],
-        ["cut.ckpt.gz", "not a readable gzip"],
+    "huge file": _bad(
+        lambda d: _sparse(d / "huge.safetensors"), "huge.safetensors", "more than any denoiser"
     ),
-    "huge file": (
-        lambda d: _sparse(d / "huge.safetensors"),
-        [],
-        ["huge.safetensors", "more than any denoiser"],
+    "compressed torch records": _bad(
+        lambda d: _deflated_checkpoint(d / "packed.ckpt"), "packed.ckpt", "compressed records"
     ),
-    "compressed torch records": (
-        lambda d: _deflated_checkpoint(d / "packed.ckpt"),
-        [],
-        ["packed.ckpt", "compressed records"],
-    ),
-    "not a checkpoint": (lambda d: _write(d / "junk.ckpt", b"\x00" * 100), [], ["junk.ckpt"]),
-    "truncated safetensors": (
+    "not a checkpoint": _written("junk.ckpt", lambda: b"\x00" * 100),
+    "truncated safetensors": _bad(
         lambda d: _write(d / "cut.safetensors", _safetensors(d / "x").read_bytes()[:200]),
-        [],
-        ["cut.safetensors", "not a readable safetensors"],
+        "cut.safetensors",
+        "not a readable safetensors",
     ),
-    "width 10^6": (
-        lambda d: _safetensors(d / "wide.safetensors", width="1000000"),
-        [],
-        ["wide.safetensors", "metadata width is '1000000'", "[1, 256]"],
+    "width 10^6": _meta("wide", "metadata width is '1000000'", "[1, 256]", width="1000000"),
+    "depth 40": _meta("deep", "metadata depth is '40'", depth="40"),
+    "depth 2.5": _meta("half", "metadata depth", "whole number", depth="2.5"),
+    "voxel 1e-6 A": _meta("tiny", "metadata voxel_size is '1e-6'", voxel_size="1e-6"),
+    "voxel nan": _meta("nanvox", "metadata voxel_size is 'nan'", voxel_size="nan"),
+    "voxel text": _meta("word", "metadata voxel_size is 'big'", voxel_size="big"),
+    "voxel max below min": _meta("range", "voxel_size_max 1 is below voxel_size 1.5", voxel_size_max="1.0"),
+    "block 10^5": _meta("block", "metadata block_size is '100000'", block_size="100000"),
+    "dim 4": _meta("dim", "metadata dim is '4'", dim="4"),
+    "layout": _meta("layout", "metadata layout is 'exec'", layout="exec"),
+    "NaN weight": _meta("nan", "encoders.0.0.weight holds NaN or infinite values", nan=True),
+    "checkpoint depth 40": _written(
+        "deep.ckpt",
+        lambda: _torch_bytes({"model_state_dict": _net_state(), "depth": 40}),
+        "metadata depth is 40",
     ),
-    "depth 40": (
-        lambda d: _safetensors(d / "deep.safetensors", depth="40"),
-        [],
-        ["deep.safetensors", "metadata depth is '40'"],
-    ),
-    "depth 2.5": (
-        lambda d: _safetensors(d / "half.safetensors", depth="2.5"),
-        [],
-        ["half.safetensors", "metadata depth", "whole number"],
-    ),
-    "voxel 1e-6 A": (
-        lambda d: _safetensors(d / "tiny.safetensors", voxel_size="1e-6"),
-        [],
-        ["tiny.safetensors", "metadata voxel_size is '1e-6'"],
-    ),
-    "voxel nan": (
-        lambda d: _safetensors(d / "nanvox.safetensors", voxel_size="nan"),
-        [],
-        ["nanvox.safetensors", "metadata voxel_size is 'nan'"],
-    ),
-    "voxel text": (
-        lambda d: _safetensors(d / "word.safetensors", voxel_size="big"),
-        [],
-        ["word.safetensors", "metadata voxel_size is 'big'"],
-    ),
-    "voxel max below min": (
-        lambda d: _safetensors(d / "range.safetensors", voxel_size_max="1.0"),
-        [],
-        ["range.safetensors", "voxel_size_max 1 is below voxel_size 1.5"],
-    ),
-    "block 10^5": (
-        lambda d: _safetensors(d / "block.safetensors", block_size="100000"),
-        [],
-        ["block.safetensors", "metadata block_size is '100000'"],
-    ),
-    "dim 4": (
-        lambda d: _safetensors(d / "dim.safetensors", dim="4"),
-        [],
-        ["dim.safetensors", "metadata dim is '4'"],
-    ),
-    "layout": (
-        lambda d: _safetensors(d / "layout.safetensors", layout="exec"),
-        [],
-        ["layout.safetensors", "metadata layout is 'exec'"],
-    ),
-    "NaN weight": (
-        lambda d: _safetensors(d / "nan.safetensors", nan=True),
-        [],
-        ["nan.safetensors", "encoders.0.0.weight holds NaN or infinite values"],
-    ),
-    "checkpoint depth 40": (
-        lambda d: _write(d / "deep.ckpt", _torch_bytes({"model_state_dict": _net_state(), "depth": 40})),
-        [],
-        ["deep.ckpt", "metadata depth is 40"],
-    ),
-    "RELION ckpt with inf": (
+    "RELION ckpt with inf": _bad(
         lambda d: _relion_ckpt_with_inf(d / "inf.ckpt"),
-        ["--weights-sha256", "{sha}"],
-        ["inf.ckpt", "head.bias", "NaN or infinite"],
+        "inf.ckpt",
+        "head.bias",
+        "NaN or infinite",
+        options=["--weights-sha256", "{sha}"],
     ),
-    "RELION ckpt, no sha256": (
-        lambda d: _write(d / "v1.0.ckpt", _torch_bytes(_checkpoint(_reference()))),
-        [],
-        ["v1.0.ckpt", "no sha256", "--weights-sha256"],
+    "RELION ckpt, no sha256": _written(
+        "v1.0.ckpt", lambda: _torch_bytes(_checkpoint(_reference())), "no sha256", "--weights-sha256"
     ),
-    "wrong sha256": (
+    "wrong sha256": _bad(
         lambda d: _safetensors(d / "ok.safetensors"),
-        ["--weights-sha256", "0" * 64],
-        ["ok.safetensors", "does not match"],
+        "ok.safetensors",
+        "does not match",
+        options=["--weights-sha256", "0" * 64],
     ),
-    "malformed sha256": (
+    "malformed sha256": _bad(
         lambda d: _safetensors(d / "ok.safetensors"),
-        ["--weights-sha256", "xyz"],
-        ["'xyz'", "not 64 hexadecimal digits"],
+        "'xyz'",
+        "not 64 hexadecimal digits",
+        options=["--weights-sha256", "xyz"],
     ),
-    "missing file": (lambda d: d / "absent.safetensors", [], ["absent.safetensors", "no such weights file"]),
+    "missing file": _bad(lambda d: d / "absent.safetensors", "absent.safetensors", "no such weights file"),
 }
 
 
