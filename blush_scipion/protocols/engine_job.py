@@ -1,8 +1,11 @@
-"""What every protocol that runs the engine shares: GPU, thread and process choices, and the runJob
-call (so Scipion's queue submission and GPU selection apply). Several processes are torch.distributed
-ranks started by torchrun (one per listed GPU, or the form's MPI count on CPUs), never mpirun."""
+"""What every protocol that runs the engine shares: GPU, thread and process choices, the runJob
+call (so Scipion's queue submission and GPU selection apply), and the summary.json a run ends with.
+Several processes are torch.distributed ranks started by torchrun (one per listed GPU, or the form's
+MPI count on CPUs), never mpirun."""
 
+import json
 import os
+from pathlib import Path
 
 from pyworkflow.protocol import params
 from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
@@ -61,3 +64,10 @@ class EngineJob:
         self.runJob(
             Plugin.getEngineCommand(ranks), " ".join(map(str, args)), env=env, numberOfMpi=1, executable=shell
         )
+
+    def _summaryFile(self) -> str:
+        """The summary.json an engine command ends with where it produces a folder (its extra/)."""
+        return self._getExtraPath("summary.json")
+
+    def _readSummary(self) -> dict:
+        return json.loads(Path(self._summaryFile()).read_text())

@@ -1,21 +1,23 @@
 """2D classification with the Blush engine, with or without Blush for 2D."""
 
-import json
 import os
-from pathlib import Path
 
 from pwem.objects import SetOfClasses2D
 from pwem.protocols import ProtClassify2D
 from pyworkflow.protocol import params
 
 from .. import convert
+from ..engine.classify2d import Class2DSettings
 from ..engine.particles import Particles
 from ..reports.classes import write_class2d_pngs
+from .blush_switch import BlushSwitch
+from .engine_form import EngineForm
 from .engine_job import EngineJob
 from .label import PluginLabel
+from .particles_input import ParticlesInput
 
 
-class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
+class ProtBlushClassify2D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, EngineJob, ProtClassify2D):
     """2D classification as in RELION: expectation-maximisation over classes, in-plane rotations
     and translations with a Gaussian noise model, CTF-weighted class averages regularised by their
     power spectrum, classes re-centred. With Blush for 2D (ours; RELION has none), each class
@@ -25,34 +27,28 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
     _label = "2D classification"
     _possibleOutputs = {"outputClasses": SetOfClasses2D}
     _references = ["Scheres2012"]
+    _settings = Class2DSettings
 
     def _defineParams(self, form):
-        form.addSection(label="Input")
-        self._defineDeviceParams(form)
-        form.addParam(
-            "inputParticles",
-            params.PointerParam,
-            pointerClass="SetOfParticles",
-            label="Input particles",
-            help="Particles with CTF; MRC stacks.",
-        )
-        form.addParam(
+        self._defineParticlesInput(form)
+        self._addSetting(
+            form,
             "numberOfClasses",
-            params.IntParam,
-            default=20,
+            "classes",
             label="Number of classes",
-            help="As a rule of thumb, at least a few hundred particles per class. Default here 20; "
+            default=20,
+            note="As a rule of thumb, at least a few hundred particles per class. Default here 20; "
             "RELION's form: 1.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "useGradientAlg",
-            params.BooleanParam,
-            default=False,
+            "grad",
             label="Use mini-batches (VDAM)?",
-            help="For large sets: each iteration visits a random mini-batch (RELION 4's VDAM schedule: "
-            "0.5% of the set growing to 10%), the last one every particle. Default here: No "
-            "(every iteration visits all particles); RELION's form (4.0 on): Yes.",
+            note="Each iteration visits a random mini-batch (RELION 4's VDAM schedule: 0.5% of the set "
+            "growing to 10%). No: every iteration visits all particles; RELION's form (4.0 on): Yes.",
         )
+        # not mirrored: the engine's --iter default depends on --grad, so it declares none
         form.addParam(
             "numberOfIterations",
             params.IntParam,
@@ -69,72 +65,52 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
             condition="useGradientAlg",
             help="Mini-batch iterations; 200, as RELION's form for VDAM.",
         )
-        form.addParam(
-            "maskDiameterA",
-            params.FloatParam,
-            default=-1,
-            label="Particle mask diameter (Å)",
-            help="Diameter of the soft circular mask of images and class averages; -1: 90% of the "
-            "box. RELION's form asks for a diameter (default 200 Å).",
-        )
-        form.addParam(
+        self._addMaskDiameter(form)
+        self._addSetting(
+            form,
             "regularisation",
-            params.FloatParam,
-            default=2,
+            "tau2_fudge",
             label="Regularisation parameter T",
             expertLevel=params.LEVEL_ADVANCED,
-            help="RELION's tau2_fudge: higher trusts the data more. 2, as RELION's form.",
+            note="RELION's tau2_fudge; 2, as RELION's form.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "centerClasses",
-            params.BooleanParam,
-            default=True,
+            "center_classes",
             label="Center class averages?",
             expertLevel=params.LEVEL_ADVANCED,
-            help="Re-centre each class average on its centre of mass every iteration, so classes "
-            "do not drift off-centre. Yes, as RELION's form.",
+            note="Yes re-centres each class average on its centre of mass every iteration, so that "
+            "classes do not drift off-centre (No passes the flag). Yes, as RELION's form.",
         )
-        form.addSection(label="Blush")
-        form.addParam(
-            "useBlush",
-            params.BooleanParam,
-            default=False,
-            label="Use Blush for 2D?",
-            help="Denoise each class average between iterations with the 2D denoiser shipped with the "
-            "plugin, low-passed at the class's resolution. Meant for small particles at low SNR.",
-        )
-        form.addParam(
-            "blushWeights",
-            params.FileParam,
-            default="",
-            condition="useBlush",
-            allowsNull=True,
-            label="2D denoiser weights (optional)",
-            expertLevel=params.LEVEL_ADVANCED,
-            help="`blush train --dim 2` weights (.safetensors); empty: the shipped ones.",
+        self._defineBlushSection(
+            form,
+            "Use Blush for 2D?",
+            "Ours; RELION has none. Meant for small particles at low SNR.",
+            "2D denoiser weights (optional)",
+            "As `blush train --dim 2` writes them.",
         )
         form.addSection(label="Sampling")
-        form.addParam(
+        self._addSetting(
+            form,
             "psiStepDeg",
-            params.FloatParam,
-            default=6,
+            "psi_step",
             label="In-plane angular sampling (deg)",
-            help="Step of the in-plane rotations searched; 6 deg, as RELION's form.",
+            note="6 deg, as RELION's form.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "offsetSearchRangePix",
-            params.FloatParam,
-            default=5,
+            "offset_range",
             label="Offset search range (px)",
-            help="Translations are searched up to this distance (in pixels) from each particle's "
-            "current offset; 5 px, as RELION's form.",
+            note="From each particle's current offset; 5 px, as RELION's form.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "offsetSearchStepPix",
-            params.FloatParam,
-            default=1,
+            "offset_step",
             label="Offset search step (px)",
-            help="Step (in pixels) of the translation search; 1 px, as RELION's form.",
+            note="1 px, as RELION's form.",
         )
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
@@ -144,41 +120,8 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
         self._insertFunctionStep(self.classifyStep)
         self._insertFunctionStep(self.createOutputStep)
 
-    def convertInputStep(self):
-        convert.particles_to_star(self.inputParticles.get(), self._getExtraPath("input_particles.star"))
-
     def classifyStep(self):
-        args = [
-            "class2d",
-            "--particles",
-            self._getExtraPath("input_particles.star"),
-            "--out",
-            self._getExtraPath(),
-            "--k",
-            self.numberOfClasses.get(),
-            "--iter",
-            self._iterations(),
-            "--tau2-fudge",
-            self.regularisation.get(),
-            "--psi-step",
-            self.psiStepDeg.get(),
-            "--offset-range",
-            self.offsetSearchRangePix.get(),
-            "--offset-step",
-            self.offsetSearchStepPix.get(),
-            "--continue",
-        ]  # a re-run of an interrupted step resumes from its last iteration
-        if self.maskDiameterA.get() > 0:
-            args += ["--diameter", self.maskDiameterA.get()]
-        if not self.centerClasses.get():
-            args += ["--no-center"]
-        if self.useGradientAlg.get():
-            args += ["--grad"]
-        if self.useBlush.get():
-            args += ["--blush"]
-            if self.blushWeights.get():
-                args += ["--blush-weights", self.blushWeights.get()]
-        self._runEngine(args, distributed=True)
+        self._runDriver("class2d", "--iter", self._iterations())
 
     def _iterations(self) -> int:
         return self.numberOfVDAMBatches.get() if self.useGradientAlg.get() else self.numberOfIterations.get()
@@ -215,34 +158,24 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
         self._defineSourceRelation(self.inputParticles, classes)
 
     # --- info ----------------------------------------------------------------------------------
-    def _summaryFile(self) -> str:
-        return self._getExtraPath("summary.json")
-
     def _validate(self):
         particles = self.inputParticles.get()
         if particles is None:
             return ["Input not ready: particles are needed."]
-        errors = []
-        if not particles.hasCTF():
-            errors.append("The particles have no CTF: estimate or import it first.")
+        errors = self._inputErrors() + self._blushWeightsErrors()
         k = self.numberOfClasses.get()
         if k < 1 or k > particles.getSize():
             errors.append(f"{k} classes cannot be made from {particles.getSize()} particles.")
-        first = particles.getFirstItem()
-        if first is not None and not first.getFileName().lower().endswith(convert.MRC_EXTENSIONS):
-            errors.append(f"Particle images must be MRC stacks; found {first.getFileName()}.")
         if self._iterations() < 1:
             errors.append("At least one iteration is needed.")
         if self.psiStepDeg.get() <= 0 or self.offsetSearchStepPix.get() <= 0:
             errors.append("Angular and offset steps must be positive.")
-        if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
-            errors.append(f"Denoiser weights {self.blushWeights.get()} do not exist.")
         return errors
 
     def _summary(self):
         if not os.path.exists(self._summaryFile()):
             return ["Output not ready yet."]
-        s = json.loads(Path(self._summaryFile()).read_text())
+        s = self._readSummary()
         populated = sum(d > 0.005 for d in s["class_distribution"])
         return [
             f"{s['classes']} classes ({populated} with more than 0.5% of the particles) from "
@@ -256,7 +189,7 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
     def _methods(self):
         if not os.path.exists(self._summaryFile()):
             return []
-        s = json.loads(Path(self._summaryFile()).read_text())
+        s = self._readSummary()
         blush = (
             (
                 " Class averages were denoised between iterations by a 2D version of Blush "
@@ -283,5 +216,5 @@ class ProtBlushClassify2D(PluginLabel, EngineJob, ProtClassify2D):
         return (
             self._references
             + (["Kimanius2021", "Cappe2009"] if self.useGradientAlg.get() else [])
-            + (["Kimanius2024"] if self.useBlush.get() else [])
+            + self._blushCitations()
         )

@@ -161,7 +161,7 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         return self.autobLowresA.get(), (high if high >= 0 else None)
 
     def _done(self) -> bool:
-        return os.path.exists(self._getExtraPath("summary.json"))
+        return os.path.exists(self._summaryFile())
 
     # --- info ----------------------------------------------------------------------------------
     def _validate(self):

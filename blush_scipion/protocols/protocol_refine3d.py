@@ -1,26 +1,25 @@
 """3D auto-refinement (gold-standard) with the Blush engine."""
 
-import json
 import os
-from pathlib import Path
 
 from pwem.objects import FSC, Volume, VolumeMask
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
 from .. import convert
-from ..engine.blush import TRAINED_RESOLUTION_MAX
-from ..engine.mrc import read_map, write_map
-from ..engine.symmetry import symmetry_operators
+from ..engine.refine3d import RefineSettings
 from ..reports.postprocess import postprocess_fsc_curves, postprocess_summary, write_postprocess_pngs
 from ..reports.refine import refine_fsc_curve, write_refine_pngs
+from .blush_switch import BlushSwitch
+from .engine_form import NEGATED, ORDER_FROM_ONE, EngineForm
 from .engine_job import EngineJob
 from .label import PluginLabel
+from .particles_input import ParticlesInput
 
 SAMPLINGS = ["30", "15", "7.5", "3.75", "1.875"]  # degrees: HEALPix orders 1..5 (RELION's 360 / (6 2^k))
 
 
-class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
+class ProtBlushRefine3D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, EngineJob, ProtRefine3D):
     """Gold-standard 3D auto-refinement as in RELION: two independent half sets, an E-step over
     HEALPix orientations and translations with a Gaussian noise model, tau2 regularisation from
     the half-map FSC, auto-sampling until convergence. With Blush, each half set's reference is
@@ -39,147 +38,100 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
         "outputFSCPostprocess": FSC,
     }
     _references = ["Scheres2012"]
+    _settings = RefineSettings
 
     def _defineParams(self, form):
-        form.addSection(label="Input")
-        self._defineDeviceParams(form)
-        form.addParam(
-            "inputParticles",
-            params.PointerParam,
-            pointerClass="SetOfParticles",
-            label="Input particles",
-            help="Particles with CTF; MRC stacks.",
+        self._defineParticlesInput(form)
+        self._defineReferenceInput(
+            form,
+            "Initial reference",
+            "Same box and pixel size as the particles; it is low-pass filtered first.",
+            "Solvent mask (0..1) instead of a sphere.",
         )
-        form.addParam(
-            "referenceVolume",
-            params.PointerParam,
-            pointerClass="Volume",
-            label="Initial reference",
-            help="Same box and pixel size as the particles; it is low-pass filtered first.",
-        )
-        form.addParam(
-            "referenceMask",
-            params.PointerParam,
-            pointerClass="VolumeMask",
-            allowsNull=True,
-            label="Reference mask (optional)",
-            help="Solvent mask (0..1) instead of a sphere.",
-        )
-        form.addParam(
-            "symmetryGroup",
-            params.StringParam,
-            default="C1",
-            label="Symmetry",
-            help="C<n>, D<n>, T, O or I (RELION's axis conventions).",
-        )
-        form.addParam(
+        self._addSetting(form, "symmetryGroup", "symmetry", label="Symmetry")
+        self._addSetting(
+            form,
             "initialLowPassFilterA",
-            params.FloatParam,
-            default=40,
+            "ini_high",
             label="Initial low-pass filter (Å)",
-            help="The initial reference is low-pass filtered to this resolution so that the "
-            "refinement does not inherit its fine detail (model bias). Filter harder (a "
-            "larger value) for a reference from a different structure. Default here 40 Å; "
-            "RELION's Refine3D form: 60 Å.",
+            note="The refinement then does not inherit the reference's fine detail (model bias). Filter "
+            "harder (a larger value) for a reference from a different structure. RELION's Refine3D form: "
+            "60 Å.",
         )
-        form.addParam(
-            "maskDiameterA",
-            params.FloatParam,
-            default=-1,
-            label="Particle mask diameter (Å)",
-            help="Diameter of the soft spherical solvent mask; -1: 90% of the box. RELION's form "
-            "asks for a diameter (default 200 Å).",
-        )
-        form.addSection(label="Blush")
-        form.addParam(
-            "useBlush",
-            params.BooleanParam,
+        self._addMaskDiameter(form)
+        self._defineBlushSection(
+            form,
+            "Use Blush regularisation?",
+            "Default here: Yes. Helps most for small particles and low SNR; the gold-standard FSC "
+            "still comes from the raw half maps.",
             default=True,
-            label="Use Blush regularisation?",
-            help="Replace the smoothness prior by the Blush denoiser: each half set's reference is "
-            "its denoised reconstruction. Helps most for small particles and low SNR; the "
-            "gold-standard FSC still comes from the raw half maps.",
         )
-        form.addParam(
-            "blushWeights",
-            params.FileParam,
-            default="",
-            condition="useBlush",
-            allowsNull=True,
-            label="Denoiser weights (optional)",
-            expertLevel=params.LEVEL_ADVANCED,
-            help="Our .safetensors weights (blush train), or RELION's blush_v1.0.ckpt[.gz]; "
-            "empty: the weights shipped with the plugin.",
-        )
-        form.addParam(
+        self._addSetting(
+            form,
             "blushFromResolution",
-            params.FloatParam,
-            default=TRAINED_RESOLUTION_MAX,
-            condition="useBlush",
+            "blush_from_resolution",
             label="Blush from resolution (Å)",
-            expertLevel=params.LEVEL_ADVANCED,
-            help="Blush's references start once the gold-standard resolution reaches this; the "
-            f"standard prior before. {TRAINED_RESOLUTION_MAX:g} Å is the coarsest the shipped "
-            "denoiser was trained on "
-            "(on a pseudo-symmetric 17 kDa protein at low SNR, Blush from the first iteration "
-            "let mirror views mix: 11.1 Å against 10.2 Å). 0: from the first iteration, as "
-            "RELION 5.",
-        )
-        form.addParam(
-            "blushSkipSpectralTrailing",
-            params.BooleanParam,
-            default=False,
             condition="useBlush",
-            label="Skip spectral trailing?",
             expertLevel=params.LEVEL_ADVANCED,
-            help="Keep the denoiser's detail beyond the FSC = 1/7 resolution. This inflates the "
-            "gold-standard FSC: for diagnosis only.",
+            note="The standard prior before. On a pseudo-symmetric 17 kDa protein at low SNR, Blush from "
+            "the first iteration let mirror views mix: 11.1 Å against 10.2 Å.",
+        )
+        self._addSetting(
+            form,
+            "blushSkipSpectralTrailing",
+            "blush_trailing",
+            label="Skip spectral trailing?",
+            conversion=NEGATED,
+            condition="useBlush",
+            expertLevel=params.LEVEL_ADVANCED,
+            note="Yes passes the flag: the denoiser's detail beyond the FSC = 1/7 resolution is kept, "
+            "which is for diagnosis only.",
         )
         form.addSection(label="Sampling")
-        form.addParam(
+        self._addSetting(
+            form,
             "angularSamplingDeg",
-            params.EnumParam,
-            choices=SAMPLINGS,
-            default=1,
+            "healpix_order",
             label="Initial angular sampling (deg)",
-            help="Angular step of the HEALPix orientation grid in the first iterations; "
-            "auto-sampling makes it finer as the resolution improves. Default here 15 deg; "
-            "RELION's form: 7.5 deg.",
-        )
-        form.addParam(
-            "offsetSearchRangePix",
-            params.FloatParam,
-            default=5,
-            label="Offset search range (px)",
-            help="Translations are searched up to this distance (in pixels) from each particle's "
-            "current offset in the first iterations. 5 px, as RELION's form.",
-        )
-        form.addParam(
-            "offsetSearchStepPix",
-            params.FloatParam,
-            default=2,
-            label="Offset search step (px)",
-            help="Step (in pixels) of the translation grid in the first iterations; auto-sampling "
-            "makes it finer. Default here 2 px; RELION's form: 1 px.",
-        )
-        form.addParam(
-            "localSearchAutoSamplingDeg",
-            params.EnumParam,
+            conversion=ORDER_FROM_ONE,
+            paramClass=params.EnumParam,
             choices=SAMPLINGS,
-            default=2,
-            label="Local searches from auto-sampling (deg)",
-            expertLevel=params.LEVEL_ADVANCED,
-            help="Once auto-sampling reaches this angular step, orientations are searched only "
-            "near each particle's previous one. Default here 7.5 deg; RELION's form: 1.8 deg.",
+            note="Auto-sampling makes it finer as the resolution improves. RELION's form: 7.5 deg.",
         )
-        form.addParam(
-            "maxIterations",
-            params.IntParam,
-            default=25,
-            label="Maximum iterations",
+        self._addSetting(
+            form,
+            "offsetSearchRangePix",
+            "offset_range",
+            label="Offset search range (px)",
+            note="From each particle's current offset, in the first iterations; 5 px, as RELION's form.",
+        )
+        self._addSetting(
+            form,
+            "offsetSearchStepPix",
+            "offset_step",
+            label="Offset search step (px)",
+            note="In the first iterations; auto-sampling makes it finer. RELION's form: 1 px.",
+        )
+        self._addSetting(
+            form,
+            "localSearchAutoSamplingDeg",
+            "local_from_order",
+            label="Local searches from auto-sampling (deg)",
+            conversion=ORDER_FROM_ONE,
+            paramClass=params.EnumParam,
+            choices=SAMPLINGS,
             expertLevel=params.LEVEL_ADVANCED,
-            help="A cap only: the refinement stops earlier once neither the resolution nor the "
-            "poses improve. RELION's form has no such field (relion_refine's --auto_iter_max: "
+            note="Order 3 is 7.5 deg; RELION's form: 1.8 deg.",
+        )
+        self._addSetting(
+            form,
+            "maxIterations",
+            "max_iterations",
+            label="Maximum iterations",
+            default=25,
+            expertLevel=params.LEVEL_ADVANCED,
+            note="Default here 25. A cap only: the refinement stops earlier once neither the resolution "
+            "nor the poses improve. RELION's form has no such field (relion_refine's --auto_iter_max: "
             "999).",
         )
         form.addSection(label="Post-process")
@@ -204,48 +156,8 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
             self._insertFunctionStep(self.postprocessStep)
         self._insertFunctionStep(self.createOutputStep)
 
-    def convertInputStep(self):
-        convert.particles_to_star(self.inputParticles.get(), self._getExtraPath("input_particles.star"))
-        volume, _ = read_map(self.referenceVolume.get().getFileName())
-        write_map(self._getExtraPath("reference.mrc"), volume, self.inputParticles.get().getSamplingRate())
-
     def refineStep(self):
-        args = [
-            "refine3d",
-            "--particles",
-            self._getExtraPath("input_particles.star"),
-            "--ref",
-            self._getExtraPath("reference.mrc"),
-            "--out",
-            self._getExtraPath(),
-            "--sym",
-            self.symmetryGroup.get(),
-            "--ini-high",
-            self.initialLowPassFilterA.get(),
-            "--healpix-order",
-            self.angularSamplingDeg.get() + 1,
-            "--local-from-order",
-            self.localSearchAutoSamplingDeg.get() + 1,
-            "--offset-range",
-            self.offsetSearchRangePix.get(),
-            "--offset-step",
-            self.offsetSearchStepPix.get(),
-            "--max-iter",
-            self.maxIterations.get(),
-            "--continue",
-        ]  # a re-run of an interrupted step resumes from its last iteration
-        if self.maskDiameterA.get() > 0:
-            args += ["--diameter", self.maskDiameterA.get()]
-        if self.referenceMask.get() is not None:
-            args += ["--mask", self.referenceMask.get().getFileName()]
-        if self.useBlush.get():
-            args += ["--blush"]
-            if self.blushWeights.get():
-                args += ["--blush-weights", self.blushWeights.get()]
-            args += ["--blush-from-resolution", self.blushFromResolution.get()]
-            if self.blushSkipSpectralTrailing.get():
-                args += ["--blush-skip-spectral-trailing"]
-        self._runEngine(args, distributed=True)
+        self._runDriver("refine3d")
 
     def postprocessStep(self):
         args = [
@@ -314,52 +226,22 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
             "outputFSCPostprocess": corrected,
         }
 
-    # --- helpers -------------------------------------------------------------------------------
-    def _summaryFile(self) -> str:
-        return self._getExtraPath("summary.json")
-
     # --- info ----------------------------------------------------------------------------------
     def _validate(self):
         particles, reference = self.inputParticles.get(), self.referenceVolume.get()
         if particles is None or reference is None:
             return ["Input not ready: particles and an initial reference are needed."]
-        errors = []
-        if not particles.hasCTF():
-            errors.append("The particles have no CTF: estimate or import it first.")
+        errors = self._inputErrors() + self._blushWeightsErrors() + self._symmetryErrors()
         if particles.getSize() < 2:
             errors.append("At least two particles are needed for the gold-standard half sets.")
-        first = particles.getFirstItem()
-        if first is not None and not first.getFileName().lower().endswith(convert.MRC_EXTENSIONS):
-            errors.append(f"Particle images must be MRC stacks; found {first.getFileName()}.")
-        if reference.getXDim() != particles.getXDim():
-            errors.append(
-                f"The reference is {reference.getXDim()} px, the particles {particles.getXDim()} px."
-            )
-        if (
-            abs(reference.getSamplingRate() - particles.getSamplingRate())
-            > 1e-3 * particles.getSamplingRate()
-        ):
-            errors.append(
-                f"The reference pixel size {reference.getSamplingRate():.3f} Å differs from the "
-                f"particles' {particles.getSamplingRate():.3f} Å."
-            )
-        if self.useBlush.get() and self.blushWeights.get() and not os.path.exists(self.blushWeights.get()):
-            errors.append(f"Denoiser weights {self.blushWeights.get()} do not exist.")
         if self.useBlush.get() and self.blushFromResolution.get() < 0:
             errors.append("Blush from resolution must be 0 (from the first iteration) or a resolution in Å.")
-        mask = self.referenceMask.get()
-        if mask is not None and mask.getXDim() != particles.getXDim():
-            errors.append(f"The mask is {mask.getXDim()} px, the particles {particles.getXDim()} px.")
-        try:
-            symmetry_operators(self.symmetryGroup.get())
-        except ValueError as e:
-            errors.append(str(e))
         return errors
 
     def _summary(self):
         if not os.path.exists(self._summaryFile()):
             return ["Output not ready yet."]
-        s = json.loads(Path(self._summaryFile()).read_text())
+        s = self._readSummary()
         lines = [
             f"Gold-standard resolution {s['resolution_angstrom']:.2f} Å after {s['iterations']} iterations "
             f"({s['wall_seconds']:.0f} s, {s['particles']} particles)"
@@ -393,7 +275,7 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
     def _methods(self):
         if not os.path.exists(self._summaryFile()):
             return []
-        s = json.loads(Path(self._summaryFile()).read_text())
+        s = self._readSummary()
         blush = f" with Blush regularisation [Kimanius2024]{blush_start(s)}" if s.get("blush") else ""
         return [
             f"{s['particles']} particles were refined in 3D by gold-standard auto-refinement "
@@ -409,7 +291,7 @@ class ProtBlushRefine3D(PluginLabel, EngineJob, ProtRefine3D):
     def _citations(self):
         return (
             self._references
-            + (["Kimanius2024"] if self.useBlush.get() else [])
+            + self._blushCitations()
             + (["Rosenthal2003", "Chen2013"] if self.doPostprocess.get() else [])
         )
 

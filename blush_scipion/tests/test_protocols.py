@@ -29,6 +29,7 @@ from blush_scipion.protocols import (
 )
 
 from .conftest import DATA  # noqa: E402
+from .pictures import assert_drawn, assert_view_drawn  # noqa: E402
 
 
 def test_pose_matrix_round_trip():
@@ -57,30 +58,35 @@ class TestBlushProtocols(BaseTest):
         self.launchProtocol(prot)
         return prot.outputVolume
 
-    def test_import_refine_validate(self):
-        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
+    def _import_particles(self, star: str = "particles.star"):
+        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/{star}")
         self.launchProtocol(imp)
-        parts = imp.outputParticles
+        return imp.outputParticles
+
+    def _refine(self, particles, start, iterations: int, blush: bool):
+        prot = self.newProtocol(
+            ProtBlushRefine3D,
+            inputParticles=particles,
+            referenceVolume=start,
+            maxIterations=iterations,
+            maskDiameterA=90,
+            useBlush=blush,
+        )
+        self.launchProtocol(prot)
+        return prot
+
+    def test_import_refine_validate(self):
+        parts = self._import_particles()
         self.assertEqual(parts.getSize(), 400)
         self.assertTrue(parts.hasCTF())
         self.assertAlmostEqual(parts.getSamplingRate(), 3.0)
         self.assertAlmostEqual(parts.getAcquisition().getVoltage(), 300.0)
         self.assertFalse(parts.hasAlignmentProj())
 
-        truth_imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/truth.star")
-        self.launchProtocol(truth_imp)
-        self.assertTrue(truth_imp.outputParticles.hasAlignmentProj())
+        self.assertTrue(self._import_particles("truth.star").hasAlignmentProj())
 
         start = self._import_volume(f"{self.sim}/start.mrc")
-        refine = self.newProtocol(
-            ProtBlushRefine3D,
-            inputParticles=parts,
-            referenceVolume=start,
-            maxIterations=6,
-            maskDiameterA=90,
-            useBlush=True,
-        )
-        self.launchProtocol(refine)
+        refine = self._refine(parts, start, iterations=6, blush=True)
         volume = refine.outputVolume
         self.assertTrue(
             any("Blush regularisation from iteration" in line for line in refine.summary()), refine.summary()
@@ -116,29 +122,17 @@ class TestBlushProtocols(BaseTest):
         self.assertIsNotNone(graph.getNode(volume.strId()))
 
         # viewers: the protocol wrote its plots as PNGs, and the Tk viewer renders headless too
-        from PIL import Image
-
         from blush_scipion.viewers import BlushRefine3DViewer
 
-        for name in ("fsc.png", "progress.png", "slices.png", "angles.png"):
-            with Image.open(refine._getExtraPath(name)) as image:
-                self.assertGreater(image.size[0], 300)
-                self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
-        standard = self.newProtocol(
-            ProtBlushRefine3D,
-            inputParticles=parts,
-            referenceVolume=start,
-            maxIterations=3,
-            maskDiameterA=90,
-            useBlush=False,
+        assert_drawn(
+            *(refine._getExtraPath(name) for name in ("fsc.png", "progress.png", "slices.png", "angles.png")),
+            min_width=300,
         )
-        self.launchProtocol(standard)
+        standard = self._refine(parts, start, iterations=3, blush=False)
         viewer = BlushRefine3DViewer(project=self.proj)
         self.assertEqual([r.getObjId() for r in viewer._companions(refine)], [standard.getObjId()])
-        views = viewer._visualize(refine)  # Blush beside the standard prior
-        views[0].savefig(self.proj.getTmpPath("viewer.png"))
-        with Image.open(self.proj.getTmpPath("viewer.png")) as image:
-            self.assertGreater(len(set(image.convert("L").getdata())), 10)
+        # Blush beside the standard prior
+        assert_view_drawn(viewer._visualize(refine)[0], self.proj.getTmpPath("viewer.png"))
 
         denoise = self.newProtocol(ProtBlushDenoise, inputVolume=volume, maskDiameterA=90)
         self.launchProtocol(denoise)
@@ -159,11 +153,10 @@ class TestBlushProtocols(BaseTest):
         self.assertLess(res, 15.0)
 
     def test_classify2d_with_blush(self):
-        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
-        self.launchProtocol(imp)
+        particles = self._import_particles()
         prot = self.newProtocol(
             ProtBlushClassify2D,
-            inputParticles=imp.outputParticles,
+            inputParticles=particles,
             numberOfClasses=3,
             numberOfIterations=4,
             maskDiameterA=90,
@@ -183,29 +176,20 @@ class TestBlushProtocols(BaseTest):
         self.assertTrue(prot.methods())
         graph = self.proj.getSourceGraph(refresh=True)
         self.assertIsNotNone(graph.getNode(classes.strId()))
-        from PIL import Image
-
         from blush_scipion.viewers import BlushClassify2DViewer
 
-        for name in ("classes.png", "progress.png"):
-            with Image.open(prot._getExtraPath(name)) as image:
-                self.assertGreater(len(set(image.convert("L").getdata())), 10)
+        assert_drawn(prot._getExtraPath("classes.png"), prot._getExtraPath("progress.png"))
         views = BlushClassify2DViewer(project=self.proj)._visualize(prot)
-        views[0].savefig(self.proj.getTmpPath("classes_viewer.png"))
-        with Image.open(self.proj.getTmpPath("classes_viewer.png")) as image:
-            self.assertGreater(len(set(image.convert("L").getdata())), 10)
-        too_many = self.newProtocol(
-            ProtBlushClassify2D, inputParticles=imp.outputParticles, numberOfClasses=401
-        )
+        assert_view_drawn(views[0], self.proj.getTmpPath("classes_viewer.png"))
+        too_many = self.newProtocol(ProtBlushClassify2D, inputParticles=particles, numberOfClasses=401)
         self.assertTrue(any("401 classes" in e for e in too_many.validate()))
 
     def test_classify2d_on_two_processes(self):
         """The form's MPI count becomes torch.distributed ranks under torchrun (never mpirun)."""
-        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
-        self.launchProtocol(imp)
+        particles = self._import_particles()
         prot = self.newProtocol(
             ProtBlushClassify2D,
-            inputParticles=imp.outputParticles,
+            inputParticles=particles,
             numberOfClasses=3,
             numberOfIterations=3,
             maskDiameterA=90,
@@ -218,11 +202,10 @@ class TestBlushProtocols(BaseTest):
         self.assertNotIn("mpirun", log)
 
     def test_classify2d_with_mini_batches(self):
-        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
-        self.launchProtocol(imp)
+        particles = self._import_particles()
         prot = self.newProtocol(
             ProtBlushClassify2D,
-            inputParticles=imp.outputParticles,
+            inputParticles=particles,
             numberOfClasses=3,
             useGradientAlg=True,
             numberOfVDAMBatches=6,
@@ -237,14 +220,13 @@ class TestBlushProtocols(BaseTest):
         self.assertTrue(any("mini-batches" in line for line in prot.methods()))
 
     def test_validate_refuses_mismatched_inputs(self):
-        imp = self.newProtocol(ProtBlushImportParticles, starFile=f"{self.sim}/particles.star")
-        self.launchProtocol(imp)
+        particles = self._import_particles()
         small = self.proj.getTmpPath("small.mrc")
         write_map(small, torch.zeros(32, 32, 32), 3.0)
         wrong = self._import_volume(small)
         refine = self.newProtocol(
             ProtBlushRefine3D,
-            inputParticles=imp.outputParticles,
+            inputParticles=particles,
             referenceVolume=wrong,
             symmetryGroup="X7",
             blushFromResolution=-5,

@@ -24,6 +24,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 from blush_scipion.protocols import ProtBlushClassify3D, ProtBlushImportParticles  # noqa: E402
 
 from .conftest import DATA  # noqa: E402
+from .pictures import assert_drawn, assert_view_drawn  # noqa: E402
 
 N, BOX, APIX = 150, 40, 3.0  # particles per structure; box 120 Å
 STRUCTURES = ("adk_closed", "4gcnA")  # 23.5 and 14 kDa
@@ -53,18 +54,23 @@ class TestBlushClassify3D(BaseTest):
         self.launchProtocol(vol)
         return imp.outputParticles, vol.outputVolume
 
-    def test_two_structures_separate_and_subsets_work(self):
+    def _classify(self, **values):
+        """Two classes from the mixed particles and the blurred start."""
         particles, start = self._inputs()
         prot = self.newProtocol(
             ProtBlushClassify3D,
             inputParticles=particles,
             referenceVolume=start,
             numberOfClasses=2,
-            numberOfIterations=8,
             initialLowPassFilterA=30,
             maskDiameterA=100,
+            **values,
         )
         self.launchProtocol(prot)
+        return prot
+
+    def test_two_structures_separate_and_subsets_work(self):
+        prot = self._classify(numberOfIterations=8)
         classes = prot.outputClasses
         self.assertIsInstance(classes, SetOfClasses3D)
         self.assertEqual(classes.getSize(), 2)
@@ -113,19 +119,15 @@ class TestBlushClassify3D(BaseTest):
         self.assertIsNotNone(graph.getNode(classes.strId()))
 
         # plots as PNGs in extra/, and the Tk viewer's figures rendered headless
-        from PIL import Image
-
         from blush_scipion.viewers import BlushClassify3DViewer
 
-        for name in ("classes.png", "progress.png", "angles.png"):
-            with Image.open(prot._getExtraPath(name)) as image:
-                self.assertGreater(image.size[0], 300)
-                self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
+        assert_drawn(
+            *(prot._getExtraPath(name) for name in ("classes.png", "progress.png", "angles.png")),
+            min_width=300,
+        )
         views = BlushClassify3DViewer(project=self.proj)._visualize(prot)
         self.assertEqual(len(views), 3)
-        views[0].savefig(self.proj.getTmpPath("classes3d_viewer.png"))
-        with Image.open(self.proj.getTmpPath("classes3d_viewer.png")) as image:
-            self.assertGreater(len(set(image.convert("L").getdata())), 10)
+        assert_view_drawn(views[0], self.proj.getTmpPath("classes3d_viewer.png"))
 
         # pwem's subset tools, as its metadata viewer calls them: a text file of the chosen class ids
         chosen = max(sizes, key=sizes.get)
@@ -154,20 +156,7 @@ class TestBlushClassify3D(BaseTest):
 
     def test_blush_on_two_processes(self):
         """Blush regularisation, and the form's MPI count as torch.distributed ranks (never mpirun)."""
-        particles, start = self._inputs()
-        prot = self.newProtocol(
-            ProtBlushClassify3D,
-            inputParticles=particles,
-            referenceVolume=start,
-            numberOfClasses=2,
-            numberOfIterations=2,
-            initialLowPassFilterA=30,
-            maskDiameterA=100,
-            angularSamplingDeg=0,
-            useBlush=True,
-            numberOfMpi=2,
-        )
-        self.launchProtocol(prot)
+        prot = self._classify(numberOfIterations=2, angularSamplingDeg=0, useBlush=True, numberOfMpi=2)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 2 * N)
         for k in (1, 2):
             self.assertTrue(os.path.exists(prot._getExtraPath(f"run_class{k:03d}_blush.mrc")))

@@ -16,6 +16,7 @@ from blush_scipion.engine.mrc import write_map  # noqa: E402
 from blush_scipion.protocols import ProtBlushLocalResolution, ProtBlushPostprocess  # noqa: E402
 
 from .conftest import MODEL  # noqa: E402
+from .pictures import assert_drawn, assert_view_drawn  # noqa: E402
 
 N, APIX, RESOLUTION = 64, 1.5, 6.0  # the halves' FSC over the whole box falls to 0.143 at 6 A
 
@@ -42,14 +43,6 @@ class TestBlushPostprocessProtocols(BaseTest):
         self.launchProtocol(prot)
         return prot.outputVolume
 
-    def _assertPictures(self, *paths):
-        from PIL import Image
-
-        for path in paths:
-            with Image.open(path) as image:
-                self.assertGreater(image.size[0], 300)
-                self.assertGreater(len(set(image.convert("L").getdata())), 10)  # not a blank image
-
     def test_postprocess_then_local_resolution(self):
         volume = self._import(half_maps=True)
         post = self.newProtocol(ProtBlushPostprocess, inputVolume=volume)
@@ -70,7 +63,7 @@ class TestBlushPostprocessProtocols(BaseTest):
         self.assertTrue(post.methods())
         graph = self.proj.getSourceGraph(refresh=True)
         self.assertIsNotNone(graph.getNode(post.outputVolume.strId()))
-        self._assertPictures(post._getExtraPath("fsc.png"), post._getExtraPath("guinier.png"))
+        assert_drawn(post._getExtraPath("fsc.png"), post._getExtraPath("guinier.png"), min_width=300)
 
         # the mask and a B-factor given: the engine takes both as they are
         given = self.newProtocol(
@@ -84,7 +77,7 @@ class TestBlushPostprocessProtocols(BaseTest):
         self.launchProtocol(given)
         self.assertIn("B-factor -50.0 Å² as given; low-passed at 5.00 Å", given.summary()[0])
         self.assertEqual(given.summary()[1], "Mask: the one given.")
-        self._assertPictures(given._getExtraPath("guinier.png"))
+        assert_drawn(given._getExtraPath("guinier.png"), min_width=300)
 
         local = self.newProtocol(
             ProtBlushLocalResolution, inputVolume=post.outputVolume, solventMask=post.outputMask
@@ -95,15 +88,17 @@ class TestBlushPostprocessProtocols(BaseTest):
         self.assertIsInstance(local.outputVolume, Volume)
         median = float(local.summary()[0].split("median ")[1].split(" Å")[0])
         self.assertTrue(3.0 < median < RESOLUTION + 2, local.summary())
-        self._assertPictures(local._getExtraPath("slices.png"))
+        assert_drawn(local._getExtraPath("slices.png"), min_width=300)
 
         # the Tk viewers draw the same plots headless
         from blush_scipion.viewers import BlushLocalResolutionViewer, BlushPostprocessViewer
 
         for viewer, prot in ((BlushPostprocessViewer, post), (BlushLocalResolutionViewer, local)):
-            path = self.proj.getTmpPath(f"viewer_{prot.getObjId()}.png")
-            viewer(project=self.proj)._visualize(prot)[0].savefig(path)
-            self._assertPictures(path)
+            assert_view_drawn(
+                viewer(project=self.proj)._visualize(prot)[0],
+                self.proj.getTmpPath(f"viewer_{prot.getObjId()}.png"),
+                min_width=300,
+            )
 
     def test_validate_refuses_a_map_without_half_maps(self):
         plain = self._import(half_maps=False)

@@ -1,31 +1,23 @@
 """Scipion viewer for post-processing: the FSC curves and the Guinier plot with its fit."""
 
-import os
-
-from pwem.viewers.plotter import EmPlotter
-from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
-
 from ..protocols import ProtBlushPostprocess
 from ..reports.plots import plot_fsc, plot_guinier
 from ..reports.postprocess import fsc_title, guinier_title, postprocess_fsc_curves, postprocess_guinier
+from .run_viewer import RunViewer, run_plotter
 
 
-class BlushPostprocessViewer(Viewer):
+class BlushPostprocessViewer(RunViewer):
     """The corrected, masked, unmasked and phase-randomised FSC (0.143 and 0.5 lines), and the
     Guinier plot of the map before and after FSC weighting and sharpening, with the B-factor's fit
     (the same plots the run wrote as extra/fsc.png and extra/guinier.png)."""
 
     _label = "viewer post-process"
     _targets = [ProtBlushPostprocess]
-    _environments = [DESKTOP_TKINTER]
+    _waiting = "The post-processing has not finished yet."
 
-    def _visualize(self, prot, **kwargs):
-        if not os.path.exists(prot._getExtraPath("summary.json")):
-            return [self.errorMessage("The post-processing has not finished yet.")]
+    def _plots(self, prot):
         extra = prot._getExtraPath
-        plotter = EmPlotter(
-            x=1, y=2, mainTitle=prot.getRunName(), windowTitle="Blush post-process", figsize=(13, 5)
-        )
+        plotter = run_plotter(prot, "Blush post-process", 1, 2, (13, 5))
         plot_fsc(
             plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
             postprocess_fsc_curves(extra),

@@ -2,31 +2,25 @@
 
 import os
 
-from pwem.viewers.plotter import EmPlotter
-from pyworkflow.viewer import DESKTOP_TKINTER, Viewer
-
 from ..engine.mrc import read_map
 from ..protocols import ProtBlushRefine3D
 from ..reports.plots import plot_angular_distribution, plot_fsc, plot_progress
 from ..reports.refine import refine_angles, refine_fsc_curve, refine_history
+from .run_viewer import RunViewer, run_plotter
 
 
-class BlushRefine3DViewer(Viewer):
+class BlushRefine3DViewer(RunViewer):
     """FSC (0.143 and 0.5 lines) and resolution per iteration of the refined map, beside those of
     the project's other finished 3D auto-refine runs on the same particles (Blush against the
     standard prior, when both were run); the run's angular distribution and its map's central slice."""
 
     _label = "viewer 3D auto-refine"
     _targets = [ProtBlushRefine3D]
-    _environments = [DESKTOP_TKINTER]
+    _waiting = "The refinement has not finished yet."
 
-    def _visualize(self, prot, **kwargs):
-        if not os.path.exists(prot._getExtraPath("summary.json")):
-            return [self.errorMessage("The refinement has not finished yet.")]
+    def _plots(self, prot):
         runs = [prot] + self._companions(prot)
-        plotter = EmPlotter(
-            x=2, y=2, mainTitle=prot.getRunName(), windowTitle="Blush 3D auto-refine", figsize=(12, 9)
-        )
+        plotter = run_plotter(prot, "Blush 3D auto-refine", 2, 2, (12, 9))
         plot_fsc(
             plotter.createSubPlot("FSC", "spatial frequency (1/Å)", "FSC"),
             {_label(r): refine_fsc_curve(r._getExtraPath) for r in runs},
@@ -57,7 +51,7 @@ class BlushRefine3DViewer(Viewer):
             and run.getObjId() != prot.getObjId()
             and run.isFinished()
             and source(run) == source(prot)
-            and os.path.exists(run._getExtraPath("summary.json"))
+            and os.path.exists(self._resultFile(run))
         ]
 
 
