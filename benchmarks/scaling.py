@@ -78,7 +78,7 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    _, stats, _ = run_iteration(
+    result = run_iteration(
         particles,
         [truth * scale, truth * scale],
         state,
@@ -91,7 +91,7 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    e_step = stats["expectation_seconds"]
+    e_step = result.expectation_seconds
     return {
         "box": box,
         "pixel_size": apix,

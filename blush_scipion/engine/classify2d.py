@@ -24,15 +24,15 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
-from .checkpoint import iteration_path, last_checkpoint, publish, write_json
+from .checkpoint import iteration_path, last_checkpoint, write_json
 from .distributed import World, on_leader
 from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
@@ -44,11 +44,8 @@ from .fourier import (
     shell_sum,
 )
 from .fsc import last_ssnr_shell
-from .images import (
-    initial_sigma2,
-    noise_model_blocks,
-    power_spectrum,
-)
+from .history import Class2DRecord, DriverState
+from .images import initial_radius, initial_sigma2, power_spectrum
 from .inplane import (
     extract_rotated,
     fourier_images,
@@ -56,13 +53,15 @@ from .inplane import (
     images_from_fourier,
     insert_rotated,
 )
+from .inputs import check_classes, input_fingerprints
 from .mask import circular_mask, particle_diameter
 from .minibatch import MiniBatchSchedule, batch_rows, running_weights
+from .model_star import write_classification_model_star
 from .mrc import read_stack, write_stack
 from .option import option
 from .particles import Particles
 from .projector import SlicePoints
-from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint
+from .run_folder import RunIdentity, claim
 from .sampling import translation_grid
 from .summary import finish_classification
 
@@ -142,17 +141,19 @@ class Class2DSettings:
 
 
 @dataclass
-class Class2DState:
+class Class2DState(DriverState):
+    record = Class2DRecord
+
     iteration: int = 0
     r_current: int = 0
-    sigma2: list = field(default_factory=list)  # (G, S): complex noise variance per optics group, shell
+    # (G, S): complex noise variance per optics group, shell
+    sigma2: list[list[float]] = field(default_factory=list)
     sigma_offset: float = 2.0  # pixels, per axis
-    distribution: list = field(default_factory=list)  # (K,) class fractions
-    resolution: list = field(default_factory=list)  # (K,) A, last shell with SSNR >= 1
-    batch_weights: list[float] = field(
-        default_factory=list
-    )  # mini-batches: the running sums' [signal, noise] weights
-    history: list = field(default_factory=list)
+    distribution: list[float] = field(default_factory=list)  # (K,) class fractions
+    resolution: list[float] = field(default_factory=list)  # (K,) A, last shell with SSNR >= 1
+    # mini-batches: the running sums' [signal, noise] weights
+    batch_weights: list[float] = field(default_factory=list)
+    history: list[Class2DRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -256,6 +257,7 @@ def expectation(
     origins: torch.Tensor,
     state: Class2DState,
     settings: Class2DSettings,
+    *,
     progress: bool = True,
     world: World = World(),
 ) -> tuple[Sums, Assignment]:
@@ -333,6 +335,7 @@ def random_start(
     settings: Class2DSettings,
     sigma2: torch.Tensor,
     generator: torch.Generator,
+    *,
     progress: bool = True,
     world: World = World(),
 ) -> Sums:
@@ -455,7 +458,7 @@ def masked_centred(images: torch.Tensor, mask: torch.Tensor, settings: Class2DSe
 def next_state(
     state: Class2DState, settings: Class2DSettings, sums: Sums, ssnr: torch.Tensor, n: int, apix: float
 ) -> Class2DState:
-    s = Class2DState(**asdict(state))
+    s = replace(state)
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     if sums.residual_weight.sum() > 0:
@@ -502,43 +505,18 @@ def write_model_star(
     apix: float,
     tau2_fudge: float,
 ) -> None:
-    import starfile
-
+    """run_model.star of class averages in `classes_file` with their SSNR (K, n//2+1)."""
     k = len(state.distribution)
-    shells = np.arange(n // 2 + 1)
-    general = {
-        "rlnReferenceDimensionality": 2,
-        "rlnDataDimensionality": 2,
-        "rlnOriginalImageSize": n,
-        "rlnCurrentResolution": float(min(state.resolution)),
-        "rlnCurrentImageSize": 2 * state.r_current,
-        "rlnPixelSize": apix,
-        "rlnNrClasses": k,
-        "rlnTau2FudgeFactor": tau2_fudge,
-        "rlnSigmaOffsetsAngst": state.sigma_offset * apix,
-    }
-    blocks = {
-        "model_general": general,
-        "model_classes": pd.DataFrame(
-            {
-                "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
-                "rlnClassDistribution": state.distribution,
-                "rlnEstimatedResolution": state.resolution,
-            }
-        ),
-    }
-    for i in range(k):
-        blocks[f"model_class_{i + 1}"] = pd.DataFrame(
-            {
-                "rlnSpectralIndex": shells,
-                "rlnResolution": shells / (n * apix),
-                "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
-                "rlnSsnrMap": ssnr[i].double().numpy(),
-            }
-        )
-    blocks.update(noise_model_blocks(state.sigma2, n, apix))
-    with atomic_path(path) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+    write_classification_model_star(
+        path,
+        state,
+        [f"{i + 1:06d}@{classes_file}" for i in range(k)],
+        [{"rlnSsnrMap": ssnr[i].double().numpy()} for i in range(k)],
+        dimensionality=2,
+        n=n,
+        pixel_size=apix,
+        tau2_fudge=tau2_fudge,
+    )
 
 
 def write_iteration(
@@ -563,7 +541,7 @@ def write_iteration(
     # written last: it marks the iteration done
     write_json(
         out / f"{prefix}optimiser.json",
-        {"state": asdict(state), "settings": asdict(settings), "ssnr": ssnr.tolist()},
+        {"state": state.to_json(), "settings": asdict(settings), "ssnr": ssnr.tolist()},
     )
 
 
@@ -574,33 +552,24 @@ def classify(
     particles: Particles,
     settings: Class2DSettings,
     out_dir: str | Path,
+    *,
     resume: bool = False,
     progress: bool = True,
-    log=print,
-    *,
+    log: Callable[[str], object] = print,
     overwrite: bool = False,
     world: World = World(),
 ) -> dict:
     """2D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
-    k = settings.classes
-    if k < 1 or k > len(particles):
-        raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
-    if not particles.has_ctf():
-        raise ValueError(
-            f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)"
-        )
-    particle_diameter(
-        settings.diameter, particles.image_size, particles.pixel_size
-    )  # before the folder is touched
-    inputs = {"particle rows": table_fingerprint(particles.table)}
-    if settings.blush_weights:
-        inputs["Blush weights"] = file_fingerprint(settings.blush_weights)
+    check_classes(particles, settings.classes)
+    # refused before the run folder is touched
+    particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)
+    inputs = input_fingerprints(particles, blush_weights=settings.blush_weights)
     identity = RunIdentity.of(
         "class2d", inputs, asdict(settings), ignore=("device", "batch_size", "iterations", "blush_weights")
     )  # may be extended
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress)
+        log, progress = world.voice(log, progress=progress)
         return _classify(particles, settings, Path(out_dir), resume, progress, log, world)
 
 
@@ -620,16 +589,16 @@ def _classify(
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
         saved = json.loads(iteration_path(out, start_it, "optimiser.json").read_text())
-        state = Class2DState(**saved["state"])
+        state = Class2DState.from_json(saved["state"])
         images = read_stack(iteration_path(out, start_it, "classes.mrcs"))
         blush_file = iteration_path(out, start_it, "classes_blush.mrcs")
         references = read_stack(blush_file) if settings.blush and blush_file.exists() else None
         saved = Particles.read(iteration_path(out, start_it, "data.star"))
         a = Assignment(
-            torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
+            saved.classes(),
             torch.as_tensor(saved.column("rlnAnglePsi").astype(np.float32)),
             saved.origins(),
-            torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)),
+            saved.max_prob(),
         )
         running = Sums.load(iteration_path(out, start_it, GRAD_SUMS)) if settings.grad else None
         log(f"continuing after iteration {start_it}")
@@ -638,9 +607,9 @@ def _classify(
         state = Class2DState(
             sigma2=sigma2.tolist(),
             sigma_offset=max(1.0, settings.offset_range / 2),
-            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+            r_current=initial_radius(n, apix, settings.ini_high, settings.resolution_margin),
         )
-        running = random_start(particles, k, settings, sigma2, generator, progress, world)
+        running = random_start(particles, k, settings, sigma2, generator, progress=progress, world=world)
         state.distribution = (running.mass / running.mass.sum()).tolist()
         state.batch_weights = [float(len(particles))] * 2
         images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
@@ -677,8 +646,8 @@ def _classify(
             a.origins[rows],
             state,
             settings,
-            progress,
-            world,
+            progress=progress,
+            world=world,
         )
         weights = [float(len(particles))] * 2
         reseeded: list[int] = []
@@ -707,16 +676,16 @@ def _classify(
         new.batch_weights = weights
         changed = float((b.classes != a.classes[rows]).float().mean())
         a = a.updated(rows, b)
-        entry = {
-            "iteration": new.iteration,
-            "resolution": min(new.resolution),
-            "r_current": state.r_current,
-            "particles": len(rows),
-            "class_changes": round(changed, 4),
-            "sigma_offset_px": round(new.sigma_offset, 2),
-            "seconds": round(time.time() - t0, 1),
-            "m_step_seconds": round(t_blush, 1),
-        }
+        entry = Class2DRecord(
+            iteration=new.iteration,
+            resolution=min(new.resolution),
+            r_current=state.r_current,
+            particles=len(rows),
+            class_changes=round(changed, 4),
+            sigma_offset_px=round(new.sigma_offset, 2),
+            seconds=round(time.time() - t0, 1),
+            m_step_seconds=round(t_blush, 1),
+        )
         new.history = state.history + [entry]
         writes = not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations
         if writes and world.leader:
@@ -729,32 +698,25 @@ def _classify(
                 iteration_path(out, written, GRAD_SUMS).unlink(missing_ok=True)
             written = new.iteration
         log(
-            f"iteration {new.iteration:3d}: resolution {entry['resolution']:6.2f} A  E-step to shell "
+            f"iteration {new.iteration:3d}: resolution {entry.resolution:6.2f} A  E-step to shell "
             f"{state.r_current}"
             + (f" on {len(rows)} particles" if schedule else "")
             + f"  classes changed {100 * changed:5.1f}%  offsets sigma {new.sigma_offset:.2f} px  "
             + (f"re-seeded {[c + 1 for c in reseeded]}  " if reseeded else "")
-            + f"{entry['seconds']:.0f} s"
+            + f"{entry.seconds:.0f} s"
             + (f" (M-step with Blush {t_blush:.0f} s)" if denoiser else "")
         )
         state = new
-    final = state.iteration
-    if final == 0:
-        raise ValueError("no iterations to run (--iter 0)")
     finals = ["classes.mrcs", "data.star", "model.star"] + (
         ["classes_blush.mrcs"] if references is not None else []
     )
-    if world.leader:
-        publish(out, final, finals)
     return finish_classification(
         out,
         log,
         state,
+        finals,
         world=world,
-        iterations=final,
         settings=settings,
         particles=particles,
-        box=n,
-        apix=apix,
         wall_seconds=time.time() - t_start,
     )

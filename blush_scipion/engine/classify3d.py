@@ -21,23 +21,26 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_map, load_denoiser
-from .checkpoint import iteration_path, last_checkpoint, publish, write_json
+from .checkpoint import iteration_path, last_checkpoint, write_json
+from .device import Device
 from .distributed import World, on_leader
 from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import low_pass
 from .fsc import last_ssnr_shell
-from .images import initial_sigma2, noise_model_blocks
+from .history import Class3DRecord, DriverState
+from .images import initial_radius, initial_sigma2
+from .inputs import check_classes, check_reference, input_fingerprints
 from .mask import particle_diameter
+from .model_star import write_classification_model_star
 from .mrc import read_map, write_map
 from .option import option
 from .particles import Particles
@@ -45,7 +48,7 @@ from .projector import extract_central_slices, fourier_reference, fourier_shape,
 from .reconstruct import shell_mean, wiener_map
 from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
 from .rotation import symmetric_distance
-from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
+from .run_folder import RunIdentity, claim
 from .sampling import grid_rotations, orientation_grid, translation_grid
 from .summary import finish_classification
 from .symmetry import symmetry_operators
@@ -104,15 +107,18 @@ class Class3DSettings:
 
 
 @dataclass
-class Class3DState:
+class Class3DState(DriverState):
+    record = Class3DRecord
+
     iteration: int = 0
     r_current: int = 0  # E-step radius, Fourier pixels
-    sigma2: list = field(default_factory=list)  # (G, S) complex noise variance per optics group, shell
+    # (G, S) complex noise variance per optics group, shell
+    sigma2: list[list[float]] = field(default_factory=list)
     sigma_offset: float = 2.0  # pixels, per axis
-    distribution: list = field(default_factory=list)  # (K,) class fractions
-    resolution: list = field(default_factory=list)  # (K,) A, the last shell with SSNR >= 1
-    history: list = field(default_factory=list)
-    wall_seconds: float = 0.0
+    distribution: list[float] = field(default_factory=list)  # (K,) class fractions
+    resolution: list[float] = field(default_factory=list)  # (K,) A, the last shell with SSNR >= 1
+    history: list[Class3DRecord] = field(default_factory=list)
+    wall_seconds: float = 0.0  # the run's time up to this checkpoint, over every process that ran it
 
 
 @dataclass
@@ -201,7 +207,7 @@ def expectation(
 # --- M-step ---------------------------------------------------------------------------------
 
 
-def reference_power(reference: torch.Tensor, device) -> torch.Tensor:
+def reference_power(reference: torch.Tensor, device: Device) -> torch.Tensor:
     """(n, n, n) map -> (n//2+1,) tau2: the mean power per shell of its transform as the projector
     sees it (in the units of the images' transforms, as the M-step's weights are)."""
     n = reference.shape[-1]
@@ -254,7 +260,7 @@ def class_map(
     return volume, torch.where(empty, 0.0, ssnr)
 
 
-def class_tau2(maps: torch.Tensor, device) -> torch.Tensor:
+def class_tau2(maps: torch.Tensor, device: Device) -> torch.Tensor:
     """(K, n, n, n) class maps -> (K, n//2+1) their tau2 (reference_power), the next M-step's prior."""
     return torch.stack([reference_power(m, device) for m in maps])
 
@@ -289,7 +295,7 @@ def maximisation(
 def next_state(
     state: Class3DState, settings: Class3DSettings, sums: ClassSums, ssnr: torch.Tensor, n: int, apix: float
 ) -> Class3DState:
-    s = Class3DState(**asdict(state))
+    s = replace(state)
     s.iteration += 1
     s.distribution = (sums.mass / sums.mass.sum()).tolist()
     s.sigma2 = sums.residual.spectrum(torch.tensor(state.sigma2), state.r_current).tolist()
@@ -309,7 +315,7 @@ def write_data_star(path: Path, particles: Particles, a: Assignment) -> None:
     particles.with_poses(a.rotations, a.origins, a.max_prob, rlnClassNumber=a.classes.numpy() + 1).write(path)
 
 
-def class_file(prefix: str, c: int, blush: bool = False) -> str:
+def class_file(prefix: str, c: int, *, blush: bool = False) -> str:
     return f"{prefix}class{c + 1:03d}{'_blush' if blush else ''}.mrc"
 
 
@@ -323,45 +329,22 @@ def write_model_star(
     apix: float,
     tau2_fudge: float,
 ) -> None:
-    import starfile
-
+    """run_model.star of the class maps named with `prefix`, with their SSNR and tau2 (K, n//2+1)."""
     k = len(state.distribution)
-    shells = np.arange(n // 2 + 1)
-    general = {
-        "rlnReferenceDimensionality": 3,
-        "rlnDataDimensionality": 2,
-        "rlnOriginalImageSize": n,
-        "rlnCurrentResolution": float(min(state.resolution)),
-        "rlnCurrentImageSize": 2 * state.r_current,
-        "rlnPixelSize": apix,
-        "rlnNrClasses": k,
-        "rlnNrBodies": 1,
-        "rlnTau2FudgeFactor": tau2_fudge,
-        "rlnSigmaOffsetsAngst": state.sigma_offset * apix,
-    }
-    blocks = {
-        "model_general": general,
-        "model_classes": pd.DataFrame(
-            {
-                "rlnReferenceImage": [class_file(prefix, c) for c in range(k)],
-                "rlnClassDistribution": state.distribution,
-                "rlnEstimatedResolution": state.resolution,
-            }
-        ),
-    }
-    for c in range(k):
-        blocks[f"model_class_{c + 1}"] = pd.DataFrame(
-            {
-                "rlnSpectralIndex": shells,
-                "rlnResolution": shells / (n * apix),
-                "rlnAngstromResolution": np.where(shells > 0, n * apix / np.maximum(shells, 1), 999.0),
-                "rlnSsnrMap": ssnr[c].double().numpy(),
-                "rlnReferenceTau2": tau2[c].double().numpy(),
-            }
-        )
-    blocks.update(noise_model_blocks(state.sigma2, n, apix))
-    with atomic_path(path) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+    curves = [
+        {"rlnSsnrMap": ssnr[c].double().numpy(), "rlnReferenceTau2": tau2[c].double().numpy()}
+        for c in range(k)
+    ]
+    write_classification_model_star(
+        path,
+        state,
+        [class_file(prefix, c) for c in range(k)],
+        curves,
+        dimensionality=3,
+        n=n,
+        pixel_size=apix,
+        tau2_fudge=tau2_fudge,
+    )
 
 
 def write_iteration(
@@ -384,7 +367,7 @@ def write_iteration(
     write_data_star(out / f"{prefix}data.star", particles, a)
     write_model_star(out / f"{prefix}model.star", prefix, state, ssnr, tau2, n, apix, settings.tau2_fudge)
     # written last: it marks the iteration done
-    write_json(out / f"{prefix}optimiser.json", {"state": asdict(state), "settings": asdict(settings)})
+    write_json(out / f"{prefix}optimiser.json", {"state": state.to_json(), "settings": asdict(settings)})
 
 
 # --- the driver ----------------------------------------------------------------------------
@@ -398,38 +381,25 @@ def classify3d(
     reference_apix: float,
     settings: Class3DSettings,
     out_dir: str | Path,
+    *,
     resume: bool = False,
     progress: bool = True,
-    log=print,
-    *,
+    log: Callable[[str], object] = print,
     overwrite: bool = False,
     world: World = World(),
 ) -> dict:
     """3D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
-    n, apix, k = particles.image_size, particles.pixel_size, settings.classes
-    if k < 1 or k > len(particles):
-        raise ValueError(f"{particles.source}: cannot make {k} classes from {len(particles)} particles")
-    if not particles.has_ctf():
-        raise ValueError(
-            f"{particles.source}: particles need CTF columns (rlnDefocusU, rlnDefocusV, rlnDefocusAngle)"
-        )
-    if reference.shape[-1] != n:
-        raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
-    if abs(reference_apix - apix) > 1e-3 * apix:
-        raise ValueError(
-            f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A"
-        )
-    if not reference.abs().max() > 0:
-        raise ValueError("reference is all zeros: it holds no structure to classify the particles by")
-    particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
-    inputs = {"particle rows": table_fingerprint(particles.table), "reference": tensor_fingerprint(reference)}
-    for name, path in (("mask", settings.mask), ("Blush weights", settings.blush_weights)):
-        if path:
-            inputs[name] = file_fingerprint(path)
+    check_classes(particles, settings.classes)
+    check_reference(reference, reference_apix, particles, "classify the particles by")
+    # refused before the run folder is touched
+    particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)
+    inputs = input_fingerprints(
+        particles, reference, mask=settings.mask, blush_weights=settings.blush_weights
+    )
     identity = RunIdentity.of("class3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT)
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress)
+        log, progress = world.voice(log, progress=progress)
         return _classify3d(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
@@ -444,7 +414,7 @@ def _start(
         sigma_offset=max(1.0, settings.offset_range / 2),
         distribution=[1 / k] * k,
         resolution=[settings.ini_high] * k,
-        r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+        r_current=initial_radius(n, apix, settings.ini_high, settings.resolution_margin),
     )
     start = low_pass(reference, settings.ini_high, apix) * solvent_mask(settings, n, apix)
     start = start * greyscale_scale(
@@ -457,9 +427,7 @@ def _start(
         settings.offset_step,
         settings.device,
     )
-    rotations = (
-        particles.rotations() if particles.has_poses() else torch.eye(3).expand(len(particles), 3, 3).clone()
-    )
+    rotations = particles.start_rotations()
     a = Assignment(
         torch.full((len(particles),), -1), rotations, particles.origins(), torch.zeros(len(particles))
     )
@@ -471,7 +439,7 @@ def _resume(
 ) -> tuple[Class3DState, torch.Tensor, torch.Tensor, Assignment]:
     """A checkpoint's state, class maps, next references (Blush's where they were written) and
     assignment."""
-    state = Class3DState(**json.loads(iteration_path(out, it, "optimiser.json").read_text())["state"])
+    state = Class3DState.from_json(json.loads(iteration_path(out, it, "optimiser.json").read_text())["state"])
     prefix = iteration_path(out, it, "")
     maps = torch.stack([read_map(out / class_file(prefix.name, c))[0] for c in range(settings.classes)])
     references = maps
@@ -480,12 +448,7 @@ def _resume(
             [read_map(out / class_file(prefix.name, c, blush=True))[0] for c in range(settings.classes)]
         )
     saved = Particles.read(iteration_path(out, it, "data.star"))
-    a = Assignment(
-        torch.as_tensor(saved.column("rlnClassNumber").astype(np.int64)) - 1,
-        saved.rotations(),
-        saved.origins(),
-        torch.as_tensor(saved.column("rlnMaxValueProbDistribution").astype(np.float32)),
-    )
+    a = Assignment(saved.classes(), saved.rotations(), saved.origins(), saved.max_prob())
     return state, maps, references, a
 
 
@@ -539,18 +502,18 @@ def _classify3d(
         moved = (
             float(symmetric_distance(b.rotations, a.rotations, sym).mean()) if state.iteration > 0 else None
         )
-        entry = {
-            "iteration": new.iteration,
-            "class_distribution": [round(x, 4) for x in new.distribution],
-            "class_resolution_angstrom": [round(x, 2) for x in new.resolution],
-            "r_current": state.r_current,
-            "class_changes": round(changed, 4),
-            "angular_change": moved,
-            "sigma_offset_px": round(new.sigma_offset, 2),
-            "seconds": round(time.time() - t0, 1),
-            "expectation_seconds": round(t_expectation, 1),
-            "maximization_seconds": round(time.time() - t_blush, 1),
-        }
+        entry = Class3DRecord(
+            iteration=new.iteration,
+            class_distribution=[round(x, 4) for x in new.distribution],
+            class_resolution_angstrom=[round(x, 2) for x in new.resolution],
+            r_current=state.r_current,
+            class_changes=round(changed, 4),
+            angular_change=moved,
+            sigma_offset_px=round(new.sigma_offset, 2),
+            seconds=round(time.time() - t0, 1),
+            expectation_seconds=round(t_expectation, 1),
+            maximization_seconds=round(time.time() - t_blush, 1),
+        )
         new.history = state.history + [entry]
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         a, references = b, (maps if blush is None else blush)
@@ -565,26 +528,20 @@ def _classify3d(
             + "  resolution "
             + " ".join(f"{x:.1f}" for x in new.resolution)
             + f" A  E-step to shell {state.r_current}"
-            f"  classes changed {100 * changed:5.1f}%  {entry['seconds']:.0f} s"
+            f"  classes changed {100 * changed:5.1f}%  {entry.seconds:.0f} s"
         )
         state = new
-    final = state.iteration
-    if final == 0:
-        raise ValueError("no iterations to run (--iter 0)")
     finals = [class_file("", c) for c in range(k)] + ["data.star", "model.star"]
     if settings.blush:
         finals += [class_file("", c, blush=True) for c in range(k)]
-    if world.leader:  # the final model STAR names the final maps
-        publish(out, final, finals, renamed=("model.star",))
     return finish_classification(
         out,
         log,
         state,
+        finals,
+        renamed=("model.star",),  # the final model STAR names the final maps
         world=world,
-        iterations=final,
         settings=settings,
         particles=particles,
-        box=n,
-        apix=apix,
         wall_seconds=state.wall_seconds,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from .device import Device
 from .fourier import rfft_frequencies_2d
 
 
@@ -38,7 +39,7 @@ class CtfParameters:
     def __getitem__(self, index) -> CtfParameters:
         return CtfParameters(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def to(self, device) -> CtfParameters:
+    def to(self, device: Device) -> CtfParameters:
         return CtfParameters(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 

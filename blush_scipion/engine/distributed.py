@@ -65,7 +65,7 @@ class World:
         if first:
             raise ValueError(first)
 
-    def voice(self, log, progress: bool):
+    def voice(self, log, *, progress: bool):
         """(log, progress) for this rank: the leader's as given, the others' silent."""
         return (log, progress) if self.leader else ((lambda *args, **kwargs: None), False)
 

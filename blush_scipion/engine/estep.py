@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .device import Device
 from .expectation import weighted_sums
 from .images import group_index, image_batch, noise_weighted_points, residual_power
 from .mrc import StackReader
@@ -43,7 +44,7 @@ class NoiseModel:
     n: int  # image size, px
 
     @classmethod
-    def at(cls, n: int, r_max: int, sigma2: torch.Tensor, device) -> NoiseModel:
+    def at(cls, n: int, r_max: int, sigma2: torch.Tensor, device: Device) -> NoiseModel:
         """The points within `r_max` of an n px image and the (G, S) spectra `sigma2`."""
         points, shells, weight = noise_weighted_points(n, r_max, sigma2, device)
         return cls(points, shells, weight, 1 / sigma2.to(device)[:, shells], n)
@@ -77,7 +78,7 @@ def image_batches(
     origins: torch.Tensor,
     noise: NoiseModel,
     size: int,
-    device,
+    device: Device,
     *,
     mask: torch.Tensor | None = None,
     progress: bool = False,

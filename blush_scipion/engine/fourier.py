@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .device import Device
+
 
 def rfftn_centered(x: torch.Tensor, dim: int) -> torch.Tensor:
     """(..., n, ..., n) real over the last `dim` axes -> (..., n, ..., n//2+1) complex: real-space
@@ -51,34 +53,36 @@ def ifft3_centered(ft: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(ft, dim=dims), dim=dims), dim=dims).real
 
 
-def rfft_frequencies_2d(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def rfft_frequencies_2d(n: int, device: Device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer frequencies of the centred rfft2 grid: ky (n, 1) in [-n/2, n/2), kx (1, n//2+1)."""
     ky = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
     return ky[:, None], kx[None, :]
 
 
-def rfft_frequencies_3d(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rfft_frequencies_3d(
+    n: int, device: Device | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integer frequencies of the centred rfft3 grid: kz (n,1,1), ky (1,n,1), kx (1,1,n//2+1)."""
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
     return k[:, None, None], k[None, :, None], kx[None, None, :]
 
 
-def centred_radius_3d(n: int, device=None) -> torch.Tensor:
+def centred_radius_3d(n: int, device: Device | None = None) -> torch.Tensor:
     """(n, n, n) distance from index n // 2: a voxel's radius in a centred map, or a frequency's
     in a full centred transform."""
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
 
 
-def centred_radius_2d(n: int, device=None) -> torch.Tensor:
+def centred_radius_2d(n: int, device: Device | None = None) -> torch.Tensor:
     """(n, n) distance from index n // 2 (see centred_radius_3d)."""
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     return torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
 
 
-def rfft_radius(n: int, dim: int, device=None) -> torch.Tensor:
+def rfft_radius(n: int, dim: int, device: Device | None = None) -> torch.Tensor:
     """(n, ..., n//2+1) frequency radius (Fourier pixels) of each coefficient of a centred rfftn."""
     k = torch.arange(n, device=device, dtype=torch.float32) - n // 2
     kx = torch.arange(n // 2 + 1, device=device, dtype=torch.float32)
@@ -89,20 +93,20 @@ def rfft_radius(n: int, dim: int, device=None) -> torch.Tensor:
     return torch.sqrt(squared)
 
 
-def rfft_shell_index(n: int, dim: int, device=None) -> torch.Tensor:
+def rfft_shell_index(n: int, dim: int, device: Device | None = None) -> torch.Tensor:
     """(n, ..., n//2+1) long: the Fourier shell (rounded radius) of each rfftn coefficient."""
     return torch.round(rfft_radius(n, dim, device)).long()
 
 
-def rfft_shell_index_2d(n: int, device=None) -> torch.Tensor:
+def rfft_shell_index_2d(n: int, device: Device | None = None) -> torch.Tensor:
     return rfft_shell_index(n, 2, device)
 
 
-def rfft_shell_index_3d(n: int, device=None) -> torch.Tensor:
+def rfft_shell_index_3d(n: int, device: Device | None = None) -> torch.Tensor:
     return rfft_shell_index(n, 3, device)
 
 
-def rfft_hermitian_weight(n: int, dim: int, device=None) -> torch.Tensor:
+def rfft_hermitian_weight(n: int, dim: int, device: Device | None = None) -> torch.Tensor:
     """(1, ..., n//2+1): how often each kx plane of the half transform stands for the full one.
 
     Sums over a half transform weighted by this equal sums over the full transform.
@@ -114,7 +118,7 @@ def rfft_hermitian_weight(n: int, dim: int, device=None) -> torch.Tensor:
     return w.reshape((1,) * (dim - 1) + (-1,))
 
 
-def rfft_hermitian_weight_3d(n: int, device=None) -> torch.Tensor:
+def rfft_hermitian_weight_3d(n: int, device: Device | None = None) -> torch.Tensor:
     return rfft_hermitian_weight(n, 3, device)
 
 
@@ -166,7 +170,9 @@ def resize_fourier_3d(volume: torch.Tensor, n_new: int) -> torch.Tensor:
     return resize_fourier(volume, n_new, 3)
 
 
-def cosine_low_pass_filter(n: int, shell: float, width: float, device=None, dim: int = 3) -> torch.Tensor:
+def cosine_low_pass_filter(
+    n: int, shell: float, width: float, device: Device | None = None, dim: int = 3
+) -> torch.Tensor:
     """(n, ..., n//2+1) on the centred rfftn grid of `dim` axes: a raised cosine falling from 1 to 0
     over `width` shells centred on `shell` (radius in Fourier pixels)."""
     t = ((rfft_radius(n, dim, device) - (shell - width / 2)) / max(width, 1e-6)).clamp(0, 1)

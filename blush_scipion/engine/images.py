@@ -4,11 +4,14 @@ for each optics group (as RELION 3.1 keeps one noise spectrum per optics group),
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 
 from .ctf import CtfParameters, compute_ctf_2d
+from .device import Device
 from .fourier import phase_shift_2d, rfft2_centered, rfft_shell_index_2d, shell_sum
 from .mrc import StackReader
 from .particles import Particles
@@ -23,7 +26,7 @@ def image_batch(
     ctf: CtfParameters,
     points: SlicePoints,
     apix: float,
-    device,
+    device: Device,
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred transforms (B, P) of the images shifted by their current origins, and CTFs (B, P).
@@ -42,6 +45,12 @@ def group_index(particles: Particles) -> np.ndarray:
     """(N,) each particle's optics group as 0 .. G-1, in order of the group numbers present."""
     numbers = particles.table["rlnOpticsGroup"].to_numpy()
     return np.searchsorted(np.unique(numbers), numbers)
+
+
+def initial_radius(n: int, pixel_size: float, resolution: float, margin: int) -> int:
+    """The first E-step's radius in Fourier pixels of an n px box: the shell of `resolution` (A)
+    plus `margin` shells, at most n//2."""
+    return min(n // 2, math.ceil(n * pixel_size / resolution) + margin)
 
 
 def initial_sigma2(particles: Particles, n: int, sample: int = 500) -> torch.Tensor:

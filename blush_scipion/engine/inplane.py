@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .device import Device
 from .fourier import centred_radius_2d
 from .projector import SlicePoints
 from .rotation import euler_to_matrix
@@ -23,7 +24,7 @@ def inplane_matrices(psi: torch.Tensor) -> torch.Tensor:
     return euler_to_matrix(zero, zero, psi)[:, :2, :2]
 
 
-def gridding_correction_2d(n: int, pad: int, device=None) -> torch.Tensor:
+def gridding_correction_2d(n: int, pad: int, device: Device | None = None) -> torch.Tensor:
     """(n, n): sinc^2 of the radius over the padded box (the bilinear kernel's real-space image)."""
     return torch.sinc(centred_radius_2d(n, device) / (pad * n)) ** 2
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .device import Device
 from .expectation import log_likelihoods, shift_phases, shifted, significant
 from .projector import SlicePoints, extract_central_slices
 from .rotation import rotation_vector_matrix
@@ -53,7 +54,7 @@ class LocalSampling:
         *,
         sigma_steps: float = 2.0,
         sigmas: float = 3.0,
-        device=None,
+        device: Device | None = None,
     ) -> LocalSampling:
         """Fine steps `step` (degrees) and `offset_step` (pixels); the prior's sigma is `sigma_steps`
         steps (RELION: 2) and the lattice reaches `sigmas` sigmas (RELION: 3).

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .device import Device
 from .fourier import centred_radius_2d, centred_radius_3d
 
 
@@ -30,12 +31,12 @@ def particle_diameter(diameter: float | None, n: int, pixel_size: float) -> floa
     return diameter
 
 
-def spherical_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
+def spherical_mask(n: int, radius: float, edge: float = 3.0, device: Device | None = None) -> torch.Tensor:
     """(n, n, n) soft sphere: 1 inside `radius` voxels, cosine edge `edge` voxels wide outside."""
     return raised_cosine(centred_radius_3d(n, device) - radius, edge)
 
 
-def circular_mask(n: int, radius: float, edge: float = 3.0, device=None) -> torch.Tensor:
+def circular_mask(n: int, radius: float, edge: float = 3.0, device: Device | None = None) -> torch.Tensor:
     """(n, n) soft disc: 1 inside `radius` pixels, cosine edge `edge` pixels wide outside."""
     return raised_cosine(centred_radius_2d(n, device) - radius, edge)
 

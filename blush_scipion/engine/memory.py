@@ -8,8 +8,10 @@ import sys
 
 import torch
 
+from .device import Device
 
-def peak_memory_gb(device: str | torch.device = "cpu", world=None) -> dict:
+
+def peak_memory_gb(device: Device = "cpu", world=None) -> dict:
     """The process's peak resident memory and, on a CUDA device, torch's peak allocation, in GB.
     Given a `world` of several ranks (every rank calls it then), the largest rank's peaks, and each
     rank's under `..._per_rank`: what one rank needs is what sizes a node."""
@@ -25,7 +27,7 @@ def peak_memory_gb(device: str | torch.device = "cpu", world=None) -> dict:
     return peaks
 
 
-def memory_budget_bytes(device: str | torch.device = "cpu", gigabytes: float | None = None) -> int:
+def memory_budget_bytes(device: Device = "cpu", gigabytes: float | None = None) -> int:
     """What the E-step's batches may hold: `gigabytes` when given; else half of what the device has
     free now (a CUDA device's free memory, or the machine's MemAvailable), so that the rest of the
     run (Fourier volumes, the other half set's sums) keeps room."""

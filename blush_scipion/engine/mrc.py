@@ -17,7 +17,7 @@ class MapError(ValueError):
     """A map or stack that cannot be used, with the file named in the message."""
 
 
-def read_map(path: str | os.PathLike, cubic: bool = True) -> tuple[torch.Tensor, float]:
+def read_map(path: str | os.PathLike, *, cubic: bool = True) -> tuple[torch.Tensor, float]:
     """Read a 3D map -> ((n, n, n) float32 tensor indexed [z, y, x], voxel size in A)."""
     try:
         with warnings.catch_warnings():  # mrcfile warns of NaNs on its own lines; we refuse them below

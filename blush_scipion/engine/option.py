@@ -32,3 +32,9 @@ def option(
         default=default,
         metadata={"help": help, "kind": kind, "unit": unit, "flag": flag, "group": group, "choices": choices},
     )
+
+
+def option_flag(f: Any) -> str:
+    """The command-line flag of a settings field (a dataclasses.Field) declared with option(): its
+    `flag`, else its name with dashes (`--offset-step`)."""
+    return "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))

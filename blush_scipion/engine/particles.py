@@ -182,12 +182,24 @@ class Particles:
         angles = [torch.tensor(self.table[c].to_numpy(np.float64)[rows]) for c in POSE_COLUMNS]
         return euler_to_matrix(*angles)
 
+    def start_rotations(self) -> torch.Tensor:
+        """(N, 3, 3): the particles' given poses, or the identity where the STAR has none."""
+        return self.rotations() if self.has_poses() else torch.eye(3).expand(len(self), 3, 3).clone()
+
     def origins(self, rows=slice(None)) -> torch.Tensor:
         """(B, 2) RELION origins (x, y) in pixels: the shift that centres the particle (its centre
         sits at the image centre minus the origin)."""
         ox = self.column("rlnOriginXAngst", 0.0).astype(np.float32)[rows]
         oy = self.column("rlnOriginYAngst", 0.0).astype(np.float32)[rows]
         return torch.as_tensor(np.stack([ox, oy], axis=-1)) / self.pixel_size
+
+    def classes(self) -> torch.Tensor:
+        """(N,) long: each particle's class, 0-based (rlnClassNumber - 1)."""
+        return torch.as_tensor(self.column("rlnClassNumber").astype(np.int64)) - 1
+
+    def max_prob(self) -> torch.Tensor:
+        """(N,) float32: each particle's posterior maximum (rlnMaxValueProbDistribution)."""
+        return torch.as_tensor(self.column("rlnMaxValueProbDistribution").astype(np.float32))
 
     def half_sets(self) -> np.ndarray:
         """(N,) 1 or 2: rlnRandomSubset where present, else alternating (odd/even rows)."""

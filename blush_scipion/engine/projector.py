@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .device import Device
 from .fourier import centred_radius_3d, irfft3_centered, rfft3_centered, rfft_frequencies_2d
 
 
@@ -33,7 +34,7 @@ class SlicePoints:
     weight: torch.Tensor
 
     @classmethod
-    def within(cls, n: int, r_max: float | None = None, device=None) -> SlicePoints:
+    def within(cls, n: int, r_max: float | None = None, device: Device | None = None) -> SlicePoints:
         r_max = n / 2 if r_max is None else r_max
         ky, kx = rfft_frequencies_2d(n, device)
         ky, kx = ky.expand(n, n // 2 + 1), kx.expand(n, n // 2 + 1)
@@ -62,7 +63,7 @@ class SlicePoints:
         return out.unflatten(-1, (self.n, self.n // 2 + 1))
 
 
-def gridding_correction(n: int, pad: float, device=None) -> torch.Tensor:
+def gridding_correction(n: int, pad: float, device: Device | None = None) -> torch.Tensor:
     """(n, n, n): sinc^2 of the radius over the padded box, the real-space image of the trilinear
     kernel (RELION's radial form); volumes are divided by it before projection and after
     reconstruction."""

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from .ctf import compute_ctf_2d
+from .device import Device
 from .fourier import phase_shift_2d, rfft2_centered, rfft_hermitian_weight, shell_sum
 from .fsc import fourier_shell_correlation
 from .mask import soft_mask_outside_map
@@ -46,7 +47,9 @@ def image_slices(
 SLAB_VOXELS = 1 << 24  # voxels of a Fourier volume visited at once by the per-shell passes
 
 
-def padded_shell_slabs(m: int, pad: float, device=None) -> Iterator[tuple[slice, torch.Tensor]]:
+def padded_shell_slabs(
+    m: int, pad: float, device: Device | None = None
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """The shells of a fourier_shape(m) volume, slab by slab of kz planes (bounded memory at 800^3):
     yields (kz slice, (planes, m, m//2+1) long shell in units of the unpadded map's transform)."""
     ky = (torch.arange(m, device=device, dtype=torch.float32) - m // 2)[None, :, None]
@@ -122,11 +125,12 @@ class Reconstruction:
 def reconstruct_particles(
     particles: Particles,
     symmetry: str = "C1",
+    *,
     ctf: bool = True,
     wiener: bool = True,
     pad: int = 2,
     batch_size: int = 256,
-    device: str | torch.device = "cpu",
+    device: Device = "cpu",
     progress: bool = False,
 ) -> Reconstruction:
     """Back-project every particle at its pose into its half set, then reconstruct.

@@ -13,27 +13,29 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
-import pandas as pd
 import torch
 
+from . import model_star
 from .accuracy import expected_accuracy
-from .atomic import atomic_path
 from .blush import TRAINED_RESOLUTION_MAX
 from .blush.denoiser import Denoiser, load_denoiser
 from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .ctf import compute_ctf_2d
+from .device import Device
 from .distributed import World, on_leader
 from .estep import GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import low_pass
 from .fsc import fourier_shell_correlation, resolution_at
-from .images import group_index, image_batch, initial_sigma2, noise_model_blocks, noise_weighted_points
+from .history import DriverState, Refine3DRecord, history_json
+from .images import group_index, image_batch, initial_radius, initial_sigma2, noise_weighted_points
+from .inputs import check_reference, input_fingerprints
 from .local_search import FINE_ROTATIONS, FINE_SHIFTS, LocalSampling, coarse_radius, local_search
 from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
@@ -51,7 +53,7 @@ from .projector import (
 )
 from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
 from .rotation import symmetric_distance
-from .run_folder import RunIdentity, claim, file_fingerprint, table_fingerprint, tensor_fingerprint
+from .run_folder import RunIdentity, claim
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .summary import run_summary
 from .symmetry import symmetry_operators
@@ -191,7 +193,9 @@ class RefineSettings:
 
 
 @dataclass
-class RefineState:
+class RefineState(DriverState):
+    record = Refine3DRecord
+
     iteration: int = 0
     order: int = 2
     offset_range: float = 5.0
@@ -203,10 +207,18 @@ class RefineState:
     final: bool = False  # the next iteration is the last (all frequencies)
     poses_given: bool = False  # the particles came with poses: local searches may start at once
     done: bool = False
-    sigma2: list = field(default_factory=list)  # (G, S): complex noise variance per optics group and shell
-    fsc: list = field(default_factory=list)
-    history: list = field(default_factory=list)
+    # (G, S): complex noise variance per optics group and shell
+    sigma2: list[list[float]] = field(default_factory=list)
+    fsc: list[float] = field(default_factory=list)  # (S,) the last iteration's gold-standard FSC
+    history: list[Refine3DRecord] = field(default_factory=list)
     wall_seconds: float = 0.0  # the run's time up to this checkpoint, over every process that ran it
+
+    @classmethod
+    def from_json(cls, state: dict) -> RefineState:
+        s = super().from_json(state)
+        if s.sigma2 and not isinstance(s.sigma2[0], list):  # checkpoints from before optics groups
+            s.sigma2 = [s.sigma2]
+        return s
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -220,7 +232,7 @@ def greyscale_scale(
     order: int,
     offset_range: float,
     offset_step: float,
-    device,
+    device: Device,
     sample: int = 256,
 ) -> float:
     """The factor that puts a reference on the images' grey scale: the median over a sample of
@@ -316,6 +328,7 @@ def refine_half(
     state: RefineState,
     settings: RefineSettings,
     sym: torch.Tensor,
+    *,
     progress: bool,
     label: str,
     world: World = World(),
@@ -418,6 +431,35 @@ def _insert(data, weight, slices, wslices, rotations, points: SlicePoints, sym: 
 # --- the iteration -------------------------------------------------------------------------
 
 
+@dataclass
+class IterationMeasures:
+    """What an iteration measured, for the auto-sampling (next_state) and the history."""
+
+    fsc: torch.Tensor  # (n//2+1,) gold-standard FSC of the unregularised halves, 0 past the E-step's radius
+    sigma2: torch.Tensor  # (G, n//2+1) the next noise spectra, per optics group
+    angular_change: float  # degrees, mean over particles (symmetry-aware)
+    offset_change: float  # pixels, RMS
+    accuracy_rotation: float  # degrees, RELION's expected accuracy
+    accuracy_translation: float  # pixels
+
+
+@dataclass
+class IterationResult:
+    """One iteration of both halves, as run_iteration hands it to the driver's loop."""
+
+    references: list[torch.Tensor]  # 2 x (n, n, n): each half's next reference (Blush's where used), masked
+    rotations: torch.Tensor  # (N, 3, 3) every particle's best pose
+    origins: torch.Tensor  # (N, 2) pixels
+    max_prob: torch.Tensor  # (N,)
+    measured: IterationMeasures
+    unregularised: list[torch.Tensor]  # 2 x (n, n, n): the halves' maps without tau2
+    joined: torch.Tensor | None  # (n, n, n) both halves, tau2-regularised: the final iteration's only
+    joined_unregularised: torch.Tensor | None  # (n, n, n) the same without tau2, with Blush only
+    expectation_seconds: float
+    blush_seconds: float
+    accuracy_seconds: float
+
+
 def join_low_resolution(halves: list[HalfResult], shell: float) -> None:
     """Average both halves' data and weights below `shell` (RELION's low_resol_join_halves)."""
     first, second = halves
@@ -492,13 +534,13 @@ def run_iteration(
     subsets: np.ndarray,
     rotations: torch.Tensor,
     origins: torch.Tensor,
+    *,
     progress: bool = True,
     denoiser: Denoiser | None = None,
     world: World = World(),
-) -> tuple[list[torch.Tensor], dict, tuple]:
-    """One EM iteration on both halves. Returns the new references (Blush's when a `denoiser` is
-    given), the iteration's statistics and the new poses (rotations, origins, max probability),
-    the same on every rank of a `world`."""
+) -> IterationResult:
+    """One EM iteration on both halves: the new references (Blush's when a `denoiser` is given),
+    poses and measurements, the same on every rank of a `world`."""
     n, apix = particles.image_size, particles.pixel_size
     sigma2 = torch.tensor(state.sigma2, dtype=torch.float32)  # (G, S)
     sym = symmetry_operators(settings.symmetry).to(settings.device)
@@ -518,9 +560,9 @@ def run_iteration(
             state,
             settings,
             sym,
-            progress,
-            f"half {h}",
-            world,
+            progress=progress,
+            label=f"half {h}",
+            world=world,
         )
         new_rot[rows], new_orig[rows], new_pmax[rows] = result.rotations, result.origins, result.max_prob
         mine[rows] = True
@@ -547,7 +589,7 @@ def run_iteration(
                 denoiser,
                 apix,
                 particle_diameter(settings.diameter, n, apix),
-                settings.blush_trailing,
+                trailing=settings.blush_trailing,
                 fill=settings.blush_fill,
             ).cpu()
             for u, r in zip(unreg, refs)
@@ -564,26 +606,32 @@ def run_iteration(
     t_accuracy = time.time()
     accuracy = sample_accuracy(particles, refs, subsets, new_rot, sigma2, state, settings)
     t_accuracy = time.time() - t_accuracy
-    stats = {
-        "fsc": fsc,
-        "unregularised": unreg,
-        "sigma2": noise_spectrum(
+    measured = IterationMeasures(
+        fsc=fsc,
+        sigma2=noise_spectrum(
             halves[0].residual + halves[1].residual,
             halves[0].residual_weight + halves[1].residual_weight,
             sigma2,
             r_cur,
         ),
-        "joined": joined,
-        "joined_unregularised": joined_unregularised,
-        "angular_change": float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
-        "offset_change": float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
-        "accuracy_rotation": accuracy[0],
-        "accuracy_translation": accuracy[1],
-        "expectation_seconds": t_expectation,
-        "blush_seconds": t_blush,
-        "accuracy_seconds": t_accuracy,
-    }
-    return refs, stats, (new_rot, new_orig, new_pmax)
+        angular_change=float(symmetric_distance(new_rot, rotations, sym.cpu()).mean()),
+        offset_change=float((new_orig - origins).norm(dim=1).pow(2).mean().sqrt()),
+        accuracy_rotation=accuracy[0],
+        accuracy_translation=accuracy[1],
+    )
+    return IterationResult(
+        references=refs,
+        rotations=new_rot,
+        origins=new_orig,
+        max_prob=new_pmax,
+        measured=measured,
+        unregularised=unreg,
+        joined=joined,
+        joined_unregularised=joined_unregularised,
+        expectation_seconds=t_expectation,
+        blush_seconds=t_blush,
+        accuracy_seconds=t_accuracy,
+    )
 
 
 # --- auto-sampling -------------------------------------------------------------------------
@@ -606,7 +654,7 @@ def fine_enough(state: RefineState, settings: RefineSettings, accuracy_rotation:
 
 
 def finer_offsets(
-    state: RefineState, settings: RefineSettings, stats: dict, apix: float
+    state: RefineState, settings: RefineSettings, measured: IterationMeasures, apix: float
 ) -> tuple[float, float]:
     """(step, range) in pixels for the next order, RELION's rule (updateAngularSampling): the fine
     step 75% of the expected accuracy, at most 1.5 A; the range five times the offsets' last RMS
@@ -614,8 +662,8 @@ def finer_offsets(
     The step returned is the finest examined (local searches' children; the coarse grid is twice
     it), never coarser than the current one."""
     local = state.order + 1 >= settings.local_from_order
-    coarse = min(1.5 / apix, 0.75 * stats["accuracy_translation"]) * (2 if local else 1)
-    span = min(1.3 * state.offset_range, 5 * stats["offset_change"])
+    coarse = min(1.5 / apix, 0.75 * measured.accuracy_translation) * (2 if local else 1)
+    span = min(1.3 * state.offset_range, 5 * measured.offset_change)
     span = max(span, 1.5 * coarse)
     if span > 4 * coarse:
         span /= 2
@@ -628,15 +676,20 @@ def finer_offsets(
 
 
 def next_state(
-    state: RefineState, settings: RefineSettings, resolution: float, stats: dict, n: int, apix: float
+    state: RefineState,
+    settings: RefineSettings,
+    resolution: float,
+    measured: IterationMeasures,
+    n: int,
+    apix: float,
 ) -> RefineState:
     """RELION's auto-refine logic: finer sampling when resolution stalls and the poses have settled,
     until the step is finer than the accuracy the data allow; then one last iteration with all
     frequencies."""
-    s = RefineState(**asdict(state))
+    s = replace(state)
     s.iteration += 1
-    s.fsc = [float(x) for x in stats["fsc"]]
-    s.sigma2 = stats["sigma2"].tolist()
+    s.fsc = [float(x) for x in measured.fsc]
+    s.sigma2 = measured.sigma2.tolist()
     if state.final:
         s.done = True
         return s
@@ -646,15 +699,15 @@ def next_state(
     # RELION's test of the hidden variables: the poses have settled when their mean change is under
     # 40% of the angular step or no longer 3% below its smallest yet (a median would hide the few
     # particles still jumping between views)
-    change = stats["angular_change"]
+    change = measured.angular_change
     settled = change < 0.4 * angular_step(state.order) or 1.03 * change >= state.smallest_angular_change
     s.smallest_angular_change = min(change, state.smallest_angular_change)
     if state.iteration > 0 and s.iterations_without_gain >= 1 and settled:
-        if fine_enough(state, settings, stats["accuracy_rotation"]):
+        if fine_enough(state, settings, measured.accuracy_rotation):
             s.final = True
         else:
             s.order += 1
-            s.offset_step, s.offset_range = finer_offsets(state, settings, stats, apix)
+            s.offset_step, s.offset_range = finer_offsets(state, settings, measured, apix)
             s.iterations_without_gain = 0
             s.smallest_angular_change = float("inf")
     if s.iteration >= settings.max_iterations - 1:
@@ -667,14 +720,14 @@ def next_state(
 # --- files ---------------------------------------------------------------------------------
 
 
-def write_data_star(path: Path, particles: Particles, subsets, rotations, origins, max_prob) -> None:
-    particles.with_poses(rotations, origins, max_prob, rlnRandomSubset=subsets.astype(int)).write(path)
+def write_data_star(path: Path, particles: Particles, subsets: np.ndarray, result: IterationResult) -> None:
+    """The particles with an iteration's poses and their half sets (N,) (1 or 2)."""
+    particles.with_poses(
+        result.rotations, result.origins, result.max_prob, rlnRandomSubset=subsets.astype(int)
+    ).write(path)
 
 
 def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolution: float) -> None:
-    import starfile
-
-    k = np.arange(n // 2 + 1)
     fsc = np.asarray(state.fsc)
     general = {
         "rlnReferenceDimensionality": 3,
@@ -686,32 +739,22 @@ def write_model_star(path: Path, state: RefineState, n: int, apix: float, resolu
         "rlnNrBodies": 1,
         "rlnTau2FudgeFactor": 1.0,
     }
-    classes = pd.DataFrame(
-        {
-            "rlnReferenceImage": ["run_class001.mrc"],
-            "rlnClassDistribution": [1.0],
-            "rlnEstimatedResolution": [resolution],
-        }
-    )
-    curve = pd.DataFrame(
-        {
-            "rlnSpectralIndex": k,
-            "rlnResolution": k / (n * apix),
-            "rlnAngstromResolution": np.where(k > 0, n * apix / np.maximum(k, 1), 999.0),
-            "rlnGoldStandardFsc": fsc,
-            "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
-            "rlnSigma2Noise": np.asarray(state.sigma2).mean(0),
-        }
-    )
-    blocks = {"model_general": general, "model_classes": classes, "model_class_1": curve}
-    blocks.update(noise_model_blocks(state.sigma2, n, apix))
-    with atomic_path(path) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+    classes: dict[str, list] = {
+        "rlnReferenceImage": ["run_class001.mrc"],
+        "rlnClassDistribution": [1.0],
+        "rlnEstimatedResolution": [resolution],
+    }
+    curve = {
+        "rlnGoldStandardFsc": fsc,
+        "rlnSsnrMap": fsc.clip(0, 0.999) / (1 - fsc.clip(0, 0.999)),
+        "rlnSigma2Noise": np.asarray(state.sigma2).mean(0),
+    }
+    model_star.write_model_star(path, general, classes, [curve], state.sigma2, n, apix)
 
 
 def write_final_maps(
     out: Path,
-    stats: dict,
+    result: IterationResult,
     state: RefineState,
     settings: RefineSettings,
     *,
@@ -721,19 +764,20 @@ def write_final_maps(
 ) -> None:
     """The last iteration's maps under RELION's final names (the unfiltered half maps, the joined
     map, Blush's denoised one beside it) and run_model.star."""
-    unreg = stats["unregularised"]
+    unreg, joined = result.unregularised, result.joined
+    assert joined is not None, "the final maps come from the final iteration, which joins the halves"
     write_map(out / "run_half1_class001_unfil.mrc", unreg[0], apix)
     write_map(out / "run_half2_class001_unfil.mrc", unreg[1], apix)
-    write_map(out / "run_class001.mrc", stats["joined"], apix)
-    if denoiser is not None:  # beside the regularised map, as RELION 5 writes it
+    write_map(out / "run_class001.mrc", joined, apix)
+    if denoiser is not None and result.joined_unregularised is not None:  # beside it, as RELION 5 writes it
         denoised = blush_reference(
-            stats["joined_unregularised"],
-            stats["joined"],
+            result.joined_unregularised,
+            joined,
             torch.tensor(state.fsc),
             denoiser,
             apix,
             particle_diameter(settings.diameter, n, apix),
-            settings.blush_trailing,
+            trailing=settings.blush_trailing,
             fill=settings.blush_fill,
         )
         write_map(out / "run_class001_blush.mrc", denoised * solvent_mask(settings, n, apix), apix)
@@ -745,41 +789,76 @@ def write_final_maps(
 def write_iteration(
     out: Path,
     it: int,
-    refs: list[torch.Tensor],
-    stats: dict,
+    result: IterationResult,
     state: RefineState,
     settings: RefineSettings,
     *,
     particles: Particles,
     subsets: np.ndarray,
-    poses: tuple,
     denoiser: Denoiser | None,
 ) -> None:
     """An iteration's files, the checkpoint (optimiser.json) last; the final maps and run_data.star
     before it on the last iteration, so that a run killed while writing them redoes that iteration."""
     n, apix = particles.image_size, particles.pixel_size
     for h in (1, 2):
-        write_map(iteration_path(out, it, f"half{h}_class001.mrc"), refs[h - 1], apix)
-    write_data_star(iteration_path(out, it, "data.star"), particles, subsets, *poses)
+        write_map(iteration_path(out, it, f"half{h}_class001.mrc"), result.references[h - 1], apix)
+    write_data_star(iteration_path(out, it, "data.star"), particles, subsets, result)
     if state.done:
-        write_final_maps(out, stats, state, settings, denoiser=denoiser, n=n, apix=apix)
-        write_data_star(out / "run_data.star", particles, subsets, *poses)
+        write_final_maps(out, result, state, settings, denoiser=denoiser, n=n, apix=apix)
+        write_data_star(out / "run_data.star", particles, subsets, result)
     write_json(
-        iteration_path(out, it, "optimiser.json"), {"state": asdict(state), "settings": asdict(settings)}
+        iteration_path(out, it, "optimiser.json"), {"state": state.to_json(), "settings": asdict(settings)}
     )
 
 
 # --- the driver ----------------------------------------------------------------------------
+
+
+def history_record(
+    state: RefineState,
+    settings: RefineSettings,
+    iteration: int,
+    resolution: float,
+    result: IterationResult,
+    seconds: float,
+    n: int,
+    apix: float,
+) -> Refine3DRecord:
+    """The history's record of the iteration that ran from `state` and took `seconds`."""
+    measured = result.measured
+    return Refine3DRecord(
+        iteration=iteration,
+        resolution=resolution,
+        healpix_order=state.order,
+        angular_step=angular_step(state.order),
+        local=searches_locally(state, settings),
+        offset_step=state.offset_step,
+        offset_range=state.offset_range,
+        r_current=n // 2 if state.final else state.r_current,
+        angular_change=measured.angular_change,
+        offset_change=measured.offset_change,
+        accuracy_rotation=measured.accuracy_rotation,
+        accuracy_translation_angstrom=measured.accuracy_translation * apix,
+        seconds=round(seconds, 1),
+        expectation_seconds=round(result.expectation_seconds, 1),
+        maximization_seconds=round(
+            seconds - result.expectation_seconds - result.blush_seconds - result.accuracy_seconds, 1
+        ),
+        accuracy_seconds=round(result.accuracy_seconds, 1),
+        blush=blush_active(state, settings),
+        blush_seconds=round(result.blush_seconds, 1),
+        **peak_memory_gb(settings.device),
+    )
+
 
 HOW_NOT_WHAT = ("device", "memory_gb", "batch_size", "max_iterations")  # settings a --continue may change
 
 
 def run_identity(particles: Particles, reference: torch.Tensor, settings: RefineSettings) -> RunIdentity:
     """What defines a refinement, for its run folder (run_folder.py)."""
-    inputs = {"particle rows": table_fingerprint(particles.table), "reference": tensor_fingerprint(reference)}
-    for name, path in (("mask", settings.mask), ("Blush weights", settings.blush_weights)):
-        if path:
-            inputs[name] = file_fingerprint(path)
+    inputs = input_fingerprints(
+        particles, reference, mask=settings.mask, blush_weights=settings.blush_weights
+    )
     return RunIdentity.of(
         "refine3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT + ("mask", "blush_weights")
     )
@@ -791,29 +870,22 @@ def refine(
     reference_apix: float,
     settings: RefineSettings,
     out_dir: str | Path,
+    *,
     resume: bool = False,
     progress: bool = True,
-    log=print,
-    *,
+    log: Callable[[str], object] = print,
     overwrite: bool = False,
     world: World = World(),
 ) -> dict:
     """Gold-standard auto-refinement; writes RELION's files into `out_dir` (held for this run while
     it runs: run_folder.py) and returns the summary. Under torch.distributed (`world`, from
     distributed.start) the ranks share the particles and rank 0 writes and logs."""
-    n, apix = particles.image_size, particles.pixel_size
-    if reference.shape[-1] != n:
-        raise ValueError(f"reference is {reference.shape[-1]} px, the particles {n} px: resample it first")
-    if abs(reference_apix - apix) > 1e-3 * apix:
-        raise ValueError(
-            f"reference pixel size {reference_apix:.4f} A differs from the particles' {apix:.4f} A"
-        )
-    if not reference.abs().max() > 0:
-        raise ValueError("reference is all zeros: it holds no structure to align the particles to")
-    particle_diameter(settings.diameter, n, apix)  # refused before the run folder is touched
+    check_reference(reference, reference_apix, particles, "align the particles to")
+    # refused before the run folder is touched
+    particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)
     identity = run_identity(particles, reference, settings)
     with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress)
+        log, progress = world.voice(log, progress=progress)
         return _refine(particles, reference, settings, Path(out_dir), resume, progress, log, world)
 
 
@@ -832,11 +904,9 @@ def _refine(
     n, apix = particles.image_size, particles.pixel_size
     start_it = last_checkpoint(out) if resume else None
     if start_it is not None:
-        state = RefineState(
-            **json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"]
+        state = RefineState.from_json(
+            json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"]
         )
-        if state.sigma2 and not isinstance(state.sigma2[0], list):  # checkpoints from before optics groups
-            state.sigma2 = [state.sigma2]
         data = Particles.read(iteration_path(out, start_it, "data.star"))
         subsets = data.half_sets()
         rotations, origins = data.rotations(), data.origins()
@@ -853,18 +923,13 @@ def _refine(
             if "rlnRandomSubset" in particles.table.columns
             else rng.permutation(np.arange(len(particles)) % 2 + 1)
         )
-        rotations = (
-            particles.rotations()
-            if particles.has_poses()
-            else torch.eye(3).expand(len(particles), 3, 3).clone()
-        )
-        origins = particles.origins()
+        rotations, origins = particles.start_rotations(), particles.origins()
         state = RefineState(
             order=settings.healpix_order,
             offset_range=settings.offset_range,
             offset_step=settings.offset_step,
             poses_given=particles.has_poses(),
-            r_current=min(n // 2, math.ceil(n * apix / settings.ini_high) + settings.resolution_margin),
+            r_current=initial_radius(n, apix, settings.ini_high, settings.resolution_margin),
             sigma2=initial_sigma2(particles, n).tolist(),
             final=settings.max_iterations == 1,
         )  # --max-iter 1: that one is the final one
@@ -888,7 +953,7 @@ def _refine(
     while not state.done:
         t0 = time.time()
         use_blush = blush_active(state, settings)
-        refs, stats, (rotations_new, origins_new, pmax) = run_iteration(
+        result = run_iteration(
             particles,
             references,
             state,
@@ -896,65 +961,32 @@ def _refine(
             subsets,
             rotations,
             origins,
-            progress,
-            denoiser if use_blush else None,
-            world,
+            progress=progress,
+            denoiser=denoiser if use_blush else None,
+            world=world,
         )
-        resolution = resolution_at(stats["fsc"], 0.143, n, apix)
-        new = next_state(state, settings, resolution, stats, n, apix)
-        local = searches_locally(state, settings)
-        seconds = time.time() - t0
-        entry = {
-            "iteration": new.iteration,
-            "resolution": resolution,
-            "healpix_order": state.order,
-            "angular_step": angular_step(state.order),
-            "local": local,
-            "offset_step": state.offset_step,
-            "offset_range": state.offset_range,
-            "r_current": n // 2 if state.final else state.r_current,
-            "angular_change": stats["angular_change"],
-            "offset_change": stats["offset_change"],
-            "accuracy_rotation": stats["accuracy_rotation"],
-            "accuracy_translation_angstrom": stats["accuracy_translation"] * apix,
-            "seconds": round(seconds, 1),
-            "expectation_seconds": round(stats["expectation_seconds"], 1),
-            "maximization_seconds": round(
-                seconds - stats["expectation_seconds"] - stats["blush_seconds"] - stats["accuracy_seconds"], 1
-            ),
-            "accuracy_seconds": round(stats["accuracy_seconds"], 1),
-            "blush": use_blush,
-            "blush_seconds": round(stats["blush_seconds"], 1),
-            **peak_memory_gb(settings.device),
-        }
+        resolution = resolution_at(result.measured.fsc, 0.143, n, apix)
+        new = next_state(state, settings, resolution, result.measured, n, apix)
+        entry = history_record(state, settings, new.iteration, resolution, result, time.time() - t0, n, apix)
         new.history = state.history + [entry]
-        rotations, origins, references = rotations_new, origins_new, refs
+        rotations, origins, references = result.rotations, result.origins, result.references
         it = new.iteration
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         if world.leader:
             write_iteration(
-                out,
-                it,
-                refs,
-                stats,
-                new,
-                settings,
-                particles=particles,
-                subsets=subsets,
-                poses=(rotations, origins, pmax),
-                denoiser=denoiser,
+                out, it, result, new, settings, particles=particles, subsets=subsets, denoiser=denoiser
             )
         t_mark = time.time()
         log(
-            f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry['angular_step']:.2f} deg"
-            f"{' local' if entry['local'] else ''}  offsets {entry['offset_step']:.2f} px  "
-            f"accuracy {entry['accuracy_rotation']:.2f} deg {entry['accuracy_translation_angstrom']:.2f} A  "
-            f"angles changed {stats['angular_change']:.2f} deg  offsets {stats['offset_change']:.2f} px  "
-            f"{entry['seconds']:.0f} s"
-            + (f" (Blush {entry['blush_seconds']:.0f} s)" if entry["blush"] else "")
+            f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry.angular_step:.2f} deg"
+            f"{' local' if entry.local else ''}  offsets {entry.offset_step:.2f} px  "
+            f"accuracy {entry.accuracy_rotation:.2f} deg {entry.accuracy_translation_angstrom:.2f} A  "
+            f"angles changed {entry.angular_change:.2f} deg  offsets {entry.offset_change:.2f} px  "
+            f"{entry.seconds:.0f} s" + (f" (Blush {entry.blush_seconds:.0f} s)" if entry.blush else "")
         )
         state = new
-    if settings.blush and not any(e.get("blush", True) for e in state.history):
+    # a record from before Blush's start was recorded (None) counts as Blush used
+    if settings.blush and not any(e.blush is not False for e in state.history):
         log(
             f"warning: Blush was never used: the resolution never reached "
             f"{settings.blush_from_resolution:g} A "
@@ -969,10 +1001,10 @@ def _refine(
         apix=apix,
         world=world,
         wall_seconds=state.wall_seconds + time.time() - t_mark,
-        history=state.history,
+        history=history_json(state.history),
         resolution_angstrom=resolution,
         symmetry=settings.symmetry,
-        finest_angular_step=min(e["angular_step"] for e in state.history),
+        finest_angular_step=min(e.angular_step for e in state.history),
     )
     if world.leader:
         write_json(out / "summary.json", summary)

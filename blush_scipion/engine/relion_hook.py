@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .device import Device
 from .fsc import resolution_at
 from .mask import soft_mask_outside_map
 from .mrc import MapError, read_map, write_map
@@ -181,14 +182,14 @@ def _round(x: float) -> int:
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def fftw_frequencies(size: int, device=None) -> torch.Tensor:
+def fftw_frequencies(size: int, device: Device | None = None) -> torch.Tensor:
     """(size,) signed frequency of each index of an FFTW-order axis, as RELION counts them
     (index i <= size//2 is +i, the rest i - size)."""
     i = torch.arange(size, device=device)
     return torch.where(i <= size // 2, i, i - size)
 
 
-def _radius2(size: int, device=None) -> torch.Tensor:
+def _radius2(size: int, device: Device | None = None) -> torch.Tensor:
     """(size, size, size//2+1) squared radius of each coefficient of an FFTW-order half transform."""
     k = fftw_frequencies(size, device)
     kx = torch.arange(size // 2 + 1, device=device)
@@ -272,7 +273,7 @@ def real_space_map(half: torch.Tensor, m: int, n: int, pad: float) -> torch.Tens
 
 
 def external_reconstruct(
-    h: HandOver, regularise: bool = True, iterations: int = GRIDDING_ITERATIONS
+    h: HandOver, *, regularise: bool = True, iterations: int = GRIDDING_ITERATIONS
 ) -> torch.Tensor:
     """The (n, n, n) map relion_external_reconstruct writes (its --no_map: `regularise` False):
     data / (weight + 1/tau2) with RELION's iterative gridding weights, on RELION's grey scale."""
@@ -318,6 +319,7 @@ def blush_maps(
     pixel_size: float,
     diameter: float,
     mode: str = "auto",
+    *,
     trailing: bool = True,
     stride: int | None = None,
 ) -> dict[str, torch.Tensor]:

@@ -112,6 +112,7 @@ def simulate(
     s: SimulationSettings,
     out_dir: str | Path,
     batch_size: int = 500,
+    *,
     progress: bool = False,
     extra_summary: dict | None = None,
 ) -> dict:

@@ -3,12 +3,20 @@ rank, the per-iteration history, the settings), beside RELION's files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .checkpoint import write_json
+from .checkpoint import publish, write_json
 from .distributed import World
+from .history import history_json
 from .memory import peak_memory_gb
+
+if TYPE_CHECKING:  # the drivers import this module
+    from .classify2d import Class2DSettings, Class2DState
+    from .classify3d import Class3DSettings, Class3DState
+    from .particles import Particles
 
 
 def run_summary(
@@ -40,17 +48,38 @@ def run_summary(
     }
 
 
-def finish_classification(out: Path, log, state, *, world: World, **common) -> dict:
-    """class2d's and class3d's summary (per class: share and resolution), written by the leader,
+def finish_classification(
+    out: Path,
+    log: Callable[[str], object],
+    state: Class2DState | Class3DState,
+    finals: list[str],
+    *,
+    renamed: tuple[str, ...] = (),
+    world: World,
+    settings: Class2DSettings | Class3DSettings,
+    particles: Particles,
+    wall_seconds: float,
+) -> dict:
+    """class2d's and class3d's end: the last iteration's files under their final names (`finals`,
+    checkpoint.publish), the summary (per class: share and resolution), both written by the leader,
     and the closing log line."""
+    if state.iteration == 0:
+        raise ValueError("no iterations to run (--iter 0)")
+    if world.leader:
+        publish(out, state.iteration, finals, renamed=renamed)
     summary = run_summary(
+        iterations=state.iteration,
+        settings=settings,
+        particles=particles,
+        box=particles.image_size,
+        apix=particles.pixel_size,
         world=world,
-        history=state.history,
+        wall_seconds=wall_seconds,
+        history=history_json(state.history),
         classes=len(state.distribution),
         class_distribution=state.distribution,
         class_resolution_angstrom=state.resolution,
         resolution_angstrom=min(state.resolution),
-        **common,
     )
     if world.leader:
         write_json(out / "summary.json", summary)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import gemmi
 import numpy as np
@@ -257,7 +258,7 @@ def test_sampling_gets_finer_only_once_the_poses_settle():
     """RELION's rule: without a resolution gain, the sampling stays while the mean angular change
     is large and still falling (particles still jumping between views); it gets finer once the
     change stops falling by 3% or is under 40% of the angular step."""
-    from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
+    from blush_scipion.engine.refine3d import IterationMeasures, RefineSettings, RefineState, next_state
 
     state = RefineState(
         iteration=3,
@@ -267,21 +268,24 @@ def test_sampling_gets_finer_only_once_the_poses_settle():
         smallest_angular_change=20.0,
         sigma2=[[1.0] * 21],
     )
-    stats = {
-        "fsc": torch.zeros(21),
-        "sigma2": torch.ones(1, 21),
-        "accuracy_rotation": 2.0,
-        "accuracy_translation": 0.5,
-        "offset_change": 0.3,
-    }
-    still_moving = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 12.0}, 40, 3.0)
+    measured = IterationMeasures(
+        fsc=torch.zeros(21),
+        sigma2=torch.ones(1, 21),
+        angular_change=12.0,
+        offset_change=0.3,
+        accuracy_rotation=2.0,
+        accuracy_translation=0.5,
+    )
+    still_moving = next_state(state, RefineSettings(), 10.0, measured, 40, 3.0)
     assert still_moving.order == 2 and still_moving.smallest_angular_change == 12.0
-    settled = next_state(still_moving, RefineSettings(), 10.0, {**stats, "angular_change": 12.5}, 40, 3.0)
+    settled = next_state(
+        still_moving, RefineSettings(), 10.0, replace(measured, angular_change=12.5), 40, 3.0
+    )
     assert settled.order == 3 and settled.smallest_angular_change == float("inf")
     # RELION's offsets: fine step 75% of the accuracy, at most 1.5 A (0.5 px here), coarse grid twice
     # that in local searches; the range five times the last RMS change, at least 1.5 coarse steps
     assert settled.offset_step == 0.375 and settled.offset_range == 5 * 0.3
-    small = next_state(state, RefineSettings(), 10.0, {**stats, "angular_change": 5.0}, 40, 3.0)
+    small = next_state(state, RefineSettings(), 10.0, replace(measured, angular_change=5.0), 40, 3.0)
     assert small.order == 3  # 5 deg < 40% of 15 deg, though still falling
 
 
@@ -289,15 +293,16 @@ def test_sampling_gets_finer_until_the_step_is_under_the_accuracy():
     """No fixed cap: past the first local order the sampling keeps getting finer while its step is
     at least 75% of the expected accuracy (RELION's rule), then the last iteration follows; a user's
     --max-order still stops it."""
-    from blush_scipion.engine.refine3d import RefineSettings, RefineState, next_state
+    from blush_scipion.engine.refine3d import IterationMeasures, RefineSettings, RefineState, next_state
 
-    stats = {
-        "fsc": torch.zeros(33),
-        "sigma2": torch.ones(1, 33),
-        "angular_change": 0.1,
-        "accuracy_translation": 0.2,
-        "offset_change": 0.1,
-    }
+    measured = IterationMeasures(
+        fsc=torch.zeros(33),
+        sigma2=torch.ones(1, 33),
+        angular_change=0.1,
+        offset_change=0.1,
+        accuracy_rotation=1.0,
+        accuracy_translation=0.2,
+    )
     state = RefineState(
         iteration=9,
         order=5,
@@ -308,11 +313,11 @@ def test_sampling_gets_finer_until_the_step_is_under_the_accuracy():
         offset_step=0.5,
         offset_range=1.0,
     )
-    finer = next_state(state, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
+    finer = next_state(state, RefineSettings(), 3.0, measured, 64, 1.0)
     assert finer.order == 6 and not finer.final  # 1.875 deg >= 0.75 x 1 deg
-    done = next_state(finer, RefineSettings(), 3.0, {**stats, "accuracy_rotation": 1.5}, 64, 1.0)
+    done = next_state(finer, RefineSettings(), 3.0, replace(measured, accuracy_rotation=1.5), 64, 1.0)
     assert done.order == 6 and done.final  # 0.94 deg < 0.75 x 1.5 deg
-    capped = next_state(state, RefineSettings(max_order=5), 3.0, {**stats, "accuracy_rotation": 1.0}, 64, 1.0)
+    capped = next_state(state, RefineSettings(max_order=5), 3.0, measured, 64, 1.0)
     assert capped.order == 5 and capped.final
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ..device import Device
 from ..mask import spherical_mask
 
 
-def blend_window(size: int, device=None) -> torch.Tensor:
+def blend_window(size: int, device: Device | None = None) -> torch.Tensor:
     """(size,)*3 weight: a separable sin^2, 1 at the centre and exactly 0 on the outermost voxels
     (where a network's zero padding shows most)."""
     t = torch.arange(size, device=device, dtype=torch.float32) / (size - 1)
@@ -77,6 +78,6 @@ def _cut(volume: torch.Tensor, start, block: int, pad: int) -> torch.Tensor:
     return volume[(...,) + sl]
 
 
-def particle_mask(n: int, diameter_px: float, device=None) -> torch.Tensor:
+def particle_mask(n: int, diameter_px: float, device: Device | None = None) -> torch.Tensor:
     """Soft spherical mask of the particle diameter (voxels), as Blush applies to its inputs."""
     return spherical_mask(n, diameter_px / 2, edge=5, device=device)

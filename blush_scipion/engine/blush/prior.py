@@ -20,6 +20,7 @@ def blush_reference(
     denoiser: Denoiser,
     pixel_size: float,
     diameter: float,
+    *,
     trailing: bool = True,
     stride: int | None = None,
     fill: bool = False,
@@ -32,4 +33,4 @@ def blush_reference(
     denoised, nyquist = denoise_map(unregularised, pixel_size, denoiser, diameter, stride=stride)
     if not trailing:
         return denoised
-    return spectral_trailing(denoised, regularised, fsc, nyquist, fill)
+    return spectral_trailing(denoised, regularised, fsc, nyquist, fill=fill)

@@ -25,6 +25,7 @@ def spectral_trailing(
     regularised: torch.Tensor,
     fsc: torch.Tensor,
     denoiser_nyquist: int,
+    *,
     fill: bool = False,
 ) -> torch.Tensor:
     """(n, n, n) denoised map low-passed with a cosine edge WIDTH shells wide, centred one shell
@@ -35,11 +36,16 @@ def spectral_trailing(
     With `fill` the regularised map fills in above the edge in every case (ours, not RELION 5's):
     a zero reference past the edge throws away the Wiener-weighted signal that the standard prior
     aligns with there, and the gold-standard FSC stays honest because that signal is each half's own."""
-    return trail_at(denoised, regularised, trailing_shell(fsc), denoiser_nyquist, fill)
+    return trail_at(denoised, regularised, trailing_shell(fsc), denoiser_nyquist, fill=fill)
 
 
 def trail_at(
-    denoised: torch.Tensor, regularised: torch.Tensor, shell: int, denoiser_nyquist: int, fill: bool = False
+    denoised: torch.Tensor,
+    regularised: torch.Tensor,
+    shell: int,
+    denoiser_nyquist: int,
+    *,
+    fill: bool = False,
 ) -> torch.Tensor:
     """spectral_trailing with the data's last resolved `shell` given: for maps (n, n, n) and for
     images (n, n) alike (2D classification trails each class at its own resolution)."""

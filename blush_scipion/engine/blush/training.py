@@ -155,7 +155,7 @@ def generator(*key: int) -> torch.Generator:
 
 
 def model_sampler(
-    models: list, s: TrainSettings, views_seeded: bool = False, views_key: int = 1
+    models: list, s: TrainSettings, *, views_seeded: bool = False, views_key: int = 1
 ) -> Callable[[torch.Generator], list]:
     """Samples from half maps simulated from atomic models (the shipped weights' data).
     views_seeded (2D): each projection's direction from its own seed (seed, views_key, i, j) rather
@@ -333,7 +333,7 @@ def train(
         raise ValueError(f"--batch {s.batch_size} is not divisible by the {world.size} ranks")
     torch.manual_seed(s.seed)
     out = Path(out)
-    log, _ = world.voice(log, False)
+    log, _ = world.voice(log, progress=False)
     net = BlushUNet(s.depth, s.width, layout=s.layout, dim=s.dim)
     if init is not None:
         net.load_state_dict(init)

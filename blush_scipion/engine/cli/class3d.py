@@ -14,10 +14,8 @@ regularised maps. Runs under torchrun or srun as refine3d does.
 from __future__ import annotations
 
 from ..classify3d import Class3DSettings, classify3d
-from ..distributed import start, stop
-from ..mrc import read_map
-from ..particles import Particles
-from .options import add_run_flags, add_settings, settings_from
+from .options import add_run_flags, add_settings
+from .refine3d import run_on_reference
 
 
 def add_args(p):
@@ -29,21 +27,4 @@ def add_args(p):
 
 
 def main(args):
-    particles = Particles.read(args.particles)
-    reference, ref_apix = read_map(args.ref)
-    world, device = start(args.device)  # under torchrun or srun: one rank of several
-    try:
-        classify3d(
-            particles,
-            reference,
-            ref_apix,
-            settings_from(Class3DSettings, args, device=device),
-            args.out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            world=world,
-        )
-    except ValueError as e:
-        raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e
-    finally:
-        stop()
+    run_on_reference(classify3d, Class3DSettings, args)

@@ -18,24 +18,13 @@ from ..fourier import irfft3_centered, rfft3_centered, rfft_shell_index_3d
 from ..fsc import fourier_shell_correlation, resolution_at
 from ..mrc import read_map_pair, write_map
 from ..reconstruct import ssnr_from_half_fsc
+from .maps import add_half_maps, add_weights
 from .options import count, positive
 
 
 def add_args(p):
-    p.add_argument("--half1", required=True, help="first unfiltered half map (.mrc)")
-    p.add_argument("--half2", required=True, help="second unfiltered half map (.mrc)")
-    p.add_argument("--out", required=True, help="denoised map to write (.mrc)")
-    p.add_argument(
-        "--weights",
-        help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
-        "default: the weights shipped with this package",
-    )
-    p.add_argument(
-        "--weights-sha256",
-        help="sha256 the weights must have (needed for RELION's decompressed "
-        "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
-        "$BLUSH_WEIGHTS_SHA256)",
-    )
+    add_half_maps(p, "denoised map to write (.mrc)")
+    add_weights(p)
     p.add_argument("--diameter", type=positive, help="particle diameter, A (default: 90%% of the box)")
     p.add_argument(
         "--skip-spectral-trailing", action="store_true", help="keep the denoiser's output at all resolutions"

@@ -12,15 +12,13 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..localres import local_resolution
-from ..mrc import read_map_pair, write_map
+from ..mrc import write_map
+from .maps import add_half_maps, read_half_maps, read_mask
 from .options import count, non_negative, positive
-from .postprocess import read_mask
 
 
 def add_args(p):
-    p.add_argument("--half1", required=True, help="first unfiltered half map (.mrc)")
-    p.add_argument("--half2", required=True, help="second unfiltered half map (.mrc)")
-    p.add_argument("--out", required=True, help="local-resolution map to write (.mrc)")
+    add_half_maps(p, "local-resolution map to write (.mrc)")
     p.add_argument(
         "--mask",
         help="solvent mask (.mrc): windows that miss it are skipped, and the median "
@@ -55,8 +53,7 @@ def add_args(p):
 def main(args):
     t0 = time.time()
     out = Path(args.out)  # one of the inputs is refused before this (cli.check_out)
-    half1, half2, apix = read_map_pair(args.half1, args.half2)
-    apix = args.angpix or apix
+    half1, half2, apix = read_half_maps(args)
     mask = read_mask(args.mask, half1.shape) if args.mask else None
     try:
         result = local_resolution(

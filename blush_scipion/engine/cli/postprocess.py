@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from ..atomic import atomic_path
-from ..mrc import MapError, read_map, read_map_pair, write_map
+from ..mrc import write_map
 from ..postprocess import (
     MASK_LOW_PASS,
     NOISE_SIGMAS,
@@ -24,6 +23,7 @@ from ..postprocess import (
     postprocess_half_maps,
 )
 from ..star import write_star
+from .maps import add_half_maps, read_half_maps, read_mask
 from .options import non_negative, positive
 
 OUTPUTS = (
@@ -36,9 +36,7 @@ OUTPUTS = (
 
 
 def add_args(p):
-    p.add_argument("--half1", required=True, help="first unfiltered half map (.mrc)")
-    p.add_argument("--half2", required=True, help="second unfiltered half map (.mrc)")
-    p.add_argument("--out", required=True, help="output folder")
+    add_half_maps(p, "output folder")
     p.add_argument(
         "--mask", help="soft solvent mask (.mrc, values in [0, 1]); default: made from the half maps"
     )
@@ -87,19 +85,6 @@ def add_args(p):
         help="raised-cosine edge of the mask, voxels (%(default)s; relion_mask_create --width_soft_edge)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the phase randomisation (%(default)s)")
-
-
-def read_mask(path: str, shape: torch.Size) -> torch.Tensor:
-    """A user's mask, checked as RELION checks it: the maps' shape, values in [0, 1]."""
-    mask, _ = read_map(path)
-    if mask.shape != shape:
-        raise MapError(f"{path}: mask shape {tuple(mask.shape)} differs from the half maps' {tuple(shape)}")
-    if float(mask.min()) < -1e-6 or float(mask.max()) > 1 + 1e-6:
-        raise MapError(
-            f"{path}: mask values must lie in [0, 1], found {float(mask.min()):.3g} .. "
-            f"{float(mask.max()):.3g}"
-        )
-    return mask.clamp(0, 1)
 
 
 def star_tables(result: PostprocessResult, args, n: int, pixel_size: float) -> dict:
@@ -161,8 +146,7 @@ def main(args):
     clash = [name for name in OUTPUTS if (out / name).resolve() in inputs]
     if clash:
         raise ValueError(f"{out / clash[0]}: is an input; choose another --out")
-    half1, half2, apix = read_map_pair(args.half1, args.half2)
-    apix = args.angpix or apix
+    half1, half2, apix = read_half_maps(args)
     threshold = None
     if args.mask:
         mask = read_mask(args.mask, half1.shape)

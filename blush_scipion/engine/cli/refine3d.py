@@ -11,6 +11,8 @@ run_class001_blush.mrc (the denoised final map) is written beside run_class001.m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..distributed import start, stop
 from ..mrc import read_map
 from ..particles import Particles
@@ -29,16 +31,21 @@ def add_args(p):
 def main(args):
     if args.max_order is not None and args.max_order < args.healpix_order:
         raise ValueError(f"--max-order {args.max_order} is coarser than --healpix-order {args.healpix_order}")
+    run_on_reference(refine, RefineSettings, args)
+
+
+def run_on_reference(driver: Callable[..., dict], settings_class: type, args) -> None:
+    """refine3d's and class3d's run: `driver` on --particles from --ref into --out, under torchrun or
+    srun as one rank of several; an error of the reference's is named by its file."""
     particles = Particles.read(args.particles)
     reference, ref_apix = read_map(args.ref)
     world, device = start(args.device)  # under torchrun or srun: one rank of several
-    settings = settings_from(RefineSettings, args, device=device)
     try:
-        refine(
+        driver(
             particles,
             reference,
             ref_apix,
-            settings,
+            settings_from(settings_class, args, device=device),
             args.out,
             resume=args.resume,
             overwrite=args.overwrite,

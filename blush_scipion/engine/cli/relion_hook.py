@@ -29,6 +29,7 @@ from ..relion_hook import (
     resolve_mode,
     write_result,
 )
+from .maps import add_weights
 from .options import count, non_negative, positive
 
 
@@ -40,17 +41,7 @@ def add_args(p):
     p.add_argument(
         "--blush", action="store_true", help="answer with Blush's reference instead of the plain map"
     )
-    p.add_argument(
-        "--weights",
-        help="denoiser weights (.safetensors, or RELION's blush_v1.0.ckpt[.gz]); "
-        "default: the weights shipped with this package",
-    )
-    p.add_argument(
-        "--weights-sha256",
-        help="sha256 the weights must have (needed for RELION's decompressed "
-        "v1.0.ckpt, whose hash RELION does not publish: `sha256sum v1.0.ckpt`; also "
-        "$BLUSH_WEIGHTS_SHA256)",
-    )
+    add_weights(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda:N for the denoiser (%(default)s)")
     p.add_argument(
         "--angpix",

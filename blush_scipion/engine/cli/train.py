@@ -202,7 +202,7 @@ def run(args, world, device):
         validation_models, validation = [], sample
     else:
         sources, sample, validation_models, validation = model_data(args, s, world)
-    log, _ = world.voice(print, False)
+    log, _ = world.voice(print, progress=False)
     record = train(
         sample,
         s,
