@@ -16,6 +16,7 @@ from .ctf import CtfParameters, compute_ctf_2d
 from .density import density_from_model
 from .fourier import irfft2_centered, phase_shift_2d
 from .mrc import write_map, write_stack
+from .option import option
 from .particles import Particles
 from .projector import SlicePoints, extract_central_slices, fourier_reference
 from .rotation import random_rotations
@@ -23,20 +24,26 @@ from .rotation import random_rotations
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    n_particles: int = 2000
-    box: int = 64
-    pixel_size: float = 2.0  # A
-    snr: float = 0.1  # variance of the CTF-modulated projection / noise variance, whole box
-    bfactor: float = 30.0  # A^2, applied to the model's density
-    defocus_min: float = 10000.0  # A, per micrograph, uniform
+    n_particles: int = option(2000, "number of particles", kind="count", flag="n")
+    box: int = option(64, "image size in pixels", kind="count")
+    pixel_size: float = option(2.0, "pixel size", kind="positive", unit="A", flag="apix")
+    snr: float = option(
+        0.1,
+        "signal-to-noise ratio: variance of the noise-free CTF-modulated image over the noise variance, "
+        "whole box",
+        kind="positive",
+    )
+    bfactor: float = option(30.0, "B-factor of the density", kind="non_negative", unit="A^2")
+    # A, per micrograph, uniform; their flag, --defocus MIN MAX, is written in cli/simulate.py
+    defocus_min: float = 10000.0
     defocus_max: float = 25000.0
     astigmatism: float = 400.0  # A, largest defocus U - V
-    max_shift: float = 6.0  # A, uniform per axis
+    max_shift: float = option(6.0, "largest origin shift per axis", kind="non_negative", unit="A")  # uniform
     particles_per_micrograph: int = 100
     voltage: float = 300.0  # kV
     cs: float = 2.7  # mm
     amplitude_contrast: float = 0.1
-    seed: int = 0
+    seed: int = option(0, "random seed", kind="int")
 
 
 def draw_particles(s: SimulationSettings, generator: torch.Generator) -> pd.DataFrame:

@@ -63,30 +63,65 @@ VALIDATION_KEY, VALIDATION_VIEWS_KEY = 2, 3
 
 @dataclass(frozen=True)
 class TrainSettings:
-    depth: int = 4
-    width: int = 8
-    block: int = 48
-    voxel_min: float = 1.5  # A; maps are resampled into [voxel_min, voxel_max]
-    voxel_max: float = 3.0
-    steps: int = 4000
-    batch_size: int = 2
-    learning_rate: float = 2e-3
-    resolution_min: float = 3.0  # A; never finer than 2.5 voxels
-    resolution_max: float = TRAINED_RESOLUTION_MAX
+    depth: int = option(4, "U-Net pooling steps", kind="count", group="network")
+    width: int = option(8, "channels of the first level", kind="count", group="network")
+    block: int = option(48, "block size in voxels", kind="count", group="network")
+    # maps are resampled into [voxel_min, voxel_max]
+    voxel_min: float = option(
+        1.5, "finest voxel size the denoiser works at", kind="positive", unit="A", group="training data"
+    )
+    voxel_max: float = option(
+        3.0,
+        "coarsest voxel size; samples are drawn in between",
+        kind="positive",
+        unit="A",
+        group="training data",
+    )
+    steps: int = option(4000, "optimiser steps", kind="count", group="optimisation")
+    batch_size: int = option(
+        2,
+        "blocks per step, shared among the ranks under torchrun",
+        kind="count",
+        flag="batch",
+        group="optimisation",
+    )
+    learning_rate: float = option(
+        2e-3, "peak learning rate, cosine decay", kind="positive", flag="lr", group="optimisation"
+    )
+    resolution_min: float = option(  # never finer than 2.5 voxels
+        3.0, "best half-map resolution", kind="positive", unit="A", flag="res-min", group="training data"
+    )
+    resolution_max: float = option(
+        TRAINED_RESOLUTION_MAX,
+        "worst half-map resolution",
+        kind="positive",
+        unit="A",
+        flag="res-max",
+        group="training data",
+    )
     cutoff_fraction: float = 0.25  # samples with nothing past a shell beyond their resolution
     blur_max: float = 150.0
     mask_loss_weight: float = 0.1  # solvent-mask logit (0 when fine-tuning on half maps)
     layout: str = "symmetric"  # model.LAYOUTS
-    dim: int = 3  # 3: maps; 2: images (class averages)
-    seed: int = 0
-    device: str = "cpu"
+    dim: int = 3  # 3: maps; 2: images (class averages); its flag, --dim 2|3, is written in cli/train.py
+    seed: int = option(0, "random seed", kind="int", group="optimisation")
+    device: str = option(
+        "cpu",
+        "cpu or cuda:N (%(default)s); under torchrun or srun, cuda is cuda:LOCAL_RANK",
+        kind="str",
+        group="optimisation",
+    )
     validation_samples: int = option(
         8,
         "size of the fixed validation set, drawn once from seeds no training sample uses (0: none)",
         kind="order",
+        group="validation",
     )
     validate_every: int = option(
-        0, "optimiser steps between validation losses (0: at each progress line, a twentieth)", kind="order"
+        0,
+        "optimiser steps between validation losses (0: at each progress line, a twentieth)",
+        kind="order",
+        group="validation",
     )
 
 

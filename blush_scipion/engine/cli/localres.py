@@ -8,13 +8,36 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path
 from ..localres import local_resolution
 from ..mrc import write_map
+from ..option import option
 from .maps import add_half_maps, read_half_maps, read_mask
-from .options import count, non_negative, positive
+from .options import add_settings, positive, settings_from
+
+
+@dataclass(frozen=True)
+class LocalresSettings:
+    """local_resolution's settings (its keywords), each declared once, for the command line."""
+
+    sampling: float = option(25.0, "distance between windows, A (%(default)s, as RELION)", kind="positive")
+    radius: float | None = option(
+        None, "window radius, A (default: half the sampling, as RELION)", kind="positive"
+    )
+    edge: float | None = option(
+        None, "window's soft edge, A (default: the sampling, as RELION)", kind="non_negative"
+    )
+    randomize_at: float = option(
+        25.0, "randomise phases past this resolution, A (%(default)s, as RELION)", kind="positive"
+    )
+    min_resolution: float = option(
+        50.0, "coarsest local resolution reported", kind="positive", unit="A", flag="minres"
+    )
+    bfactor: float = option(0.0, "B-factor for the filtered map, negative sharpens", kind="float", unit="A^2")
+    batch: int = option(8, "windows per FFT batch", kind="count")
 
 
 def add_args(p):
@@ -25,29 +48,7 @@ def add_args(p):
         "local resolution inside it is reported",
     )
     p.add_argument("--angpix", type=positive, help="pixel size, A (default: the half maps' header)")
-    p.add_argument(
-        "--sampling", type=positive, default=25.0, help="distance between windows, A (%(default)s, as RELION)"
-    )
-    p.add_argument("--radius", type=positive, help="window radius, A (default: half the sampling, as RELION)")
-    p.add_argument(
-        "--edge", type=non_negative, help="window's soft edge, A (default: the sampling, as RELION)"
-    )
-    p.add_argument(
-        "--randomize-at",
-        type=positive,
-        default=25.0,
-        help="randomise phases past this resolution, A (%(default)s, as RELION)",
-    )
-    p.add_argument(
-        "--minres", type=positive, default=50.0, help="coarsest local resolution reported, A (%(default)s)"
-    )
-    p.add_argument(
-        "--bfactor",
-        type=float,
-        default=0.0,
-        help="B-factor for the filtered map, A^2, negative sharpens (%(default)s)",
-    )
-    p.add_argument("--batch", type=count, default=8, help="windows per FFT batch (%(default)s)")
+    add_settings(p, LocalresSettings)
 
 
 def main(args):
@@ -57,17 +58,7 @@ def main(args):
     mask = read_mask(args.mask, half1.shape) if args.mask else None
     try:
         result = local_resolution(
-            half1,
-            half2,
-            apix,
-            sampling=args.sampling,
-            radius=args.radius,
-            edge=args.edge,
-            randomize_at=args.randomize_at,
-            min_resolution=args.minres,
-            bfactor=args.bfactor,
-            mask=mask,
-            batch=args.batch,
+            half1, half2, apix, **asdict(settings_from(LocalresSettings, args)), mask=mask
         )
     except ValueError as e:
         raise ValueError(f"{args.mask}: {e}") from e

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..atomic import atomic_path
 from ..mrc import write_map
+from ..option import option
 from ..postprocess import (
     MASK_LOW_PASS,
     NOISE_SIGMAS,
@@ -24,7 +26,7 @@ from ..postprocess import (
 )
 from ..star import write_star
 from .maps import add_half_maps, read_half_maps, read_mask
-from .options import non_negative, positive
+from .options import add_settings, positive
 
 OUTPUTS = (
     "postprocess.mrc",
@@ -35,56 +37,58 @@ OUTPUTS = (
 )
 
 
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The settings of automatic_mask and postprocess_half_maps, each declared once, for the command
+    line (main reads them from the parsed arguments under these names)."""
+
+    bfactor: float | None = option(
+        None,
+        "B-factor to apply, A^2, negative sharpens (RELION's --adhoc_bfac); default: fitted "
+        "to the Guinier plot (RELION's --auto_bfac)",
+        kind="float",
+    )
+    autob_lowres: float = option(
+        10.0, "lowest resolution in the B-factor fit, A (%(default)s, as RELION)", kind="positive"
+    )
+    autob_highres: float | None = option(
+        None,
+        "highest resolution in the B-factor fit, A (default: the final resolution; 0: as far "
+        "as the FSC weighting reaches, RELION 3.1's default)",
+        kind="non_negative",
+    )
+    low_pass: float | None = option(
+        None,
+        "low-pass the result at this resolution, A (default: the final resolution; 0: none)",
+        kind="non_negative",
+    )
+    mask_threshold: float | None = option(
+        None,
+        f"density threshold of the automatic mask, on the average low-passed at {MASK_LOW_PASS:g} A "
+        f"(default: the solvent's median plus the larger of {NOISE_SIGMAS:g} noise standard deviations, "
+        f"measured on the half maps' difference, and {PEAK_FRACTION:g} of the peak's height)",
+        kind="float",
+    )
+    mask_extend: float = option(
+        3.0,
+        "grow the thresholded mask by this many voxels (%(default)s; relion_mask_create --extend_inimask)",
+        kind="non_negative",
+    )
+    mask_soft_edge: float = option(
+        6.0,
+        "raised-cosine edge of the mask, voxels (%(default)s; relion_mask_create --width_soft_edge)",
+        kind="non_negative",
+    )
+    seed: int = option(0, "seed of the phase randomisation", kind="int")
+
+
 def add_args(p):
     add_half_maps(p, "output folder")
     p.add_argument(
         "--mask", help="soft solvent mask (.mrc, values in [0, 1]); default: made from the half maps"
     )
     p.add_argument("--angpix", type=positive, help="pixel size, A (default: the half maps' header)")
-    p.add_argument(
-        "--bfactor",
-        type=float,
-        help="B-factor to apply, A^2, negative sharpens (RELION's --adhoc_bfac); default: fitted "
-        "to the Guinier plot (RELION's --auto_bfac)",
-    )
-    p.add_argument(
-        "--autob-lowres",
-        type=positive,
-        default=10.0,
-        help="lowest resolution in the B-factor fit, A (%(default)s, as RELION)",
-    )
-    p.add_argument(
-        "--autob-highres",
-        type=non_negative,
-        help="highest resolution in the B-factor fit, A (default: the final resolution; 0: as far "
-        "as the FSC weighting reaches, RELION 3.1's default)",
-    )
-    p.add_argument(
-        "--low-pass",
-        type=non_negative,
-        help="low-pass the result at this resolution, A (default: the final resolution; 0: none)",
-    )
-    p.add_argument(
-        "--mask-threshold",
-        type=float,
-        help=f"density threshold of the automatic mask, on the average low-passed at {MASK_LOW_PASS:g} A "
-        f"(default: the solvent's median plus the larger of {NOISE_SIGMAS:g} noise standard deviations, "
-        f"measured on the half maps' difference, and {PEAK_FRACTION:g} of the peak's height)",
-    )
-    p.add_argument(
-        "--mask-extend",
-        type=non_negative,
-        default=3.0,
-        help="grow the thresholded mask by this many voxels (%(default)s; relion_mask_create "
-        "--extend_inimask)",
-    )
-    p.add_argument(
-        "--mask-soft-edge",
-        type=non_negative,
-        default=6.0,
-        help="raised-cosine edge of the mask, voxels (%(default)s; relion_mask_create --width_soft_edge)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the phase randomisation (%(default)s)")
+    add_settings(p, PostprocessSettings)
 
 
 def star_tables(result: PostprocessResult, args, n: int, pixel_size: float) -> dict:

@@ -5,46 +5,42 @@ all particles whose SSNR comes from that FSC. Also writes the half maps and a JS
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path
 from ..fsc import resolution_at
 from ..mrc import write_map
+from ..option import option
 from ..particles import Particles
 from ..reconstruct import reconstruct_particles
-from .options import count
+from .options import add_settings, settings_from
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """reconstruct_particles' settings (its keywords), each declared once, for the command line."""
+
+    symmetry: str = option("C1", "point group: C<n>, D<n>, T, O, I (RELION settings)", kind="str", flag="sym")
+    ctf: bool = option(True, "images are not CTF-affected", kind="flag", flag="no-ctf")
+    wiener: bool = option(
+        True, "divide by the weights only (no SSNR regularisation)", kind="flag", flag="no-wiener"
+    )
+    pad: int = option(2, "padding factor of the Fourier volume", kind="count")
+    batch_size: int = option(256, "images per batch (bounds memory)", kind="count", flag="batch")
+    device: str = option("cpu", "cpu or cuda:N", kind="str")
 
 
 def add_args(p):
     p.add_argument("--particles", required=True, help="RELION STAR file with poses (rlnAngleRot/Tilt/Psi)")
     p.add_argument("--out", required=True, help="output map (.mrc)")
-    p.add_argument(
-        "--sym", default="C1", help="point group: C<n>, D<n>, T, O, I (RELION settings) (%(default)s)"
-    )
-    p.add_argument("--no-ctf", dest="ctf", action="store_false", help="images are not CTF-affected")
-    p.add_argument(
-        "--no-wiener",
-        dest="wiener",
-        action="store_false",
-        help="divide by the weights only (no SSNR regularisation)",
-    )
-    p.add_argument("--pad", type=count, default=2, help="padding factor of the Fourier volume (%(default)s)")
-    p.add_argument("--batch", type=count, default=256, help="images per batch (bounds memory) (%(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda:N (%(default)s)")
+    add_settings(p, ReconstructSettings)
 
 
 def main(args):
     particles = Particles.read(args.particles)
-    rec = reconstruct_particles(
-        particles,
-        symmetry=args.sym,
-        ctf=args.ctf,
-        wiener=args.wiener,
-        pad=args.pad,
-        batch_size=args.batch,
-        device=args.device,
-        progress=True,
-    )
+    s = settings_from(ReconstructSettings, args)
+    rec = reconstruct_particles(particles, **asdict(s), progress=True)
     out = Path(args.out)
     stem = out.with_suffix("")
     write_map(out, rec.volume, rec.pixel_size)
@@ -55,7 +51,7 @@ def main(args):
         "particles": len(particles),
         "box": n,
         "pixel_size": rec.pixel_size,
-        "symmetry": args.sym,
+        "symmetry": s.symmetry,
         "half_map_resolution_0143": resolution_at(rec.fsc, 0.143, n, rec.pixel_size),
         "half_map_resolution_05": resolution_at(rec.fsc, 0.5, n, rec.pixel_size),
         "fsc_halves": [round(float(x), 5) for x in rec.fsc],

@@ -16,13 +16,12 @@ from pathlib import Path
 from ..blush.denoiser import load_denoiser
 from ..blush.training import VALIDATION_VIEWS_KEY, TrainSettings, model_sampler, pair_sampler, train
 from ..distributed import start, stop
-from .options import add_settings, count, positive
+from .options import add_settings, positive, settings_from
 
 MODEL_SUFFIXES = (".pdb", ".pdb.gz", ".cif", ".cif.gz", ".ent", ".ent.gz")
 
 
 def add_args(p):
-    d = TrainSettings()
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--models", nargs="+", help="atomic models, or folders of them")
@@ -46,55 +45,17 @@ def add_args(p):
         help="with --models: atomic models, or folders of them, never trained on, to draw the validation "
         "set from (default: the training models, with seeds of its own)",
     )
-    p.add_argument("--steps", type=count, default=d.steps, help="optimiser steps (%(default)s)")
-    p.add_argument(
-        "--batch",
-        type=count,
-        default=d.batch_size,
-        help="blocks per step, shared among the ranks under torchrun (%(default)s)",
-    )
-    p.add_argument(
-        "--lr", type=positive, default=d.learning_rate, help="peak learning rate, cosine decay (%(default)s)"
-    )
-    p.add_argument("--depth", type=count, default=d.depth, help="U-Net pooling steps (%(default)s)")
-    p.add_argument("--width", type=count, default=d.width, help="channels of the first level (%(default)s)")
-    p.add_argument("--block", type=count, default=d.block, help="block size in voxels (%(default)s)")
-    p.add_argument(
+    groups = add_settings(p, TrainSettings)
+    # by hand: --dim takes the integers 2 and 3 (option()'s choices are words), --workers is no setting
+    groups["network"].add_argument(
         "--dim",
         type=int,
         choices=[2, 3],
-        default=d.dim,
+        default=TrainSettings.dim,
         help="3: the map denoiser; 2: the image denoiser for 2D class averages, trained on projections "
         "(%(default)s)",
     )
-    p.add_argument(
-        "--voxel-min",
-        type=positive,
-        default=d.voxel_min,
-        help="finest voxel size the denoiser works at, A (%(default)s)",
-    )
-    p.add_argument(
-        "--voxel-max",
-        type=positive,
-        default=d.voxel_max,
-        help="coarsest voxel size, A; samples are drawn in between (%(default)s)",
-    )
-    p.add_argument(
-        "--res-min", type=positive, default=d.resolution_min, help="best half-map resolution, A (%(default)s)"
-    )
-    p.add_argument(
-        "--res-max",
-        type=positive,
-        default=d.resolution_max,
-        help="worst half-map resolution, A (%(default)s)",
-    )
-    p.add_argument(
-        "--device",
-        default=d.device,
-        help="cpu or cuda:N (%(default)s); under torchrun or srun, cuda is cuda:LOCAL_RANK",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
-    p.add_argument(
+    groups["optimisation"].add_argument(
         "--workers",
         type=int,
         default=0,
@@ -102,7 +63,6 @@ def add_args(p):
         "recipe); with N > 0, or several ranks, every sample has its own seed, the same for any N and "
         "any number of ranks",
     )
-    add_settings(p, TrainSettings, group="validation")
 
 
 def name(model: Path) -> str:
@@ -151,23 +111,7 @@ def main(args):
 
 
 def run(args, world, device):
-    s = TrainSettings(
-        depth=args.depth,
-        width=args.width,
-        block=args.block,
-        voxel_min=args.voxel_min,
-        voxel_max=args.voxel_max,
-        steps=args.steps,
-        batch_size=args.batch,
-        learning_rate=args.lr,
-        resolution_min=args.res_min,
-        resolution_max=args.res_max,
-        seed=args.seed,
-        device=device,
-        dim=args.dim,
-        validation_samples=args.validation_samples,
-        validate_every=args.validate_every,
-    )
+    s = settings_from(TrainSettings, args, device=device)
     init = None
     if args.init or args.pairs:
         base = load_denoiser(
