@@ -126,21 +126,9 @@ def two_structures(tmp_path_factory):
 def test_classes_separate_two_structures(two_structures, tmp_path):
     data, labels = two_structures
     out = tmp_path / "c"
-    r = blush(
-        "class2d",
-        "--particles",
-        data / "mixed.star",
-        "--k",
-        4,
-        "--out",
-        out,
-        "--iter",
-        10,
-        "--diameter",
-        75,
-        "--seed",
-        1,
-    )
+    args = ("class2d", "--particles", data / "mixed.star", "--k", 4, "--out", out, "--iter", 10)
+    args += ("--diameter", 75, "--seed", 1)
+    r = blush(*args)
     assert r.returncode == 0, r.stderr
     classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     purity = sum(np.bincount(labels[classes == c]).max() for c in np.unique(classes)) / len(classes)
@@ -150,22 +138,7 @@ def test_classes_separate_two_structures(two_structures, tmp_path):
     assert abs(sum(summary["class_distribution"]) - 1) < 1e-4
     assert read_stack(out / "run_classes.mrcs").shape == (4, 40, 40)
     assert (out / "run_it010_optimiser.json").exists() and (out / "run_model.star").exists()
-    again = blush(
-        "class2d",
-        "--particles",
-        data / "mixed.star",
-        "--k",
-        4,
-        "--out",
-        out,
-        "--iter",
-        10,
-        "--diameter",
-        75,
-        "--seed",
-        1,
-        "--continue",
-    )
+    again = blush(*args, "--continue")
     assert again.returncode == 0 and "continuing after iteration 10" in again.stdout
 
 

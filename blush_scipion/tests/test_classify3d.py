@@ -66,10 +66,9 @@ def docked_resolution(volume: torch.Tensor, truth: torch.Tensor) -> float:
     )
 
 
-@pytest.fixture(scope="module")
-def straight(mixture, tmp_path_factory):
-    out = tmp_path_factory.mktemp("c3d") / "straight"
-    r = blush(
+def class3d(mixture, out, *args):
+    """class3d on the two-structure mixture from its consensus map, with the tests' common ARGS."""
+    return blush(
         "class3d",
         "--particles",
         mixture / "mixed.star",
@@ -77,10 +76,15 @@ def straight(mixture, tmp_path_factory):
         mixture / "consensus.mrc",
         "--out",
         out,
-        "--iter",
-        ITERATIONS,
+        *args,
         *ARGS,
     )
+
+
+@pytest.fixture(scope="module")
+def straight(mixture, tmp_path_factory):
+    out = tmp_path_factory.mktemp("c3d") / "straight"
+    r = class3d(mixture, out, "--iter", ITERATIONS)
     assert r.returncode == 0, r.stderr
     return out
 
@@ -115,17 +119,8 @@ def test_two_structures_separate_and_each_map_is_its_own(mixture, straight):
 
 def test_a_continued_run_ends_where_a_straight_one_does(mixture, straight, tmp_path):
     out = tmp_path / "continued"
-    first = (
-        "class3d",
-        "--particles",
-        mixture / "mixed.star",
-        "--ref",
-        mixture / "consensus.mrc",
-        "--out",
-        out,
-    )
-    assert blush(*first, "--iter", 3, *ARGS).returncode == 0
-    r = blush(*first, "--iter", ITERATIONS, "--continue", *ARGS)
+    assert class3d(mixture, out, "--iter", 3).returncode == 0
+    r = class3d(mixture, out, "--iter", ITERATIONS, "--continue")
     assert r.returncode == 0, r.stderr
     assert "continuing after iteration 3" in r.stdout
     for c in (1, 2):
@@ -140,19 +135,7 @@ def test_a_continued_run_ends_where_a_straight_one_does(mixture, straight, tmp_p
 
 def test_blush_writes_its_references_and_still_separates(mixture, tmp_path):
     out = tmp_path / "blush"
-    r = blush(
-        "class3d",
-        "--particles",
-        mixture / "mixed.star",
-        "--ref",
-        mixture / "consensus.mrc",
-        "--out",
-        out,
-        "--iter",
-        ITERATIONS,
-        "--blush",
-        *ARGS,
-    )
+    r = class3d(mixture, out, "--iter", ITERATIONS, "--blush")
     assert r.returncode == 0, r.stderr
     classes = Particles.read(out / "run_data.star").table["rlnClassNumber"].to_numpy()
     assert accuracy(np.repeat([0, 1], N_EACH), classes - 1) > 0.95

@@ -46,18 +46,14 @@ def particles(tmp_path_factory):
     return out
 
 
+def refine3d_args(particles) -> list:
+    """A short refine3d of the simulated particles from their truth (4 iterations, order 3 at most)."""
+    start = ["--particles", particles / "particles.star", "--ref", particles / "truth.mrc"]
+    return ["refine3d", *start, "--max-order", 3, "--max-iter", 4]
+
+
 def test_two_ranks_give_the_single_process_result(particles, tmp_path):
-    args = [
-        "refine3d",
-        "--particles",
-        particles / "particles.star",
-        "--ref",
-        particles / "truth.mrc",
-        "--max-order",
-        3,
-        "--max-iter",
-        4,
-    ]
+    args = refine3d_args(particles)
     one = run(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     two = run(*args, "--out", tmp_path / "two", ranks=2)
@@ -78,19 +74,7 @@ def assert_rank_peaks(summary: dict) -> None:
 
 
 def test_a_two_rank_run_continues_on_one(particles, tmp_path):
-    args = [
-        "refine3d",
-        "--particles",
-        particles / "particles.star",
-        "--ref",
-        particles / "truth.mrc",
-        "--max-order",
-        3,
-        "--max-iter",
-        4,
-        "--out",
-        tmp_path / "r",
-    ]
+    args = [*refine3d_args(particles), "--out", tmp_path / "r"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
         command(*args, ranks=2),

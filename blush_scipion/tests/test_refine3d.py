@@ -30,6 +30,11 @@ def blush(*args):
     )
 
 
+def refine3d(particles, ref, out, *args):
+    """`blush refine3d` of `particles` from `ref` into `out`, with `args`."""
+    return blush("refine3d", "--particles", particles, "--ref", ref, "--out", out, *args)
+
+
 @pytest.fixture(scope="module")
 def refine_set(tmp_path_factory):
     """600 particles of 40 px at 3 A/px, SNR 0.3, and a start made from the same model with every
@@ -50,17 +55,7 @@ def refine_set(tmp_path_factory):
 
 
 def test_refinement_lands_near_the_truth(refine_set, tmp_path):
-    run = blush(
-        "refine3d",
-        "--particles",
-        refine_set / "particles.star",
-        "--ref",
-        refine_set / "start.mrc",
-        "--out",
-        tmp_path / "r",
-        "--max-order",
-        3,
-    )
+    run = refine3d(refine_set / "particles.star", refine_set / "start.mrc", tmp_path / "r", "--max-order", 3)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert {"resolution_angstrom", "iterations", "blush", "wall_seconds"} <= set(summary)
@@ -82,17 +77,14 @@ def test_refinement_lands_near_the_truth(refine_set, tmp_path):
     assert {"rlnMaxValueProbDistribution", "rlnRandomSubset", "rlnOriginXAngst"} <= set(data.table.columns)
 
 
+def short_run(refine_set, *, iterations: int) -> list:
+    """refine3d's arguments for a few iterations of the refine set from its start, at order 3 at most."""
+    start = ["--particles", refine_set / "particles.star", "--ref", refine_set / "start.mrc"]
+    return [*start, "--max-iter", iterations, "--max-order", 3]
+
+
 def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
-    args = [
-        "--particles",
-        refine_set / "particles.star",
-        "--ref",
-        refine_set / "start.mrc",
-        "--max-iter",
-        3,
-        "--max-order",
-        3,
-    ]
+    args = short_run(refine_set, iterations=3)
     straight = blush("refine3d", *args, "--out", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
     cmd = [
@@ -122,18 +114,7 @@ def test_continue_after_a_kill_reaches_the_same_result(refine_set, tmp_path):
 def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_set, tmp_path):
     """Killed between the last checkpoint and summary.json, or while writing the final maps: --continue
     finishes it (before, such a folder could never be resumed)."""
-    args = [
-        "--particles",
-        refine_set / "particles.star",
-        "--ref",
-        refine_set / "start.mrc",
-        "--max-iter",
-        2,
-        "--max-order",
-        3,
-        "--out",
-        tmp_path / "run",
-    ]
+    args = [*short_run(refine_set, iterations=2), "--out", tmp_path / "run"]
     assert blush("refine3d", *args).returncode == 0
     final = tmp_path / "run" / "run_class001.mrc"
     reference = final.read_bytes()
@@ -168,15 +149,7 @@ def test_a_run_killed_after_its_last_checkpoint_finishes_with_continue(refine_se
 
 def test_mismatched_reference_is_refused(refine_set, tmp_path):
     write_map(tmp_path / "wrong.mrc", torch.zeros(40, 40, 40), 2.0)
-    run = blush(
-        "refine3d",
-        "--particles",
-        refine_set / "particles.star",
-        "--ref",
-        tmp_path / "wrong.mrc",
-        "--out",
-        tmp_path / "r",
-    )
+    run = refine3d(refine_set / "particles.star", tmp_path / "wrong.mrc", tmp_path / "r")
     assert run.returncode == 2 and "wrong.mrc" in run.stderr and "pixel size" in run.stderr
 
 
@@ -186,16 +159,7 @@ def test_sampling_options_that_cannot_work_are_refused(refine_set, tmp_path):
         (["--memory-gb", -1], "--memory-gb"),
         (["--max-order", 1], "--max-order"),
     ):
-        run = blush(
-            "refine3d",
-            "--particles",
-            refine_set / "particles.star",
-            "--ref",
-            refine_set / "start.mrc",
-            "--out",
-            tmp_path / "r",
-            *flags,
-        )
+        run = refine3d(refine_set / "particles.star", refine_set / "start.mrc", tmp_path / "r", *flags)
         assert run.returncode == 2 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / "r").exists()
 
@@ -222,13 +186,9 @@ def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp
     truth, apix = read_map(low_snr_set / "truth.mrc")
     results = {}
     for arm in ("standard", "blush"):
-        run = blush(
-            "refine3d",
-            "--particles",
+        run = refine3d(
             low_snr_set / "particles.star",
-            "--ref",
             low_snr_set / "truth.mrc",
-            "--out",
             tmp_path / arm,
             "--diameter",
             75,
@@ -354,13 +314,9 @@ def test_sampling_goes_past_order_4_when_the_data_hold_it(fine_set, tmp_path):
     truth_map, apix = read_map(fine_set / "truth.mrc")
     errors = {}
     for arm, extra in (("capped", ["--max-order", 4]), ("free", ["--max-iter", 8])):
-        run = blush(
-            "refine3d",
-            "--particles",
+        run = refine3d(
             fine_set / "start.star",
-            "--ref",
             fine_set / "truth.mrc",
-            "--out",
             tmp_path / arm,
             "--ini-high",
             3,
