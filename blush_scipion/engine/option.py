@@ -38,3 +38,15 @@ def option_flag(f: Any) -> str:
     """The command-line flag of a settings field (a dataclasses.Field) declared with option(): its
     `flag`, else its name with dashes (`--offset-step`)."""
     return "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
+
+
+def choice_word(f: Any, value: Any) -> Any:
+    """A choice option's word for `value` (the command line takes words); any other value as is."""
+    choices = f.metadata.get("choices")
+    return next(word for word, v in choices.items() if v == value) if choices else value
+
+
+def default_note(default: Any, unit: str | None) -> str:
+    """` (default, unit)`: how a help text ends where it does not place %(default)s itself."""
+    unit_text = f", {unit}" if unit else ""
+    return f" ({default:g}{unit_text})" if isinstance(default, float) else f" ({default}{unit_text})"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pyworkflow.protocol import params
 
-from ..engine.option import option_flag
+from ..engine.option import choice_word, default_note, option_flag
 
 # the form's parameter class for each kind of option (a protocol may ask for another, e.g. a FileParam)
 PARAM_CLASSES = {
@@ -69,12 +69,6 @@ class Mirror:
         return [option_flag(self.field), choice_word(self.field, value)]
 
 
-def choice_word(f, value):
-    """A choice option's word for `value` (the engine's command line takes words); any other value as is."""
-    choices = f.metadata.get("choices")
-    return next(word for word, v in choices.items() if v == value) if choices else value
-
-
 def settings_field(settings_class, name: str):
     """The dataclass field `name` of an engine settings class, which must carry option() metadata."""
     found = {f.name: f for f in fields(settings_class)}
@@ -91,8 +85,7 @@ def setting_help(f, note: str = "") -> str:
     if "%(default)s" in text:
         text = text.replace("%(default)s", str(default))
     elif default is not None and meta["kind"] != "flag":
-        unit = f", {UNITS.get(meta['unit'], meta['unit'])}" if meta.get("unit") else ""
-        text += f" ({default:g}{unit})" if isinstance(default, float) else f" ({default}{unit})"
+        text += default_note(default, UNITS.get(meta["unit"], meta["unit"]) if meta.get("unit") else None)
     text = f"{option_flag(f)} of the engine: {text}."  # the name to look up in `blush <command> --help`
     return f"{text} {note}" if note else text
 

@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..option import choice_word, default_note, option_flag
+
 
 def _number(text: str, kind, test, words: str):
     try:
@@ -81,15 +83,12 @@ def add_settings(parser, settings_class, *, group: str | None = None) -> dict:
         if name and name not in groups:
             groups[name] = parser.add_argument_group(name)
         target = groups[name] if name else parser
-        flag = "--" + (meta.get("flag") or f.name.replace("_", "-"))
-        default = None if f.default is MISSING else f.default
+        flag = option_flag(f)
+        default = None if f.default is MISSING else choice_word(f, f.default)
         kind, choices = meta["kind"], meta.get("choices")
-        if choices:
-            default = next(word for word, value in choices.items() if value == default)
         help = meta["help"].replace("%", "%%").replace("%%(default)s", "%(default)s")
         if "%(default)s" not in help and default is not None and kind != "flag":
-            unit = f", {meta['unit']}" if meta.get("unit") else ""
-            help += f" ({default:g}{unit})" if isinstance(default, float) else f" ({default}{unit})"
+            help += default_note(default, meta.get("unit"))
         if kind == "flag":
             action = "store_false" if default else "store_true"
             target.add_argument(flag, dest=f.name, action=action, help=help)
