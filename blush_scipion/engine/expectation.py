@@ -59,6 +59,21 @@ def log_likelihoods(images_t, ctf, weight, projections) -> torch.Tensor:
     return 2 * cross - power[:, None, :]
 
 
+def plane_log_likelihoods(
+    images_t: torch.Tensor, ctf: torch.Tensor, weight: torch.Tensor, planes: torch.Tensor
+) -> torch.Tensor:
+    """(B, T, R) log-likelihoods against each image's own projections, as log_likelihoods.
+
+    images_t: (B, T, P) complex; ctf, weight: (B, P); planes: (2, B, P, R) the real and imaginary
+    parts of the projections (projector.extract_slice_planes), used as they lie: two batched GEMMs
+    for the cross term, one for the power."""
+    a = images_t.conj() * (ctf * weight)[:, None, :]
+    re, im = planes
+    cross = torch.bmm(a.real.contiguous(), re) - torch.bmm(a.imag.contiguous(), im)
+    power = re.square().addcmul_(im, im)  # (B, P, R) |A|^2
+    return 2 * cross - torch.bmm((ctf**2 * weight)[:, None, :], power)
+
+
 def significant(probs: torch.Tensor, fraction: float = 0.999, bin_width: float = 0.05) -> torch.Tensor:
     """(B, T, R) posteriors -> the same, with each image's weights outside its significant
     orientations set to zero and the rest renormalised. An image's significant orientations are

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from .device import Device
-from .expectation import log_likelihoods, shift_phases, shifted, significant
-from .projector import SlicePoints, extract_central_slices
+from .expectation import plane_log_likelihoods, shift_phases, shifted, significant
+from .projector import SlicePoints, extract_slice_planes, reference_channels
 from .rotation import rotation_vector_matrix
 
 FINE_ROTATIONS = 8  # children of a coarse rotation cell: +-1/4 of the coarse step on each axis
@@ -135,58 +135,61 @@ def local_search(
     previous: (B, 3, 3); the coarse pass uses the points within `coarse_radius` (default: all);
     at most `cells` significant coarse cells per image are sampled finely.
     """
+    channels = reference_channels(reference) if reference.is_complex() else reference
     b, p = images.shape
     j, t = len(sampling.rotations), len(sampling.shifts)
     n = points.n
     near = points.selection(coarse_radius if coarse_radius is not None else n)
     coarse_points = points.subset(near)
     coarse_rot = sampling.rotations[None] @ previous[:, None]  # (B, J, 3, 3)
-    proj = extract_central_slices(reference, coarse_rot.reshape(-1, 3, 3), coarse_points, pad).reshape(
-        b, j, -1
-    )
+    planes = extract_slice_planes(channels, coarse_rot, coarse_points, pad)  # (2, B, P', J)
     coarse_images = shifted(images[:, near], shift_phases(sampling.shifts, coarse_points.coords, n))
-    scores = log_likelihoods(coarse_images, ctf[:, near], weight[:, near], proj) + sampling.log_prior
+    scores = plane_log_likelihoods(coarse_images, ctf[:, near], weight[:, near], planes) + sampling.log_prior
+    del planes
     kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j)).reshape(b, -1)
 
     k = min(cells, int((kept > 0).sum(1).max()))
     top_p, top = kept.topk(k, dim=1)  # (B, K): t J + j
     top_t, top_j = top // j, top % j
     fine_rot = sampling.fine_rotations[top_j] @ previous[:, None, None]  # (B, K, 8, 3, 3)
-    fine_proj = extract_central_slices(reference, fine_rot.reshape(-1, 3, 3), points, pad)
-    fine_proj = fine_proj.reshape(b * k, FINE_ROTATIONS, p)
-    fine_shift = sampling.fine_shifts[top_t]  # (B, K, 4, 2)
-    phases = shift_phases(fine_shift.reshape(-1, 2), points.coords, n).reshape(b, k, FINE_SHIFTS, p)
-    fine_images = (images[:, None, None] * phases).reshape(b * k, FINE_SHIFTS, p)
-    fine = log_likelihoods(
-        fine_images, ctf.repeat_interleave(k, 0), weight.repeat_interleave(k, 0), fine_proj
-    )
-    fine = fine.reshape(b, k, FINE_SHIFTS, FINE_ROTATIONS) + sampling.fine_log_prior[top_j][:, :, None, :]
+    planes = extract_slice_planes(channels, fine_rot.reshape(b, -1, 3, 3), points, pad)  # (2, B, P, K 8)
+    # every image at every fine shift (T x 4), scored against all its fine projections in one GEMM;
+    # each cell's (shift child, rotation child) scores are read out of it
+    x_all = shifted(images, shift_phases(sampling.fine_shifts.reshape(-1, 2), points.coords, n))
+    all_scores = plane_log_likelihoods(x_all, ctf, weight, planes)
+    all_scores = all_scores.reshape(b, t, FINE_SHIFTS, k, FINE_ROTATIONS)
+    ar, cell = torch.arange(b, device=images.device), torch.arange(k, device=images.device)
+    fine = all_scores[ar[:, None], top_t, :, cell[None], :]  # (B, K, 4, 8)
+    fine = fine + sampling.fine_log_prior[top_j][:, :, None, :]
     fine = fine.masked_fill((top_p == 0)[..., None, None], -torch.inf)  # cells not significant
     probs = torch.softmax(fine.reshape(b, -1), dim=1).reshape(b, k, FINE_SHIFTS, FINE_ROTATIONS)
     # significant fine poses (shifts as RELION's translations, the rest as orientations)
     probs = significant(probs.transpose(1, 2).reshape(b, FINE_SHIFTS, -1))
     probs = probs.reshape(b, FINE_SHIFTS, k, FINE_ROTATIONS).transpose(1, 2)  # (B, K, 4, 8)
 
-    ar = torch.arange(b, device=images.device)
     best = probs.reshape(b, -1).argmax(1)
     bk, bf, br = (
         best // (FINE_SHIFTS * FINE_ROTATIONS),
         best % (FINE_SHIFTS * FINE_ROTATIONS) // FINE_ROTATIONS,
         best % FINE_ROTATIONS,
     )
-    fine_images = fine_images.reshape(b, k, FINE_SHIFTS, p)
-    fine_proj = fine_proj.reshape(b, k, FINE_ROTATIONS, p)
-    residual = fine_images[ar, bk, bf] - ctf * fine_proj[ar, bk, br]
+    bt, column = top_t[ar, bk], bk * FINE_ROTATIONS + br
+    projection = torch.complex(planes[0, ar, :, column], planes[1, ar, :, column])  # (B, P)
+    residual = x_all.reshape(b, t, FINE_SHIFTS, p)[ar, bt, bf] - ctf * projection
 
-    slices = torch.einsum(
-        "bkfr,bkfp->bkrp", probs.to(images.dtype), fine_images * ctf_over_noise[:, None, None]
-    )
+    # M-step slices: each fine rotation's images, weighted by its posterior at each shift it was
+    # scored at, summed: one GEMM of the (rotation, shift) posteriors with the shifted images
+    q = probs.new_zeros(b, k, t, FINE_ROTATIONS, FINE_SHIFTS)
+    q[ar[:, None], cell[None], top_t] = probs.transpose(2, 3)
+    q = q.permute(0, 1, 3, 2, 4).reshape(b, k * FINE_ROTATIONS, t * FINE_SHIFTS)
+    y = torch.view_as_real(x_all * ctf_over_noise[:, None]).reshape(b, t * FINE_SHIFTS, 2 * p)
+    slices = torch.view_as_complex(torch.bmm(q, y).reshape(b, k, FINE_ROTATIONS, p, 2))
     mass = probs.sum(2)  # (B, K, 8)
     keep = mass > 0
     owner = ar[:, None, None].expand_as(mass)[keep]
     return LocalResult(
         fine_rot[ar, bk, br],
-        fine_shift[ar, bk, bf],
+        sampling.fine_shifts[bt, bf],
         probs.reshape(b, -1).max(1).values,
         residual,
         fine_rot[keep],

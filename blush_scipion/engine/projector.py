@@ -11,6 +11,7 @@ grid that lie within a radius (`SlicePoints`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,11 @@ class SlicePoints:
         coords = torch.stack([kx.flatten()[index], ky.flatten()[index]], dim=1)
         weight = torch.where(coords[:, 0] == 0, 0.5, 1.0)
         return cls(n, coords, index, weight)
+
+    @property
+    def radius(self) -> float:
+        """The largest frequency listed, pixels."""
+        return float(self.coords.float().norm(dim=1).max()) if len(self.coords) else 0.0
 
     def selection(self, r_max: float) -> torch.Tensor:
         """(P,) bool: the points within r_max."""
@@ -106,51 +112,95 @@ def map_from_fourier(ft: torch.Tensor, n: int, pad: float = 2) -> torch.Tensor:
 
 
 def _slice_coordinates(
-    rotations: torch.Tensor, points: SlicePoints, pad: int, m: int
+    rotations: torch.Tensor,
+    points: SlicePoints,
+    pad: int,
+    shape: tuple[int, ...],
+    *,
+    normalised: bool = False,
+    point_major: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 3, 3) -> (B, P, 3) half-volume coordinates (z, y, x) of A^T (kx, ky, 0), and (B, P) bool:
-    where kx < 0, so that the point was mirrored to -k (its value is the conjugate there)."""
-    k2 = points.coords.to(rotations.dtype)
-    xyz = pad * torch.einsum("bji,pj->bpi", rotations[:, :2, :], k2)  # rows 0,1 of A = columns of A^T
+    """(..., 3, 3) rotations -> (..., P, 3) coordinates (x, y, z) of pad A^T (kx, ky, 0) on a half
+    volume of `shape` (depth, height, width: kz and ky centred at depth // 2, kx from 0), and
+    (..., P) bool: where kx < 0, so that the point was mirrored to -k (its value is the conjugate).
+
+    `normalised`: in grid_sample's units ([-1, 1] from the first to the last voxel centre);
+    `point_major`: rotations (B, R, 3, 3) give (B, P, R, 3) and (B, P, R). The scale is folded into
+    the rotations and the result written by one GEMM in its final layout, then flipped and centred
+    in one pass: passes over every point cost as much as the interpolation itself."""
+    depth, height, width = shape
+    dtype, device = rotations.dtype, rotations.device
+    scale = torch.tensor([2 / (width - 1), 2 / (height - 1), 2 / (depth - 1)] if normalised else [1.0] * 3)
+    centre = torch.tensor([0, height // 2, depth // 2]) * scale - (1 if normalised else 0)
+    k2 = points.coords.to(dtype)
+    m = pad * rotations[..., :2, :] * scale.to(dtype=dtype, device=device)  # rows 0,1 of A = columns of A^T
+    if point_major:
+        b, r = rotations.shape[:2]
+        xyz = torch.matmul(k2, m.transpose(1, 2).reshape(b, 2, r * 3)).unflatten(-1, (r, 3))
+    else:
+        xyz = torch.matmul(k2, m)
     mirrored = xyz[..., 0] < 0
-    xyz = torch.where(mirrored[..., None], -xyz, xyz)
-    centre = torch.tensor([m // 2, m // 2, 0], dtype=xyz.dtype, device=xyz.device)
-    return xyz.flip(-1) + centre, mirrored
+    flip = 1 - 2 * mirrored[..., None].to(dtype)
+    return torch.addcmul(centre.to(dtype=dtype, device=device), xyz, flip), mirrored
 
 
-def reference_channels(reference: torch.Tensor) -> torch.Tensor:
-    """fourier_shape(m) complex -> (1, 2, m, m, m//2+1) real and imaginary channels, the layout
-    slices are read from."""
+def reference_channels(reference: torch.Tensor, radius: float | None = None, pad: int = 2) -> torch.Tensor:
+    """fourier_shape(m) complex -> (1, 2, d, d, d//2+1) real and imaginary channels, the layout
+    slices are read from; with `radius` (pixels of the unpadded images), only the central block that
+    slices within it reach, as RELION's projector keeps only up to its current size: reads of a
+    block that fits in the cache are several times faster than of the whole padded volume."""
+    m = reference.shape[0]
+    half = m // 2 if radius is None else math.ceil(pad * radius) + 2
+    if half < m // 2:
+        s = slice(m // 2 - half, m // 2 + half + 1)
+        reference = reference[s, s, : half + 1]
     return torch.view_as_real(reference).permute(3, 0, 1, 2).contiguous()[None]
+
+
+def _read(channels: torch.Tensor, grid: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Trilinear reads of reference_channels at (..., 3) normalised coordinates -> (2, ...) real and
+    imaginary parts, the imaginary part negated where `mirrored` (...) (a conjugate read at -k)."""
+    out = torch.nn.functional.grid_sample(
+        channels, grid.reshape(1, 1, -1, 1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0, :, 0, :, 0]
+    out[1].mul_(1 - 2 * mirrored.reshape(-1).to(out.dtype))
+    return out.reshape((2, *mirrored.shape))
 
 
 def extract_central_slices(
     reference: torch.Tensor, rotations: torch.Tensor, points: SlicePoints, pad: int = 2
 ) -> torch.Tensor:
-    """Project: Fourier reference, (B, 3, 3) rotations -> (B, P) complex.
+    """Project: Fourier reference, (..., 3, 3) rotations -> (..., P) complex.
 
-    reference: fourier_shape(m) complex, or its reference_channels (faster when reused). Each row
-    holds the image transform (centred rfft2) at `points` of the projection along z of the
-    reference rotated by A. Trilinear interpolation (grid_sample), zero off the grid; a point with
-    kx < 0 reads the conjugate at -k (RELION's Projector does the same).
+    reference: fourier_shape(m) complex, or its reference_channels (faster when reused, and when
+    cropped to the points' radius). Each row holds the image transform (centred rfft2) at `points`
+    of the projection along z of the reference rotated by A. Trilinear interpolation (grid_sample),
+    zero off the grid; a point with kx < 0 reads the conjugate at -k (RELION's Projector does the
+    same).
     """
     channels = reference_channels(reference) if reference.is_complex() else reference
-    m, width = channels.shape[-3], channels.shape[-1]
-    zyx, mirrored = _slice_coordinates(rotations, points, pad, m)
-    # grid_sample takes (x, y, z) in [-1, 1], the first and last voxel centres at the ends
-    scale = torch.tensor([2 / (width - 1), 2 / (m - 1), 2 / (m - 1)], dtype=zyx.dtype, device=zyx.device)
-    grid = (zyx.flip(-1) * scale - 1).reshape(1, 1, -1, 1, 3)
-    out = torch.nn.functional.grid_sample(
-        channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-    )[0, :, 0, :, 0]
-    imag = torch.where(mirrored.reshape(-1), -out[1], out[1])
-    return torch.complex(out[0], imag).reshape(len(rotations), -1)
+    out = _read(channels, *_slice_coordinates(rotations, points, pad, channels.shape[-3:], normalised=True))
+    return torch.complex(out[0], out[1])
 
 
-def _trilinear(coords: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., 3) grid coordinates -> flat indices (..., 8) and weights (..., 8) of the corners on a
-    grid of `shape`. A corner that falls off the grid gets weight 0 (its index wraps)."""
-    size = torch.tensor(shape, device=coords.device)
+def extract_slice_planes(
+    channels: torch.Tensor, rotations: torch.Tensor, points: SlicePoints, pad: int = 2
+) -> torch.Tensor:
+    """Project point by point: reference_channels, (B, R, 3, 3) rotations (each image's own nearby
+    poses) -> (2, B, P, R) real and imaginary parts, as extract_central_slices but laid out for the
+    E-step's GEMMs (P x R per image, no complex copy), and read across each image's poses at every
+    point in turn, so that neighbouring reads share cache lines."""
+    shape = channels.shape[-3:]
+    return _read(
+        channels, *_slice_coordinates(rotations, points, pad, shape, normalised=True, point_major=True)
+    )
+
+
+def _trilinear(coords: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 3) coordinates (x, y, z) -> flat indices (..., 8) and weights (..., 8) of the corners on a
+    grid of `shape` (depth, height, width). A corner that falls off the grid gets weight 0 (its index
+    wraps)."""
+    size = torch.tensor(shape[::-1], device=coords.device)
     base = torch.floor(coords)
     frac = coords - base
     base = base.long()
@@ -160,8 +210,8 @@ def _trilinear(coords: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch
     # per axis: (..., 2) indices and weights of the lower and upper neighbour
     idx = torch.stack([base % size, upper % size], dim=-1)
     wts = torch.stack([lower_w, upper_w], dim=-1)
-    z, y, x = idx.unbind(-2)
-    wz, wy, wx = wts.unbind(-2)
+    x, y, z = idx.unbind(-2)
+    wx, wy, wz = wts.unbind(-2)
     flat = (
         (z[..., :, None, None] * shape[1] + y[..., None, :, None]) * shape[2] + x[..., None, None, :]
     ).flatten(-3)
@@ -185,10 +235,8 @@ def insert_central_slices(
     (e.g. CTF^2). A point with kx < 0 goes, conjugated, to -k (RELION's BackProjector), so every
     corner lies in the half volume; hermitian_symmetrize then completes the kx = 0 plane.
     """
-    m = data.shape[0]
-    zyx, mirrored = _slice_coordinates(rotations, points, pad, m)
-    depth, height, width = data.shape
-    flat, w = _trilinear(zyx, (depth, height, width))
+    xyz, mirrored = _slice_coordinates(rotations, points, pad, data.shape)
+    flat, w = _trilinear(xyz, data.shape)
     flat = flat.reshape(-1)
     slices = torch.where(mirrored, slices.conj(), slices)
     data.view(-1).index_add_(0, flat, (slices.unsqueeze(-1) * w).reshape(-1))

@@ -36,7 +36,7 @@ from .fsc import fourier_shell_correlation, resolution_at
 from .history import DriverState, Refine3DRecord, history_json
 from .images import group_index, image_batch, initial_radius, initial_sigma2, noise_weighted_points
 from .inputs import check_reference, input_fingerprints
-from .local_search import FINE_ROTATIONS, FINE_SHIFTS, LocalSampling, coarse_radius, local_search
+from .local_search import FINE_ROTATIONS, LocalSampling, coarse_radius, local_search
 from .mask import particle_diameter, spherical_mask
 from .memory import batch_size, memory_budget_bytes, peak_memory_gb
 from .mrc import StackReader, read_map, write_map
@@ -308,8 +308,10 @@ def half_batch_size(
     p, complex_bytes = points.index.shape[0], 8
     if sampling is not None:
         t, j = len(sampling.shifts), len(sampling.rotations)
-        fine = cells * (FINE_ROTATIONS + FINE_SHIFTS)
-        per_image, fixed = 3 * complex_bytes * p * (j + 2 * t + 2 * fine), 0
+        fine = cells * FINE_ROTATIONS
+        # float planes of the projections and their power (3 J + 3 fine), slices kept and copied with
+        # their weights (5 fine), the images at every fine shift (3 x 4 T complex)
+        per_image, fixed = 4 * p * (3 * j + 8 * fine + 24 * t), 0
     else:
         per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
         fixed = 3 * complex_bytes * p * orientations
@@ -343,7 +345,7 @@ def refine_half(
     ref_ft = fourier_reference(reference.to(device), PAD)
     local = searches_locally(state, settings)
     if local:
-        ref_ft = reference_channels(ref_ft)
+        ref_ft = reference_channels(ref_ft, points.radius, PAD)
         sampling = LocalSampling.around(
             angular_step(state.order), state.offset_range, state.offset_step, device=device
         )

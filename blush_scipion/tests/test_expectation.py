@@ -3,7 +3,13 @@ adaptive_fraction): what is kept, and that the pruned sums equal the dense ones.
 
 import torch
 
-from blush_scipion.engine.expectation import log_likelihoods, posteriors, significant, weighted_sums
+from blush_scipion.engine.expectation import (
+    log_likelihoods,
+    plane_log_likelihoods,
+    posteriors,
+    significant,
+    weighted_sums,
+)
 
 
 def _posteriors(sharpness: float, b=16, t=5, r=300, seed=0):
@@ -58,3 +64,17 @@ def test_the_true_pose_is_the_most_likely(device):
     on = (images[:, None], ctf, torch.ones(200), proj)
     _, _, (bt, br) = posteriors(log_likelihoods(*(x.to(device) for x in on)))
     assert br.tolist() == truth.tolist() and bt.tolist() == [0, 0, 0]
+
+
+def test_plane_likelihoods_equal_the_complex_ones(device):
+    """The local search's GEMMs on real and imaginary planes give log_likelihoods' scores."""
+    g = torch.Generator().manual_seed(3)
+    b, t, r, p = 4, 3, 20, 150
+    proj = torch.randn(b, r, p, dtype=torch.complex64, generator=g).to(device)
+    images = torch.randn(b, t, p, dtype=torch.complex64, generator=g).to(device)
+    ctf, weight = (torch.rand(b, p, generator=g).to(device) + 0.5 for _ in range(2))
+    expected = log_likelihoods(images, ctf, weight, proj)
+    planes = torch.stack([proj.real, proj.imag]).transpose(2, 3).contiguous()  # (2, B, P, R)
+    got = plane_log_likelihoods(images, ctf, weight, planes)
+    assert got.shape == (b, t, r)
+    assert (got - expected).abs().max() < 1e-4 * expected.abs().max()

@@ -6,10 +6,12 @@ from blush_scipion.engine.fourier import irfft2_centered, irfft3_centered, rfft2
 from blush_scipion.engine.projector import (
     SlicePoints,
     extract_central_slices,
+    extract_slice_planes,
     fourier_reference,
     fourier_shape,
     hermitian_symmetrize,
     insert_central_slices,
+    reference_channels,
 )
 from blush_scipion.engine.rotation import euler_to_matrix, random_rotations
 
@@ -67,6 +69,26 @@ def test_extract_and_insert_are_adjoint(device):
     rhs = (reference * pty.conj()).sum().real
     assert torch.allclose(lhs, rhs, rtol=1e-4)
     assert (pty[:, :, 0] != 0).any() and (pty[:, :, -2] != 0).any()  # both ends of the half are reached
+
+
+def test_slice_planes_and_a_cropped_reference_read_what_extract_reads(device):
+    """The local E-step's reads (point-major planes, the reference cropped to the points' radius)
+    are extract_central_slices' values, only laid out differently."""
+    g = torch.Generator().manual_seed(1)
+    n = 32
+    reference = fourier_reference(blobs(n) + 0.1 * torch.randn(n, n, n, generator=g)).to(device)
+    rotations = euler_to_matrix(*random_rotations(12, g).T).reshape(3, 4, 3, 3).to(device)
+    for radius in (None, 9.0):
+        points = SlicePoints.within(n, radius, device=device)
+        expected = extract_central_slices(reference, rotations, points)  # (3, 4, P)
+        scale = expected.abs().max()
+        cropped = reference_channels(reference, points.radius)
+        if radius is not None:
+            assert cropped.shape[-3:] < reference.shape  # the crop took effect
+        assert (extract_central_slices(cropped, rotations, points) - expected).abs().max() < 1e-5 * scale
+        planes = extract_slice_planes(cropped, rotations, points)  # (2, 3, P, 4)
+        read = torch.complex(planes[0], planes[1]).transpose(1, 2)
+        assert (read - expected).abs().max() < 1e-5 * scale
 
 
 def test_back_projection_of_real_images_gives_a_real_map():
