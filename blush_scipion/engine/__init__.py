@@ -53,6 +53,8 @@ _API = {
     "WeightsError": "blush.weights",
     # several ranks under torchrun / srun
     "World": "distributed",
+    # how a driver runs: resume, overwrite, progress, log, ranks
+    "RunControl": "run_folder",
 }
 
 __all__ = [  # _API's names, spelled out for the tools that read __all__ without running the module
@@ -64,6 +66,7 @@ __all__ = [  # _API's names, spelled out for the tools that read __all__ without
     "PostprocessResult",
     "Reconstruction",
     "RefineSettings",
+    "RunControl",
     "SimulationSettings",
     "StackReader",
     "StarError",
@@ -114,5 +117,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; the names above, spelled o
     from .postprocess import PostprocessResult, postprocess_half_maps
     from .reconstruct import Reconstruction, reconstruct_particles
     from .refine3d import RefineSettings, refine
+    from .run_folder import RunControl
     from .simulate import SimulationSettings, simulate_from_model
     from .star import StarError, read_star, write_star

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .atomic import atomic_path
 from .blush.denoiser import Denoiser, denoise_images, load_denoiser
 from .blush.trailing import trail_at
 from .checkpoint import iteration_path, last_checkpoint, write_json
-from .distributed import World, on_leader
+from .distributed import World
 from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import (
@@ -55,13 +55,13 @@ from .inplane import (
 )
 from .inputs import check_classes, input_fingerprints
 from .mask import circular_mask, particle_diameter
-from .minibatch import MiniBatchSchedule, batch_rows, running_weights
+from .minibatch import FIRST_SUBSET, LAST_SUBSET, MiniBatchSchedule, SubsetRule, batch_rows, running_weights
 from .model_star import write_classification_model_star
 from .mrc import read_stack, write_stack
 from .option import option
 from .particles import Particles
 from .projector import SlicePoints
-from .run_folder import RunIdentity, claim
+from .run_folder import RunControl, RunIdentity
 from .sampling import translation_grid
 from .summary import finish_classification
 
@@ -69,6 +69,13 @@ PAD = 2
 GRAD_SUMS = "grad_sums.safetensors"  # the mini-batch runs' running M-step sums (minibatch.py)
 INACTIVITY = 0.1  # mini-batches: re-seed classes below this share of 1 / K (RELION's GUI)
 GRAD_WRITE_ITER = 10  # mini-batches: write (and checkpoint) every so many iterations (RELION's GUI)
+
+
+def subset_option(when: str, default: SubsetRule) -> Any:
+    """A mini-batch size option, its default stated as the schedule applies it (minibatch.py)."""
+    return option(
+        None, f"particles per mini-batch {when} (default: {default})", kind="count", group="mini-batches"
+    )
 
 
 @dataclass(frozen=True)
@@ -126,18 +133,8 @@ class Class2DSettings:
         kind="flag",
         group="mini-batches",
     )
-    grad_ini_subset: int | None = option(
-        None,
-        "particles per mini-batch at first (default: 0.5% of the set, 200 to 5,000)",
-        kind="count",
-        group="mini-batches",
-    )
-    grad_fin_subset: int | None = option(
-        None,
-        "particles per mini-batch at the end (default: 10% of the set, 1,000 to 50,000)",
-        kind="count",
-        group="mini-batches",
-    )
+    grad_ini_subset: int | None = subset_option("at first", FIRST_SUBSET)
+    grad_fin_subset: int | None = subset_option("at the end", LAST_SUBSET)
 
 
 @dataclass
@@ -552,12 +549,7 @@ def classify(
     particles: Particles,
     settings: Class2DSettings,
     out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    log: Callable[[str], object] = print,
-    overwrite: bool = False,
-    world: World = World(),
+    control: RunControl = RunControl(),
 ) -> dict:
     """2D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
@@ -568,25 +560,21 @@ def classify(
     identity = RunIdentity.of(
         "class2d", inputs, asdict(settings), ignore=("device", "batch_size", "iterations", "blush_weights")
     )  # may be extended
-    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress=progress)
-        return _classify(particles, settings, Path(out_dir), resume, progress, log, world)
+    with control.holding(out_dir, identity) as run:
+        return _classify(particles, settings, Path(out_dir), run)
 
 
 def _classify(
     particles: Particles,
     settings: Class2DSettings,
     out: Path,
-    resume: bool,
-    progress: bool,
-    log,
-    world: World,
+    run: RunControl,
 ) -> dict:
     t_start = time.time()
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
-    start_it = last_checkpoint(out) if resume else None
+    start_it = last_checkpoint(out) if run.resume else None
     if start_it is not None:
         saved = json.loads(iteration_path(out, start_it, "optimiser.json").read_text())
         state = Class2DState.from_json(saved["state"])
@@ -601,7 +589,7 @@ def _classify(
             saved.max_prob(),
         )
         running = Sums.load(iteration_path(out, start_it, GRAD_SUMS)) if settings.grad else None
-        log(f"continuing after iteration {start_it}")
+        run.log(f"continuing after iteration {start_it}")
     else:
         sigma2 = initial_sigma2(particles, n)
         state = Class2DState(
@@ -609,7 +597,9 @@ def _classify(
             sigma_offset=max(1.0, settings.offset_range / 2),
             r_current=initial_radius(n, apix, settings.ini_high, settings.resolution_margin),
         )
-        running = random_start(particles, k, settings, sigma2, generator, progress=progress, world=world)
+        running = random_start(
+            particles, k, settings, sigma2, generator, progress=run.progress, world=run.world
+        )
         state.distribution = (running.mass / running.mass.sum()).tolist()
         state.batch_weights = [float(len(particles))] * 2
         images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
@@ -627,7 +617,7 @@ def _classify(
         else None
     )
     denoiser = load_denoiser(settings.blush_weights, settings.device, dim=2) if settings.blush else None
-    log(
+    run.log(
         f"class2d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, "
         f"{len(angles(settings.psi_step))} angles x "
         f"{len(translation_grid(settings.offset_range, settings.offset_step))}"
@@ -646,8 +636,8 @@ def _classify(
             a.origins[rows],
             state,
             settings,
-            progress=progress,
-            world=world,
+            progress=run.progress,
+            world=run.world,
         )
         weights = [float(len(particles))] * 2
         reseeded: list[int] = []
@@ -688,7 +678,7 @@ def _classify(
         )
         new.history = state.history + [entry]
         writes = not schedule or new.iteration % GRAD_WRITE_ITER == 0 or new.iteration == settings.iterations
-        if writes and world.leader:
+        if writes and run.world.leader:
             if schedule:  # before optimiser.json, which marks the iteration done; only the last one is kept
                 running.save(iteration_path(out, new.iteration, GRAD_SUMS))
             write_iteration(
@@ -697,7 +687,7 @@ def _classify(
             if schedule and written is not None:
                 iteration_path(out, written, GRAD_SUMS).unlink(missing_ok=True)
             written = new.iteration
-        log(
+        run.log(
             f"iteration {new.iteration:3d}: resolution {entry.resolution:6.2f} A  E-step to shell "
             f"{state.r_current}"
             + (f" on {len(rows)} particles" if schedule else "")
@@ -712,10 +702,10 @@ def _classify(
     )
     return finish_classification(
         out,
-        log,
+        run.log,
         state,
         finals,
-        world=world,
+        world=run.world,
         settings=settings,
         particles=particles,
         wall_seconds=time.time() - t_start,

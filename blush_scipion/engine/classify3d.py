@@ -23,7 +23,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ import torch
 from .blush.denoiser import Denoiser, denoise_map, load_denoiser
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .device import Device
-from .distributed import World, on_leader
+from .distributed import World
 from .estep import BestPoses, GridSums, NoiseModel, ResidualSums, image_batches
 from .expectation import log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import low_pass
@@ -48,7 +47,7 @@ from .projector import extract_central_slices, fourier_reference, fourier_shape,
 from .reconstruct import shell_mean, wiener_map
 from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
 from .rotation import symmetric_distance
-from .run_folder import RunIdentity, claim
+from .run_folder import RunControl, RunIdentity
 from .sampling import grid_rotations, orientation_grid, translation_grid
 from .summary import finish_classification
 from .symmetry import symmetry_operators
@@ -381,12 +380,7 @@ def classify3d(
     reference_apix: float,
     settings: Class3DSettings,
     out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    log: Callable[[str], object] = print,
-    overwrite: bool = False,
-    world: World = World(),
+    control: RunControl = RunControl(),
 ) -> dict:
     """3D classification into settings.classes classes; writes RELION's files into `out_dir` (held
     for this run while it runs: run_folder.py) and returns the summary."""
@@ -398,9 +392,8 @@ def classify3d(
         particles, reference, mask=settings.mask, blush_weights=settings.blush_weights
     )
     identity = RunIdentity.of("class3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT)
-    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress=progress)
-        return _classify3d(particles, reference, settings, Path(out_dir), resume, progress, log, world)
+    with control.holding(out_dir, identity) as run:
+        return _classify3d(particles, reference, settings, Path(out_dir), run)
 
 
 def _start(
@@ -457,25 +450,22 @@ def _classify3d(
     reference: torch.Tensor,
     settings: Class3DSettings,
     out: Path,
-    resume: bool,
-    progress: bool,
-    log,
-    world: World,
+    run: RunControl,
 ) -> dict:
     t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
     torch.manual_seed(settings.seed)
     n, apix, k = particles.image_size, particles.pixel_size, settings.classes
-    start_it = last_checkpoint(out) if resume else None
+    start_it = last_checkpoint(out) if run.resume else None
     if start_it is not None:
         state, maps, references, a = _resume(out, start_it, settings)
-        log(f"continuing after iteration {start_it}")
+        run.log(f"continuing after iteration {start_it}")
     else:
         state, maps, a = _start(particles, reference, settings)
         references = maps
     tau2 = class_tau2(maps, settings.device)
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
     sym = symmetry_operators(settings.symmetry)
-    log(
+    run.log(
         f"class3d: {len(particles)} particles, {n} px at {apix:.3f} A, {k} classes, HEALPix order "
         f"{settings.healpix_order} x "
         f"{len(translation_grid(settings.offset_range, settings.offset_step))} shifts, "
@@ -491,7 +481,7 @@ def _classify3d(
             else None
         )
         sums, b = expectation(
-            particles, references, a, state, settings, seeds=seeds, progress=progress, world=world
+            particles, references, a, state, settings, seeds=seeds, progress=run.progress, world=run.world
         )
         t_expectation = time.time() - t0
         t_blush = time.time()
@@ -517,12 +507,12 @@ def _classify3d(
         new.history = state.history + [entry]
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
         a, references = b, (maps if blush is None else blush)
-        if world.leader:
+        if run.world.leader:
             write_iteration(
                 out, f"run_it{new.iteration:03d}_", particles, maps, blush, a, new, ssnr, tau2, settings
             )
         t_mark = time.time()
-        log(
+        run.log(
             f"iteration {new.iteration:3d}: classes "
             + " ".join(f"{100 * x:4.1f}%" for x in new.distribution)
             + "  resolution "
@@ -536,11 +526,11 @@ def _classify3d(
         finals += [class_file("", c, blush=True) for c in range(k)]
     return finish_classification(
         out,
-        log,
+        run.log,
         state,
         finals,
         renamed=("model.star",),  # the final model STAR names the final maps
-        world=world,
+        world=run.world,
         settings=settings,
         particles=particles,
         wall_seconds=state.wall_seconds,

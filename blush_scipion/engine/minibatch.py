@@ -23,6 +23,25 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class SubsetRule:
+    """A default mini-batch size: a share of the set, within bounds (RELION's)."""
+
+    share: float
+    least: int
+    most: int
+
+    def size(self, n_particles: int) -> int:
+        return int(np.clip(round(self.share * n_particles), self.least, self.most))
+
+    def __str__(self) -> str:  # as --help states the default
+        return f"{100 * self.share:g}% of the set, {self.least:,} to {self.most:,}"
+
+
+FIRST_SUBSET = SubsetRule(0.005, 200, 5000)
+LAST_SUBSET = SubsetRule(0.1, 1000, 50000)
+
+
+@dataclass(frozen=True)
 class MiniBatchSchedule:
     iterations: int
     ini_subset: int  # particles per batch in the initial phase
@@ -36,10 +55,10 @@ class MiniBatchSchedule:
     def for_set(
         cls, n_particles: int, iterations: int, ini_subset: int | None = None, fin_subset: int | None = None
     ) -> MiniBatchSchedule:
-        """RELION's default batch sizes: 0.5% of the set (200 to 5,000) at first, 10% (1,000 to
-        50,000) at the end; never more than the set."""
-        ini = ini_subset or int(np.clip(round(0.005 * n_particles), 200, 5000))
-        fin = fin_subset or int(np.clip(round(0.1 * n_particles), 1000, 50000))
+        """RELION's default batch sizes (FIRST_SUBSET at first, LAST_SUBSET at the end) where none is
+        given; never more than the set."""
+        ini = ini_subset or FIRST_SUBSET.size(n_particles)
+        fin = fin_subset or LAST_SUBSET.size(n_particles)
         return cls(iterations, min(ini, n_particles), min(max(fin, ini), n_particles))
 
     def progress(self, iteration: int) -> float:

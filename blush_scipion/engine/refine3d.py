@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from .blush.prior import blush_reference
 from .checkpoint import iteration_path, last_checkpoint, write_json
 from .ctf import compute_ctf_2d
 from .device import Device
-from .distributed import World, on_leader
+from .distributed import World
 from .estep import GridSums, NoiseModel, ResidualSums, image_batches, noise_spectrum
 from .expectation import cross_and_power, log_likelihoods, posteriors, shift_phases, shifted, significant
 from .fourier import low_pass
@@ -53,7 +53,7 @@ from .projector import (
 )
 from .reconstruct import padded_shell_slabs, ssnr_from_half_fsc, wiener_map
 from .rotation import symmetric_distance
-from .run_folder import RunIdentity, claim
+from .run_folder import RunControl, RunIdentity
 from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .summary import run_summary
 from .symmetry import symmetry_operators
@@ -872,12 +872,7 @@ def refine(
     reference_apix: float,
     settings: RefineSettings,
     out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    log: Callable[[str], object] = print,
-    overwrite: bool = False,
-    world: World = World(),
+    control: RunControl = RunControl(),
 ) -> dict:
     """Gold-standard auto-refinement; writes RELION's files into `out_dir` (held for this run while
     it runs: run_folder.py) and returns the summary. Under torch.distributed (`world`, from
@@ -886,9 +881,8 @@ def refine(
     # refused before the run folder is touched
     particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)
     identity = run_identity(particles, reference, settings)
-    with on_leader(world, claim(out_dir, identity, resume=resume, overwrite=overwrite)):
-        log, progress = world.voice(log, progress=progress)
-        return _refine(particles, reference, settings, Path(out_dir), resume, progress, log, world)
+    with control.holding(out_dir, identity) as run:
+        return _refine(particles, reference, settings, Path(out_dir), run)
 
 
 def _refine(
@@ -896,15 +890,12 @@ def _refine(
     reference: torch.Tensor,
     settings: RefineSettings,
     out: Path,
-    resume: bool,
-    progress: bool,
-    log,
-    world: World,
+    run: RunControl,
 ) -> dict:
     t_mark = time.time()  # the last checkpoint's time in this process (wall_seconds counts from it)
     torch.manual_seed(settings.seed)
     n, apix = particles.image_size, particles.pixel_size
-    start_it = last_checkpoint(out) if resume else None
+    start_it = last_checkpoint(out) if run.resume else None
     if start_it is not None:
         state = RefineState.from_json(
             json.loads(iteration_path(out, start_it, "optimiser.json").read_text())["state"]
@@ -913,9 +904,9 @@ def _refine(
         subsets = data.half_sets()
         rotations, origins = data.rotations(), data.origins()
         references = [read_map(iteration_path(out, start_it, f"half{h}_class001.mrc"))[0] for h in (1, 2)]
-        log(f"continuing after iteration {start_it}")
+        run.log(f"continuing after iteration {start_it}")
         if state.done and (out / "summary.json").exists():  # finished already: nothing to redo
-            log("the refinement had finished; its outputs are in place")
+            run.log("the refinement had finished; its outputs are in place")
             return json.loads((out / "summary.json").read_text())
         # finished but killed before its summary: the final maps went before the last checkpoint
     else:
@@ -948,7 +939,7 @@ def _refine(
         )
         references = [start, start.clone()]
     denoiser = load_denoiser(settings.blush_weights, settings.device) if settings.blush else None
-    log(
+    run.log(
         f"refine3d: {len(particles)} particles, {n} px at {apix:.3f} A, symmetry {settings.symmetry}, "
         f"device {settings.device}" + (f", Blush ({denoiser.source})" if denoiser else "")
     )
@@ -963,9 +954,9 @@ def _refine(
             subsets,
             rotations,
             origins,
-            progress=progress,
+            progress=run.progress,
             denoiser=denoiser if use_blush else None,
-            world=world,
+            world=run.world,
         )
         resolution = resolution_at(result.measured.fsc, 0.143, n, apix)
         new = next_state(state, settings, resolution, result.measured, n, apix)
@@ -974,12 +965,12 @@ def _refine(
         rotations, origins, references = result.rotations, result.origins, result.references
         it = new.iteration
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
-        if world.leader:
+        if run.world.leader:
             write_iteration(
                 out, it, result, new, settings, particles=particles, subsets=subsets, denoiser=denoiser
             )
         t_mark = time.time()
-        log(
+        run.log(
             f"iteration {it:3d}: resolution {resolution:6.2f} A  sampling {entry.angular_step:.2f} deg"
             f"{' local' if entry.local else ''}  offsets {entry.offset_step:.2f} px  "
             f"accuracy {entry.accuracy_rotation:.2f} deg {entry.accuracy_translation_angstrom:.2f} A  "
@@ -989,7 +980,7 @@ def _refine(
         state = new
     # a record from before Blush's start was recorded (None) counts as Blush used
     if settings.blush and not any(e.blush is not False for e in state.history):
-        log(
+        run.log(
             f"warning: Blush was never used: the resolution never reached "
             f"{settings.blush_from_resolution:g} A "
             "(--blush-from-resolution)"
@@ -1001,16 +992,16 @@ def _refine(
         particles=particles,
         box=n,
         apix=apix,
-        world=world,
+        world=run.world,
         wall_seconds=state.wall_seconds + time.time() - t_mark,
         history=history_json(state.history),
         resolution_angstrom=resolution,
         symmetry=settings.symmetry,
         finest_angular_step=min(e.angular_step for e in state.history),
     )
-    if world.leader:
+    if run.world.leader:
         write_json(out / "summary.json", summary)
-    log(
+    run.log(
         f"done: {state.iteration} iterations, gold-standard resolution {resolution:.2f} A, "
         f"{summary['wall_seconds']:.0f} s"
     )

@@ -13,9 +13,9 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ import torch
 
 from .atomic import atomic_path
 from .blush.weights import sha256_of
+from .distributed import World, on_leader
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".blush.lock"
@@ -154,3 +155,24 @@ def claim(
         with atomic_path(record) as tmp:
             tmp.write_text(json.dumps(asdict(identity), indent=2, default=str))
         yield out
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a driver runs, not what it computes: continue from the last checkpoint (`resume`) or
+    start afresh (over another run's files only with `overwrite`), progress bars and the log, and
+    the ranks under torch.distributed (`world`, from distributed.start)."""
+
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    log: Callable[[str], object] = print
+    world: World = World()
+
+    @contextmanager
+    def holding(self, out: str | os.PathLike, identity: RunIdentity) -> Iterator[RunControl]:
+        """Hold `out` for this run (claim, on the leader only) while the block runs; yields the
+        control this rank runs with: the leader's log and progress as given, the others' silent."""
+        with on_leader(self.world, claim(out, identity, resume=self.resume, overwrite=self.overwrite)):
+            log, progress = self.world.voice(self.log, progress=self.progress)
+            yield replace(self, log=log, progress=progress)

@@ -7,13 +7,15 @@ from pwem.protocols import ProtAnalysis3D
 from pyworkflow.protocol import params
 
 from ..constants import PLUGIN_LABEL
+from ..engine.cli.localres import LocalresSettings
 from ..reports.localres import local_resolution_record, write_localres_png
+from .engine_form import UNSET_IS_MINUS_ONE, EngineForm
 from .engine_job import EngineJob
 from .half_maps import HalfMapsInput
 from .label import PluginLabel
 
 
-class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D):
+class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineForm, EngineJob, ProtAnalysis3D):
     """Local resolution as relion_postprocess --locres estimates it: the half maps' FSC in soft
     spherical windows on a grid, corrected for the window by phase randomisation and read at 0.143,
     blended voxel by voxel. Outputs the local-resolution map (Å per voxel) and the average of the
@@ -22,6 +24,7 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
     _label = "local resolution"
     _possibleOutputs = {"outputLocalResolution": Volume, "outputVolume": Volume}
     _references = ["Cardone2013", "Chen2013"]
+    _settings = LocalresSettings
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -31,46 +34,46 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
             "it are computed, and the summary gives the median local resolution "
             "inside it. Empty: windows over the whole box.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "samplingA",
-            params.FloatParam,
-            default=25,
+            "sampling",
             label="Window spacing (Å)",
-            help="Distance between the centres of neighbouring windows: 25 Å, as RELION's "
-            "--locres_sampling. Finer spacing maps finer variation and costs more windows.",
+            note="RELION's --locres_sampling. Finer spacing maps finer variation and costs more windows.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "radiusA",
-            params.FloatParam,
-            default=-1,
+            "radius",
             label="Window radius (Å)",
+            conversion=UNSET_IS_MINUS_ONE,
             expertLevel=params.LEVEL_ADVANCED,
-            help="Radius of each window's flat centre; -1: half the spacing, as RELION.",
+            note="The radius of each window's flat centre; -1: half the spacing.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "randomizeAtA",
-            params.FloatParam,
-            default=25,
+            "randomize_at",
             label="Randomise phases beyond (Å)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="Each window's FSC is corrected by randomising the phases past this resolution: "
-            "25 Å, as RELION's --locres_randomize_at.",
+            note="Each window's FSC is corrected by randomising the phases past this resolution "
+            "(RELION's --locres_randomize_at).",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "minResolutionA",
-            params.FloatParam,
-            default=50,
+            "min_resolution",
             label="Coarsest resolution (Å)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="No window is reported coarser than this: 50 Å, as RELION's --locres_minres.",
+            note="No window is reported coarser than this (RELION's --locres_minres).",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "bfactor",
-            params.FloatParam,
-            default=0,
+            "bfactor",
             label="B-factor of the filtered map (Å²)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="The filtered map is sharpened by this B-factor first; negative sharpens. 0: none.",
+            note="The filtered map is sharpened by this B-factor first; 0: none.",
         )
         form.addParallelSection(threads=1, mpi=0)
 
@@ -80,21 +83,8 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineJob, ProtAnalys
         self._insertFunctionStep(self.createOutputStep)
 
     def localResolutionStep(self):
-        args = [
-            "localres",
-            "--out",
-            self._getExtraPath("localres.mrc"),
-            "--sampling",
-            self.samplingA.get(),
-            "--randomize-at",
-            self.randomizeAtA.get(),
-            "--minres",
-            self.minResolutionA.get(),
-            "--bfactor",
-            self.bfactor.get(),
-        ] + self._halfMapArgs()
-        if self.radiusA.get() > 0:
-            args += ["--radius", self.radiusA.get()]
+        args = ["localres", "--out", self._getExtraPath("localres.mrc")] + self._halfMapArgs()
+        args += self._settingArgs()
         self._runEngine(args, device=False)  # the engine's local resolution runs on the CPU
 
     def createOutputStep(self):

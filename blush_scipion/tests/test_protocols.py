@@ -75,6 +75,14 @@ class TestBlushProtocols(BaseTest):
         self.launchProtocol(prot)
         return prot
 
+    def _classify2d(self, particles, **form):
+        """2D classification of `particles` into 3 classes in a 90 A mask, launched; `form`: the rest."""
+        prot = self.newProtocol(
+            ProtBlushClassify2D, inputParticles=particles, numberOfClasses=3, maskDiameterA=90, **form
+        )
+        self.launchProtocol(prot)
+        return prot
+
     def test_import_refine_validate(self):
         parts = self._import_particles()
         self.assertEqual(parts.getSize(), 400)
@@ -154,15 +162,7 @@ class TestBlushProtocols(BaseTest):
 
     def test_classify2d_with_blush(self):
         particles = self._import_particles()
-        prot = self.newProtocol(
-            ProtBlushClassify2D,
-            inputParticles=particles,
-            numberOfClasses=3,
-            numberOfIterations=4,
-            maskDiameterA=90,
-            useBlush=True,
-        )
-        self.launchProtocol(prot)
+        prot = self._classify2d(particles, numberOfIterations=4, useBlush=True)
         classes = prot.outputClasses
         self.assertLessEqual(classes.getSize(), 3)
         self.assertEqual(sum(c.getSize() for c in classes), 400)
@@ -187,15 +187,7 @@ class TestBlushProtocols(BaseTest):
     def test_classify2d_on_two_processes(self):
         """The form's MPI count becomes torch.distributed ranks under torchrun (never mpirun)."""
         particles = self._import_particles()
-        prot = self.newProtocol(
-            ProtBlushClassify2D,
-            inputParticles=particles,
-            numberOfClasses=3,
-            numberOfIterations=3,
-            maskDiameterA=90,
-            numberOfMpi=2,
-        )
-        self.launchProtocol(prot)
+        prot = self._classify2d(particles, numberOfIterations=3, numberOfMpi=2)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
         log = Path(prot.getStdoutLog()).read_text()
         self.assertIn("--nproc-per-node=2", log)
@@ -203,15 +195,7 @@ class TestBlushProtocols(BaseTest):
 
     def test_classify2d_with_mini_batches(self):
         particles = self._import_particles()
-        prot = self.newProtocol(
-            ProtBlushClassify2D,
-            inputParticles=particles,
-            numberOfClasses=3,
-            useGradientAlg=True,
-            numberOfVDAMBatches=6,
-            maskDiameterA=90,
-        )
-        self.launchProtocol(prot)
+        prot = self._classify2d(particles, useGradientAlg=True, numberOfVDAMBatches=6)
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), 400)
         summary = json.loads(Path(prot._getExtraPath("summary.json")).read_text())
         sizes = [h["particles"] for h in summary["history"]]

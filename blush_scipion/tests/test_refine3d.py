@@ -214,27 +214,31 @@ def test_blush_against_the_standard_prior_on_the_same_particles(low_snr_set, tmp
     )
 
 
+def state_without_gain(shells: int, **given):
+    """A refinement's state one iteration past its best resolution, with flat noise over `shells`;
+    `given`: the rest of its fields (RefineState's)."""
+    from blush_scipion.engine.refine3d import RefineState
+
+    return RefineState(iterations_without_gain=1, sigma2=[[1.0] * shells], **given)
+
+
+def measures(shells: int, **given: float):
+    """An iteration's measures with a zero FSC and flat noise over `shells`; `given`: the changes and
+    accuracies (IterationMeasures' fields)."""
+    from blush_scipion.engine.refine3d import IterationMeasures
+
+    return IterationMeasures(fsc=torch.zeros(shells), sigma2=torch.ones(1, shells), **given)
+
+
 def test_sampling_gets_finer_only_once_the_poses_settle():
     """RELION's rule: without a resolution gain, the sampling stays while the mean angular change
     is large and still falling (particles still jumping between views); it gets finer once the
     change stops falling by 3% or is under 40% of the angular step."""
-    from blush_scipion.engine.refine3d import IterationMeasures, RefineSettings, RefineState, next_state
+    from blush_scipion.engine.refine3d import RefineSettings, next_state
 
-    state = RefineState(
-        iteration=3,
-        order=2,
-        best_resolution=10.0,
-        iterations_without_gain=1,
-        smallest_angular_change=20.0,
-        sigma2=[[1.0] * 21],
-    )
-    measured = IterationMeasures(
-        fsc=torch.zeros(21),
-        sigma2=torch.ones(1, 21),
-        angular_change=12.0,
-        offset_change=0.3,
-        accuracy_rotation=2.0,
-        accuracy_translation=0.5,
+    state = state_without_gain(21, iteration=3, order=2, best_resolution=10.0, smallest_angular_change=20.0)
+    measured = measures(
+        21, angular_change=12.0, offset_change=0.3, accuracy_rotation=2.0, accuracy_translation=0.5
     )
     still_moving = next_state(state, RefineSettings(), 10.0, measured, 40, 3.0)
     assert still_moving.order == 2 and still_moving.smallest_angular_change == 12.0
@@ -253,23 +257,17 @@ def test_sampling_gets_finer_until_the_step_is_under_the_accuracy():
     """No fixed cap: past the first local order the sampling keeps getting finer while its step is
     at least 75% of the expected accuracy (RELION's rule), then the last iteration follows; a user's
     --max-order still stops it."""
-    from blush_scipion.engine.refine3d import IterationMeasures, RefineSettings, RefineState, next_state
+    from blush_scipion.engine.refine3d import RefineSettings, next_state
 
-    measured = IterationMeasures(
-        fsc=torch.zeros(33),
-        sigma2=torch.ones(1, 33),
-        angular_change=0.1,
-        offset_change=0.1,
-        accuracy_rotation=1.0,
-        accuracy_translation=0.2,
+    measured = measures(
+        33, angular_change=0.1, offset_change=0.1, accuracy_rotation=1.0, accuracy_translation=0.2
     )
-    state = RefineState(
+    state = state_without_gain(
+        33,
         iteration=9,
         order=5,
         best_resolution=3.0,
-        iterations_without_gain=1,
         smallest_angular_change=0.1,
-        sigma2=[[1.0] * 33],
         offset_step=0.5,
         offset_range=1.0,
     )

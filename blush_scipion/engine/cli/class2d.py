@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..classify2d import Class2DSettings, classify
 from ..distributed import start, stop
 from ..particles import Particles
+from ..run_folder import RunControl
 from .options import add_run_flags, add_settings, count, settings_from
 
 GRAD_ITERATIONS = 200  # RELION's default number of VDAM mini-batches
@@ -41,9 +42,7 @@ def main(args):
             Particles.read(args.particles),
             settings,
             args.out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            world=world,
+            RunControl(resume=args.resume, overwrite=args.overwrite, world=world),
         )
     finally:
         stop()

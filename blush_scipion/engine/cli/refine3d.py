@@ -17,6 +17,7 @@ from ..distributed import start, stop
 from ..mrc import read_map
 from ..particles import Particles
 from ..refine3d import RefineSettings, refine
+from ..run_folder import RunControl
 from .options import add_run_flags, add_settings, settings_from
 
 
@@ -47,9 +48,7 @@ def run_on_reference(driver: Callable[..., dict], settings_class: type, args) ->
             ref_apix,
             settings_from(settings_class, args, device=device),
             args.out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            world=world,
+            RunControl(resume=args.resume, overwrite=args.overwrite, world=world),
         )
     except ValueError as e:
         raise ValueError(f"{args.ref}: {e}" if str(e).startswith("reference") else str(e)) from e
