@@ -125,7 +125,7 @@ SETTINGS = {
     "FSC 0.5": "the FSC threshold",
     "FRC 0.5": "the FRC threshold",
     "truth (0.5)": "the FSC threshold",
-    "22 GB": "benchmarks/scaling.py --limit-gb 22",
+    "an 18 GB address-space limit": "benchmarks/scaling.py --limit-gb 18",
     "18 GB limit": "benchmarks/scaling.py --limit-gb 18",
     "3.0 files": "the STAR format's version",
     "at 12 deg / 2 px oversampled once = our 6 deg / 1 px": "the 2D benchmark's sampling",
