@@ -78,6 +78,8 @@ def main():
                 ),
                 "finest_angular_step_deg": summary["finest_angular_step"],
                 "peak_rss_gb": summary.get("peak_rss_gb"),
+                "cuda_peak_allocated_gb": summary.get("cuda_peak_allocated_gb"),
+                "device": args.device,
             }
             row["vs_known_pose"] = f"{100 * (row['fsc_truth_05_A'] / known - 1):+.0f}%"
             rows.append(row)
@@ -96,6 +98,8 @@ def main():
         "iterations",
         "wall_s",
         "peak_rss_gb",
+        "cuda_peak_allocated_gb",
+        "device",
     ]
     write_results(
         args.name,
