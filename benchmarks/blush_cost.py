@@ -89,7 +89,13 @@ def share_of_iteration(row: dict, scaling: dict | None, particles: int = 100_000
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--boxes", type=int, nargs="+", default=[128, 192, 256, 384])
+    p.add_argument(
+        "--boxes",
+        type=int,
+        nargs="*",
+        default=[128, 192, 256, 384],
+        help="none: the tables again from the results file (shares from the scaling file as it is now)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -99,7 +105,15 @@ def main():
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     scaling_file = HERE / "results" / f"scaling{suffix}.json"
     scaling = json.loads(scaling_file.read_text()) if scaling_file.exists() else None
+    out = HERE / "results" / f"blush_cost{suffix}"
+    command = "benchmarks/blush_cost.py " + " ".join(sys.argv[1:])
     rows = []
+    if not args.boxes and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        command, rows = old["command"], old["rows"]
+        for row in rows:
+            if "failed" not in row:
+                row["share_of_local_iteration_100k"] = share_of_iteration(row, scaling)
     for box in args.boxes:
         print(f"box {box} ...", flush=True)
         run = subprocess.run(
@@ -114,8 +128,6 @@ def main():
         row["share_of_local_iteration_100k"] = share_of_iteration(row, scaling)
         rows.append(row)
         print(f"  {row}", flush=True)
-    command = "benchmarks/blush_cost.py " + " ".join(sys.argv[1:])
-    out = HERE / "results" / f"blush_cost{suffix}"
     out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
     keys = [
         "box",

@@ -25,6 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from refine3d_vs_relion import MODELS, write_results  # noqa: E402
+from scaling import PLAN  # noqa: E402
+from scaling import projection as scaled_hours  # noqa: E402
 
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
 
@@ -80,10 +82,25 @@ def projection(rows: list) -> str:
     256 px (20 iterations, as a refinement at that size takes)."""
     gpu = [r for r in rows if r["command"] == "refine3d" and r["device"] != "cpu" and r["box"] == 256]
     if not gpu:
-        return "not made: no refine3d row on a GPU at 256 px (run with --device cuda --box 256)"
+        return from_scaling(HERE / "results" / "scaling_cuda.json")
     per_gpu = max(r["particle_iterations_per_s"] / r["ranks"] for r in gpu)
     hours = 500_000 * 20 / (8 * per_gpu) / 3600
     return f"{hours:.1f} hours for 20 iterations at {per_gpu:.0f} particle-iterations/s per GPU"
+
+
+def from_scaling(path: Path) -> str:
+    """The same projection from one GPU's refine3d iterations at 256 px (scaling.py --device cuda):
+    each of 8 GPUs takes 62,500 particles and runs the M-step; the all-reduce of the sums is not in it."""
+    if not path.exists():
+        return "not made: no refine3d row on a GPU at 256 px (run with --device cuda --box 256)"
+    hours = scaled_hours(json.loads(path.read_text())["results"], 256, 500_000 // 8, PLAN)
+    if hours is None:
+        return f"not made: {path.name} has no 256 px rows"
+    return (
+        f"{hours:.2g} hours ({60 * hours:.0f} minutes) for {PLAN['global']} global and {PLAN['local']} "
+        f"local iterations, from one GPU's iterations at 256 px in {path.relative_to(HERE.parent)} "
+        "(62,500 particles and the whole M-step per GPU; the all-reduce of the sums not measured)"
+    )
 
 
 def main():

@@ -33,6 +33,7 @@ MODEL = HERE.parent.parent / "shared" / "data" / "atomic_models" / "3PWP.pdb.gz"
 RADIUS = 73.4  # A, 3PWP's atoms from their centre
 OLD_CODE = "full volumes, <= 393ae1a"  # rows measured before points carried their commit
 MODES = {"global": {"order": 3, "resolution": 10.0}, "local": {"order": 6, "resolution": 3.0}}
+PLAN = {"global": 6, "local": 10}  # iterations of a refinement at 256 px, for the projection
 
 
 def pixel_size(box: int) -> float:
@@ -110,12 +111,19 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
         "seconds": round(seconds, 2),
         "expectation_seconds": round(e_step, 2),
         "other_seconds": round(seconds - e_step, 2),
-        "expectation_seconds_per_1000": round(1000 * e_step / n, 1),
+        "expectation_seconds_per_1000": per_1000(e_step, n),
         **peak_memory_gb(device),
         "device": device,
         "threads": torch.get_num_threads(),
         "commit": commit(),
     }
+
+
+def per_1000(seconds: float, n: int) -> float:
+    """Seconds per 1,000 particles to three significant digits (at least one decimal): a GPU's
+    0.23 s is not rounded to 0.2."""
+    value = 1000 * seconds / n
+    return round(value, max(1, 2 - math.floor(math.log10(value)))) if value > 0 else 0.0
 
 
 def commit() -> str:
@@ -179,25 +187,46 @@ def projection(results: list[dict], box: int, particles: int, iterations: dict[s
 
 
 def table(results: list[dict]) -> str:
+    gpu = any("cuda_peak_allocated_gb" in r for r in results)
     lines = [
         "| box px | A/px | iteration | E-step radius (A) | particles | E-step s per 1,000 | other s per "
-        "iteration | peak RSS GB | code |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "iteration | peak RSS GB |" + (" peak GPU allocation GB |" if gpu else "") + " code |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|",
     ]
     for r in results:
         if "failed" in r:
             lines.append(
                 f"| {r['box']} | {pixel_size(r['box'])} | {r['mode']} | | {r['particles']} | "
-                f"failed: {r['failed']} | | | {r.get('commit', OLD_CODE)} |"
+                f"failed: {r['failed']} | | |" + (" |" if gpu else "") + f" {r.get('commit', OLD_CODE)} |"
             )
             continue
         label = f"{r['mode']} {r['angular_step']:.2f} deg"
         lines.append(
             f"| {r['box']} | {r['pixel_size']} | {label} | {r['resolution_angstrom']} | {r['particles']} | "
-            f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} | "
-            f"{r.get('commit', OLD_CODE)} |"
+            f"{r['expectation_seconds_per_1000']} | {r['other_seconds']} | {r['peak_rss_gb']} |"
+            + (f" {r.get('cuda_peak_allocated_gb', '')} |" if gpu else "")
+            + f" {r.get('commit', OLD_CODE)} |"
         )
     return "\n".join(lines)
+
+
+def write(out: Path, summary: dict) -> None:
+    """results/scaling[_device].json as given, and its .md table."""
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    hours = summary["projected_hours_100k_256px"]
+    out.with_suffix(".md").write_text(
+        f"# One refine3d iteration against box size and particle count ({summary['device']}, "
+        f"{summary['cores']} cores)\n\n"
+        + "".join(f"`.venv/bin/python {c}`\n\n" for c in summary["commands"])
+        + f"{table(summary['results'])}\n\n"
+        "Each row carries the commit that measured it (`commit` in the json).\n\n"
+        f"Projected wall time of 100,000 particles of 256 px ({summary['projection_assumes']}): "
+        + (
+            f"{hours:.2g} hours on this device.\n"
+            if hours is not None
+            else "not available (a point failed).\n"
+        )
+    )
 
 
 def main():
@@ -234,6 +263,16 @@ def main():
         return
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     out = HERE / "results" / f"scaling{suffix}"
+    if not args.boxes and not args.counts and out.with_suffix(".json").exists():
+        # nothing to measure: the tables again from the results file, per-1,000 rates from the seconds
+        summary = json.loads(out.with_suffix(".json").read_text())
+        for r in summary["results"]:
+            if "failed" not in r:
+                r["expectation_seconds_per_1000"] = per_1000(r["expectation_seconds"], r["particles"])
+        summary["projected_hours_100k_256px"] = projection(summary["results"], 256, 100_000, PLAN)
+        write(out, summary)
+        print(out.with_suffix(".md").read_text())
+        return
     results = [run_point(args, box, mode, args.n) for box in args.boxes for mode in MODES]
     results += [run_point(args, 128, "local", n) for n in args.counts]
     commands = ["benchmarks/scaling.py " + " ".join(sys.argv[1:])]
@@ -243,33 +282,19 @@ def main():
         results = [r for r in old["results"] if (r["box"], r["mode"], r["particles"]) not in done] + results
         results.sort(key=lambda r: (r["particles"] != args.n, r["particles"], r["box"], r["mode"]))
         commands = old.get("commands", [old["command"]]) + commands
-    plan = {"global": 6, "local": 10}
-    summary = {
-        "command": " and ".join(commands),
-        "commands": commands,
-        "machine": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "device": args.device,
-        "results": results,
-        "projection_assumes": f"a refinement of {plan['global']} global 7.5 deg and {plan['local']} "
-        "local 0.94 deg "
-        "iterations at these resolutions",
-        "projected_hours_100k_256px": projection(results, 256, 100_000, plan),
-    }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    hours = summary["projected_hours_100k_256px"]
-    out.with_suffix(".md").write_text(
-        f"# One refine3d iteration against box size and particle count ({args.device}, "
-        f"{summary['cores']} cores)\n\n"
-        + "".join(f"`.venv/bin/python {c}`\n\n" for c in commands)
-        + f"{table(results)}\n\n"
-        "Each row carries the commit that measured it (`commit` in the json).\n\n"
-        f"Projected wall time of 100,000 particles of 256 px ({summary['projection_assumes']}): "
-        + (
-            f"{hours:.0f} hours on this device.\n"
-            if hours is not None
-            else "not available (a point failed).\n"
-        )
+    write(
+        out,
+        {
+            "command": " and ".join(commands),
+            "commands": commands,
+            "machine": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "device": args.device,
+            "results": results,
+            "projection_assumes": f"a refinement of {PLAN['global']} global 7.5 deg and {PLAN['local']} "
+            "local 0.94 deg iterations at these resolutions",
+            "projected_hours_100k_256px": projection(results, 256, 100_000, PLAN),
+        },
     )
     print(out.with_suffix(".md").read_text())
 
