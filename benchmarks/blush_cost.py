@@ -87,15 +87,12 @@ def share_of_iteration(row: dict, scaling: dict | None, particles: int = 100_000
     return f"{100 * row['seconds_per_iteration'] / (other + row['seconds_per_iteration']):.2f}%"
 
 
+REDRAW = "none: the table again from the results file (shares from the scaling file as it is now)"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--boxes",
-        type=int,
-        nargs="*",
-        default=[128, 192, 256, 384],
-        help="none: the tables again from the results file (shares from the scaling file as it is now)",
-    )
+    p.add_argument("--boxes", type=int, nargs="*", default=[128, 192, 256, 384], help=REDRAW)
     p.add_argument("--device", default="cpu")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -143,7 +143,7 @@ TABLE_JOIN = re.compile(r"\s?/\s?|-|\sto\s|\s->\s")
 CITED = re.compile(r"([\w.-]+)\.(?:md|json|png|\{[a-z,]+\})(?!\w)")
 HEADER_KINDS = (
     (r"gflop", "GFLOP/s"),
-    (r"\bgb\b|_gb\b", "GB"),
+    (r"\bgb\b|_gb\b|_gb_per_rank\b", "GB"),
     (r"bfactor|\bb \(", "A^2"),
     (r"\(a\)|_a\b|angstrom|\bres\b|locres|resolution", "A"),
     (r"\bdeg\b|_deg\b|angular_step", "deg"),
