@@ -52,8 +52,11 @@ class EngineJob:
         `device=False` for commands that run on the CPU only (no --device option); `distributed` for those
         that run as torch.distributed ranks (started by torchrun)."""
         env = Plugin.getEnviron()
-        env["OMP_NUM_THREADS"] = str(max(1, self.numberOfThreads.get()))
         ranks = self._ranks() if distributed else 1
+        threads = max(1, self.numberOfThreads.get())
+        if ranks > 1 and self._gpus():  # a queue job holds MPI x threads cores, MPI being 1 with GPUs: shared
+            threads = max(1, threads // ranks)
+        env["OMP_NUM_THREADS"] = str(threads)
         if device:
             args = args + ["--device", self._device() if ranks == 1 or not self._gpus() else "cuda"]
         if ranks > 1 and self._gpus():  # rank i takes cuda:i of these

@@ -5,6 +5,7 @@ filled and asked for their command lines."""
 
 import argparse
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,47 @@ def test_switches_and_choices_as_the_engine_takes_them():
     assert (skip.engine_args(False), skip.engine_args(True)) == ([], ["--blush-skip-spectral-trailing"])
     with pytest.raises(ValueError, match="resolution_margin"):
         settings_field(RefineSettings, "resolution_margin")  # no option(): not the engine's to mirror
+
+
+def test_a_slurm_job_asks_for_the_gpus_the_form_lists():
+    """docs/slurm_hosts.conf as Scipion fills it for 3D auto-refine on four GPUs through a queue: one
+    node, four GPUs, the form's threads; in the job, the protocol's command starts four torchrun ranks
+    that share those threads."""
+    import pwem
+    from pyworkflow.protocol.hosts import HostConfig
+
+    pwem.Domain.getProtocols()  # the plugin registry a Scipion project loads (the job names its plugin)
+    hosts_conf = Path(__file__).resolve().parents[2] / "docs" / "slurm_hosts.conf"
+    host = HostConfig.load(str(hosts_conf))["localhost"]
+    prot = ProtBlushRefine3D()
+    prot.setObjId(12)
+    prot.workingDir.set("/project/Runs/000012_ProtBlushRefine3D")
+    prot.setHostConfig(host)
+    prot.useGpu.set(True)
+    prot.gpuList.set("0 1 2 3")
+    prot.numberOfThreads.set(8)
+    prot._useQueue.set(True)
+    prot.setQueueParams(["gpu", {"JOB_MEMORY": "96", "JOB_TIME": "48"}])
+    job = {**host.getQueuesDefault(), **prot.getSubmitDict(), "JOB_COMMAND": "pw_protocol_run.py ..."}
+    script = (host.getSubmitTemplate() % job).splitlines()
+    for line in [
+        "#SBATCH --job-name=scipion12",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --nodes=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --gres=gpu:4",
+        "#SBATCH --mem=96G",
+        "#SBATCH --time=48:00:00",
+        "pw_protocol_run.py ...",
+    ]:
+        assert line in script
+    assert host.getSubmitCommand() % job == "sbatch /project/Runs/000012_ProtBlushRefine3D/logs/scipion12.job"
+
+    ran = []
+    prot.runJob = lambda program, args, env, **_: ran.append((program, args, env))
+    prot._runEngine(["refine3d", "--particles", "p.star"], distributed=True)
+    ((program, args, env),) = ran
+    assert "--nproc-per-node=4" in program
+    assert args.endswith("--device cuda")
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert env["OMP_NUM_THREADS"] == "2"
