@@ -14,15 +14,20 @@ Writes benchmarks/results/NAME.{json,md}.
         --iter 6 --seeds 0 1 2 --relion --name class3d_ci
     .venv/bin/python benchmarks/class3d.py --pairs adk_open:adk_closed --n 2000 --box 64 --apix 2 \\
         --snr 0.05 --iter 25 --blush --relion --name class3d_adk
+
+A model written NAME~CHAINS is NAME without those chains (3PWP~B: 3PWP without its chain B).
 """
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import gemmi
 import numpy as np
 import starfile
 
@@ -40,22 +45,38 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 MODELS = [HERE.parent.parent / "shared" / "data" / "atomic_models", HERE.parent / "blush_scipion" / "data"]
 
 
-def model_path(name: str) -> Path:
-    return next(folder / f"{name}.pdb.gz" for folder in MODELS if (folder / f"{name}.pdb.gz").exists())
+def model_path(name: str, work: Path) -> Path:
+    """NAME's atomic model; for NAME~CHAINS, the model without those chains (one letter each), as the
+    partial complex that a classification sorts out, written into `work`."""
+    base, _, dropped = name.partition("~")
+    path = next(folder / f"{base}.pdb.gz" for folder in MODELS if (folder / f"{base}.pdb.gz").exists())
+    if not dropped:
+        return path
+    structure = gemmi.read_structure(str(path))
+    for chain in dropped:
+        structure[0].remove_chain(chain)
+    work.mkdir(parents=True, exist_ok=True)
+    structure.write_pdb(str(work / f"{name}.pdb"))
+    return work / f"{name}.pdb"
 
 
 def make_mixture(names: list[str], args, work: Path) -> None:
-    """The two structures' particles, mixed (labels in order), their truths, the consensus map."""
+    """The structures' particles, mixed (labels in order), their truths, the consensus map. The first
+    structure's images have SNR args.snr; every other one's carry the same noise (as on one grid), so
+    that a smaller complex is not told apart by a lower noise level."""
     if (work / "consensus.mrc").exists():
         return
+    sigma = None
     for i, name in enumerate(names):
-        simulate_from_model(
-            model_path(name),
-            SimulationSettings(
-                n_particles=args.n, box=args.box, pixel_size=args.apix, snr=args.snr, seed=10 + i
-            ),
-            work / name,
+        settings = SimulationSettings(
+            n_particles=args.n, box=args.box, pixel_size=args.apix, snr=args.snr, seed=10 + i
         )
+        summary = simulate_from_model(model_path(name, work), settings, work / name)
+        if sigma is None:
+            sigma = summary["noise_sigma"]
+        elif not math.isclose(summary["noise_sigma"], sigma, rel_tol=1e-6):
+            same_noise = replace(settings, snr=summary["signal_variance"] / sigma**2)
+            simulate_from_model(model_path(name, work), same_noise, work / name)
     concatenate([Particles.read(work / n / "particles.star") for n in names]).write(work / "mixed.star")
     concatenate([Particles.read(work / n / "truth.star") for n in names]).write(work / "truth.star")
     blush("reconstruct", "--particles", "truth.star", "--out", "consensus.mrc", cwd=work)
