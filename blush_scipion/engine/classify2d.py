@@ -277,8 +277,8 @@ def expectation(
     sums, residuals = GridSums.zeros(k * j, noise), ResidualSums.zeros(noise)
     mass = torch.zeros(k * j, device=device)
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
-    best = BestPoses()
     rows_all = world.share(np.arange(len(particles)))
+    best = BestPoses.empty(len(rows_all))
     for b in image_batches(
         particles,
         rows_all,
@@ -295,7 +295,7 @@ def expectation(
         scores = log_likelihoods(x_t, b.ctf, b.weight, references) + log_offset[:, :, None] + log_class
         probs, pmax, (bt, br) = posteriors(scores)
         ar = torch.arange(len(b.rows), device=device)
-        best.add(br, total[ar, bt], pmax)
+        best.add(b.at, br, total[ar, bt], pmax)
         probs = significant(probs)  # the M-step visits significant poses only
         offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
         residuals.add(x_t[ar, bt] - b.ctf * references[br], b)

@@ -178,8 +178,8 @@ def expectation(
         GridSums.zeros(k * r, noise), torch.zeros(k * r, device=device), 0.0, ResidualSums.zeros(noise)
     )
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
-    best = BestPoses()
     rows = world.share(np.arange(len(particles)))
+    best = BestPoses.empty(len(rows))
     size = half_batch_size(noise.points, settings, orientations=k * r, shifts=len(shifts))
     for b in image_batches(particles, rows, a.origins[rows], noise, size, device, progress=progress):
         x_t = shifted(b.x, phases)  # (B, T, P)
@@ -191,7 +191,7 @@ def expectation(
             scores = scores.masked_fill(other[:, None, :], -torch.inf)
         probs, pmax, (bt, br) = posteriors(scores)
         ar = torch.arange(len(b.rows), device=device)
-        best.add(br, total[ar, bt], pmax)
+        best.add(b.at, br, total[ar, bt], pmax)
         probs = significant(probs)  # the M-step visits significant poses only
         offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
         sums.residual.add(x_t[ar, bt] - b.ctf * projections[br], b)

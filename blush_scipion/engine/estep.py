@@ -17,7 +17,7 @@ classes x in-plane angles: expectation.py's GEMMs), and hands the posteriors to 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -181,18 +181,24 @@ def noise_spectrum(
 
 @dataclass
 class BestPoses:
-    """Each image's best column (of R), origin (px) and posterior maximum, batch by batch; whole
-    on every rank once `gathered`."""
+    """Each image's best column (of R), origin (px) and posterior maximum for the N rows of a pass,
+    written batch by batch into arrays made once; whole on every rank once `gathered`. (Kept as one
+    small tensor per batch instead, they pinned the allocator's heap between the batches' large
+    temporaries, and a pass's resident memory grew by about an image per particle.)"""
 
-    columns: list = field(default_factory=list)
-    origins: list = field(default_factory=list)
-    max_prob: list = field(default_factory=list)
+    columns: torch.Tensor  # (N,) long
+    origins: torch.Tensor  # (N, 2)
+    max_prob: torch.Tensor  # (N,)
 
-    def add(self, columns: torch.Tensor, origins: torch.Tensor, max_prob: torch.Tensor) -> None:
-        """(B,) long, (B, 2), (B,) of a batch."""
-        self.columns.append(columns.cpu())
-        self.origins.append(origins.cpu())
-        self.max_prob.append(max_prob.cpu())
+    @classmethod
+    def empty(cls, count: int) -> BestPoses:
+        return cls(torch.zeros(count, dtype=torch.long), torch.zeros(count, 2), torch.zeros(count))
+
+    def add(self, at: slice, columns: torch.Tensor, origins: torch.Tensor, max_prob: torch.Tensor) -> None:
+        """A batch's (B,) long, (B, 2), (B,) at its places `at` in the pass's rows (ImageBatch.at)."""
+        self.columns[at] = columns.cpu()
+        self.origins[at] = origins.cpu()
+        self.max_prob[at] = max_prob.cpu()
 
     def gathered(self, rows: np.ndarray, n: int, world) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(n,) columns, (n, 2) origins, (n,) max probabilities of all n particles, this rank's
@@ -201,7 +207,7 @@ class BestPoses:
         mine[rows] = True
         columns, best = torch.zeros(n, dtype=torch.long), torch.zeros(n, 3)
         if len(rows):
-            columns[rows] = torch.cat(self.columns)
-            best[rows] = torch.cat([torch.cat(self.origins), torch.cat(self.max_prob)[:, None]], 1)
+            columns[rows] = self.columns
+            best[rows] = torch.cat([self.origins, self.max_prob[:, None]], 1)
         columns, best = world.assemble(columns, mine), world.assemble(best, mine)
         return columns, best[:, :2].contiguous(), best[:, 2].contiguous()

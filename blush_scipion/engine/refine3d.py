@@ -362,7 +362,9 @@ def refine_half(
         batch = half_batch_size(points, settings, orientations=len(grid), shifts=len(shifts))
     data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
     back_weight = torch.zeros(fourier_shape(m), device=device)
-    new_rot, new_orig, max_prob = [torch.empty(0, 3, 3)], [torch.empty(0, 2)], [torch.empty(0)]
+    # written in place, batch by batch: a small tensor kept per batch pins the heap (estep.BestPoses)
+    count = len(rows)
+    new_rot, new_orig, max_prob = torch.zeros(count, 3, 3), torch.zeros(count, 2), torch.zeros(count)
     residuals = ResidualSums.zeros(noise)
     for b in image_batches(particles, rows, origins, noise, batch, device, progress=progress, label=label):
         if local:
@@ -387,9 +389,9 @@ def refine_half(
             ar = torch.arange(len(b.x), device=device)
             chosen, shift, residual = grid[br], shifts[bt], x_t[ar, bt] - b.ctf * projections[br]
             sums.add(significant(probs), x_t, b)  # the M-step visits the significant poses only
-        new_rot.append(chosen.cpu())
-        new_orig.append((origins[b.at].to(device) + shift).cpu())
-        max_prob.append(pmax.cpu())
+        new_rot[b.at] = chosen.cpu()
+        new_orig[b.at] = (origins[b.at].to(device) + shift).cpu()
+        max_prob[b.at] = pmax.cpu()
         residuals.add(residual, b)  # the noise: residuals at the best pose, per optics group and shell
     t_insert = time.time()
     if not local:  # the orientations some image weighs on
@@ -400,9 +402,9 @@ def refine_half(
     return HalfResult(
         data,
         back_weight,
-        torch.cat(new_rot),
-        torch.cat(new_orig),
-        torch.cat(max_prob),
+        new_rot,
+        new_orig,
+        max_prob,
         residuals.sums.cpu(),
         residuals.weights.cpu(),
         time.time() - t_insert,
