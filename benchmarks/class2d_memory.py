@@ -84,7 +84,7 @@ def one_count(n: int, args) -> dict:
         "mini_batch_iteration_s": round(sum(h["seconds"] for h in batches) / max(len(batches), 1), 1),
         "last_iteration_particles": last["particles"],
         "last_iteration_s": last["seconds"],
-        "last_iteration_s_per_1000": round(1000 * last["seconds"] / last["particles"], 1),
+        "last_iteration_seconds_per_1000": round(1000 * last["seconds"] / last["particles"], 1),
         "wall_s": round(launch["seconds"], 1),
         "peak_rss_gb": s["peak_rss_gb"],
         "peak_anonymous_gb": launch["peak_anonymous_gb"],
