@@ -8,7 +8,11 @@ undocked), the map from the final poses, the gold standard, the median angular e
 sampling and the iterations taken, the wall time and peak memory.
 Writes benchmarks/results/real_size.{json,md} (--name).
 
-    .venv/bin/python benchmarks/real_size.py [--models 1osm 3PWP] [--n 4000] [--capped] [--device cpu]
+    .venv/bin/python benchmarks/real_size.py [--models 1osm 3PWP] [--n 4000] [--capped] [--device cpu] \
+        [--relion [--relion-cores 0-1]] [--no-ours]
+
+With --relion, RELION's auto-refine runs beside on the same files (the checked peer of
+benchmarks/peer.py, pinned to --relion-cores, to convergence over as many sessions as it takes).
 """
 
 import argparse
@@ -19,12 +23,60 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from blush_vs_standard import diameter_of  # noqa: E402
-from refine3d_vs_relion import MODELS, blush, evaluate, fsc_to_truth, refine3d_args, write_results  # noqa: E402
+from peer import checked_relion, find_relion  # noqa: E402
+from refine3d_vs_relion import (  # noqa: E402
+    MODELS,
+    blush,
+    evaluate,
+    fsc_to_truth,
+    refine3d_args,
+    run_relion,
+    write_results,
+)
 
 from blush_scipion.engine.mrc import read_map  # noqa: E402
+from blush_scipion.engine.sampling import angular_step  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
 
 ARMS = {"auto-sampling": [], "capped at order 4": ["--max-order", "4"]}
+
+
+def ours(work: Path, arm: str, extra: list, diameter: float, args) -> dict:
+    """refine3d from the truth at 40 A into work/ARM (a killed run goes on where it stopped), scored."""
+    out = work / arm.replace(" ", "_")
+    if not (out / "summary.json").exists():
+        resume = ["--continue"] if out.exists() else []
+        options = ["--diameter", round(diameter, 1), "--device", args.device, *extra, *resume]
+        blush(*refine3d_args(out.name, *options), cwd=work)
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        **evaluate(
+            work,
+            out / "run_data.star",
+            out / "run_class001.mrc",
+            summary["resolution_angstrom"],
+            summary["wall_seconds"],
+            summary["iterations"],
+            None,
+        ),
+        "finest_angular_step_deg": summary["finest_angular_step"],
+        "peak_rss_gb": summary.get("peak_rss_gb"),
+        "cuda_peak_allocated_gb": summary.get("cuda_peak_allocated_gb"),
+        "device": args.device,
+    }
+
+
+def peer(work: Path, diameter: float, cores: str) -> dict:
+    """RELION's auto-refine on the same files (benchmarks/peer.py's set-up, pinned to `cores`), to
+    convergence; a run killed by a session's end goes on from its last iteration. Scored as ours."""
+    data, final, gold, seconds, iterations = run_relion(work, diameter, cores=cores)
+    last = sorted((work / "relion").glob("run_it*_sampling.star"))[-1]
+    order = int(last.read_text().split("_rlnHealpixOrder")[1].split()[0])
+    return {
+        **evaluate(work, data, final, gold, seconds, iterations, None),
+        "finest_angular_step_deg": angular_step(order),
+        "device": f"cpu {cores}",
+    }
 
 
 def main():
@@ -37,6 +89,9 @@ def main():
     p.add_argument("--capped", action="store_true", help="also run the old cap at order 4")
     p.add_argument("--device", default="cpu")
     p.add_argument("--name", default="real_size")
+    p.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True, help="refine3d's arms")
+    p.add_argument("--relion", action="store_true", help="also RELION's auto-refine (many hours on 2 cores)")
+    p.add_argument("--relion-cores", default="0-1", help="taskset cores for RELION (%(default)s)")
     args = p.parse_args()
     rows = []
     for name in args.models:
@@ -54,33 +109,13 @@ def main():
             blush("reconstruct", "--particles", "truth.star", "--out", "known.mrc", cwd=work)
         known = fsc_to_truth(read_map(work / "known.mrc")[0], work, dock=False)[1]
         diameter = diameter_of(model)
-        for arm, extra in ARMS.items():
-            if extra and not args.capped:
-                continue
-            out = work / arm.replace(" ", "_")
-            if not (out / "summary.json").exists():
-                resume = ["--continue"] if out.exists() else []  # a killed benchmark goes on where it stopped
-                options = ["--diameter", round(diameter, 1), "--device", args.device, *extra, *resume]
-                blush(*refine3d_args(out.name, *options), cwd=work)
-            summary = json.loads((out / "summary.json").read_text())
-            row = {
-                "model": name,
-                "arm": arm,
-                "known_pose_fsc_truth_05_A": known,
-                **evaluate(
-                    work,
-                    out / "run_data.star",
-                    out / "run_class001.mrc",
-                    summary["resolution_angstrom"],
-                    summary["wall_seconds"],
-                    summary["iterations"],
-                    None,
-                ),
-                "finest_angular_step_deg": summary["finest_angular_step"],
-                "peak_rss_gb": summary.get("peak_rss_gb"),
-                "cuda_peak_allocated_gb": summary.get("cuda_peak_allocated_gb"),
-                "device": args.device,
-            }
+        arms = {arm: extra for arm, extra in ARMS.items() if args.ours and (args.capped or not extra)}
+        results = {arm: ours(work, arm, extra, diameter, args) for arm, extra in arms.items()}
+        if args.relion and find_relion():
+            relion = checked_relion(HERE / "work")
+            results[f"relion_refine {relion.version}"] = peer(work, diameter, args.relion_cores)
+        for arm, result in results.items():
+            row = {"model": name, "arm": arm, "known_pose_fsc_truth_05_A": known, **result}
             row["vs_known_pose"] = f"{100 * (row['fsc_truth_05_A'] / known - 1):+.0f}%"
             rows.append(row)
             print(row, flush=True)

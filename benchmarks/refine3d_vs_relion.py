@@ -168,14 +168,18 @@ def run_budgeted(
     returns its wall time. A finished run of the same command and budget in `out` is reused. An
     unbudgeted run that was killed (a session's end) goes on with `resume(NNN)`, the command that
     continues from its last finished iteration NNN, and its wall time counts up to that iteration
-    (from started.json and the iteration's optimiser file), not the work lost after it."""
+    (from started.json and the iteration's optimiser file), not the work lost after it nor the time
+    between the sessions it ran in."""
     timing, started = out / "timing.json", out / "started.json"
     if timing.exists() and json.loads(timing.read_text()).get("run") == [cmd, budget_s]:
         return json.loads(timing.read_text())["seconds"]
     done = sorted(out.glob("run_it*_optimiser.star"))
     record = json.loads(started.read_text()) if started.exists() else {}
     if resume and budget_s is None and done and record.get("run") == [cmd, budget_s]:
-        before = done[-1].stat().st_mtime - record["started"]
+        # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
+        segment = record.get("segment_started", record["started"])
+        before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)
+        started.write_text(json.dumps({**record, "before": before, "segment_started": time.time()}))
         run, mode = resume(done[-1].name[6:9]), "a"
     else:
         shutil.rmtree(out, ignore_errors=True)
