@@ -71,12 +71,13 @@ def make_mixture(names: list[str], args, work: Path) -> None:
         settings = SimulationSettings(
             n_particles=args.n, box=args.box, pixel_size=args.apix, snr=args.snr, seed=10 + i
         )
-        summary = simulate_from_model(model_path(name, work), settings, work / name)
+        model = model_path(name, work)
+        summary = simulate_from_model(model, settings, work / name)
         if sigma is None:
             sigma = summary["noise_sigma"]
         elif not math.isclose(summary["noise_sigma"], sigma, rel_tol=1e-6):
             same_noise = replace(settings, snr=summary["signal_variance"] / sigma**2)
-            simulate_from_model(model_path(name, work), same_noise, work / name)
+            simulate_from_model(model, same_noise, work / name)
     concatenate([Particles.read(work / n / "particles.star") for n in names]).write(work / "mixed.star")
     concatenate([Particles.read(work / n / "truth.star") for n in names]).write(work / "truth.star")
     blush("reconstruct", "--particles", "truth.star", "--out", "consensus.mrc", cwd=work)

@@ -56,10 +56,8 @@ def main():
         def dense():
             return torch.complex(flat.T @ yf.real, flat.T @ yf.imag), probs.sum(1).T @ ctf2
 
-        row = {"posterior": label, "orientations_kept_per_image": None}
-        row["orientations_kept_per_image"] = round(
-            float((significant(probs).sum(1) > 0).sum(1).float().mean())
-        )
+        kept = float((significant(probs).sum(1) > 0).sum(1).float().mean())
+        row = {"posterior": label, "orientations_kept_per_image": round(kept)}
         row["significant_s"] = median_seconds(lambda: significant(probs), args.repeats)
         row["pruned_m_step_s"] = median_seconds(pruned, args.repeats)
         torch.set_flush_denormal(True)
