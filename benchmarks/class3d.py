@@ -21,11 +21,10 @@ A model written NAME~CHAINS is NAME without those chains (3PWP~B: 3PWP without i
 import argparse
 import json
 import math
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import gemmi
 import numpy as np
@@ -34,13 +33,24 @@ import starfile
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from peer import CLASSIFY_OFFSETS, checked_relion, pinned  # noqa: E402
-from refine3d_vs_relion import blush, write_results  # noqa: E402
+from refine3d_vs_relion import blush, last_iteration, run_budgeted, write_results  # noqa: E402
 
 from blush_scipion.engine.fit import fit_rigid, transform_map  # noqa: E402
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at  # noqa: E402
 from blush_scipion.engine.mrc import read_map  # noqa: E402
 from blush_scipion.engine.particles import Particles, concatenate  # noqa: E402
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
+
+
+class Run(NamedTuple):
+    """One arm's classification, read at one iteration."""
+
+    data_star: Path
+    maps: list[Path]  # class 1, class 2
+    seconds: float
+    resolution: list  # each class's own estimate, A
+    iterations: int
+
 
 MODELS = [HERE.parent.parent / "shared" / "data" / "atomic_models", HERE.parent / "blush_scipion" / "data"]
 
@@ -108,7 +118,7 @@ def score(work: Path, names: list[str], data_star: Path, maps: list[Path], args)
     return row
 
 
-def ours(work: Path, arm: str, seed: int, diameter: float, args) -> tuple[Path, list[Path], float, list]:
+def ours(work: Path, arm: str, seed: int, diameter: float, args) -> Run:
     out = work / f"{arm}_seed{seed}"
     extra = ["--blush"] if arm == "blush" else []
     seconds = 0.0
@@ -134,73 +144,99 @@ def ours(work: Path, arm: str, seed: int, diameter: float, args) -> tuple[Path, 
             cwd=work,
         )
     summary = json.loads((out / "summary.json").read_text())
-    return (
+    return Run(
         out / "run_data.star",
         [out / f"run_class{c:03d}.mrc" for c in (1, 2)],
         summary["wall_seconds"] or seconds,
         summary["class_resolution_angstrom"],
+        args.iter,
     )
 
 
-def relion(work: Path, seed: int, diameter: float, args) -> tuple[Path, list[Path], float, list]:
+def relion(work: Path, seed: int, diameter: float, args) -> Run:
+    """RELION's Class3D on the mixture, pinned to args.cores; stopped after args.relion_hours if given
+    (resumed from its last iteration when a session ended it), then measured at its last finished
+    iteration."""
     peer = checked_relion(work / "peer_check")
     out = work / f"relion_seed{seed}"
-    out.mkdir(exist_ok=True)
-    final = out / f"run_it{args.iter:03d}_data.star"
-    seconds = 0.0
-    if not final.exists():
-        cmd = [
-            peer.program("relion_refine"),
-            "--i",
-            "mixed.star",
-            "--ref",
-            "consensus.mrc",
-            "--o",
-            f"{out.name}/run",
-            "--K",
-            "2",
-            "--iter",
-            str(args.iter),
-            "--tau2_fudge",
-            "4",
-            "--particle_diameter",
-            str(diameter),
-            "--ini_high",
-            "60",
-            "--healpix_order",
-            "2",
-            *CLASSIFY_OFFSETS,
-            "--ctf",
-            *peer.corrected_ref_flag,
-            "--firstiter_cc",
-            "--flatten_solvent",
-            "--zero_mask",
-            "--norm",
-            "--scale",
-            "--sym",
-            "C1",
-            "--pad",
-            "2",
-            "--j",
-            "1",
-            "--dont_combine_weights_via_disc",
-            "--random_seed",
-            str(seed),
-        ]
-        t0 = time.perf_counter()
-        with open(out / "log.txt", "w") as log:
-            subprocess.run(
-                pinned(cmd, args.cores), cwd=work, check=True, stdout=log, stderr=subprocess.STDOUT
-            )
-        seconds = time.perf_counter() - t0
-        (out / "seconds.txt").write_text(f"{seconds:.1f}\n")
-    seconds = float((out / "seconds.txt").read_text())
-    classes = starfile.read(out / f"run_it{args.iter:03d}_model.star")["model_classes"]
-    return (
-        final,
-        [out / f"run_it{args.iter:03d}_class{c:03d}.mrc" for c in (1, 2)],
+    launch = pinned([peer.program("relion_refine")], args.cores)
+    cmd = launch + [
+        "--i",
+        "mixed.star",
+        "--ref",
+        "consensus.mrc",
+        "--o",
+        f"{out.name}/run",
+        "--K",
+        "2",
+        "--iter",
+        str(args.iter),
+        "--tau2_fudge",
+        "4",
+        "--particle_diameter",
+        str(diameter),
+        "--ini_high",
+        "60",
+        "--healpix_order",
+        "2",
+        *CLASSIFY_OFFSETS,
+        "--ctf",
+        *peer.corrected_ref_flag,
+        "--firstiter_cc",
+        "--flatten_solvent",
+        "--zero_mask",
+        "--norm",
+        "--scale",
+        "--sym",
+        "C1",
+        "--pad",
+        "2",
+        "--j",
+        "1",
+        "--dont_combine_weights_via_disc",
+        "--random_seed",
+        str(seed),
+    ]
+
+    def resume(it: str) -> list:
+        """RELION's own --continue from iteration `it`, with the options its optimiser does not keep."""
+        optimiser = f"{out.name}/run_it{it}_optimiser.star"
+        return (
+            launch
+            + ["--continue", optimiser, "--o", f"{out.name}/run", "--iter", str(args.iter)]
+            + [
+                "--j",
+                "1",
+                "--dont_combine_weights_via_disc",
+            ]
+        )
+
+    if (out / "seconds.txt").exists():  # a run from before the budget (class3d_ci), unbudgeted
+        seconds = float((out / "seconds.txt").read_text())
+    else:
+        budget = args.relion_hours * 3600 if args.relion_hours else None
+        seconds = run_budgeted(cmd, work, out, budget, resume=resume)
+    last = last_iteration(out, "model.star", "optimiser.star", "class001.mrc", "class002.mrc")
+    classes = starfile.read(out / f"run_it{last}_model.star")["model_classes"]
+    return Run(
+        out / f"run_it{last}_data.star",
+        [out / f"run_it{last}_class{c:03d}.mrc" for c in (1, 2)],
         seconds,
         [float(x) for x in classes["rlnEstimatedResolution"]],
+        int(last),
+    )
+
+
+def ours_at(work: Path, arm: str, seed: int, iteration: int) -> Run:
+    """Our finished arm read at an earlier iteration (to set beside a RELION run stopped there)."""
+    out = work / f"{arm}_seed{seed}"
+    history = json.loads((out / "summary.json").read_text())["history"][:iteration]
+    return Run(
+        out / f"run_it{iteration:03d}_data.star",
+        [out / f"run_it{iteration:03d}_class{c:03d}.mrc" for c in (1, 2)],
+        sum(h["seconds"] for h in history),
+        history[-1]["class_resolution_angstrom"],
+        iteration,
     )
 
 
@@ -217,6 +253,12 @@ def main():
     p.add_argument("--blush", action="store_true", help="also the arm with --blush")
     p.add_argument("--relion", action="store_true", help="also RELION's Class3D (the peer)")
     p.add_argument("--cores", default="0", help="taskset cores for RELION (one, as ours runs)")
+    p.add_argument(
+        "--relion-hours",
+        type=float,
+        default=None,
+        help="stop RELION after this much wall time (summed over sessions) and measure its last iteration",
+    )
     p.add_argument("--name", default="class3d")
     args = p.parse_args()
     diameter = args.diameter or round(args.box * args.apix * 2 / 3, 1)
@@ -226,18 +268,25 @@ def main():
         names = pair.split(":")
         work = HERE / "work" / f"class3d_{'_'.join(names)}_{args.box}px_snr{args.snr}_n{args.n}"
         make_mixture(names, args, work)
-        for arm in arms:
-            for seed in args.seeds:
-                data_star, maps, seconds, resolution = (
+        for seed in args.seeds:
+            runs = [
+                (
+                    arm,
                     relion(work, seed, diameter, args)
                     if arm == "relion"
-                    else ours(work, arm, seed, diameter, args)
+                    else ours(work, arm, seed, diameter, args),
                 )
+                for arm in arms
+            ]
+            stopped = runs[-1][1].iterations if args.relion else args.iter
+            if 0 < stopped < args.iter:  # RELION stopped early: ours beside it at the same iteration too
+                runs += [(arm, ours_at(work, arm, seed, stopped)) for arm in arms if arm != "relion"]
+            for arm, (data_star, maps, seconds, resolution, iterations) in runs:
                 row = {
                     "pair": pair,
                     "arm": arm,
                     "seed": seed,
-                    "iterations": args.iter,
+                    "iterations": iterations,
                     **score(work, names, data_star, maps, args),
                     "class_resolution_A": " / ".join(f"{x:.1f}" for x in resolution),
                     "wall_s": round(seconds, 1),
@@ -257,7 +306,12 @@ def main():
         f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "
         "(all particles at their true poses); accuracy: the better labelling against the truth; each "
         "structure's class map docked onto its truth (engine/fit.py) before its FSC. RELION: the checked "
-        "peer (benchmarks/peer.py), one core.",
+        "peer (benchmarks/peer.py), one core"
+        + (
+            f", stopped after {args.relion_hours} h if not done (ours then also at RELION's last iteration)."
+            if args.relion_hours
+            else "."
+        ),
     )
 
 

@@ -11,28 +11,11 @@
 #
 #   BLUSH_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/h200.sh [REFINE_CAP_S]
 #
-# The device machine's python3 has torch; .whl/ carries mrcfile, starfile and gemmi wheels for it
-# (pip download --only-binary=:all: --python-version 3.12 ...), .carry/atomic_models the two models.
+# (the set-up: benchmarks/device_setup.sh)
 set -u
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/h200}
-mkdir -p "$OUT" logs
 REFINE_CAP=${1:-330}
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD
-if [ ! -e ../shared/data/atomic_models ]; then
-    mkdir -p ../shared/data && ln -s "$PWD/.carry/atomic_models" ../shared/data/atomic_models
-fi
+source benchmarks/device_setup.sh
 save() { tar czf "$OUT/results.tgz" logs benchmarks/results/*cuda* benchmarks/results/real_size_h200_* 2>/dev/null; }
-{
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-    python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
-    nproc
-} > logs/machine.txt 2>&1
-cat logs/machine.txt
 
 for model in 3PWP 1osm; do
     OMP_NUM_THREADS=8 timeout "$REFINE_CAP" python3 benchmarks/real_size.py --models $model --device cuda \

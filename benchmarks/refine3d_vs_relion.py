@@ -119,6 +119,7 @@ def evaluate(
         "posed_fsc_truth_05_A": posed(work, run_data)[1],
         "gold_standard_0143_A": round(gold, 2),
         "median_angular_error_deg": round(float(err.median()), 2),
+        "within_20deg": round(float((err < 20).float().mean()), 3),
     }
     if sym_op is not None:
         err_sym = symmetric_distance(est, true, torch.stack([torch.eye(3), sym_op]))
@@ -165,17 +166,17 @@ def run_budgeted(
     resume: Callable[[str], list] | None = None,
 ) -> float:
     """Run `cmd` in `work` (its log in out/log.txt), stopped after `budget_s` seconds if given;
-    returns its wall time. A finished run of the same command and budget in `out` is reused. An
-    unbudgeted run that was killed (a session's end) goes on with `resume(NNN)`, the command that
-    continues from its last finished iteration NNN, and its wall time counts up to that iteration
-    (from started.json and the iteration's optimiser file), not the work lost after it nor the time
-    between the sessions it ran in."""
+    returns its wall time. A finished run of the same command and budget in `out` is reused. A run
+    that was killed (a session's end) goes on with `resume(NNN)`, the command that continues from
+    its last finished iteration NNN, with what is left of its budget; its wall time counts up to that
+    iteration (from started.json and the iteration's optimiser file), not the work lost after it nor
+    the time between the sessions it ran in."""
     timing, started = out / "timing.json", out / "started.json"
     if timing.exists() and json.loads(timing.read_text()).get("run") == [cmd, budget_s]:
         return json.loads(timing.read_text())["seconds"]
     done = sorted(out.glob("run_it*_optimiser.star"))
     record = json.loads(started.read_text()) if started.exists() else {}
-    if resume and budget_s is None and done and record.get("run") == [cmd, budget_s]:
+    if resume and done and record.get("run") == [cmd, budget_s]:
         # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
         segment = record.get("segment_started", record["started"])
         before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)
@@ -197,7 +198,7 @@ def run_budgeted(
             env=env,
         )
     try:
-        if proc.wait(timeout=budget_s):
+        if proc.wait(timeout=None if budget_s is None else max(1.0, budget_s - before)):
             raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)
