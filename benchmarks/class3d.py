@@ -120,7 +120,9 @@ def score(work: Path, names: list[str], data_star: Path, maps: list[Path], args)
 
 def ours(work: Path, arm: str, seed: int, diameter: float, args) -> Run:
     out = work / f"{arm}_seed{seed}"
-    extra = ["--blush"] if arm == "blush" else []
+    extra = ["--blush"] if arm.startswith("blush") else []
+    if arm.startswith("blush_from"):  # blush_from15: Blush once the best class reaches 15 A
+        extra += ["--blush-from-resolution", arm.removeprefix("blush_from")]
     seconds = 0.0
     if not (out / "summary.json").exists():
         seconds = blush(
@@ -251,6 +253,14 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--diameter", type=float, default=None, help="A (default: 2/3 of the box)")
     p.add_argument("--blush", action="store_true", help="also the arm with --blush")
+    p.add_argument(
+        "--blush-from",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="A",
+        help="also arms with Blush from A (--blush-from-resolution; --blush starts at once, as RELION 5)",
+    )
     p.add_argument("--relion", action="store_true", help="also RELION's Class3D (the peer)")
     p.add_argument("--cores", default="0", help="taskset cores for RELION (one, as ours runs)")
     p.add_argument(
@@ -262,7 +272,8 @@ def main():
     p.add_argument("--name", default="class3d")
     args = p.parse_args()
     diameter = args.diameter or round(args.box * args.apix * 2 / 3, 1)
-    arms = ["standard"] + (["blush"] if args.blush else []) + (["relion"] if args.relion else [])
+    arms = ["standard"] + (["blush"] if args.blush else []) + [f"blush_from{a:g}" for a in args.blush_from]
+    arms += ["relion"] if args.relion else []
     rows = []
     for pair in args.pairs:
         names = pair.split(":")

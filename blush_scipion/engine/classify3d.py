@@ -103,6 +103,13 @@ class Class3DSettings:
         "default: the weights shipped with this package",
         kind="str",
     )
+    blush_from_resolution: float = option(
+        0.0,
+        "Blush's references start once the best class has reached this resolution, A (%(default)s: from "
+        "the first iteration, as RELION 5; refine3d starts at 15)",
+        kind="non_negative",
+        unit="A",
+    )
 
 
 @dataclass
@@ -291,6 +298,13 @@ def maximisation(
     return torch.stack(maps), torch.stack(blush) if blush else None, torch.stack(ssnr)
 
 
+def blush_active(state: Class3DState, settings: Class3DSettings) -> bool:
+    """Whether this iteration's references come from the denoiser: from the first iteration, or once
+    the best class so far has reached settings.blush_from_resolution."""
+    best = min((min(e.class_resolution_angstrom) for e in state.history), default=settings.ini_high)
+    return settings.blush and (settings.blush_from_resolution <= 0 or best <= settings.blush_from_resolution)
+
+
 def next_state(
     state: Class3DState, settings: Class3DSettings, sums: ClassSums, ssnr: torch.Tensor, n: int, apix: float
 ) -> Class3DState:
@@ -471,6 +485,11 @@ def _classify3d(
         f"{len(translation_grid(settings.offset_range, settings.offset_step))} shifts, "
         f"symmetry {settings.symmetry}, device {settings.device}"
         + (f", Blush ({denoiser.source})" if denoiser else "")
+        + (
+            f" from {settings.blush_from_resolution:g} A"
+            if denoiser and settings.blush_from_resolution
+            else ""
+        )
     )
     while state.iteration < settings.iterations:
         t0 = time.time()
@@ -485,7 +504,8 @@ def _classify3d(
         )
         t_expectation = time.time() - t0
         t_blush = time.time()
-        maps, blush, ssnr = maximisation(sums, tau2, settings, n, apix, denoiser=denoiser)
+        active = blush_active(state, settings)
+        maps, blush, ssnr = maximisation(sums, tau2, settings, n, apix, denoiser=denoiser if active else None)
         tau2 = class_tau2(maps, settings.device)  # once: this iteration's model STAR, the next M-step
         new = next_state(state, settings, sums, ssnr, n, apix)
         changed = float((b.classes != a.classes).float().mean())
@@ -503,6 +523,7 @@ def _classify3d(
             seconds=round(time.time() - t0, 1),
             expectation_seconds=round(t_expectation, 1),
             maximization_seconds=round(time.time() - t_blush, 1),
+            blush=active if settings.blush else None,
         )
         new.history = state.history + [entry]
         new.wall_seconds = state.wall_seconds + time.time() - t_mark
@@ -518,12 +539,17 @@ def _classify3d(
             + "  resolution "
             + " ".join(f"{x:.1f}" for x in new.resolution)
             + f" A  E-step to shell {state.r_current}"
-            f"  classes changed {100 * changed:5.1f}%  {entry.seconds:.0f} s"
+            f"  classes changed {100 * changed:5.1f}%  {entry.seconds:.0f} s" + ("  Blush" if active else "")
         )
         state = new
     finals = [class_file("", c) for c in range(k)] + ["data.star", "model.star"]
-    if settings.blush:
+    if (out / class_file(iteration_path(out, state.iteration, "").name, 0, blush=True)).exists():
         finals += [class_file("", c, blush=True) for c in range(k)]
+    elif settings.blush:
+        run.log(
+            f"warning: Blush was never used: no class reached {settings.blush_from_resolution:g} A "
+            "(--blush-from-resolution)"
+        )
     return finish_classification(
         out,
         run.log,

@@ -92,6 +92,7 @@ class Class3DRecord(IterationRecord):
     seconds: float
     expectation_seconds: float
     maximization_seconds: float
+    blush: bool | None = None  # the next references denoised (None: without --blush)
 
 
 def history_json(history: Sequence[IterationRecord]) -> list[dict[str, Any]]:

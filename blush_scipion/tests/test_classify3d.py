@@ -147,6 +147,29 @@ def test_blush_writes_its_references_and_still_separates(mixture, tmp_path):
     assert json.loads((out / "summary.json").read_text())["blush"]
 
 
+def test_blush_starts_once_a_class_reaches_its_resolution(mixture, straight, tmp_path):
+    out = tmp_path / "late"
+    r = class3d(mixture, out, "--iter", ITERATIONS, "--blush", "--blush-from-resolution", 30)
+    assert r.returncode == 0, r.stderr
+    history = json.loads((out / "summary.json").read_text())["history"]
+    best = np.minimum.accumulate([min(h["class_resolution_angstrom"]) for h in history])
+    active = [h["blush"] for h in history]
+    # an iteration's references are denoised once an earlier iteration's best class reached 30 A
+    assert active == [False] + [bool(b <= 30) for b in best[:-1]]
+    assert True in active, best
+    first = active.index(True) + 1
+    for it in range(1, first):  # before Blush starts, the run is the standard one
+        assert not (out / f"run_it{it:03d}_class001_blush.mrc").exists()
+        for c in (1, 2):
+            a, b = (read_map(folder / f"run_it{it:03d}_class{c:03d}.mrc")[0] for folder in (straight, out))
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max())), it
+    assert (out / f"run_it{first:03d}_class001_blush.mrc").exists()
+    assert (out / "run_class002_blush.mrc").exists()
+    assert [
+        line.endswith("Blush") for line in r.stdout.splitlines() if line.startswith("iteration")
+    ] == active
+
+
 def test_tau2_regularisation_is_relions_ssnr():
     """data_vs_prior = T tau2 pad^3 mean weight; a map's tau2 is its transform's power as projected."""
     volume = torch.zeros(16, 16, 16)
