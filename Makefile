@@ -43,8 +43,10 @@ bench: install
 # The peer as its users build it: RELION from its public source (the 3dem/relion mirror here, or
 # PEER_SRC), CPU only, under .peer/ (ignored by git; never in CI). benchmarks/peer.py prefers it
 # to Debian's 3.1.3 and checks it with ../shared/peer/relion_ctf_check.sh before any figure counts.
+# RELION 5 runs its Blush as `relion_python_blush` from PATH: benchmarks put ours (.venv/bin) there,
+# so RELION 5 + Blush uses the denoiser we ship. PEER_TAG=4.0.2 builds RELION 4.0 instead.
 PEER_SRC ?= /work/.mirror/3dem+relion/repo
-PEER_TAG ?= 4.0.2
+PEER_TAG ?= 5.0.1
 PEER_DIR := .peer/relion-$(PEER_TAG)
 
 peer: install $(PEER_DIR)/bin/relion_refine
@@ -55,7 +57,8 @@ $(PEER_DIR)/bin/relion_refine:
 			libopenmpi-dev libpng-dev >/dev/null; fi
 	rm -rf .peer/src-$(PEER_TAG) && git clone -q --depth 1 --branch $(PEER_TAG) $(PEER_SRC) .peer/src-$(PEER_TAG)
 	cmake -S .peer/src-$(PEER_TAG) -B .peer/build-$(PEER_TAG) -DCMAKE_BUILD_TYPE=Release -DCUDA=OFF \
-		-DALTCPU=OFF -DGUI=OFF -DFETCH_TORCH_MODELS=OFF -DCMAKE_INSTALL_PREFIX=$(abspath $(PEER_DIR)) >/dev/null
+		-DALTCPU=OFF -DGUI=OFF -DFETCH_TORCH_MODELS=OFF -DFETCH_WEIGHTS=OFF -DPYTHON_EXE_PATH=$(abspath $(PY)) \
+		-DCMAKE_INSTALL_PREFIX=$(abspath $(PEER_DIR)) >/dev/null
 	cmake --build .peer/build-$(PEER_TAG) -j $$(nproc) >/dev/null
 	cmake --install .peer/build-$(PEER_TAG) >/dev/null
 	$(PY) benchmarks/peer.py

@@ -558,7 +558,7 @@ def classify(
     particle_diameter(settings.diameter, particles.image_size, particles.pixel_size)
     inputs = input_fingerprints(particles, blush_weights=settings.blush_weights)
     identity = RunIdentity.of(
-        "class2d", inputs, asdict(settings), ignore=("device", "batch_size", "iterations", "blush_weights")
+        "class2d", inputs, settings, ignore=("device", "batch_size", "iterations", "blush_weights")
     )  # may be extended
     with control.holding(out_dir, identity) as run:
         return _classify(particles, settings, Path(out_dir), run)

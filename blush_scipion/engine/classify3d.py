@@ -405,7 +405,7 @@ def classify3d(
     inputs = input_fingerprints(
         particles, reference, mask=settings.mask, blush_weights=settings.blush_weights
     )
-    identity = RunIdentity.of("class3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT)
+    identity = RunIdentity.of("class3d", inputs, settings, ignore=HOW_NOT_WHAT)
     with control.holding(out_dir, identity) as run:
         return _classify3d(particles, reference, settings, Path(out_dir), run)
 

@@ -863,9 +863,7 @@ def run_identity(particles: Particles, reference: torch.Tensor, settings: Refine
     inputs = input_fingerprints(
         particles, reference, mask=settings.mask, blush_weights=settings.blush_weights
     )
-    return RunIdentity.of(
-        "refine3d", inputs, asdict(settings), ignore=HOW_NOT_WHAT + ("mask", "blush_weights")
-    )
+    return RunIdentity.of("refine3d", inputs, settings, ignore=HOW_NOT_WHAT + ("mask", "blush_weights"))
 
 
 def refine(

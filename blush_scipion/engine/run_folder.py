@@ -15,8 +15,9 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,21 +34,31 @@ TEMPORARY = tuple(f".{name.rstrip('*')}*" for name in OUTPUTS)  # atomic_path's 
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """command: the driver; inputs: name -> fingerprint; settings: those that shape the result."""
+    """command: the driver; inputs: name -> fingerprint; settings: those that shape the result;
+    defaults: the settings' defaults, which a run recorded before a setting existed ran with."""
 
     command: str
     inputs: dict
     settings: dict
+    defaults: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, command: str, inputs: dict, settings: dict, *, ignore: tuple[str, ...] = ()) -> RunIdentity:
-        """An identity with `settings` as JSON holds them (so that a recorded one compares equal),
-        less those in `ignore` (how a run is computed, not what it computes)."""
-        kept = {k: v for k, v in settings.items() if k not in ignore}
-        return cls(command, inputs, json.loads(json.dumps(kept, default=str)))
+    def of(cls, command: str, inputs: dict, settings: Any, *, ignore: tuple[str, ...] = ()) -> RunIdentity:
+        """An identity with `settings` (a settings dataclass, or a dict) as JSON holds them (so that
+        a recorded one compares equal), less those in `ignore` (how a run is computed, not what it
+        computes)."""
+        values, defaults = dict(settings) if isinstance(settings, dict) else asdict(settings), {}
+        if is_dataclass(settings):
+            defaults = {f.name: f.default for f in fields(settings) if f.default is not MISSING}
+
+        def as_json(d: dict) -> dict:
+            return json.loads(json.dumps({k: v for k, v in d.items() if k not in ignore}, default=str))
+
+        return cls(command, inputs, as_json(values), as_json(defaults))
 
     def differences(self, other: dict) -> list[str]:
-        """What differs from a recorded identity (its dict), in words."""
+        """What differs from a recorded identity (its dict), in words. A setting the record lacks
+        counts as its default (the run was made before the setting existed)."""
         found = (
             [f"the command ({other.get('command')} there, {self.command} now)"]
             if other.get("command") != self.command
@@ -56,7 +67,7 @@ class RunIdentity:
         for name in sorted(set(self.inputs) | set(other.get("inputs", {}))):
             if self.inputs.get(name) != other.get("inputs", {}).get(name):
                 found.append(f"the {name}")
-        recorded = other.get("settings", {})
+        recorded = {**self.defaults, **other.get("settings", {})}
         for name in sorted(set(self.settings) | set(recorded)):
             if self.settings.get(name) != recorded.get(name):
                 found.append(f"{name} ({recorded.get(name)!r} there, {self.settings.get(name)!r} now)")
@@ -153,7 +164,8 @@ def claim(
                 "--out, or clear it (--overwrite)"
             )
         with atomic_path(record) as tmp:
-            tmp.write_text(json.dumps(asdict(identity), indent=2, default=str))
+            recorded = {k: v for k, v in asdict(identity).items() if k != "defaults"}
+            tmp.write_text(json.dumps(recorded, indent=2, default=str))
         yield out
 
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,21 @@ def test_a_fresh_run_records_itself_and_releases_its_lock(tmp_path):
         "offsets": [1, 2],
     }  # device is not recorded
     assert IDENTITY.differences(recorded) == []
+
+
+def test_a_run_recorded_before_a_setting_existed_continues_at_that_settings_default(tmp_path):
+    @dataclass(frozen=True)
+    class Settings:
+        symmetry: str = "C1"
+        blush_from_resolution: float = 0.0  # the setting added since the run was recorded
+
+    older = {"command": "class3d", "inputs": {}, "settings": {"symmetry": "C1"}}
+    assert RunIdentity.of("class3d", {}, Settings()).differences(older) == []
+    changed = RunIdentity.of("class3d", {}, Settings(blush_from_resolution=15.0)).differences(older)
+    assert changed == ["blush_from_resolution (0.0 there, 15.0 now)"]
+    with claim(tmp_path, RunIdentity.of("class3d", {}, Settings()), resume=False):
+        pass
+    assert "defaults" not in json.loads((tmp_path / RUN_FILE).read_text())
 
 
 def test_another_runs_folder_is_refused_unless_continued_or_overwritten(tmp_path):
