@@ -32,7 +32,7 @@ import starfile
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import CLASSIFY_OFFSETS, checked_relion, pinned  # noqa: E402
+from peer import CLASSIFY_OFFSETS, checked_relion, find_relion, pinned  # noqa: E402
 from refine3d_vs_relion import blush, last_iteration, run_budgeted, write_results  # noqa: E402
 
 from blush_scipion.engine.fit import fit_rigid, transform_map  # noqa: E402
@@ -155,12 +155,14 @@ def ours(work: Path, arm: str, seed: int, diameter: float, args) -> Run:
     )
 
 
-def relion(work: Path, seed: int, diameter: float, args) -> Run:
+def relion(work: Path, seed: int, diameter: float, args, *, blush: bool = False) -> Run:
     """RELION's Class3D on the mixture, pinned to args.cores; stopped after args.relion_hours if given
     (resumed from its last iteration when a session ended it), then measured at its last finished
     iteration."""
     peer = checked_relion(work / "peer_check")
-    out = work / f"relion_seed{seed}"
+    out = work / f"relion{'_blush' if blush else ''}_seed{seed}"
+    if blush and not peer.has_blush:
+        raise RuntimeError(f"RELION {peer.version} has no --blush (make peer builds RELION 5)")
     launch = pinned([peer.program("relion_refine")], args.cores)
     cmd = launch + [
         "--i",
@@ -198,6 +200,7 @@ def relion(work: Path, seed: int, diameter: float, args) -> Run:
         "--dont_combine_weights_via_disc",
         "--random_seed",
         str(seed),
+        *(["--blush"] if blush else []),
     ]
 
     def resume(it: str) -> list:
@@ -217,7 +220,7 @@ def relion(work: Path, seed: int, diameter: float, args) -> Run:
         seconds = float((out / "seconds.txt").read_text())
     else:
         budget = args.relion_hours * 3600 if args.relion_hours else None
-        seconds = run_budgeted(cmd, work, out, budget, resume=resume)
+        seconds = run_budgeted(cmd, work, out, budget, peer.blush_env() if blush else None, resume=resume)
     last = last_iteration(out, "model.star", "optimiser.star", "class001.mrc", "class002.mrc")
     classes = starfile.read(out / f"run_it{last}_model.star")["model_classes"]
     return Run(
@@ -262,6 +265,11 @@ def main():
         help="also arms with Blush from A (--blush-from-resolution; --blush starts at once, as RELION 5)",
     )
     p.add_argument("--relion", action="store_true", help="also RELION's Class3D (the peer)")
+    p.add_argument(
+        "--relion-blush",
+        action="store_true",
+        help="also RELION 5's Class3D --blush (its Blush through our relion_python_blush)",
+    )
     p.add_argument("--cores", default="0", help="taskset cores for RELION (one, as ours runs)")
     p.add_argument(
         "--relion-hours",
@@ -273,7 +281,7 @@ def main():
     args = p.parse_args()
     diameter = args.diameter or round(args.box * args.apix * 2 / 3, 1)
     arms = ["standard"] + (["blush"] if args.blush else []) + [f"blush_from{a:g}" for a in args.blush_from]
-    arms += ["relion"] if args.relion else []
+    arms += (["relion"] if args.relion else []) + (["relion_blush"] if args.relion_blush else [])
     rows = []
     for pair in args.pairs:
         names = pair.split(":")
@@ -283,15 +291,16 @@ def main():
             runs = [
                 (
                     arm,
-                    relion(work, seed, diameter, args)
-                    if arm == "relion"
+                    relion(work, seed, diameter, args, blush=arm == "relion_blush")
+                    if arm.startswith("relion")
                     else ours(work, arm, seed, diameter, args),
                 )
                 for arm in arms
             ]
-            stopped = runs[-1][1].iterations if args.relion else args.iter
-            if 0 < stopped < args.iter:  # RELION stopped early: ours beside it at the same iteration too
-                runs += [(arm, ours_at(work, arm, seed, stopped)) for arm in arms if arm != "relion"]
+            ours_arms = [arm for arm in arms if not arm.startswith("relion")]
+            stopped = {run.iterations for arm, run in runs if arm.startswith("relion")}
+            for it in sorted(i for i in stopped if 0 < i < args.iter):  # ours beside a stopped RELION
+                runs += [(arm, ours_at(work, arm, seed, it)) for arm in ours_arms]
             for arm, (data_star, maps, seconds, resolution, iterations) in runs:
                 row = {
                     "pair": pair,
@@ -304,6 +313,8 @@ def main():
                 }
                 rows.append(row)
                 print(row, flush=True)
+    relion = find_relion() if args.relion or args.relion_blush else None
+    peer_version = f"RELION {relion.version}" if relion else "not run"
     keys = ["pair", "arm", "seed", "iterations", "accuracy", "shares"]
     keys += sorted({k for r in rows for k in r if k.endswith("_fsc_truth_05_A")}) + [
         "class_resolution_A",
@@ -317,7 +328,7 @@ def main():
         f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "
         "(all particles at their true poses); accuracy: the better labelling against the truth; each "
         "structure's class map docked onto its truth (engine/fit.py) before its FSC. RELION: the checked "
-        "peer (benchmarks/peer.py), one core"
+        f"peer (benchmarks/peer.py; {peer_version}), one core"
         + (
             f", stopped after {args.relion_hours} h if not done (ours then also at RELION's last iteration)."
             if args.relion_hours

@@ -2,8 +2,9 @@
 
 Every benchmark that runs relion_refine builds its command here, so that all of them get the same
 set-up and say which one they had:
-- which RELION: one built by `make peer` under .peer/ (RELION 4.0, its defaults right for our
-  references) when present, else the one on PATH (Debian's 3.1.3); `RELION_BIN` picks a folder;
+- which RELION: one built by `make peer` under .peer/ (RELION 5.0.1, or 4.0: their defaults right
+  for our references) when present, else the one on PATH (Debian's 3.1.3); `RELION_BIN` picks a
+  folder; RELION 5's --blush runs our `relion_python_blush` (Relion.blush_env), the same denoiser;
 - its version and the check `../shared/peer/relion_ctf_check.sh` (RELION's own noise-free CTF
   projections of a map, refined for one iteration from that map: the median pose error must be
   under 10 deg), run once per set-up and remembered in results/peer_check.json; a set-up that
@@ -46,6 +47,16 @@ class Relion:
 
     def program(self, name: str) -> str:
         return str(self.bin / name)
+
+    @property
+    def has_blush(self) -> bool:
+        """RELION 5 has --blush (refine, Class3D), run as `relion_python_blush` from PATH."""
+        return int(self.version.split(".")[0]) >= 5 if self.version[:1].isdigit() else False
+
+    def blush_env(self) -> dict[str, str]:
+        """The environment in which RELION 5's --blush runs our relion_python_blush (this venv's
+        console script: the denoiser we ship), not a conda environment's."""
+        return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
     @property
     def corrected_ref_flag(self) -> list[str]:

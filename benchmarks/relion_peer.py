@@ -133,6 +133,21 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
         ),
         ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain")),
     ]
+    relion = checked_relion(work.parent)
+    if relion.has_blush:  # RELION 5's own Blush schedule, with the denoiser we ship
+        arms.append(
+            (
+                f"relion_refine --blush (RELION {relion.version.split('-')[0]})",
+                lambda: run_relion(
+                    work,
+                    diameter,
+                    budget_s=budget,
+                    name="relion_blush",
+                    extra=("--blush",),
+                    env=relion.blush_env(),
+                ),
+            )
+        )
     rows = []
     for program, run in arms:
         result = run()
