@@ -166,45 +166,48 @@ def run_budgeted(
     resume: Callable[[str], list] | None = None,
 ) -> float:
     """Run `cmd` in `work` (its log in out/log.txt), stopped after `budget_s` seconds if given;
-    returns its wall time. A finished run of the same command and budget in `out` is reused. A run
-    that was killed (a session's end) goes on with `resume(NNN)`, the command that continues from
-    its last finished iteration NNN, with what is left of its budget; its wall time counts up to that
-    iteration (from started.json and the iteration's optimiser file), not the work lost after it nor
-    the time between the sessions it ran in."""
+    returns its wall time. A run of the same command in `out` that finished, or was stopped by the
+    same budget, is reused. One that was killed (a session's end) or stopped by a smaller budget
+    goes on with `resume(NNN)`, the command that continues from its last finished iteration NNN,
+    with what is left of the budget: its wall time counts up to that iteration (from started.json
+    and the iteration's optimiser file), not the work lost after it nor the time between the
+    sessions it ran in."""
     timing, started = out / "timing.json", out / "started.json"
-    if timing.exists() and json.loads(timing.read_text()).get("run") == [cmd, budget_s]:
-        return json.loads(timing.read_text())["seconds"]
+    if timing.exists():
+        last = json.loads(timing.read_text())
+        if last.get("run") == [cmd, budget_s] or (last.get("finished") and last["run"][0] == cmd):
+            return last["seconds"]
     done = sorted(out.glob("run_it*_optimiser.star"))
     record = json.loads(started.read_text()) if started.exists() else {}
-    if resume and done and record.get("run") == [cmd, budget_s]:
+    if resume and done and record.get("run", [None])[0] == cmd:
         # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
         segment = record.get("segment_started", record["started"])
         before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)
-        started.write_text(json.dumps({**record, "before": before, "segment_started": time.time()}))
+        record = {**record, "run": [cmd, budget_s], "before": before, "segment_started": time.time()}
+        started.write_text(json.dumps(record))
         run, mode = resume(done[-1].name[6:9]), "a"
     else:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         started.write_text(json.dumps({"run": [cmd, budget_s], "started": time.time()}))
         before, run, mode = 0.0, cmd, "w"
+    left = None if budget_s is None else budget_s - before
+    finished = False
     t0 = time.perf_counter()
-    with open(out / "log.txt", mode) as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            run,
-            cwd=work,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    try:
-        if proc.wait(timeout=None if budget_s is None else max(1.0, budget_s - before)):
-            raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+    if left is None or left > 0:
+        with open(out / "log.txt", mode) as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                run, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
+        try:
+            if proc.wait(timeout=left):
+                raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
+            finished = True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
     seconds = before + time.perf_counter() - t0
-    timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds}))
+    timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds, "finished": finished}))
     return seconds
 
 
