@@ -313,8 +313,8 @@ def main():
                 }
                 rows.append(row)
                 print(row, flush=True)
-    relion = find_relion() if args.relion or args.relion_blush else None
-    peer_version = f"RELION {relion.version}" if relion else "not run"
+    found = find_relion() if args.relion or args.relion_blush else None
+    peer_version = f"RELION {found.version}" if found else "not run"
     keys = ["pair", "arm", "seed", "iterations", "accuracy", "shares"]
     keys += sorted({k for r in rows for k in r if k.endswith("_fsc_truth_05_A")}) + [
         "class_resolution_A",
