@@ -56,6 +56,9 @@ ARMS = {
 }
 TUNING = ["3k7pA", "3gknA", "1dx5I"]  # training split, 12-22 kDa
 REPORTED = ["1osm", "3nbkA", "4gcnA", "2qdlA"]  # validate split, under 60 kDa
+KEYS = ["model", "snr", "seed", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A"]
+KEYS += ["denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A"]
+KEYS += ["median_angular_error_deg", "within_20deg"]
 
 
 def run_arm(work: Path, arm: str, diameter: float, device: str, timeout: float | None = None):
@@ -121,23 +124,11 @@ def by_arm(rows: list[dict]) -> list[dict]:
 def write(results: dict, name: str, device: str) -> None:
     """The results so far (after each row: a run stopped by a time cap keeps its finished arms),
     with each arm's means below the rows."""
-    keys = [
-        "model",
-        "snr",
-        "seed",
-        "arm",
-        "wall_s",
-        "iterations",
-        "fsc_truth_05_A",
-        "undocked_fsc_truth_05_A",
-    ]
-    keys += ["denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A"]
-    keys += ["median_angular_error_deg", "within_20deg"]
     results["by_arm"] = by_arm(results["rows"])
     summary = ["| " + " | ".join(results["by_arm"][0]) + " |", "|" + "---|" * len(results["by_arm"][0])]
     summary += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in results["by_arm"]]
     denoiser = f"Denoiser on a 128^3 map at 1.5 A ({device}): {results['denoise_128_seconds']} s"
-    write_results(name, results, keys, "Means per arm:\n\n" + "\n".join(summary) + f"\n\n{denoiser}")
+    write_results(name, results, KEYS, "Means per arm:\n\n" + "\n".join(summary) + f"\n\n{denoiser}")
 
 
 def main():
@@ -156,8 +147,9 @@ def main():
     print(f"denoiser, 128^3 map on {args.device}: {results['denoise_128_seconds']} s", flush=True)
     for snr in args.snr:
         for name in args.models:
+            model = MODELS / f"{name}.pdb.gz"
+            diameter = diameter_of(model)
             for seed in args.seeds:
-                model = MODELS / f"{name}.pdb.gz"
                 work = (
                     HERE
                     / "work"
@@ -172,7 +164,6 @@ def main():
                         n_particles=args.n, box=64, pixel_size=2.0, snr=snr, seed=seed
                     )
                     simulate_from_model(model, settings, work)
-                diameter = diameter_of(model)
                 for arm in args.arms:
                     row = {
                         "model": name,

@@ -206,15 +206,16 @@ def relion(work: Path, seed: int, diameter: float, args, *, blush: bool = False)
     def resume(it: str) -> list:
         """RELION's own --continue from iteration `it`, with the options its optimiser does not keep."""
         optimiser = f"{out.name}/run_it{it}_optimiser.star"
-        return (
-            launch
-            + ["--continue", optimiser, "--o", f"{out.name}/run", "--iter", str(args.iter)]
-            + [
-                "--j",
-                "1",
-                "--dont_combine_weights_via_disc",
-            ]
-        )
+        kept = [
+            "--o",
+            f"{out.name}/run",
+            "--iter",
+            str(args.iter),
+            "--j",
+            "1",
+            "--dont_combine_weights_via_disc",
+        ]
+        return launch + ["--continue", optimiser, *kept]
 
     if (out / "seconds.txt").exists():  # a run from before the budget (class3d_ci), unbudgeted
         seconds = float((out / "seconds.txt").read_text())

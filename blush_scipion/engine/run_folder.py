@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,10 @@ class RunIdentity:
         """An identity with `settings` (a settings dataclass, or a dict) as JSON holds them (so that
         a recorded one compares equal), less those in `ignore` (how a run is computed, not what it
         computes)."""
-        values, defaults = dict(settings) if isinstance(settings, dict) else asdict(settings), {}
-        if is_dataclass(settings):
+        if isinstance(settings, dict):
+            values, defaults = dict(settings), {}
+        else:
+            values = asdict(settings)
             defaults = {f.name: f.default for f in fields(settings) if f.default is not MISSING}
 
         def as_json(d: dict) -> dict:
