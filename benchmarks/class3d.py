@@ -121,6 +121,8 @@ def score(work: Path, names: list[str], data_star: Path, maps: list[Path], args)
 def ours(work: Path, arm: str, seed: int, diameter: float, args) -> Run:
     out = work / f"{arm}_seed{seed}"
     extra = ["--blush"] if arm.startswith("blush") else []
+    if arm == "grid_only":  # the 15 deg grid without oversampling its significant poses
+        extra = ["--oversampling", "0"]
     if arm.startswith("blush_from"):  # blush_from15: Blush once the best class reaches 15 A
         extra += ["--blush-from-resolution", arm.removeprefix("blush_from")]
     seconds = 0.0
@@ -258,6 +260,9 @@ def main():
     p.add_argument("--diameter", type=float, default=None, help="A (default: 2/3 of the box)")
     p.add_argument("--blush", action="store_true", help="also the arm with --blush")
     p.add_argument(
+        "--grid-only", action="store_true", help="also the arm without oversampling (--oversampling 0)"
+    )
+    p.add_argument(
         "--blush-from",
         type=float,
         nargs="+",
@@ -281,7 +286,12 @@ def main():
     p.add_argument("--name", default="class3d")
     args = p.parse_args()
     diameter = args.diameter or round(args.box * args.apix * 2 / 3, 1)
-    arms = ["standard"] + (["blush"] if args.blush else []) + [f"blush_from{a:g}" for a in args.blush_from]
+    arms = (
+        ["standard"]
+        + (["grid_only"] if args.grid_only else [])
+        + (["blush"] if args.blush else [])
+        + [f"blush_from{a:g}" for a in args.blush_from]
+    )
     arms += (["relion"] if args.relion else []) + (["relion_blush"] if args.relion_blush else [])
     rows = []
     for pair in args.pairs:

@@ -149,12 +149,38 @@ def estep_gflops(device="cpu"):
     return round(flops / dt / 1e9, 1), round(peak / 1e9, 1)
 
 
-def run_blush(work: Path, device: str):
-    """`blush refine3d` on work/particles.star from the truth at 40 A (a finished run is reused)."""
+def run_blush(work: Path, device: str, cores: str | None = None):
+    """`blush refine3d` on work/particles.star from the truth at 40 A, pinned to `cores` with one
+    thread per core (a finished run is reused)."""
     out = work / "blush"
-    seconds = run_budgeted([*BLUSH, *refine3d_args("blush", "--device", device)], work, out)
+    env = {**os.environ, "OMP_NUM_THREADS": str(core_count(cores))} if cores else None
+    cmd = pinned([*BLUSH, *refine3d_args("blush", "--device", device)], cores)
+    seconds = run_budgeted(cmd, work, out, env=env)
     s = json.loads((out / "summary.json").read_text())
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], seconds, s["iterations"]
+
+
+def ours_at(work: Path, iteration: int):
+    """Our finished run read at an earlier iteration (its half-1 map, as RELION's is read when
+    stopped), to set beside a RELION run stopped there: run_blush's tuple."""
+    out = work / "blush"
+    history = json.loads((out / "summary.json").read_text())["history"][:iteration]
+    return (
+        out / f"run_it{iteration:03d}_data.star",
+        out / f"run_it{iteration:03d}_half1_class001.mrc",
+        history[-1]["resolution"],
+        sum(h["seconds"] for h in history),
+        iteration,
+    )
+
+
+def core_count(cores: str) -> int:
+    """The number of cores in a taskset list such as "0", "0-3" or "0,2"."""
+    count = 0
+    for part in cores.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def run_budgeted(
@@ -261,18 +287,45 @@ def run_relion(
         return cmd[: cmd.index("--o")] + continued + ["--dont_combine_weights_via_disc"]
 
     seconds = run_budgeted(cmd, work, out, budget_s, env, resume=resume)
-    last = last_iteration(out, "half1_model.star", "half1_class001.mrc")
-    final = out / "run_class001.mrc"
-    data = out / "run_data.star" if (out / "run_data.star").exists() else out / f"run_it{last}_data.star"
-    model = (
-        out / "run_model.star"
-        if (out / "run_model.star").exists()
-        else out / f"run_it{last}_half1_model.star"
+    if (out / "run_data.star").exists():  # converged: its final (joined) map
+        model = (out / "run_model.star").read_text()
+        return (
+            out / "run_data.star",
+            out / "run_class001.mrc",
+            current_resolution(model),
+            seconds,
+            int(last_iteration(out, "half1_model.star")),
+        )
+    return relion_at(out, int(last_iteration(out, "half1_model.star", "half1_class001.mrc")), seconds)
+
+
+def current_resolution(model_star: str) -> float:
+    return float(model_star.split("_rlnCurrentResolution")[1].split()[0])  # A since RELION 3.1
+
+
+def relion_at(out: Path, iteration: int, seconds: float):
+    """A RELION auto-refine read at `iteration` (its half-1 map and gold standard), as run_relion
+    returns it, with `seconds` as its wall time."""
+    model = (out / f"run_it{iteration:03d}_half1_model.star").read_text()
+    return (
+        out / f"run_it{iteration:03d}_data.star",
+        out / f"run_it{iteration:03d}_half1_class001.mrc",
+        current_resolution(model),
+        seconds,
+        iteration,
     )
-    gold = float(model.read_text().split("_rlnCurrentResolution")[1].split()[0])  # A in RELION 3.1
-    if not final.exists():
-        final = out / f"run_it{last}_half1_class001.mrc"
-    return data, final, gold, seconds, int(last)
+
+
+def iteration_seconds(out: Path) -> dict[int, float]:
+    """When each of a RELION run's iterations finished (seconds from its start; its optimiser file
+    is written last), for a run made in one go (a resumed one has gaps: none returned)."""
+    record = json.loads((out / "started.json").read_text())
+    if "before" in record:
+        return {}
+    return {
+        int(f.name[6:9]): f.stat().st_mtime - record["started"]
+        for f in sorted(out.glob("run_it*_optimiser.star"))
+    }
 
 
 def main():
@@ -282,13 +335,18 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--relion", action="store_true", help="also run relion_refine (hours on 2 cores)")
     p.add_argument("--relion-iter-max", type=int, default=None)
-    p.add_argument(
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
         "--relion-budget",
         type=float,
         default=None,
         metavar="X",
         help="stop relion_refine after X times our wall time and measure its last finished iteration",
     )
+    budget.add_argument(
+        "--relion-hours", type=float, default=None, metavar="H", help="stop relion_refine after H hours"
+    )
+    p.add_argument("--cores", default="0", help="taskset list for both programs, run one after the other")
     p.add_argument("--name", default="refine3d", help="results file name (benchmarks/results/NAME.{json,md})")
     args = p.parse_args()
     results = {"estep_gflops": None, "gemm_peak_gflops": None, "rows": []}
@@ -301,13 +359,13 @@ def main():
                 model, SimulationSettings(n_particles=args.n, box=64, pixel_size=2.0, snr=0.1, seed=5), work
             )
         sym_op = two_fold(model)
-        row = {
+        ours = {
             "model": name,
             "program": "blush refine3d",
-            **evaluate(work, *run_blush(work, args.device), sym_op),
+            **evaluate(work, *run_blush(work, args.device, args.cores), sym_op),
         }
-        results["rows"].append(row)
-        print(row, flush=True)
+        results["rows"].append(ours)
+        print(ours, flush=True)
         if args.relion and find_relion():
             relion = checked_relion(HERE / "work")
             results["peer"] = {
@@ -315,17 +373,12 @@ def main():
                 "bin": str(relion.bin),
                 "flags": relion.corrected_ref_flag,
                 "ctf_check_median_error_deg": ctf_check(relion, HERE / "work"),
-                "cores": "0",
+                "cores": args.cores,
+                "threads": 1,
             }
-            budget = args.relion_budget * row["wall_s"] if args.relion_budget else None
-            row = {
-                "model": name,
-                "program": f"relion_refine {relion.version}"
-                + (f" (stopped at {args.relion_budget:g}x)" if budget else ""),
-                **evaluate(work, *run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget), sym_op),
-            }
-            results["rows"].append(row)
-            print(row, flush=True)
+            for row in relion_rows(work, relion.version, ours, sym_op, args):
+                results["rows"].append({"model": name, **row})
+                print(results["rows"][-1], flush=True)
     keys = ["model", "program", *SCORE_KEYS, "median_error_up_to_2fold_deg"]
     write_results(
         args.name,
@@ -334,6 +387,37 @@ def main():
         f"E-step GEMMs: {results['estep_gflops']} GFLOP/s; "
         f"float32 GEMM peak {results['gemm_peak_gflops']} GFLOP/s",
     )
+
+
+def relion_rows(work: Path, version: str, ours: dict, sym_op, args) -> list[dict]:
+    """RELION's rows beside `ours`: its run (to convergence or stopped by the budget); where it
+    stopped, also RELION at our wall time and ours at RELION's last iteration."""
+    budget = args.relion_hours * 3600 if args.relion_hours else None
+    if args.relion_budget:
+        budget = args.relion_budget * ours["wall_s"]
+    run = run_relion(work, 0.9 * 64 * 2.0, args.relion_iter_max, budget, cores=args.cores)
+    stopped = not (work / "relion" / "run_data.star").exists()
+    label = f"relion_refine {version}"
+    rows = [
+        {
+            "program": label + (f" (stopped after {budget / 3600:.2f} h)" if stopped else ""),
+            **evaluate(work, *run, sym_op),
+        }
+    ]
+    if stopped:
+        times = iteration_seconds(work / "relion")
+        by_ours = [it for it, t in times.items() if it > 0 and t <= ours["wall_s"]]
+        if by_ours:
+            at = relion_at(work / "relion", by_ours[-1], times[by_ours[-1]])
+            rows.append({"program": f"{label} at our wall time", **evaluate(work, *at, sym_op)})
+        if run[-1] < ours["iterations"]:
+            rows.append(
+                {
+                    "program": f"blush refine3d at iteration {run[-1]}",
+                    **evaluate(work, *ours_at(work, run[-1]), sym_op),
+                }
+            )
+    return rows
 
 
 def write_results(name: str, results: dict, keys: list, footer: str) -> None:

@@ -1,19 +1,21 @@
 """3D classification (RELION's Class3D, standard or with Blush): EM over classes x orientations x
 translations, without half sets.
 
-K references start from one map low-passed to `ini_high` and put on the images' grey scale; in
-the first iteration each particle is compared with one class drawn at random (RELION's seed
-generation), so the first M-step makes K maps from K random subsets. Then every iteration scores
-each image against every class at every orientation of a HEALPix grid and every shift (the two
-GEMMs of expectation.py over K x R columns), with the per-shell noise model of its optics group,
-the class distribution and a Gaussian prior on the offsets as priors; the E-step uses the shells
-up to the best class's resolution plus a margin. The M-step back-projects each class's significant
-poses and regularises it with tau2 from its previous map's power spectrum (RELION's tau2_fudge, 4
-in 3D): where that spectrum is empty the data stand nearly unregularised, as in RELION. Class maps
-are masked by the particle's sphere (or --mask). With Blush, each class's regularised map is
-denoised, masked, and becomes that class's next reference (RELION 5: no spectral trailing in
-classification); run_classNNN.mrc keeps the regularised map, run_classNNN_blush.mrc the denoised.
-Every iteration is checkpointed (RELION's run_itNNN_* names); `resume` continues from the last one.
+K references start from one map low-passed to `ini_high` and put on the images' grey scale; in the
+first iteration each particle is compared with one class drawn at random (RELION's seed generation),
+so the first M-step makes K maps from K random subsets. Then every iteration scores each image
+against every class at every orientation of a HEALPix grid and every shift (the two GEMMs of
+expectation.py over K x R columns), with the per-shell noise model of its optics group, the class
+distribution and a Gaussian prior on the offsets as priors; the E-step uses the shells up to the
+best class's resolution plus a margin. With oversampling (RELION's --oversampling 1, the default)
+each image's significant poses are then scored again at half the angular and offset steps
+(local_search.fine_pass). The M-step back-projects each class's significant poses and regularises it
+with tau2 from its previous map's power spectrum (RELION's tau2_fudge, 4 in 3D): where that spectrum
+is empty the data stand nearly unregularised, as in RELION. Class maps are masked by the particle's
+sphere (or --mask). With Blush, each class's regularised map is denoised, masked, and becomes that
+class's next reference (RELION 5: no spectral trailing in classification); run_classNNN.mrc keeps
+the regularised map, run_classNNN_blush.mrc the denoised. Every iteration is checkpointed (RELION's
+run_itNNN_* names); `resume` continues from the last one.
 """
 
 from __future__ import annotations
@@ -38,17 +40,24 @@ from .fsc import last_ssnr_shell
 from .history import Class3DRecord, DriverState
 from .images import initial_radius, initial_sigma2
 from .inputs import check_classes, check_reference, input_fingerprints
+from .local_search import Cells, cell_children, fine_pass
 from .mask import particle_diameter
 from .model_star import write_classification_model_star
 from .mrc import read_map, write_map
 from .option import option
 from .particles import Particles
-from .projector import extract_central_slices, fourier_reference, fourier_shape, hermitian_symmetrize
+from .projector import (
+    extract_central_slices,
+    fourier_reference,
+    fourier_shape,
+    hermitian_symmetrize,
+    reference_channels,
+)
 from .reconstruct import shell_mean, wiener_map
 from .refine3d import _insert, greyscale_scale, half_batch_size, solvent_mask
 from .rotation import symmetric_distance
 from .run_folder import RunControl, RunIdentity
-from .sampling import grid_rotations, orientation_grid, translation_grid
+from .sampling import angular_step, grid_rotations, orientation_grid, translation_grid
 from .summary import finish_classification
 from .symmetry import symmetry_operators
 
@@ -72,14 +81,23 @@ class Class3DSettings:
     symmetry: str = option("C1", "point group: C<n>, D<n>, T, O, I (RELION settings)", kind="str", flag="sym")
     healpix_order: int = option(
         2,
-        "angular sampling: order k gives 60/2^k degrees (2: 15 deg; RELION's 7.5 deg "
-        "default is order 2 oversampled once)",
+        "angular sampling: order k gives 60/2^k degrees (2: 15 deg, searched at 7.5 deg where "
+        "oversampled: RELION's default)",
         kind="order",
     )
     offset_range: float = option(
         5.0, "translation search range around each image's offset", kind="non_negative", unit="px"
     )
     offset_step: float = option(2.0, "translation step", kind="positive", unit="px")
+    oversampling: int = option(
+        1,
+        "1: each image's significant poses of the grid are scored again at half the angular and offset "
+        "steps (RELION's --oversampling 1: order 2 searches 7.5 deg); 0: the grid alone",
+        kind="non_negative",
+    )
+    oversampled_cells: int = option(
+        32, "at most this many significant grid poses per image are oversampled", kind="count"
+    )
     resolution_margin: int = option(
         10, "E-step shells beyond the best class's resolution (RELION's --incr_size)", kind="count"
     )
@@ -139,12 +157,25 @@ class Assignment:
 
 @dataclass
 class ClassSums:
-    """An E-step's M-step sums: per class and orientation of the grid, and over the whole set."""
+    """An E-step's M-step sums: each class's back-projection (its data and weights on the padded
+    grid's half volume) and posterior mass, and sums over the whole set."""
 
-    grid: GridSums  # (K R, P)
+    data: torch.Tensor  # (K, *fourier_shape(2 n)) complex
+    weight: torch.Tensor  # (K, *fourier_shape(2 n))
     mass: torch.Tensor  # (K,) posterior mass per class
     offset2: float  # sum over particles of the expected squared offset (pixels^2)
     residual: ResidualSums
+
+    @classmethod
+    def zeros(cls, k: int, noise: NoiseModel) -> ClassSums:
+        shape, device = (k, *fourier_shape(PAD * noise.n)), noise.weight.device
+        return cls(
+            torch.zeros(shape, dtype=torch.complex64, device=device),
+            torch.zeros(shape, device=device),
+            torch.zeros(k, device=device),
+            0.0,
+            ResidualSums.zeros(noise),
+        )
 
 
 # --- E-step ---------------------------------------------------------------------------------
@@ -162,52 +193,115 @@ def expectation(
     world: World = World(),
 ) -> tuple[ClassSums, Assignment]:
     """Score every particle against references (K, n, n, n) at every orientation and shift around
-    its previous offset; `seeds` (N,): the one class each particle may take (the first iteration).
-    Returns the M-step sums and the best assignment, whole on every rank of a `world`."""
+    its previous offset, then (settings.oversampling) its significant poses again at half the steps;
+    `seeds` (N,): the one class each particle may take (the first iteration). Returns the M-step
+    sums and the best assignment, whole on every rank of a `world`."""
     device = torch.device(settings.device)
     n, k = particles.image_size, references.shape[0]
     noise = NoiseModel.at(n, state.r_current, torch.tensor(state.sigma2, dtype=torch.float32), device)
     grid = grid_rotations(orientation_grid(settings.healpix_order)).to(device)
     r = len(grid)
+    transforms = [fourier_reference(ref.to(device), PAD) for ref in references]
     projections = torch.cat(
-        [
-            extract_central_slices(fourier_reference(ref.to(device), PAD), grid, noise.points, PAD)
-            for ref in references
-        ]
+        [extract_central_slices(f, grid, noise.points, PAD) for f in transforms]
     )  # (K R, P)
+    channels = (
+        [reference_channels(f, noise.points.radius, PAD) for f in transforms] if settings.oversampling else []
+    )
+    del transforms
     shifts = translation_grid(settings.offset_range, settings.offset_step).to(device)
     phases = shift_phases(shifts, noise.points.coords, n)
+    turns, nudges = (
+        x.to(device) for x in cell_children(angular_step(settings.healpix_order), settings.offset_step)
+    )
+    fine_shifts = shifts[:, None] + nudges[None]  # (T, 4, 2)
     log_class = torch.log(torch.tensor(state.distribution, device=device).clamp(min=1e-8)).repeat_interleave(
         r
     )
     column_class = torch.arange(k * r, device=device) // r
-    sums = ClassSums(
-        GridSums.zeros(k * r, noise), torch.zeros(k * r, device=device), 0.0, ResidualSums.zeros(noise)
-    )
+    sym = symmetry_operators(settings.symmetry).to(device)
+    sums = ClassSums.zeros(k, noise)
+    grid_sums = None if settings.oversampling else GridSums.zeros(k * r, noise)
     offset2 = torch.zeros((), dtype=torch.float64, device=device)
     rows = world.share(np.arange(len(particles)))
-    best = BestPoses.empty(len(rows))
-    size = half_batch_size(noise.points, settings, orientations=k * r, shifts=len(shifts))
+    best, chosen = BestPoses.empty(len(rows)), torch.zeros(len(rows), 3, 3)
+    size = half_batch_size(
+        noise.points,
+        settings,
+        orientations=k * r,
+        shifts=len(shifts),
+        cells=settings.oversampled_cells if settings.oversampling else 0,
+    )
     for b in image_batches(particles, rows, a.origins[rows], noise, size, device, progress=progress):
         x_t = shifted(b.x, phases)  # (B, T, P)
-        total = a.origins[b.rows].to(device)[:, None, :] + shifts[None]  # (B, T, 2)
+        origins = a.origins[b.rows].to(device)
+        total = origins[:, None, :] + shifts[None]  # (B, T, 2)
         log_offset = -(total**2).sum(-1) / (2 * state.sigma_offset**2)
         scores = log_likelihoods(x_t, b.ctf, b.weight, projections) + log_offset[:, :, None] + log_class
         if seeds is not None:
             other = column_class[None, :] != seeds[b.rows].to(device)[:, None]  # (B, K R)
             scores = scores.masked_fill(other[:, None, :], -torch.inf)
         probs, pmax, (bt, br) = posteriors(scores)
+        probs = significant(probs)  # the M-step (or the oversampled pass) visits significant poses only
         ar = torch.arange(len(b.rows), device=device)
-        best.add(b.at, br, total[ar, bt], pmax)
-        probs = significant(probs)  # the M-step visits significant poses only
-        offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
-        sums.residual.add(x_t[ar, bt] - b.ctf * projections[br], b)
-        sums.grid.add(probs, x_t, b)
-        sums.mass += probs.sum((0, 1))
-    world.sum(sums.grid.data, sums.grid.weight, sums.mass, sums.residual.sums, sums.residual.weights, offset2)
-    sums.mass, sums.offset2 = sums.mass.reshape(k, r).sum(1).cpu(), float(offset2)
-    column, origins, max_prob = best.gathered(rows, len(particles), world)
-    return sums, Assignment(column // r, grid.cpu()[column % r], origins, max_prob)
+        if grid_sums is None:
+            top_p, top_t, top_c = Cells.top(probs, settings.oversampled_cells)
+            fine_total = origins[:, None, None, :] + fine_shifts[None]  # (B, T, 4, 2)
+            found = fine_pass(
+                channels,
+                b.x,
+                b.ctf,
+                b.weight,
+                b.ctf_over_noise,
+                Cells(
+                    top_p,
+                    top_t,
+                    turns[None, None] @ grid[top_c % r][:, :, None],
+                    log_class[top_c][..., None].expand(-1, -1, len(turns)),
+                    top_c // r,
+                ),
+                fine_shifts,
+                noise.points,
+                shift_log_prior=-(fine_total**2).sum(-1) / (2 * state.sigma_offset**2),
+                pad=PAD,
+            )
+            best.add(b.at, found.classes, origins + found.shifts, found.max_prob)
+            chosen[b.at] = found.rotations.cpu()
+            offset2 += (found.shift_posterior * (fine_total**2).sum(-1)).sum().double()
+            sums.residual.add(found.residual, b)
+            sums.mass.index_add_(0, top_c.flatten() // r, found.mass.flatten())
+            for c in range(k):
+                mine = found.slice_classes == c
+                _insert(
+                    sums.data[c],
+                    sums.weight[c],
+                    found.slices[mine],
+                    found.slice_weights[mine],
+                    found.slice_rotations[mine],
+                    noise.points,
+                    sym,
+                )
+        else:
+            best.add(b.at, br // r, total[ar, bt], pmax)
+            chosen[b.at] = grid[br % r].cpu()
+            offset2 += (probs.sum(2) * (total**2).sum(-1)).sum().double()
+            sums.residual.add(x_t[ar, bt] - b.ctf * projections[br], b)
+            grid_sums.add(probs, x_t, b)
+            sums.mass += probs.sum((0, 1)).reshape(k, r).sum(1)
+    if grid_sums is not None:  # each class's orientations some image weighs on
+        used = grid_sums.used().reshape(k, r)
+        for c in range(k):
+            cols = slice(c * r, (c + 1) * r)
+            data, weight = grid_sums.data[cols][used[c]], grid_sums.weight[cols][used[c]]
+            _insert(sums.data[c], sums.weight[c], data, weight, grid[used[c]], noise.points, sym)
+    world.sum(sums.data, sums.weight, sums.mass, sums.residual.sums, sums.residual.weights, offset2)
+    sums.mass, sums.offset2 = sums.mass.cpu(), float(offset2)
+    classes, origins, max_prob = best.gathered(rows, len(particles), world)
+    mine = torch.zeros(len(particles), dtype=torch.bool)
+    mine[rows] = True
+    rotations = torch.zeros(len(particles), 3, 3)
+    rotations[rows] = chosen
+    return sums, Assignment(classes, world.assemble(rotations, mine), origins, max_prob)
 
 
 # --- M-step ---------------------------------------------------------------------------------
@@ -228,36 +322,12 @@ def class_ssnr(tau2: torch.Tensor, mean_weight: torch.Tensor, fudge: float) -> t
 
 
 def class_map(
-    sums: ClassSums,
-    c: int,
-    grid: torch.Tensor,
-    tau2: torch.Tensor,
-    sym: torch.Tensor,
-    n: int,
-    settings: Class3DSettings,
+    sums: ClassSums, c: int, tau2: torch.Tensor, n: int, settings: Class3DSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class c's tau2-regularised map (n, n, n) and its SSNR per shell (n//2+1,).
-
-    Its significant orientations' sums are back-projected into a half volume (one class at a time:
-    memory holds one class's volumes whatever K); shells where tau2 is empty (beyond a low-passed
-    start) are regularised by 0.001 of their mean weight, as RELION does."""
-    r = len(grid)
-    cols = slice(c * r, (c + 1) * r)
-    data_rows, weight_rows = sums.grid.data[cols], sums.grid.weight[cols]
-    used = (weight_rows > 0).any(1)
-    m = PAD * n
-    device = data_rows.device
-    data = torch.zeros(fourier_shape(m), dtype=torch.complex64, device=device)
-    weight = torch.zeros(fourier_shape(m), device=device)
-    _insert(
-        data,
-        weight,
-        data_rows[used],
-        weight_rows[used],
-        grid.to(device)[used],
-        sums.residual.noise.points,
-        sym,
-    )
+    """Class c's tau2-regularised map (n, n, n) and its SSNR per shell (n//2+1,), from its
+    back-projection; shells where tau2 is empty (beyond a low-passed start) are regularised by 0.001
+    of their mean weight, as RELION does."""
+    data, weight = sums.data[c], sums.weight[c]
     hermitian_symmetrize(data, weight)
     mean_weight = shell_mean(weight, n, PAD)[: n // 2 + 1].cpu()
     ssnr = class_ssnr(tau2, mean_weight, settings.tau2_fudge)
@@ -283,14 +353,11 @@ def maximisation(
     """New regularised class maps (K, n, n, n), masked; Blush's references (K, n, n, n) or None
     without a `denoiser`; the classes' SSNR (K, n//2+1). tau2 (K, n//2+1): the previous maps'."""
     k = tau2.shape[0]
-    device = torch.device(settings.device)
-    grid = grid_rotations(orientation_grid(settings.healpix_order))
-    sym = symmetry_operators(settings.symmetry).to(device)
     mask = solvent_mask(settings, n, apix)
     maps, blush, ssnr = [], [], []
     diameter = particle_diameter(settings.diameter, n, apix)
     for c in range(k):
-        volume, s = class_map(sums, c, grid, tau2[c], sym, n, settings)
+        volume, s = class_map(sums, c, tau2[c], n, settings)
         maps.append(volume * mask)
         ssnr.append(s)
         if denoiser is not None:

@@ -32,6 +32,13 @@ def _corners(dim: int, half_width: float) -> torch.Tensor:
     return torch.tensor(list(itertools.product((-1.0, 1.0), repeat=dim)), dtype=torch.float64) * half_width
 
 
+def cell_children(step: float, offset_step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The children of a coarse cell of a grid of steps `step` (degrees) and `offset_step` (pixels),
+    as RELION's --oversampling 1 samples it at half the steps: (8, 3, 3) rotations D to apply on the
+    left (D R) and (4, 2) shifts to add, a quarter of the step off the centre on every axis."""
+    return rotation_vector_matrix(_corners(3, step / 4)).float(), _corners(2, offset_step / 4).float()
+
+
 @dataclass(frozen=True)
 class LocalSampling:
     """Poses relative to an image's previous one (rotations act on the left: R = D R_prev)."""
@@ -111,6 +118,32 @@ class LocalResult:
     slice_rotations: torch.Tensor  # (K, 3, 3) poses to back-project at
     slices: torch.Tensor  # (K, P) complex: posterior-weighted, noise-weighted CTF x images
     slice_weights: torch.Tensor  # (K, P) posterior-weighted CTF^2 over noise
+    classes: torch.Tensor  # (B,) long: the most probable pose's reference (0 with one)
+    slice_classes: torch.Tensor  # (K,) long: each slice's reference
+    mass: torch.Tensor  # (B, C) posterior mass of each image's cells (summed over their children)
+    shift_posterior: torch.Tensor  # (B, T, 4) each fine shift's posterior (summed over rotations)
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Each image's significant coarse cells, to be sampled child by child: (B, C) each, C the most
+    any image of the batch keeps (the others' extra cells have probability 0)."""
+
+    probability: torch.Tensor  # (B, C) coarse posterior; 0: not significant
+    shift: torch.Tensor  # (B, C) long: the coarse shift (an index into the fine shifts' first axis)
+    rotations: torch.Tensor  # (B, C, 8, 3, 3) the cell's fine rotations
+    log_prior: torch.Tensor  # (B, C, 8) their log prior (orientation, class)
+    reference: torch.Tensor | None = None  # (B, C) long: which reference (classes); None: the one
+
+    @classmethod
+    def top(cls, probs: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, J) significant coarse posteriors -> the (B, C) probability, shift and column of
+        each image's C most probable cells, C = min(count, the most any image keeps)."""
+        b, _, j = probs.shape
+        flat = probs.reshape(b, -1)
+        c = max(1, min(count, int((flat > 0).sum(1).max())))
+        p, top = flat.topk(c, dim=1)  # t J + j
+        return p, top // j, top % j
 
 
 def local_search(
@@ -136,8 +169,6 @@ def local_search(
     at most `cells` significant coarse cells per image are sampled finely.
     """
     channels = reference_channels(reference) if reference.is_complex() else reference
-    b, p = images.shape
-    j, t = len(sampling.rotations), len(sampling.shifts)
     n = points.n
     near = points.selection(coarse_radius if coarse_radius is not None else n)
     coarse_points = points.subset(near)
@@ -146,22 +177,70 @@ def local_search(
     coarse_images = shifted(images[:, near], shift_phases(sampling.shifts, coarse_points.coords, n))
     scores = plane_log_likelihoods(coarse_images, ctf[:, near], weight[:, near], planes) + sampling.log_prior
     del planes
-    kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j)).reshape(b, -1)
+    b, t, j = scores.shape
+    kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j))
+    top_p, top_t, top_j = Cells.top(kept, cells)
+    found = fine_pass(
+        [channels],
+        images,
+        ctf,
+        weight,
+        ctf_over_noise,
+        Cells(
+            top_p,
+            top_t,
+            sampling.fine_rotations[top_j] @ previous[:, None, None],
+            sampling.fine_log_prior[top_j],
+        ),
+        sampling.fine_shifts,
+        points,
+        pad=pad,
+    )
+    return found
 
-    k = min(cells, int((kept > 0).sum(1).max()))
-    top_p, top = kept.topk(k, dim=1)  # (B, K): t J + j
-    top_t, top_j = top // j, top % j
-    fine_rot = sampling.fine_rotations[top_j] @ previous[:, None, None]  # (B, K, 8, 3, 3)
-    planes = extract_slice_planes(channels, fine_rot.reshape(b, -1, 3, 3), points, pad)  # (2, B, P, K 8)
+
+def fine_pass(
+    channels: list[torch.Tensor],
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    weight: torch.Tensor,
+    ctf_over_noise: torch.Tensor,
+    cells: Cells,
+    fine_shifts: torch.Tensor,
+    points: SlicePoints,
+    *,
+    shift_log_prior: torch.Tensor | None = None,
+    pad: int = 2,
+) -> LocalResult:
+    """The oversampled pass of a batch: each image's significant coarse `cells` scored child by child
+    (8 rotations x 4 shifts) on all `points`, their posterior, best pose and M-step slices.
+
+    channels: one reference_channels per reference; images, ctf, weight, ctf_over_noise as
+    local_search's; fine_shifts: (T, 4, 2) each coarse shift's children, pixels, from the images'
+    origins; shift_log_prior: (B, T, 4) a prior on them (RELION's offset prior), if any."""
+    b, p = images.shape
+    k = cells.probability.shape[1]
+    n = points.n
+    reference = cells.reference if cells.reference is not None else torch.zeros_like(cells.shift)
+    fine_rot = cells.rotations.reshape(b, -1, 3, 3)  # (B, K 8, 3, 3)
+    planes = extract_slice_planes(channels[0], fine_rot, points, pad)  # (2, B, P, K 8)
+    for c in range(1, len(channels)):  # each cell's projection from its own reference
+        mine = (reference == c).repeat_interleave(FINE_ROTATIONS, dim=1)  # (B, K 8)
+        planes = torch.where(
+            mine[None, :, None, :], extract_slice_planes(channels[c], fine_rot, points, pad), planes
+        )
     # every image at every fine shift (T x 4), scored against all its fine projections in one GEMM;
     # each cell's (shift child, rotation child) scores are read out of it
-    x_all = shifted(images, shift_phases(sampling.fine_shifts.reshape(-1, 2), points.coords, n))
+    t = fine_shifts.shape[0]
+    x_all = shifted(images, shift_phases(fine_shifts.reshape(-1, 2), points.coords, n))
     all_scores = plane_log_likelihoods(x_all, ctf, weight, planes)
     all_scores = all_scores.reshape(b, t, FINE_SHIFTS, k, FINE_ROTATIONS)
     ar, cell = torch.arange(b, device=images.device), torch.arange(k, device=images.device)
-    fine = all_scores[ar[:, None], top_t, :, cell[None], :]  # (B, K, 4, 8)
-    fine = fine + sampling.fine_log_prior[top_j][:, :, None, :]
-    fine = fine.masked_fill((top_p == 0)[..., None, None], -torch.inf)  # cells not significant
+    fine = all_scores[ar[:, None], cells.shift, :, cell[None], :]  # (B, K, 4, 8)
+    fine = fine + cells.log_prior[:, :, None, :]
+    if shift_log_prior is not None:
+        fine = fine + shift_log_prior[ar[:, None], cells.shift][..., None]
+    fine = fine.masked_fill((cells.probability == 0)[..., None, None], -torch.inf)  # cells not significant
     probs = torch.softmax(fine.reshape(b, -1), dim=1).reshape(b, k, FINE_SHIFTS, FINE_ROTATIONS)
     # significant fine poses (shifts as RELION's translations, the rest as orientations)
     probs = significant(probs.transpose(1, 2).reshape(b, FINE_SHIFTS, -1))
@@ -173,26 +252,35 @@ def local_search(
         best % (FINE_SHIFTS * FINE_ROTATIONS) // FINE_ROTATIONS,
         best % FINE_ROTATIONS,
     )
-    bt, column = top_t[ar, bk], bk * FINE_ROTATIONS + br
+    bt, column = cells.shift[ar, bk], bk * FINE_ROTATIONS + br
     projection = torch.complex(planes[0, ar, :, column], planes[1, ar, :, column])  # (B, P)
     residual = x_all.reshape(b, t, FINE_SHIFTS, p)[ar, bt, bf] - ctf * projection
+    shift_posterior = probs.new_zeros(b, t, FINE_SHIFTS)
+    shift_posterior.index_put_(
+        (ar[:, None].expand_as(cells.shift), cells.shift), probs.sum(3), accumulate=True
+    )
 
     # M-step slices: each fine rotation's images, weighted by its posterior at each shift it was
     # scored at, summed: one GEMM of the (rotation, shift) posteriors with the shifted images
     q = probs.new_zeros(b, k, t, FINE_ROTATIONS, FINE_SHIFTS)
-    q[ar[:, None], cell[None], top_t] = probs.transpose(2, 3)
+    q[ar[:, None], cell[None], cells.shift] = probs.transpose(2, 3)
     q = q.permute(0, 1, 3, 2, 4).reshape(b, k * FINE_ROTATIONS, t * FINE_SHIFTS)
     y = torch.view_as_real(x_all * ctf_over_noise[:, None]).reshape(b, t * FINE_SHIFTS, 2 * p)
     slices = torch.view_as_complex(torch.bmm(q, y).reshape(b, k, FINE_ROTATIONS, p, 2))
     mass = probs.sum(2)  # (B, K, 8)
     keep = mass > 0
     owner = ar[:, None, None].expand_as(mass)[keep]
+    fine_rot = cells.rotations
     return LocalResult(
         fine_rot[ar, bk, br],
-        sampling.fine_shifts[bt, bf],
+        fine_shifts[bt, bf],
         probs.reshape(b, -1).max(1).values,
         residual,
         fine_rot[keep],
         slices[keep],
         mass[keep][:, None] * (ctf * ctf_over_noise)[owner],
+        reference[ar, bk],
+        reference[:, :, None].expand_as(mass)[keep],
+        mass.sum(2),
+        shift_posterior,
     )

@@ -303,8 +303,8 @@ def half_batch_size(
 ) -> int:
     """Images per E-step batch within the memory budget: what one image's likelihoods, projections
     and M-step slices take (with room for temporaries), after a global grid's fixed sums (of
-    `orientations` x `shifts`; local searches pass their `sampling` and its oversampled `cells`
-    instead)."""
+    `orientations` x `shifts`, with `cells` oversampled per image where given; local searches pass
+    their `sampling` and its oversampled `cells` instead)."""
     p, complex_bytes = points.index.shape[0], 8
     if sampling is not None:
         t, j = len(sampling.shifts), len(sampling.rotations)
@@ -315,6 +315,8 @@ def half_batch_size(
     else:
         per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
         fixed = 3 * complex_bytes * p * orientations
+        if cells:  # a global grid's significant cells oversampled (class3d): as a local search's fine pass
+            per_image += 4 * p * (8 * cells * FINE_ROTATIONS + 24 * shifts)
     return batch_size(
         per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed
     )

@@ -14,6 +14,7 @@ from blush_scipion.engine.fit import fit_rigid, transform_map
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.particles import Particles, concatenate
+from blush_scipion.engine.rotation import angular_distance
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 from .conftest import DATA
@@ -115,6 +116,32 @@ def test_two_structures_separate_and_each_map_is_its_own(mixture, straight):
     model = (straight / "run_model.star").read_text()
     assert "run_class001.mrc" in model and "run_it006_" not in model
     assert (straight / "run_it006_class002.mrc").exists() and (straight / "run_it006_optimiser.json").exists()
+
+
+def test_oversampling_finds_poses_finer_than_the_grid(tmp_path):
+    """RELION's --oversampling 1: each image's significant poses of the 15 deg grid scored again at
+    7.5 deg (and 1 px) come closer to the true poses than the grid alone. One class of clear
+    particles (SNR 1) from their structure at 20 A, so that the grid's step, not the data, limits."""
+    simulate_from_model(
+        DATA / "adk_closed.pdb.gz",
+        SimulationSettings(n_particles=200, box=40, pixel_size=3.0, snr=1.0, seed=3),
+        tmp_path / "sim",
+    )
+    truth = Particles.read(tmp_path / "sim" / "truth.star").rotations()
+    error = {}
+    for oversampling in (0, 1):
+        out = tmp_path / f"oversampling{oversampling}"
+        r = blush(
+            "class3d",
+            *("--particles", tmp_path / "sim" / "particles.star", "--ref", tmp_path / "sim" / "truth.mrc"),
+            *("--out", out, "--k", 1, "--iter", 3, "--ini-high", 20, "--diameter", 80),
+            *("--oversampling", oversampling),
+        )
+        assert r.returncode == 0, r.stderr
+        found = Particles.read(out / "run_data.star").rotations()
+        error[oversampling] = float(angular_distance(found, truth).median())
+    # measured: 10.1 deg on the grid, 4.9 deg oversampled
+    assert error[1] < 0.7 * error[0] and error[1] < 7, error
 
 
 def test_a_continued_run_ends_where_a_straight_one_does(mixture, straight, tmp_path):
