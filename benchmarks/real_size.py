@@ -12,7 +12,9 @@ Writes benchmarks/results/real_size.{json,md} (--name).
         [--relion [--relion-cores 0-1]] [--no-ours]
 
 With --relion, RELION's auto-refine runs beside on the same files (the checked peer of
-benchmarks/peer.py, pinned to --relion-cores, to convergence over as many sessions as it takes).
+benchmarks/peer.py, pinned to --relion-cores), to convergence or stopped after --relion-hours; a
+stopped run is also read at our wall time, and ours at its last iteration (ours may run in another
+invocation at the same time: --no-ours here then reads it when done).
 """
 
 import argparse
@@ -31,6 +33,7 @@ from refine3d_vs_relion import (  # noqa: E402
     fsc_to_truth,
     refine3d_args,
     run_relion,
+    stopped_pairs,
     write_results,
 )
 
@@ -66,17 +69,32 @@ def ours(work: Path, arm: str, extra: list, diameter: float, args) -> dict:
     }
 
 
-def peer(work: Path, diameter: float, cores: str) -> dict:
-    """RELION's auto-refine on the same files (benchmarks/peer.py's set-up, pinned to `cores`), to
-    convergence; a run killed by a session's end goes on from its last iteration. Scored as ours."""
-    data, final, gold, seconds, iterations = run_relion(work, diameter, cores=cores)
-    last = sorted((work / "relion").glob("run_it*_sampling.star"))[-1]
-    order = int(last.read_text().split("_rlnHealpixOrder")[1].split()[0])
-    return {
-        **evaluate(work, data, final, gold, seconds, iterations, None),
-        "finest_angular_step_deg": angular_step(order),
-        "device": f"cpu {cores}",
-    }
+def peer(work: Path, diameter: float, ours_row: dict | None, args) -> dict:
+    """RELION's auto-refine on the same files (benchmarks/peer.py's set-up, pinned to
+    --relion-cores), to convergence or stopped after --relion-hours; scored as ours. Where it
+    stopped and ours ran, also RELION at our wall time and ours at RELION's last iteration."""
+    budget = args.relion_hours * 3600 if args.relion_hours else None
+    run = run_relion(work, diameter, budget_s=budget, cores=args.relion_cores)
+    version = checked_relion(HERE / "work").version
+    stopped = not (work / "relion" / "run_data.star").exists()
+    label = f"relion_refine {version}" + (f" (stopped after {args.relion_hours:g} h)" if stopped else "")
+    found = {label: run}
+    if stopped and ours_row:
+        found.update(
+            stopped_pairs(
+                work / "relion", f"relion_refine {version}", ours_row, work / "auto-sampling", run[-1]
+            )
+        )
+    rows = {}
+    for arm, (data, final, gold, seconds, iterations) in found.items():
+        sampling = sorted((final.parent).glob(f"run_it{iterations:03d}_sampling.star"))
+        order = int(sampling[0].read_text().split("_rlnHealpixOrder")[1].split()[0]) if sampling else None
+        rows[arm] = {
+            **evaluate(work, data, final, gold, seconds, iterations, None),
+            "finest_angular_step_deg": angular_step(order) if order is not None else None,
+            "device": f"cpu {args.relion_cores}" if "relion" in arm else args.device,
+        }
+    return rows
 
 
 def main():
@@ -92,6 +110,9 @@ def main():
     p.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True, help="refine3d's arms")
     p.add_argument("--relion", action="store_true", help="also RELION's auto-refine (many hours on 2 cores)")
     p.add_argument("--relion-cores", default="0-1", help="taskset cores for RELION (%(default)s)")
+    p.add_argument(
+        "--relion-hours", type=float, default=None, help="stop RELION after this wall time (default: none)"
+    )
     args = p.parse_args()
     rows = []
     for name in args.models:
@@ -112,8 +133,11 @@ def main():
         arms = {arm: extra for arm, extra in ARMS.items() if args.ours and (args.capped or not extra)}
         results = {arm: ours(work, arm, extra, diameter, args) for arm, extra in arms.items()}
         if args.relion and find_relion():
-            relion = checked_relion(HERE / "work")
-            results[f"relion_refine {relion.version}"] = peer(work, diameter, args.relion_cores)
+            done = (work / "auto-sampling" / "summary.json").exists()  # ours, from this run or another
+            mine = results.get("auto-sampling") or (
+                ours(work, "auto-sampling", [], diameter, args) if done else None
+            )
+            results.update(peer(work, diameter, mine, args))
         for arm, result in results.items():
             row = {"model": name, "arm": arm, "known_pose_fsc_truth_05_A": known, **result}
             row["vs_known_pose"] = f"{100 * (row['fsc_truth_05_A'] / known - 1):+.0f}%"

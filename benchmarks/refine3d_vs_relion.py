@@ -160,10 +160,9 @@ def run_blush(work: Path, device: str, cores: str | None = None):
     return out / "run_data.star", out / "run_class001.mrc", s["resolution_angstrom"], seconds, s["iterations"]
 
 
-def ours_at(work: Path, iteration: int):
-    """Our finished run read at an earlier iteration (its half-1 map, as RELION's is read when
-    stopped), to set beside a RELION run stopped there: run_blush's tuple."""
-    out = work / "blush"
+def ours_at(out: Path, iteration: int):
+    """Our finished run in `out` read at an earlier iteration (its half-1 map, as RELION's is read
+    when stopped), to set beside a RELION run stopped there: run_blush's tuple."""
     history = json.loads((out / "summary.json").read_text())["history"][:iteration]
     return (
         out / f"run_it{iteration:03d}_data.star",
@@ -405,19 +404,24 @@ def relion_rows(work: Path, version: str, ours: dict, sym_op, args) -> list[dict
         }
     ]
     if stopped:
-        times = iteration_seconds(work / "relion")
-        by_ours = [it for it, t in times.items() if it > 0 and t <= ours["wall_s"]]
-        if by_ours:
-            at = relion_at(work / "relion", by_ours[-1], times[by_ours[-1]])
-            rows.append({"program": f"{label} at our wall time", **evaluate(work, *at, sym_op)})
-        if run[-1] < ours["iterations"]:
-            rows.append(
-                {
-                    "program": f"blush refine3d at iteration {run[-1]}",
-                    **evaluate(work, *ours_at(work, run[-1]), sym_op),
-                }
-            )
+        rows += [
+            {"program": program, **evaluate(work, *found, sym_op)}
+            for program, found in stopped_pairs(work / "relion", label, ours, work / "blush", run[-1])
+        ]
     return rows
+
+
+def stopped_pairs(relion_out: Path, label: str, ours: dict, ours_out: Path, iterations: int) -> list:
+    """Beside a RELION run stopped after `iterations`: RELION at our wall time (its last iteration
+    finished by then) and ours at its last iteration, as (label, run_relion's tuple) pairs."""
+    pairs = []
+    times = iteration_seconds(relion_out)
+    by_ours = [it for it, t in times.items() if it > 0 and t <= ours["wall_s"]]
+    if by_ours:
+        pairs.append((f"{label} at our wall time", relion_at(relion_out, by_ours[-1], times[by_ours[-1]])))
+    if iterations < ours["iterations"]:
+        pairs.append((f"blush refine3d at iteration {iterations}", ours_at(ours_out, iterations)))
+    return pairs
 
 
 def write_results(name: str, results: dict, keys: list, footer: str) -> None:
