@@ -6,9 +6,12 @@ FSC-vs-truth 0.5 (the map docked onto the truth first, as a model is fitted into
 undocked figure beside it), gold-standard 0.143, median angular error (and, for a homodimer, the error up
 to its 2-fold), and the E-step throughput in GFLOP/s beside this machine's float32 GEMM peak.
 RELION runs with the sampling of ../shared/SCIPION.md when --relion is given and it is installed.
-Writes benchmarks/results/refine3d.{json,md}.
+Where RELION is stopped by its budget (--relion-hours H, or --relion-budget X times our wall time),
+it is also read at our wall time, and ours at its last iteration. Both programs are pinned to
+--cores, one thread per core, one after the other. Writes benchmarks/results/NAME.{json,md}.
 
-    .venv/bin/python benchmarks/refine3d_vs_relion.py [--models adk_closed 19hc] [--relion] [--name refine3d]
+    .venv/bin/python benchmarks/refine3d_vs_relion.py --models adk_closed --relion --relion-hours 1.8 \
+        --cores 0 --name refine3d_adk_closed
 """
 
 import argparse

@@ -3,7 +3,7 @@
 Rows, each program on the same particles:
 - known poses: `blush reconstruct` and `relion_reconstruct` on the simulated truth.star
   (adk_closed, 2,000 particles, SNR 0.1: refine3d_vs_relion.py's set);
-- 3D auto-refine: the rows of results/refine3d.json (run `refine3d_vs_relion.py --relion` first);
+- 3D auto-refine: the rows of results/refine3d_*.json (run `refine3d_vs_relion.py --relion` first);
 - Blush at SNR 0.02 (--model simulated as in blush_vs_standard.py, --n particles): `blush refine3d`
   with and without --blush, relion_refine with `blush relion-hook --blush` as its external
   reconstruction, and relion_refine plain; both RELION arms get the same wall-time budget;
@@ -296,8 +296,7 @@ def main():
             refine_set,
         )
     rows += known_pose(refine_set, curves)
-    refine3d = HERE / "results" / "refine3d.json"
-    if refine3d.exists():
+    for refine3d in sorted((HERE / "results").glob("refine3d_*.json")):  # refine3d_vs_relion.py's, per model
         rows += [
             {"task": f"3D auto-refine, {r['model']} SNR 0.1", **{k: v for k, v in r.items() if k != "model"}}
             for r in json.loads(refine3d.read_text())["rows"]
