@@ -93,7 +93,8 @@ class Class3DSettings:
         1,
         "1: each image's significant poses of the grid are scored again at half the angular and offset "
         "steps (RELION's --oversampling 1: order 2 searches 7.5 deg); 0: the grid alone",
-        kind="non_negative",
+        kind="choice",
+        choices={"0": 0, "1": 1},
     )
     oversampled_cells: int = option(
         32, "at most this many significant grid poses per image are oversampled", kind="count"
