@@ -87,8 +87,10 @@ def peer(work: Path, diameter: float, ours_row: dict | None, args) -> dict:
         )
     rows = {}
     for arm, (data, final, gold, seconds, iterations) in found.items():
-        sampling = sorted((final.parent).glob(f"run_it{iterations:03d}_sampling.star"))
-        order = int(sampling[0].read_text().split("_rlnHealpixOrder")[1].split()[0]) if sampling else None
+        sampling = final.parent / f"run_it{iterations:03d}_sampling.star"  # RELION's only
+        order = (
+            int(sampling.read_text().split("_rlnHealpixOrder")[1].split()[0]) if sampling.exists() else None
+        )
         rows[arm] = {
             **evaluate(work, data, final, gold, seconds, iterations, None),
             "finest_angular_step_deg": angular_step(order) if order is not None else None,

@@ -247,7 +247,8 @@ def expectation(
         ar = torch.arange(len(b.rows), device=device)
         if grid_sums is None:
             top_p, top_t, top_c = Cells.top(probs, settings.oversampled_cells)
-            fine_total = origins[:, None, None, :] + fine_shifts[None]  # (B, T, 4, 2)
+            # (B, T, 4) squared offsets of the fine shifts from the centre
+            fine_offset2 = ((origins[:, None, None, :] + fine_shifts[None]) ** 2).sum(-1)
             found = fine_pass(
                 channels,
                 b.x,
@@ -263,12 +264,12 @@ def expectation(
                 ),
                 fine_shifts,
                 noise.points,
-                shift_log_prior=-(fine_total**2).sum(-1) / (2 * state.sigma_offset**2),
+                shift_log_prior=-fine_offset2 / (2 * state.sigma_offset**2),
                 pad=PAD,
             )
             best.add(b.at, found.classes, origins + found.shifts, found.max_prob)
             chosen[b.at] = found.rotations.cpu()
-            offset2 += (found.shift_posterior * (fine_total**2).sum(-1)).sum().double()
+            offset2 += (found.shift_posterior * fine_offset2).sum().double()
             sums.residual.add(found.residual, b)
             sums.mass.index_add_(0, top_c.flatten() // r, found.mass.flatten())
             for c in range(k):

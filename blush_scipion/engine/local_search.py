@@ -180,7 +180,7 @@ def local_search(
     b, t, j = scores.shape
     kept = significant(torch.softmax(scores.reshape(b, -1), dim=1).reshape(b, t, j))
     top_p, top_t, top_j = Cells.top(kept, cells)
-    found = fine_pass(
+    return fine_pass(
         [channels],
         images,
         ctf,
@@ -196,7 +196,6 @@ def local_search(
         points,
         pad=pad,
     )
-    return found
 
 
 def fine_pass(
@@ -222,12 +221,12 @@ def fine_pass(
     k = cells.probability.shape[1]
     n = points.n
     reference = cells.reference if cells.reference is not None else torch.zeros_like(cells.shift)
-    fine_rot = cells.rotations.reshape(b, -1, 3, 3)  # (B, K 8, 3, 3)
-    planes = extract_slice_planes(channels[0], fine_rot, points, pad)  # (2, B, P, K 8)
+    listed = cells.rotations.reshape(b, -1, 3, 3)  # (B, K 8, 3, 3)
+    planes = extract_slice_planes(channels[0], listed, points, pad)  # (2, B, P, K 8)
     for c in range(1, len(channels)):  # each cell's projection from its own reference
         mine = (reference == c).repeat_interleave(FINE_ROTATIONS, dim=1)  # (B, K 8)
         planes = torch.where(
-            mine[None, :, None, :], extract_slice_planes(channels[c], fine_rot, points, pad), planes
+            mine[None, :, None, :], extract_slice_planes(channels[c], listed, points, pad), planes
         )
     # every image at every fine shift (T x 4), scored against all its fine projections in one GEMM;
     # each cell's (shift child, rotation child) scores are read out of it
@@ -270,13 +269,12 @@ def fine_pass(
     mass = probs.sum(2)  # (B, K, 8)
     keep = mass > 0
     owner = ar[:, None, None].expand_as(mass)[keep]
-    fine_rot = cells.rotations
     return LocalResult(
-        fine_rot[ar, bk, br],
+        cells.rotations[ar, bk, br],
         fine_shifts[bt, bf],
         probs.reshape(b, -1).max(1).values,
         residual,
-        fine_rot[keep],
+        cells.rotations[keep],
         slices[keep],
         mass[keep][:, None] * (ctf * ctf_over_noise)[owner],
         reference[ar, bk],

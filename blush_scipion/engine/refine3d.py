@@ -306,17 +306,16 @@ def half_batch_size(
     `orientations` x `shifts`, with `cells` oversampled per image where given; local searches pass
     their `sampling` and its oversampled `cells` instead)."""
     p, complex_bytes = points.index.shape[0], 8
-    if sampling is not None:
-        t, j = len(sampling.shifts), len(sampling.rotations)
-        fine = cells * FINE_ROTATIONS
-        # float planes of the projections and their power (3 J + 3 fine), slices kept and copied with
-        # their weights (5 fine), the images at every fine shift (3 x 4 T complex)
-        per_image, fixed = 4 * p * (3 * j + 8 * fine + 24 * t), 0
+    t = len(sampling.shifts) if sampling is not None else shifts
+    # the oversampled pass over `cells` per image: float planes of the fine projections and their
+    # power (3 fine), slices kept and copied with their weights (5 fine), the images at every fine
+    # shift (3 x 4 T complex)
+    fine_pass = 4 * p * (8 * cells * FINE_ROTATIONS + 24 * t) if cells else 0
+    if sampling is not None:  # plus the coarse cells' planes and power (3 J)
+        per_image, fixed = 4 * p * 3 * len(sampling.rotations) + fine_pass, 0
     else:
-        per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations
+        per_image = 4 * complex_bytes * p * shifts + 4 * 4 * shifts * orientations + fine_pass
         fixed = 3 * complex_bytes * p * orientations
-        if cells:  # a global grid's significant cells oversampled (class3d): as a local search's fine pass
-            per_image += 4 * p * (8 * cells * FINE_ROTATIONS + 24 * shifts)
     return batch_size(
         per_image, memory_budget_bytes(settings.device, settings.memory_gb), settings.batch_size, fixed
     )
