@@ -147,6 +147,15 @@ def pinned(cmd: list[str], cores: str | None) -> list[str]:
     return ["taskset", "-c", cores, *cmd] if cores and shutil.which("taskset") else cmd
 
 
+def cores_of(cores: str) -> list[int]:
+    """The cores of a taskset list such as "0", "0-3" or "0,2"."""
+    out: list[int] = []
+    for part in cores.split(","):
+        first, _, last = part.partition("-")
+        out += range(int(first), int(last or first) + 1)
+    return out
+
+
 def mpi_program(relion: Relion, ranks: int, name: str = "relion_refine_mpi") -> list[str]:
     """RELION's program `name` on `ranks` MPI processes (as root too, more ranks than cores allowed)."""
     return ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), relion.program(name)]

@@ -30,7 +30,7 @@ from scaling import projection as scaled_hours  # noqa: E402
 
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model  # noqa: E402
 
-MODEL = "1osm"  # validate split, 57 kDa
+MODEL = "1osm"  # validate split, 20 kDa
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 # a global and a local refine3d iteration past the first (--max-order stops the sampling there),
 # class2d EM over all particles, class3d with two classes

@@ -41,7 +41,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import auto_refine, checked_relion, ctf_check, find_relion, pinned  # noqa: E402
+from peer import auto_refine, checked_relion, cores_of, ctf_check, find_relion, pinned  # noqa: E402
 
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 BLUSH = [sys.executable, "-m", "blush_scipion.engine.cli"]  # the engine's command line, as a user runs it
@@ -156,7 +156,7 @@ def run_blush(work: Path, device: str, cores: str | None = None):
     """`blush refine3d` on work/particles.star from the truth at 40 A, pinned to `cores` with one
     thread per core (a finished run is reused)."""
     out = work / "blush"
-    env = {**os.environ, "OMP_NUM_THREADS": str(core_count(cores))} if cores else None
+    env = {**os.environ, "OMP_NUM_THREADS": str(len(cores_of(cores)))} if cores else None
     cmd = pinned([*BLUSH, *refine3d_args("blush", "--device", device)], cores)
     seconds = run_budgeted(cmd, work, out, env=env)
     s = json.loads((out / "summary.json").read_text())
@@ -174,15 +174,6 @@ def ours_at(out: Path, iteration: int):
         sum(h["seconds"] for h in history),
         iteration,
     )
-
-
-def core_count(cores: str) -> int:
-    """The number of cores in a taskset list such as "0", "0-3" or "0,2"."""
-    count = 0
-    for part in cores.split(","):
-        first, _, last = part.partition("-")
-        count += int(last or first) - int(first) + 1
-    return count
 
 
 def run_budgeted(
@@ -422,7 +413,7 @@ def stopped_pairs(relion_out: Path, label: str, ours: dict, ours_out: Path, iter
     by_ours = [it for it, t in times.items() if it > 0 and t <= ours["wall_s"]]
     if by_ours:
         pairs.append((f"{label} at our wall time", relion_at(relion_out, by_ours[-1], times[by_ours[-1]])))
-    if iterations < ours["iterations"]:
+    if 0 < iterations < ours["iterations"]:
         pairs.append((f"blush refine3d at iteration {iterations}", ours_at(ours_out, iterations)))
     return pairs
 

@@ -1,27 +1,27 @@
-"""RELION 3.1 beside us on the same files: one table (markdown, JSON) and one FSC plot.
-
-Rows, each program on the same particles:
-- known poses: `blush reconstruct` and `relion_reconstruct` on the simulated truth.star
-  (adk_closed, 2,000 particles, SNR 0.1: refine3d_vs_relion.py's set);
-- 3D auto-refine: the rows of results/refine3d_*.json (run `refine3d_vs_relion.py --relion` first);
-- Blush at SNR 0.02 (--model simulated as in blush_vs_standard.py, --n particles): `blush refine3d`
-  with and without --blush, relion_refine with `blush relion-hook --blush` as its external
-  reconstruction, and relion_refine plain; both RELION arms get the same wall-time budget;
-- 2D: `blush class2d` and relion_refine's 2D classification on class2d_blush.py's mixture with the
-  same classes, iterations, in-plane step and offsets (wall time, purity, class FRC vs truth).
+"""RELION beside us on the same files, in parts, each with its own results file:
+- `known`: known poses, `blush reconstruct` and `relion_reconstruct` on the simulated truth.star
+  (adk_closed, 2,000 particles, SNR 0.1: refine3d_vs_relion.py's set) -> results/relion_peer_known;
+- `blush`: Blush at low SNR (--model simulated as in blush_vs_standard.py, --n particles):
+  `blush refine3d` with and without --blush and with RELION 5's schedule, relion_refine with
+  `blush relion-hook --blush` as its external reconstruction, relion_refine plain and, where the
+  peer is RELION 5, relion_refine --blush (our relion_python_blush: the same denoiser); the RELION
+  arms get the same wall-time budget -> results/relion_peer_blush_MODEL (and .png, the FSC curves);
+- `class2d`: `blush class2d` and relion_refine's 2D classification on class2d_blush.py's mixture
+  with the same classes, iterations, in-plane step and offsets (wall time, purity, class FRC vs
+  truth) -> results/relion_peer_class2d.
+(3D auto-refine beside RELION is refine3d_vs_relion.py's.) RELION is the checked peer of peer.py;
+every program of a part runs pinned to --cores (one thread per core), one after the other.
 
 Every 3D arm is also scored by the map its poses give: all its particles reconstructed at its last
 poses (`posed_fsc_truth_05_A`), so a RELION run stopped by its budget (its half-1 map, or Blush's
-denoised reference) is measured like a finished one. Writes benchmarks/results/relion_peer.{md,json,png}.
+denoised reference) is measured like a finished one.
 
-    .venv/bin/python benchmarks/relion_peer.py [--model adk_open] [--n 1000] [--relion-budget 1800]
-    [--skip-2d]
+    .venv/bin/python benchmarks/relion_peer.py --parts blush class2d [--model 3nbkA] [--n 1000] \
+        [--relion-budget 1800] [--cores 0]
 """
 
 import argparse
-import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -41,7 +41,7 @@ from blush_vs_standard import diameter_of, run_arm  # noqa: E402
 from class2d_blush import evaluate as evaluate_classes  # noqa: E402
 from class2d_blush import mixture, score_classes
 from class2d_blush import run_arm as run_class2d
-from peer import CLASSIFY_OFFSETS, checked_relion, mpi_program, pinned  # noqa: E402
+from peer import CLASSIFY_OFFSETS, checked_relion, cores_of, find_relion, mpi_program, pinned  # noqa: E402
 from refine3d_vs_relion import (
     MODELS,
     SCORE_KEYS,
@@ -55,33 +55,35 @@ from refine3d_vs_relion import (
 )  # noqa: E402
 
 
-def known_pose(work: Path, curves: dict) -> list:
-    """`blush reconstruct` and `relion_reconstruct` on truth.star: wall time, FSC vs truth."""
+def known_pose(cores: str) -> list:
+    """`blush reconstruct` and `relion_reconstruct` on truth.star of refine3d_vs_relion.py's set:
+    wall time, FSC vs truth."""
+    work = HERE / "work" / "refine_adk_closed"
+    if not (work / "truth.star").exists():
+        simulate_from_model(
+            MODELS / "adk_closed.pdb.gz",
+            SimulationSettings(n_particles=2000, box=64, pixel_size=2.0, snr=0.1, seed=5),
+            work,
+        )
+    relion = checked_relion(work.parent)
     rows = []
     t0 = time.perf_counter()
     ours = reconstruct_particles(Particles.read(work / "truth.star"), progress=False).volume
     rows.append(("blush reconstruct", time.perf_counter() - t0, ours))
+    cmd = [relion.program("relion_reconstruct"), "--i", "truth.star", "--o", "known_relion.mrc", "--ctf"]
     t0 = time.perf_counter()
-    subprocess.run(
-        ["relion_reconstruct", "--i", "truth.star", "--o", "known_relion.mrc", "--ctf"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
-    rows.append(("relion_reconstruct", time.perf_counter() - t0, read_map(work / "known_relion.mrc")[0]))
-    out = []
-    for program, seconds, volume in rows:
-        fsc, res = fsc_to_truth(volume, work)
-        curves[f"known poses: {program}"] = fsc
-        out.append(
-            {
-                "task": "known-pose reconstruction",
-                "program": program,
-                "wall_s": round(seconds, 1),
-                "fsc_truth_05_A": res,
-            }
-        )
-    return out
+    subprocess.run(pinned(cmd, cores), cwd=work, check=True, capture_output=True)
+    program = f"relion_reconstruct {relion.version}"
+    rows.append((program, time.perf_counter() - t0, read_map(work / "known_relion.mrc")[0]))
+    return [
+        {
+            "task": "known-pose reconstruction, adk_closed SNR 0.1",
+            "program": program,
+            "wall_s": round(seconds, 1),
+            "fsc_truth_05_A": fsc_to_truth(volume, work)[1],
+        }
+        for program, seconds, volume in rows
+    ]
 
 
 def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str = "") -> Path:
@@ -96,13 +98,12 @@ def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str 
     return script
 
 
-def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves: dict) -> list:
-    """Six arms at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does:
-    ours with Blush (from the denoiser's range, and from the first iteration as RELION 5) and
-    without, RELION with our Blush as its external reconstruction (from the first iteration, the
-    hook's default, and from 15 A) and RELION plain (the same wall-time budget for the three).
-    RELION runs its GUI's auto-refine job as peer.py sets it up (HEALPix order 2, offsets 5/1 px,
-    oversampling 1, --ctf_corrected_ref where its version needs it), pinned to one core."""
+def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves: dict) -> list:
+    """Blush at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does: ours
+    with Blush (from the denoiser's range, and from the first iteration as RELION 5) and without,
+    RELION with our Blush as its external reconstruction (the hook's default: RELION 5's schedule),
+    RELION plain and, where the peer is RELION 5, RELION's own --blush (the same wall-time budget
+    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
@@ -111,60 +112,46 @@ def blush_arms(name: str, snr: float, n: int, budget: float, device: str, curves
         )
     diameter = diameter_of(model)
     apix = Particles.read(work / "particles.star").pixel_size
-
-    def relion_hook(name: str, extra: str = ""):
-        env = dict(
-            os.environ,
-            RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, name, extra)),
-        )
-        return run_relion(
-            work, diameter, budget_s=budget, name=name, extra=("--external_reconstruct",), env=env
-        )
-
-    first = "--blush-from-resolution 0"
-    arms = [
-        ("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, device)),
-        (f"blush refine3d --blush {first}", lambda: run_arm(work, "blush_first", diameter, device)),
-        ("blush refine3d", lambda: run_arm(work, "standard", diameter, device)),
-        ("relion_refine + blush relion-hook --blush", lambda: relion_hook("relion_hook_blush")),
-        (
-            "relion_refine + blush relion-hook --blush --blush-from-resolution 15",
-            lambda: relion_hook("relion_hook_blush_from15", "--blush-from-resolution 15 "),
-        ),
-        ("relion_refine", lambda: run_relion(work, diameter, budget_s=budget, name="relion_plain")),
-    ]
     relion = checked_relion(work.parent)
+    version = relion.version.split("-")[0]
+
+    def relion_arm(arm: str, extra: tuple = (), env: dict | None = None):
+        return lambda: run_relion(
+            work, diameter, budget_s=budget, name=arm, extra=extra, env=env, cores=cores
+        )
+
+    hook = dict(
+        os.environ,
+        RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, "relion_hook_blush")),
+    )
+    arms = [
+        ("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, "cpu")),
+        (
+            "blush refine3d --blush --blush-from-resolution 0",
+            lambda: run_arm(work, "blush_first", diameter, "cpu"),
+        ),
+        ("blush refine3d", lambda: run_arm(work, "standard", diameter, "cpu")),
+        (
+            f"relion_refine {version} + blush relion-hook --blush",
+            relion_arm("relion_hook_blush", ("--external_reconstruct",), hook),
+        ),
+        (f"relion_refine {version}", relion_arm("relion_plain")),
+    ]
     if relion.has_blush:  # RELION 5's own Blush schedule, with the denoiser we ship
         arms.append(
-            (
-                f"relion_refine --blush (RELION {relion.version.split('-')[0]})",
-                lambda: run_relion(
-                    work,
-                    diameter,
-                    budget_s=budget,
-                    name="relion_blush",
-                    extra=("--blush",),
-                    env=relion.blush_env(),
-                ),
-            )
+            (f"relion_refine {version} --blush", relion_arm("relion_blush", ("--blush",), relion.blush_env()))
         )
     rows = []
     for program, run in arms:
         result = run()
-        curves[f"{name} SNR {snr}: {program}"] = posed(work, result[0])[0]
-        rows.append(
-            {
-                "task": f"3D refine, {name} SNR {snr}, {n} particles",
-                "program": program,
-                **evaluate(work, *result, None),
-            }
-        )
+        curves[program] = posed(work, result[0])[0]
+        rows.append({"program": program, **evaluate(work, *result, None)})
         print(rows[-1], flush=True)
     return rows
 
 
 def relion_class2d(
-    work: Path, k: int, iterations: int, diameter: float, budget: float
+    work: Path, k: int, iterations: int, diameter: float, budget: float, cores: str
 ) -> tuple[Path, Path, float]:
     """relion_refine 2D classification of work/mixed.star: its last data STAR, class stack, seconds.
     Its coarse sampling of 12 deg and 2 px, oversampled once, ends at ours: 6 deg and 1 px."""
@@ -197,35 +184,32 @@ def relion_class2d(
         "--random_seed",
         "1",
     ]
-    seconds = run_budgeted(pinned(cmd, "0"), work, out, budget)
+    seconds = run_budgeted(pinned(cmd, cores), work, out, budget)
     last = last_iteration(out, "classes.mrcs")
     return out / f"run_it{last}_data.star", out / f"run_it{last}_classes.mrcs", seconds
 
 
 def class2d_rows(
-    models: list, n: int, snr: float, k: int, iterations: int, budget: float, device: str
+    models: list, n: int, snr: float, k: int, iterations: int, budget: float, cores: str
 ) -> list:
     """blush class2d (class2d_blush.py's standard arm) beside relion_refine 2D on the same mixture."""
     work, labels, truths = mixture(models, n, snr)
     diameter = max(diameter_of(MODELS / f"{m}.pdb.gz") for m in models)
-    task = f"2D classes, {'+'.join(models)} SNR {snr}"
     rows = [
         {
-            "task": task,
             "program": "blush class2d",
             **evaluate_classes(
-                run_class2d(work, "standard", k, iterations, diameter, device), labels, truths, 2.0
+                run_class2d(work, "standard", k, iterations, diameter, "cpu"), labels, truths, 2.0
             ),
         }
     ]
-    data, classes, seconds = relion_class2d(work, k, iterations, diameter, budget)
+    data, classes, seconds = relion_class2d(work, k, iterations, diameter, budget, cores)
     # RELION may reorder particles: their structures follow them by image name
     mixed = Particles.read(work / "mixed.star")
     by_name = dict(zip(mixed.table["rlnImageName"], labels))
     table = Particles.read(data).table
     rows.append(
         {
-            "task": task,
             "program": f"relion_refine {checked_relion(HERE / 'work').version} (2D)",
             "wall_s": round(seconds, 1),
             "iterations": int(data.name[6:9]),
@@ -243,7 +227,7 @@ def class2d_rows(
     return rows
 
 
-def plot(curves: dict, path: Path, apix: float = 2.0, n: int = 64) -> None:
+def plot(curves: dict, path: Path, title: str, apix: float = 2.0, n: int = 64) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,12 +238,7 @@ def plot(curves: dict, path: Path, apix: float = 2.0, n: int = 64) -> None:
         f = np.arange(len(fsc)) / (n * apix)
         ax.plot(f, fsc.numpy(), label=label, ls="--" if "relion" in label else "-")
     ax.axhline(0.5, color="grey", lw=0.5)
-    ax.set(
-        xlabel="spatial frequency (1/A)",
-        ylabel="FSC against the truth",
-        ylim=(-0.1, 1.02),
-        title="RELION 3.1.3 beside blush on the same particles",
-    )
+    ax.set(xlabel="spatial frequency (1/A)", ylabel="FSC against the truth", ylim=(-0.1, 1.02), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -267,11 +246,14 @@ def plot(curves: dict, path: Path, apix: float = 2.0, n: int = 64) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="adk_open", help="Blush rows: validate model (%(default)s)")
-    p.add_argument("--snr", type=float, default=0.02)
-    p.add_argument("--n", type=int, default=1000, help="Blush rows: particles (%(default)s)")
+    p.add_argument("--parts", nargs="+", choices=["known", "blush", "class2d"], default=["blush", "class2d"])
     p.add_argument(
-        "--relion-budget", type=float, default=1800, help="seconds per RELION 3D arm (%(default)s)"
+        "--model", default="3nbkA", help="blush: validate model, never used for tuning (%(default)s)"
+    )
+    p.add_argument("--snr", type=float, default=0.02)
+    p.add_argument("--n", type=int, default=1000, help="blush: particles (%(default)s)")
+    p.add_argument(
+        "--relion-budget", type=float, default=1800, help="blush: seconds per RELION arm (%(default)s)"
     )
     p.add_argument("--class2d-models", nargs="+", default=["1osm", "4gcnA", "adk_open"])
     p.add_argument("--class2d-n", type=int, default=300, help="particles per structure (%(default)s)")
@@ -279,48 +261,54 @@ def main():
     p.add_argument("--class2d-iter", type=int, default=15)
     p.add_argument("--class2d-snr", type=float, default=0.05)
     p.add_argument("--relion-2d-budget", type=float, default=3600, help="seconds (%(default)s)")
-    p.add_argument("--skip-2d", action="store_true")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--cores", default="0", help="taskset list for every program (%(default)s)")
     args = p.parse_args()
-    if not shutil.which("relion_refine_mpi"):
-        print(
-            "relion_refine_mpi is not on PATH, no peer to measure: `apt-get install relion` (Debian's 3.1.3)"
-        )
+    if find_relion() is None:
+        print("no RELION to measure: `make peer` (RELION 5.0.1) or `apt-get install relion` (3.1.3)")
         return
-    curves, rows = {}, []
-    refine_set = HERE / "work" / "refine_adk_closed"
-    if not (refine_set / "truth.star").exists():
-        simulate_from_model(
-            MODELS / "adk_closed.pdb.gz",
-            SimulationSettings(n_particles=2000, box=64, pixel_size=2.0, snr=0.1, seed=5),
-            refine_set,
+    os.sched_setaffinity(0, {int(c) for c in cores_of(args.cores)})  # ours too: one thread per core
+    torch_threads = str(len(cores_of(args.cores)))
+    os.environ["OMP_NUM_THREADS"] = torch_threads
+    command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
+    keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
+    pinned_to = (
+        f"Every program pinned to cores {args.cores} ({torch_threads} thread(s)), one after the other."
+    )
+    if "known" in args.parts:
+        rows = known_pose(args.cores)
+        write_results(
+            "relion_peer_known", {"command": command, "rows": rows}, keys, f"`{command}`. {pinned_to}"
         )
-    rows += known_pose(refine_set, curves)
-    for refine3d in sorted((HERE / "results").glob("refine3d_*.json")):  # refine3d_vs_relion.py's, per model
-        rows += [
-            {"task": f"3D auto-refine, {r['model']} SNR 0.1", **{k: v for k, v in r.items() if k != "model"}}
-            for r in json.loads(refine3d.read_text())["rows"]
-        ]
-    rows += blush_arms(args.model, args.snr, args.n, args.relion_budget, args.device, curves)
-    if not args.skip_2d:
-        rows += class2d_rows(
+    if "blush" in args.parts:
+        curves: dict = {}
+        rows = blush_arms(args.model, args.snr, args.n, args.relion_budget, args.cores, curves)
+        task = f"3D refine, {args.model} SNR {args.snr}, {args.n} particles"
+        name = f"relion_peer_blush_{args.model}"
+        write_results(
+            name,
+            {"command": command, "rows": [{"task": task, **r} for r in rows]},
+            keys,
+            f"`{command}`. {pinned_to} RELION arms stopped at their budget ({args.relion_budget:g} s) "
+            f"are measured at their last finished iteration. FSC curves: {name}.png.",
+        )
+        plot(curves, HERE / "results" / f"{name}.png", f"{task}: RELION beside blush, FSC of the posed maps")
+    if "class2d" in args.parts:
+        task = f"2D classes, {'+'.join(args.class2d_models)} SNR {args.class2d_snr}"
+        rows = class2d_rows(
             args.class2d_models,
             args.class2d_n,
             args.class2d_snr,
             args.class2d_k,
             args.class2d_iter,
             args.relion_2d_budget,
-            args.device,
+            args.cores,
         )
-    keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
-    write_results(
-        "relion_peer",
-        {"args": vars(args), "rows": rows},
-        keys,
-        f"This run: {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPU cores per program. RELION arms "
-        "stopped at their budget are measured at their last finished iteration. FSC curves: relion_peer.png.",
-    )
-    plot(curves, HERE / "results" / "relion_peer.png")
+        write_results(
+            "relion_peer_class2d",
+            {"command": command, "rows": [{"task": task, **r} for r in rows]},
+            keys,
+            f"`{command}`. {pinned_to}",
+        )
 
 
 if __name__ == "__main__":

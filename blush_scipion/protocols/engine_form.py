@@ -42,6 +42,8 @@ class Conversion:
 SAME = Conversion(_same, _same)
 # a number the engine leaves unset (None: its own choice, e.g. 90% of the box) is -1 in the form
 UNSET_IS_MINUS_ONE = Conversion(lambda v: v if v > 0 else None, lambda v: -1 if v is None else v)
+# a resolution the engine leaves unset where the form holds a negative number (0 stays 0)
+NEGATIVE_IS_UNSET = Conversion(lambda v: v if v >= 0 else None, lambda v: -1 if v is None else v)
 # an optional file: empty in the form
 UNSET_IS_EMPTY = Conversion(lambda v: v or None, lambda v: v or "")
 # a "Skip ...?" question for a setting that is on by default

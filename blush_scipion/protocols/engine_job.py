@@ -16,6 +16,12 @@ from ..plugin import Plugin
 class EngineJob:
     """Mixin for Scipion protocols that call `blush <command>`."""
 
+    _stepNames: tuple[str, ...] = ()  # the protocol's steps by method name, in order (Scipion runs them so)
+
+    def _insertAllSteps(self):
+        for name in self._stepNames:
+            self._insertFunctionStep(getattr(self, name))
+
     @staticmethod
     def _defineDeviceParams(form):
         form.addHidden(

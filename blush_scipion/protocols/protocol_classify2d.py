@@ -27,6 +27,7 @@ class ProtBlushClassify2D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, 
     _label = "2D classification"
     _possibleOutputs = {"outputClasses": SetOfClasses2D}
     _references = ["Scheres2012"]
+    _stepNames = ("convertInputStep", "classifyStep", "createOutputStep")
     _settings = Class2DSettings
 
     def _defineParams(self, form):
@@ -115,11 +116,6 @@ class ProtBlushClassify2D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, 
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.classifyStep)
-        self._insertFunctionStep(self.createOutputStep)
-
     def classifyStep(self):
         self._runDriver("class2d", "--iter", self._iterations())
 

@@ -30,6 +30,7 @@ class ProtBlushClassify3D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, 
     _label = "3D classification"
     _possibleOutputs = {"outputClasses": SetOfClasses3D, "outputVolumes": SetOfVolumes}
     _references = ["Scheres2012"]
+    _stepNames = ("convertInputStep", "classifyStep", "createOutputStep")
     _settings = Class3DSettings
 
     def _defineParams(self, form):
@@ -125,11 +126,6 @@ class ProtBlushClassify3D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, 
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.classifyStep)
-        self._insertFunctionStep(self.createOutputStep)
-
     def classifyStep(self):
         self._runDriver("class3d")
 

@@ -21,6 +21,7 @@ class ProtBlushDenoise(PluginLabel, EngineJob, ProtAnalysis3D):
     _label = "denoise (Blush)"
     _possibleOutputs = {"outputVolume": Volume}
     _references = ["Kimanius2024"]
+    _stepNames = ("denoiseStep", "createOutputStep")
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -57,10 +58,6 @@ class ProtBlushDenoise(PluginLabel, EngineJob, ProtAnalysis3D):
             help="Keep the denoiser's output beyond the half maps' resolution (not supported by the data).",
         )
         form.addParallelSection(threads=1, mpi=0)
-
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.denoiseStep)
-        self._insertFunctionStep(self.createOutputStep)
 
     def denoiseStep(self):
         half1, half2 = self.inputVolume.get().getHalfMaps().split(",")

@@ -24,6 +24,7 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineForm, EngineJob
     _label = "local resolution"
     _possibleOutputs = {"outputLocalResolution": Volume, "outputVolume": Volume}
     _references = ["Cardone2013", "Chen2013"]
+    _stepNames = ("localResolutionStep", "createOutputStep")
     _settings = LocalresSettings
 
     def _defineParams(self, form):
@@ -78,10 +79,6 @@ class ProtBlushLocalResolution(PluginLabel, HalfMapsInput, EngineForm, EngineJob
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.localResolutionStep)
-        self._insertFunctionStep(self.createOutputStep)
-
     def localResolutionStep(self):
         args = ["localres", "--out", self._getExtraPath("localres.mrc")] + self._halfMapArgs()
         args += self._settingArgs()

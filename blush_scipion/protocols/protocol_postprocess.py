@@ -7,13 +7,15 @@ from pwem.protocols import ProtAnalysis3D
 from pyworkflow.protocol import params
 
 from ..constants import PLUGIN_LABEL
+from ..engine.cli.postprocess import PostprocessSettings
 from ..reports.postprocess import postprocess_fsc_curves, postprocess_summary, write_postprocess_pngs
+from .engine_form import NEGATIVE_IS_UNSET, EngineForm
 from .engine_job import EngineJob
 from .half_maps import HalfMapsInput
 from .label import PluginLabel
 
 
-class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D):
+class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineForm, EngineJob, ProtAnalysis3D):
     """The map to look at, build into and deposit, as relion_postprocess makes it: the half maps
     masked (by the given mask, or one made from their average as relion_mask_create would), their
     FSC corrected for the mask by phase randomisation, the final resolution where it falls below
@@ -28,6 +30,8 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         "outputFSCs": "SetOfFSCs",
     }
     _references = ["Rosenthal2003", "Chen2013"]
+    _stepNames = ("postprocessStep", "createOutputStep")
+    _settings = PostprocessSettings
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -45,93 +49,72 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
             help="Fit the B-factor to the Guinier plot of the FSC-weighted map (RELION's "
             "--auto_bfac), between the two resolutions below; No: apply the B-factor given.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "bfactor",
-            params.FloatParam,
+            "bfactor",
+            label="B-factor (Å²)",
             default=-100,
             condition="not doAutoBfactor",
-            label="B-factor (Å²)",
-            help="Applied as given; negative sharpens (RELION's --adhoc_bfac). Default here "
-            "-100 Å²; RELION's form: -1000 Å².",
+            note="Default here -100 Å²; RELION's form: -1000 Å².",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "autobLowresA",
-            params.FloatParam,
-            default=10,
-            condition="doAutoBfactor",
+            "autob_lowres",
             label="Lowest resolution for fit (Å)",
-            expertLevel=params.LEVEL_ADVANCED,
-            help="The Guinier fit starts at this resolution: 10 Å, as RELION.",
-        )
-        form.addParam(
-            "autobHighresA",
-            params.FloatParam,
-            default=-1,
             condition="doAutoBfactor",
-            label="Highest resolution for fit (Å)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="The Guinier fit ends at this resolution. -1: the final resolution; 0: as far as "
-            "the FSC weighting reaches (RELION 3.1's default).",
         )
-        form.addParam(
+        self._addSetting(
+            form,
+            "autobHighresA",
+            "autob_highres",
+            label="Highest resolution for fit (Å)",
+            conversion=NEGATIVE_IS_UNSET,
+            condition="doAutoBfactor",
+            expertLevel=params.LEVEL_ADVANCED,
+            note="-1: the final resolution.",
+        )
+        self._addSetting(
+            form,
             "lowPassA",
-            params.FloatParam,
-            default=-1,
+            "low_pass",
             label="Low-pass filter (Å)",
-            help="The sharpened map is low-passed at this resolution; -1: at the final resolution "
-            "(as RELION's default).",
+            conversion=NEGATIVE_IS_UNSET,
+            note="-1: the final resolution.",
         )
         form.addSection(label="Automatic mask")
-        form.addParam(
+        self._addSetting(
+            form,
             "maskThreshold",
-            params.FloatParam,
-            allowsNull=True,
+            "mask_threshold",
             label="Threshold (map units)",
+            allowsNull=True,
             expertLevel=params.LEVEL_ADVANCED,
-            help="Used only without a given mask: the density threshold, on the half maps' average "
-            "low-passed at 15 Å. Empty: the solvent's median plus 6 noise standard "
-            "deviations (measured on the half maps' difference), at least a tenth of the way "
-            "to the peak.",
+            note="Used only without a given mask.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "maskExtendPx",
-            params.FloatParam,
-            default=3,
+            "mask_extend",
             label="Extend binary mask by (px)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="Used only without a given mask: the thresholded mask grows by this many pixels "
-            "(times the pixel size in Å); relion_mask_create's --extend_inimask.",
+            note="Used only without a given mask.",
         )
-        form.addParam(
+        self._addSetting(
+            form,
             "maskSoftEdgePx",
-            params.FloatParam,
-            default=6,
+            "mask_soft_edge",
             label="Soft edge (px)",
             expertLevel=params.LEVEL_ADVANCED,
-            help="Used only without a given mask: width in pixels (times the pixel size in Å) of "
-            "the raised-cosine edge; relion_mask_create's --width_soft_edge.",
+            note="Used only without a given mask.",
         )
         form.addParallelSection(threads=1, mpi=0)
 
     # --- steps ---------------------------------------------------------------------------------
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.postprocessStep)
-        self._insertFunctionStep(self.createOutputStep)
-
     def postprocessStep(self):
-        args = ["postprocess", "--out", self._getExtraPath()] + self._halfMapArgs()
-        if self.doAutoBfactor.get():
-            args += ["--autob-lowres", self.autobLowresA.get()]
-            if self.autobHighresA.get() >= 0:
-                args += ["--autob-highres", self.autobHighresA.get()]
-        else:
-            args += ["--bfactor", self.bfactor.get()]
-        if self.lowPassA.get() > 0:
-            args += ["--low-pass", self.lowPassA.get()]
-        if self.solventMask.get() is None:
-            if self.maskThreshold.get() is not None:
-                args += ["--mask-threshold", self.maskThreshold.get()]
-            args += ["--mask-extend", self.maskExtendPx.get(), "--mask-soft-edge", self.maskSoftEdgePx.get()]
+        args = ["postprocess", "--out", self._getExtraPath(), *self._halfMapArgs(), *self._settingArgs()]
         self._runEngine(args, device=False)  # the engine's post-processing runs on the CPU
 
     def createOutputStep(self):
@@ -168,8 +151,10 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         errors = self._validateHalfMaps()
         if errors:
             return errors
-        if self.lowPassA.get() <= 0 and self.lowPassA.get() != -1:
-            errors.append("Low-pass filter must be a resolution in Å, or -1 for the final resolution.")
+        if self.lowPassA.get() < 0 and self.lowPassA.get() != -1:
+            errors.append(
+                "Low-pass filter must be a resolution in Å, 0 for none, or -1 for the final resolution."
+            )
         if self.doAutoBfactor.get():
             low, high = self._guinierFitRange()
             if low <= 0:
@@ -195,7 +180,7 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
         lines = [
             (
                 f"Final resolution {s['resolution_angstrom']:.2f} Å (FSC 0.143, mask-corrected); "
-                f"B-factor {s['bfactor']:.1f} Å² {how}; low-passed at {s['low_pass_angstrom']:.2f} Å."
+                f"B-factor {s['bfactor']:.1f} Å² {how}; {_low_pass(s)}."
             ),
             "Mask: "
             + (
@@ -226,7 +211,12 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineJob, ProtAnalysis3D
                 f"The half maps were post-processed with {PLUGIN_LABEL} as relion_postprocess: their FSC "
                 f"inside a soft solvent mask was corrected by phase randomisation [Chen2013], giving a "
                 f"final resolution of {s['resolution_angstrom']:.2f} Å at FSC 0.143 [Rosenthal2003]; the "
-                f"map was FSC-weighted, sharpened by {bfactor} and low-passed at "
-                f"{s['low_pass_angstrom']:.2f} Å."
+                f"map was FSC-weighted, sharpened by {bfactor} and {_low_pass(s)}."
             )
         ]
+
+
+def _low_pass(summary: dict) -> str:
+    """The last filter, in words (0: none was applied)."""
+    at = summary["low_pass_angstrom"]
+    return f"low-passed at {at:.2f} Å" if at else "not low-passed"

@@ -149,12 +149,10 @@ class ProtBlushRefine3D(PluginLabel, ParticlesInput, BlushSwitch, EngineForm, En
         form.addParallelSection(threads=1, mpi=1)  # MPI: torch.distributed ranks on CPUs
 
     # --- steps ---------------------------------------------------------------------------------
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.refineStep)
-        if self.doPostprocess.get():
-            self._insertFunctionStep(self.postprocessStep)
-        self._insertFunctionStep(self.createOutputStep)
+    @property
+    def _stepNames(self) -> tuple[str, ...]:
+        post = ("postprocessStep",) if self.doPostprocess.get() else ()
+        return ("convertInputStep", "refineStep", *post, "createOutputStep")
 
     def refineStep(self):
         self._runDriver("refine3d")

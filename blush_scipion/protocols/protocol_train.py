@@ -21,6 +21,7 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
     _label = "train denoiser (Blush)"
     _possibleOutputs = {"outputWeights": EMFile}
     _references = ["Kimanius2024"]
+    _stepNames = ("trainStep", "createOutputStep")
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -66,10 +67,6 @@ class ProtBlushTrain(PluginLabel, EngineJob, EMProtocol):
             help="Peak of the cosine schedule; low for fine-tuning.",
         )
         form.addParallelSection(threads=2, mpi=0)
-
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.trainStep)
-        self._insertFunctionStep(self.createOutputStep)
 
     def _weightsFile(self) -> str:
         return self._getExtraPath("blush_finetuned.safetensors")

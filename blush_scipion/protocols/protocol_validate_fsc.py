@@ -19,6 +19,7 @@ class ProtBlushValidateFsc(PluginLabel, EngineJob, ProtAnalysis3D):
     _label = "validate FSC"
     _possibleOutputs = {"outputFSC": FSC}
     _references = ["Rosenthal2003"]  # the 0.143 threshold
+    _stepNames = ("fscStep", "createOutputStep")
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -46,10 +47,6 @@ class ProtBlushValidateFsc(PluginLabel, EngineJob, ProtAnalysis3D):
             label="Mask (optional)",
             help="Soft mask; the FSC is then corrected for its effect.",
         )
-
-    def _insertAllSteps(self):
-        self._insertFunctionStep(self.fscStep)
-        self._insertFunctionStep(self.createOutputStep)
 
     def fscStep(self):
         args = [

@@ -14,25 +14,37 @@ pytest.importorskip("pyworkflow")
 from pwem.objects import VolumeMask  # noqa: E402
 
 from blush_scipion.engine.cli.options import settings_from  # noqa: E402
-from blush_scipion.protocols import ProtBlushClassify2D, ProtBlushClassify3D, ProtBlushRefine3D  # noqa: E402
+from blush_scipion.protocols import (  # noqa: E402
+    ProtBlushClassify2D,
+    ProtBlushClassify3D,
+    ProtBlushLocalResolution,
+    ProtBlushPostprocess,
+    ProtBlushRefine3D,
+)
 
 DRIVERS = {ProtBlushRefine3D: "refine3d", ProtBlushClassify3D: "class3d", ProtBlushClassify2D: "class2d"}
+COMMANDS = {**DRIVERS, ProtBlushPostprocess: "postprocess"}  # forms whose command line a test reads back
+MIRRORING = [*COMMANDS, ProtBlushLocalResolution]  # every form with engine settings
 # where a form means to differ from the engine (each says so in its help: "Default here ...")
 FORM_DEFAULTS = {
     ProtBlushRefine3D: {"useBlush": True, "maxIterations": 25},
     ProtBlushClassify2D: {"numberOfClasses": 20},
+    ProtBlushPostprocess: {"bfactor": -100},
 }
 
 
 def command_line(protocol, **values) -> list[str]:
-    """The engine command line the protocol's step runs, with the form's `values`."""
+    """The engine command line the protocol's step runs, with the form's `values` (half maps stand in
+    for a volume's)."""
     prot = protocol()
     prot.workingDir.set("/run")
     for name, value in values.items():
         getattr(prot, name).set(value)
     ran = []
     prot._runEngine = lambda args, **_: ran.append([str(a) for a in args])
-    getattr(prot, "refineStep" if protocol is ProtBlushRefine3D else "classifyStep")()
+    prot._halfMapArgs = lambda: ["--half1", "/h1.mrc", "--half2", "/h2.mrc"]
+    step = next(s for s in prot._stepNames if s in ("refineStep", "classifyStep", "postprocessStep"))
+    getattr(prot, step)()  # the step that runs the engine
     (args,) = ran
     return args
 
@@ -47,11 +59,11 @@ def options(args: list[str]) -> dict:
     return found
 
 
-@pytest.mark.parametrize("protocol", list(DRIVERS), ids=lambda p: p.__name__)
+@pytest.mark.parametrize("protocol", MIRRORING, ids=lambda p: p.__name__)
 def test_mirrored_defaults_are_the_engines(protocol):
     prot = protocol()
     mirrors = prot._mirrors
-    assert len(mirrors) >= 8
+    assert len(mirrors) >= 3
     differ = {}
     for name, mirror in mirrors.items():
         value = getattr(prot, name).get()
@@ -60,7 +72,7 @@ def test_mirrored_defaults_are_the_engines(protocol):
     assert differ == FORM_DEFAULTS.get(protocol, {})
 
 
-@pytest.mark.parametrize("protocol", list(DRIVERS), ids=lambda p: p.__name__)
+@pytest.mark.parametrize("protocol", MIRRORING, ids=lambda p: p.__name__)
 def test_mirrored_help_is_the_engines(protocol):
     prot = protocol()
     for name, mirror in prot._mirrors.items():
@@ -128,18 +140,21 @@ CHANGED = {  # every mirrored parameter away from the engine's default (refine3d
     ProtBlushClassify2D: COMMON
     | dict(numberOfClasses=3, useGradientAlg=True, regularisation=3.0, centerClasses=False, psiStepDeg=10.0)
     | dict(useBlush=True, blushWeights="/w2.st"),
+    ProtBlushPostprocess: dict(autobLowresA=8.0, autobHighresA=0.0, lowPassA=4.0, maskThreshold=0.02)
+    | dict(maskExtendPx=2.0, maskSoftEdgePx=4.0, bfactor=-50.0),  # the B-factor hidden: the fit's
 }
 
 
-@pytest.mark.parametrize("protocol", list(DRIVERS), ids=lambda p: p.__name__)
+@pytest.mark.parametrize("protocol", list(COMMANDS), ids=lambda p: p.__name__)
 @pytest.mark.parametrize("changed", [False, True], ids=["defaults", "changed"])
 def test_engine_reads_back_the_forms_values(protocol, changed):
-    """The engine's own parser turns the form's command line into the form's values, field by field."""
+    """The engine's own parser turns the form's command line into the form's values, field by field;
+    a parameter the form hides leaves the engine's default."""
     values = CHANGED[protocol] if changed else {}
     if changed:
         assert set(protocol()._mirrors) - set(values) <= {"useBlush"}
     args = command_line(protocol, **values)
-    command = importlib.import_module(f"blush_scipion.engine.cli.{DRIVERS[protocol]}")
+    command = importlib.import_module(f"blush_scipion.engine.cli.{COMMANDS[protocol]}")
     parser = argparse.ArgumentParser()
     command.add_args(parser)
     settings = settings_from(protocol._settings, parser.parse_args(args[1:]))
@@ -147,7 +162,8 @@ def test_engine_reads_back_the_forms_values(protocol, changed):
     for name, value in values.items():
         getattr(prot, name).set(value)
     for name, mirror in prot._mirrors.items():
-        expected = mirror.conversion.to_engine(getattr(prot, name).get())
+        shown = prot._definition.evalParamCondition(name)
+        expected = mirror.conversion.to_engine(getattr(prot, name).get()) if shown else mirror.field.default
         assert getattr(settings, mirror.field.name) == expected, name
 
 

@@ -111,7 +111,7 @@ class TestBlushPostprocessProtocols(BaseTest):
             doAutoBfactor=True,
             autobLowresA=5,
             autobHighresA=8,
-            lowPassA=0,
+            lowPassA=-5,
         )
         errors = given.validate()
         self.assertTrue(any("finer" in e for e in errors), errors)
