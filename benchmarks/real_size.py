@@ -72,18 +72,17 @@ def ours(work: Path, arm: str, extra: list, diameter: float, args) -> dict:
 def peer(work: Path, diameter: float, ours_row: dict | None, args) -> dict:
     """RELION's auto-refine on the same files (benchmarks/peer.py's set-up, pinned to
     --relion-cores), to convergence or stopped after --relion-hours; scored as ours. Where it
-    stopped and ours ran, also RELION at our wall time and ours at RELION's last iteration."""
+    stopped, also RELION at our wall time (where ours finished), ours at RELION's wall time (where
+    ours had not finished by then) and ours at RELION's last iteration (where ours got there)."""
     budget = args.relion_hours * 3600 if args.relion_hours else None
     run = run_relion(work, diameter, budget_s=budget, cores=args.relion_cores)
     version = checked_relion(HERE / "work").version
     stopped = not (work / "relion" / "run_data.star").exists()
     label = f"relion_refine {version}" + (f" (stopped after {args.relion_hours:g} h)" if stopped else "")
     found = {label: run}
-    if stopped and ours_row:
+    if stopped:  # ours finished (ours_row), or still running in another invocation
         found.update(
-            stopped_pairs(
-                work / "relion", f"relion_refine {version}", ours_row, work / "auto-sampling", run[-1]
-            )
+            stopped_pairs(work / "relion", f"relion_refine {version}", ours_row, work / "auto-sampling", run)
         )
     rows = {}
     for arm, (data, final, gold, seconds, iterations) in found.items():

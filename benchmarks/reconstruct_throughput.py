@@ -1,33 +1,37 @@
 """Known-pose reconstruction throughput: `blush reconstruct` beside `relion_reconstruct`.
 
 Simulates N particles of 128 px from a real atomic model, then times both programs on the same
-truth.star (RELION where it is installed) and measures each map's FSC against the truth.
+truth.star (RELION where it is installed: the checked peer of peer.py), each pinned to --cores with
+one thread per core, and measures each map's FSC against the truth.
 Writes benchmarks/results/reconstruct_throughput.{json,md}.
 
-    .venv/bin/python benchmarks/reconstruct_throughput.py [--n 5000] [--device cpu]
+    .venv/bin/python benchmarks/reconstruct_throughput.py [--n 5000] [--device cpu] [--cores 0]
 """
 
 import argparse
 import json
-import shutil
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from blush_scipion.engine.fsc import fourier_shell_correlation, resolution_at
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from peer import checked_relion, cores_of, find_relion, pinned  # noqa: E402
+
 MODEL = HERE.parent.parent / "shared" / "data" / "atomic_models" / "3PWP.pdb.gz"
 
 
-def timed(cmd, cwd):
+def timed(cmd, cwd, cores: str):
+    """Wall seconds of `cmd` pinned to `cores`, one thread per core."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(len(cores_of(cores))))
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    subprocess.run(pinned(cmd, cores), cwd=cwd, check=True, capture_output=True, env=env)
     return time.perf_counter() - t0
 
 
@@ -39,6 +43,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default=str(MODEL))
     p.add_argument("--work", default=str(HERE / "work" / "reconstruct"))
+    p.add_argument("--cores", default="0", help="taskset list for both programs (%(default)s)")
     args = p.parse_args()
     work = Path(args.work)
     if not (work / "summary.json").exists():
@@ -63,11 +68,19 @@ def main():
             args.device,
         ],
         work,
+        args.cores,
     )
     rows.append(("blush reconstruct", ours, work / "blush.mrc"))
-    if shutil.which("relion_reconstruct"):
-        theirs = timed(["relion_reconstruct", "--i", "truth.star", "--o", "relion.mrc", "--ctf"], work)
-        rows.append(("relion_reconstruct --ctf (3.1.3)", theirs, work / "relion.mrc"))
+    if find_relion():
+        relion = checked_relion(HERE / "work")
+        cmd = [relion.program("relion_reconstruct"), "--i", "truth.star", "--o", "relion.mrc", "--ctf"]
+        rows.append(
+            (
+                f"relion_reconstruct --ctf ({relion.version})",
+                timed(cmd, work, args.cores),
+                work / "relion.mrc",
+            )
+        )
     results = []
     for name, seconds, path in rows:
         fsc = fourier_shell_correlation(read_map(path)[0], truth)
@@ -79,7 +92,7 @@ def main():
                 "seconds": round(seconds, 2),
                 "particles_per_second": round(args.n / seconds, 1),
                 "fsc_truth_05_A": round(resolution_at(fsc, 0.5, args.box, apix), 2),
-                "threads": torch.get_num_threads(),
+                "threads": len(cores_of(args.cores)),
                 "device": args.device if "blush" in name else "cpu",
             }
         )

@@ -16,6 +16,7 @@ it is also read at our wall time, and ours at its last iteration. Both programs 
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -164,9 +165,11 @@ def run_blush(work: Path, device: str, cores: str | None = None):
 
 
 def ours_at(out: Path, iteration: int):
-    """Our finished run in `out` read at an earlier iteration (its half-1 map, as RELION's is read
-    when stopped), to set beside a RELION run stopped there: run_blush's tuple."""
-    history = json.loads((out / "summary.json").read_text())["history"][:iteration]
+    """Our run in `out` (finished or not) read at an earlier iteration (its half-1 map, as RELION's
+    is read when stopped), to set beside a RELION run stopped there: run_blush's tuple; the time is
+    that of its iterations up to this one, from that iteration's optimiser file."""
+    state = json.loads((out / f"run_it{iteration:03d}_optimiser.json").read_text())["state"]
+    history = state["history"][:iteration]
     return (
         out / f"run_it{iteration:03d}_data.star",
         out / f"run_it{iteration:03d}_half1_class001.mrc",
@@ -400,20 +403,38 @@ def relion_rows(work: Path, version: str, ours: dict, sym_op, args) -> list[dict
     if stopped:
         rows += [
             {"program": program, **evaluate(work, *found, sym_op)}
-            for program, found in stopped_pairs(work / "relion", label, ours, work / "blush", run[-1])
+            for program, found in stopped_pairs(work / "relion", label, ours, work / "blush", run)
         ]
     return rows
 
 
-def stopped_pairs(relion_out: Path, label: str, ours: dict, ours_out: Path, iterations: int) -> list:
-    """Beside a RELION run stopped after `iterations`: RELION at our wall time (its last iteration
-    finished by then) and ours at its last iteration, as (label, run_relion's tuple) pairs."""
+def ours_by(out: Path, seconds: float) -> int:
+    """How many iterations our run in `out` (finished or not) had finished `seconds` into its run."""
+    done = sorted(out.glob("run_it*_optimiser.json"))
+    if not done:
+        return 0
+    history = json.loads(done[-1].read_text())["state"]["history"]
+    return sum(1 for t in itertools.accumulate(h["seconds"] for h in history) if t <= seconds)
+
+
+def stopped_pairs(relion_out: Path, label: str, ours: dict | None, ours_out: Path, relion_run: tuple) -> list:
+    """Beside a RELION run stopped after its budget (run_relion's tuple): RELION at our wall time
+    (its last iteration finished by then; where our run, `ours`, finished), ours at RELION's wall
+    time (where ours had not finished by then) and ours at RELION's last iteration (where ours got
+    there), as (label, run_relion's tuple) pairs."""
+    relion_seconds, iterations = relion_run[3], relion_run[4]
     pairs = []
     times = iteration_seconds(relion_out)
-    by_ours = [it for it, t in times.items() if it > 0 and t <= ours["wall_s"]]
+    by_ours = [it for it, t in times.items() if ours and it > 0 and t <= ours["wall_s"]]
     if by_ours:
         pairs.append((f"{label} at our wall time", relion_at(relion_out, by_ours[-1], times[by_ours[-1]])))
-    if 0 < iterations < ours["iterations"]:
+    ours_then = ours_by(ours_out, relion_seconds)
+    if ours_then and (ours is None or ours_then < ours["iterations"]):
+        pairs.append(
+            (f"blush refine3d at RELION's wall time (iteration {ours_then})", ours_at(ours_out, ours_then))
+        )
+    reached = (ours_out / f"run_it{iterations:03d}_optimiser.json").exists()
+    if iterations > 0 and reached and (ours is None or iterations < ours["iterations"]):
         pairs.append((f"blush refine3d at iteration {iterations}", ours_at(ours_out, iterations)))
     return pairs
 

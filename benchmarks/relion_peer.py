@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from blush_scipion.engine.mrc import read_map, read_stack
 from blush_scipion.engine.particles import Particles
@@ -266,7 +267,10 @@ def main():
     if find_relion() is None:
         print("no RELION to measure: `make peer` (RELION 5.0.1) or `apt-get install relion` (3.1.3)")
         return
-    os.sched_setaffinity(0, {int(c) for c in cores_of(args.cores)})  # ours too: one thread per core
+    # ours too: pinned, one thread per core (torch's pool was sized at import: set it again, since more
+    # threads than cores spin against each other)
+    os.sched_setaffinity(0, cores_of(args.cores))
+    torch.set_num_threads(len(cores_of(args.cores)))
     torch_threads = str(len(cores_of(args.cores)))
     os.environ["OMP_NUM_THREADS"] = torch_threads
     command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
