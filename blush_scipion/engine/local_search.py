@@ -134,6 +134,9 @@ class Cells:
     rotations: torch.Tensor  # (B, C, 8, 3, 3) the cell's fine rotations
     log_prior: torch.Tensor  # (B, C, 8) their log prior (orientation, class)
     reference: torch.Tensor | None = None  # (B, C) long: which reference (classes); None: the one
+    # (B, C) long: the coarse orientation (and reference) whose children the cell holds; an image's
+    # cells at several shifts of one orientation share its projections and slices. None: all distinct
+    column: torch.Tensor | None = None
 
     @classmethod
     def top(cls, probs: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -191,6 +194,7 @@ def local_search(
             top_t,
             sampling.fine_rotations[top_j] @ previous[:, None, None],
             sampling.fine_log_prior[top_j],
+            column=top_j,
         ),
         sampling.fine_shifts,
         points,
@@ -220,11 +224,16 @@ def fine_pass(
     b, p = images.shape
     k = cells.probability.shape[1]
     n = points.n
+    ar = torch.arange(b, device=images.device)
     reference = cells.reference if cells.reference is not None else torch.zeros_like(cells.shift)
-    listed = cells.rotations.reshape(b, -1, 3, 3)  # (B, K 8, 3, 3)
-    planes = extract_slice_planes(channels[0], listed, points, pad)  # (2, B, P, K 8)
-    for c in range(1, len(channels)):  # each cell's projection from its own reference
-        mine = (reference == c).repeat_interleave(FINE_ROTATIONS, dim=1)  # (B, K 8)
+    # each image's distinct orientations (slots): projections are read, and slices summed, once each
+    slot, first = _slots(cells)  # (B, K) each cell's slot, (B, U) a cell of each slot
+    u = first.shape[1]
+    slot_reference = reference[ar[:, None], first]  # (B, U)
+    listed = cells.rotations[ar[:, None], first].reshape(b, -1, 3, 3)  # (B, U 8, 3, 3)
+    planes = extract_slice_planes(channels[0], listed, points, pad)  # (2, B, P, U 8)
+    for c in range(1, len(channels)):  # each slot's projection from its own reference
+        mine = (slot_reference == c).repeat_interleave(FINE_ROTATIONS, dim=1)  # (B, U 8)
         planes = torch.where(
             mine[None, :, None, :], extract_slice_planes(channels[c], listed, points, pad), planes
         )
@@ -233,9 +242,8 @@ def fine_pass(
     t = fine_shifts.shape[0]
     x_all = shifted(images, shift_phases(fine_shifts.reshape(-1, 2), points.coords, n))
     all_scores = plane_log_likelihoods(x_all, ctf, weight, planes)
-    all_scores = all_scores.reshape(b, t, FINE_SHIFTS, k, FINE_ROTATIONS)
-    ar, cell = torch.arange(b, device=images.device), torch.arange(k, device=images.device)
-    fine = all_scores[ar[:, None], cells.shift, :, cell[None], :]  # (B, K, 4, 8)
+    all_scores = all_scores.reshape(b, t, FINE_SHIFTS, u, FINE_ROTATIONS)
+    fine = all_scores[ar[:, None], cells.shift, :, slot, :]  # (B, K, 4, 8)
     fine = fine + cells.log_prior[:, :, None, :]
     if shift_log_prior is not None:
         fine = fine + shift_log_prior[ar[:, None], cells.shift][..., None]
@@ -251,7 +259,7 @@ def fine_pass(
         best % (FINE_SHIFTS * FINE_ROTATIONS) // FINE_ROTATIONS,
         best % FINE_ROTATIONS,
     )
-    bt, column = cells.shift[ar, bk], bk * FINE_ROTATIONS + br
+    bt, column = cells.shift[ar, bk], slot[ar, bk] * FINE_ROTATIONS + br
     projection = torch.complex(planes[0, ar, :, column], planes[1, ar, :, column])  # (B, P)
     residual = x_all.reshape(b, t, FINE_SHIFTS, p)[ar, bt, bf] - ctf * projection
     shift_posterior = probs.new_zeros(b, t, FINE_SHIFTS)
@@ -259,14 +267,18 @@ def fine_pass(
         (ar[:, None].expand_as(cells.shift), cells.shift), probs.sum(3), accumulate=True
     )
 
-    # M-step slices: each fine rotation's images, weighted by its posterior at each shift it was
-    # scored at, summed: one GEMM of the (rotation, shift) posteriors with the shifted images
-    q = probs.new_zeros(b, k, t, FINE_ROTATIONS, FINE_SHIFTS)
-    q[ar[:, None], cell[None], cells.shift] = probs.transpose(2, 3)
-    q = q.permute(0, 1, 3, 2, 4).reshape(b, k * FINE_ROTATIONS, t * FINE_SHIFTS)
+    # M-step slices: each slot's fine rotations' images, weighted by their posterior at each shift
+    # they were scored at, summed: one GEMM of the (rotation, shift) posteriors with the shifted images
+    # (a significant cell is one (slot, coarse shift) pair: only cells of zero posterior share a place)
+    q = probs.new_zeros(b, u, t, FINE_ROTATIONS, FINE_SHIFTS)
+    q.index_put_((ar[:, None].expand_as(slot), slot, cells.shift), probs.transpose(2, 3), accumulate=True)
+    q = q.permute(0, 1, 3, 2, 4).reshape(b, u * FINE_ROTATIONS, t * FINE_SHIFTS)
     y = torch.view_as_real(x_all * ctf_over_noise[:, None]).reshape(b, t * FINE_SHIFTS, 2 * p)
-    slices = torch.view_as_complex(torch.bmm(q, y).reshape(b, k, FINE_ROTATIONS, p, 2))
-    mass = probs.sum(2)  # (B, K, 8)
+    slices = torch.view_as_complex(torch.bmm(q, y).reshape(b, u, FINE_ROTATIONS, p, 2))
+    cell_mass = probs.sum(2)  # (B, K, 8)
+    mass = cell_mass.new_zeros(b, u, FINE_ROTATIONS).scatter_add_(
+        1, slot[..., None].expand_as(cell_mass), cell_mass
+    )  # (B, U, 8)
     keep = mass > 0
     owner = ar[:, None, None].expand_as(mass)[keep]
     return LocalResult(
@@ -274,11 +286,30 @@ def fine_pass(
         fine_shifts[bt, bf],
         probs.reshape(b, -1).max(1).values,
         residual,
-        cells.rotations[keep],
+        cells.rotations[ar[:, None], first][keep],
         slices[keep],
         mass[keep][:, None] * (ctf * ctf_over_noise)[owner],
         reference[ar, bk],
-        reference[:, :, None].expand_as(mass)[keep],
-        mass.sum(2),
+        slot_reference[:, :, None].expand_as(mass)[keep],
+        cell_mass.sum(2),
         shift_posterior,
     )
+
+
+def _slots(cells: Cells) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K) the slot of each cell among its image's distinct columns (cells not significant join
+    the image's first cell's), and (B, U) one cell of each slot, U the most distinct columns any image
+    has (an image with fewer repeats its first cell's)."""
+    b, k = cells.probability.shape
+    if cells.column is None:
+        every = torch.arange(k, device=cells.shift.device).expand(b, k)
+        return every, every
+    column = torch.where(cells.probability > 0, cells.column, cells.column[:, :1])
+    ordered, order = column.sort(dim=1, stable=True)
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    slot = torch.empty_like(order).scatter_(1, order, new.cumsum(1) - 1)
+    cell = torch.arange(k, device=slot.device).expand(b, k)
+    first = torch.full((b, int(slot.max()) + 1), k, dtype=torch.long, device=slot.device)
+    first.scatter_reduce_(1, slot, cell, reduce="amin")  # each slot's first cell
+    return slot, first.masked_fill(first == k, 0)

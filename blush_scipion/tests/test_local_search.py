@@ -2,14 +2,20 @@
 between the coarse lattice's points, the prior holds ambiguous images near their previous pose,
 and the accuracy estimate follows the noise."""
 
+import dataclasses
 import math
 
 import torch
 
 from blush_scipion.engine.accuracy import ANGLES, expected_accuracy
 from blush_scipion.engine.density import density_from_model
-from blush_scipion.engine.local_search import LocalSampling, local_search
-from blush_scipion.engine.projector import SlicePoints, extract_central_slices, fourier_reference
+from blush_scipion.engine.local_search import Cells, LocalSampling, fine_pass, local_search
+from blush_scipion.engine.projector import (
+    SlicePoints,
+    extract_central_slices,
+    fourier_reference,
+    reference_channels,
+)
 from blush_scipion.engine.rotation import (
     angular_distance,
     euler_to_matrix,
@@ -70,6 +76,44 @@ def test_the_prior_keeps_an_uninformative_image_at_its_previous_pose():
         ref, images, ctf, weight, weight, previous, LocalSampling.around(3.75, 1.0, 0.5), points
     )
     assert float(angular_distance(found.rotations, previous).max()) < 3.75
+
+
+def test_cells_of_one_orientation_share_its_projections():
+    """An image's significant cells at several shifts of one orientation are read and summed once
+    (Cells.column): the same posterior, poses, residuals and M-step sums as with every cell on its
+    own, from fewer slices."""
+    channels = reference_channels(_reference())
+    points = SlicePoints.within(N, N // 2)
+    b, g = 4, torch.Generator().manual_seed(4)
+    truth = _poses(b, 3)
+    sampling = LocalSampling.around(3.75, 1.0, 0.5)
+    t, j = sampling.fine_shifts.shape[0], sampling.rotations.shape[0]
+    images = extract_central_slices(channels, truth, points)
+    images = images + 0.3 * images.abs().mean() * torch.randn(images.shape, generator=g, dtype=images.dtype)
+    ctf = torch.ones(b, points.index.shape[0])
+    weight = points.weight.expand_as(ctf) * 1e-4  # broad posteriors: many shifts of each orientation
+    column = torch.stack([torch.randperm(j, generator=g)[:3] for _ in range(b)]).repeat_interleave(t, dim=1)
+    probability = torch.rand(column.shape, generator=g) * (torch.rand(column.shape, generator=g) > 0.4)
+    probability[:, 0] = 1.0
+    cells = Cells(
+        probability,
+        torch.arange(t).repeat(b, 3),
+        sampling.fine_rotations[column] @ truth[:, None, None],
+        sampling.fine_log_prior[column],
+        column=column,
+    )
+    shared, alone = (
+        fine_pass([channels], images, ctf, weight, weight, c, sampling.fine_shifts, points)
+        for c in (cells, dataclasses.replace(cells, column=None))
+    )
+    for name in ("rotations", "shifts", "max_prob", "residual", "mass", "shift_posterior"):
+        assert torch.allclose(getattr(shared, name), getattr(alone, name), atol=1e-5), name
+    assert len(shared.slices) < len(alone.slices)
+    for found in (shared, alone):  # each slice's weight moments, by its rotation
+        found.moments = (found.slice_weights.sum(1)[:, None, None] * found.slice_rotations).sum(0)
+    assert torch.allclose(shared.slices.sum(0), alone.slices.sum(0), rtol=1e-4, atol=1e-3)
+    assert torch.allclose(shared.slice_weights.sum(0), alone.slice_weights.sum(0), rtol=1e-5)
+    assert torch.allclose(shared.moments, alone.moments, rtol=1e-5)
 
 
 def test_expected_accuracy_follows_the_noise():
