@@ -156,6 +156,11 @@ def cores_of(cores: str) -> list[int]:
     return out
 
 
+def thread_env(cores: str) -> dict[str, str]:
+    """The environment of a program pinned to `cores`: one thread per core."""
+    return dict(os.environ, OMP_NUM_THREADS=str(len(cores_of(cores))))
+
+
 def mpi_program(relion: Relion, ranks: int, name: str = "relion_refine_mpi") -> list[str]:
     """RELION's program `name` on `ranks` MPI processes (as root too, more ranks than cores allowed)."""
     return ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), relion.program(name)]

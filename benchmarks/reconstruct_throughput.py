@@ -10,7 +10,6 @@ Writes benchmarks/results/reconstruct_throughput.{json,md}.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,16 +21,15 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import checked_relion, cores_of, find_relion, pinned  # noqa: E402
+from peer import checked_relion, cores_of, find_relion, pinned, thread_env  # noqa: E402
 
 MODEL = HERE.parent.parent / "shared" / "data" / "atomic_models" / "3PWP.pdb.gz"
 
 
 def timed(cmd, cwd, cores: str):
     """Wall seconds of `cmd` pinned to `cores`, one thread per core."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(len(cores_of(cores))))
     t0 = time.perf_counter()
-    subprocess.run(pinned(cmd, cores), cwd=cwd, check=True, capture_output=True, env=env)
+    subprocess.run(pinned(cmd, cores), cwd=cwd, check=True, capture_output=True, env=thread_env(cores))
     return time.perf_counter() - t0
 
 

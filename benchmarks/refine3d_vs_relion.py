@@ -42,7 +42,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import auto_refine, checked_relion, cores_of, ctf_check, find_relion, pinned  # noqa: E402
+from peer import auto_refine, checked_relion, ctf_check, find_relion, pinned, thread_env  # noqa: E402
 
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 BLUSH = [sys.executable, "-m", "blush_scipion.engine.cli"]  # the engine's command line, as a user runs it
@@ -157,7 +157,7 @@ def run_blush(work: Path, device: str, cores: str | None = None):
     """`blush refine3d` on work/particles.star from the truth at 40 A, pinned to `cores` with one
     thread per core (a finished run is reused)."""
     out = work / "blush"
-    env = {**os.environ, "OMP_NUM_THREADS": str(len(cores_of(cores)))} if cores else None
+    env = thread_env(cores) if cores else None
     cmd = pinned([*BLUSH, *refine3d_args("blush", "--device", device)], cores)
     seconds = run_budgeted(cmd, work, out, env=env)
     s = json.loads((out / "summary.json").read_text())

@@ -42,7 +42,7 @@ from blush_vs_standard import diameter_of, run_arm  # noqa: E402
 from class2d_blush import evaluate as evaluate_classes  # noqa: E402
 from class2d_blush import mixture, score_classes
 from class2d_blush import run_arm as run_class2d
-from peer import CLASSIFY_OFFSETS, checked_relion, cores_of, find_relion, mpi_program, pinned  # noqa: E402
+from peer import CLASSIFY_OFFSETS, checked_relion, cores_of, find_relion, mpi_program, pinned, thread_env  # noqa: E402
 from refine3d_vs_relion import (
     MODELS,
     SCORE_KEYS,
@@ -269,15 +269,13 @@ def main():
         return
     # ours too: pinned, one thread per core (torch's pool was sized at import: set it again, since more
     # threads than cores spin against each other)
-    os.sched_setaffinity(0, cores_of(args.cores))
-    torch.set_num_threads(len(cores_of(args.cores)))
-    torch_threads = str(len(cores_of(args.cores)))
-    os.environ["OMP_NUM_THREADS"] = torch_threads
+    cores = cores_of(args.cores)
+    os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
+    os.environ.update(thread_env(args.cores))
     command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
     keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
-    pinned_to = (
-        f"Every program pinned to cores {args.cores} ({torch_threads} thread(s)), one after the other."
-    )
+    pinned_to = f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other."
     if "known" in args.parts:
         rows = known_pose(args.cores)
         write_results(

@@ -261,7 +261,7 @@ def expectation(
                     turns[None, None] @ grid[top_c % r][:, :, None],
                     log_class[top_c][..., None].expand(-1, -1, len(turns)),
                     top_c // r,
-                    top_c,
+                    column=top_c,
                 ),
                 fine_shifts,
                 noise.points,

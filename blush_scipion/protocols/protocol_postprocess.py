@@ -140,8 +140,7 @@ class ProtBlushPostprocess(PluginLabel, HalfMapsInput, EngineForm, EngineJob, Pr
     # --- helpers -------------------------------------------------------------------------------
     def _guinierFitRange(self) -> tuple:
         """(low, high) A of the B-factor fit, as the engine took them (high None: the final resolution)."""
-        high = self.autobHighresA.get()
-        return self.autobLowresA.get(), (high if high >= 0 else None)
+        return self.autobLowresA.get(), NEGATIVE_IS_UNSET.to_engine(self.autobHighresA.get())
 
     def _done(self) -> bool:
         return os.path.exists(self._summaryFile())
