@@ -19,6 +19,7 @@ import numpy as np
 from blush_scipion.engine.mrc import read_map
 from blush_scipion.engine.particles import Particles
 from blush_scipion.engine.refine3d import RefineSettings, RefineState, run_iteration
+from blush_scipion.engine.runtime import prepare_process
 
 
 def main():
@@ -27,11 +28,15 @@ def main():
     p.add_argument("--iteration", type=int, required=True)
     p.add_argument("--n", type=int, default=128, help="particles (the first N of the run's data)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, help="E-step images per batch (default: the run's)")
     args = p.parse_args()
+    prepare_process()  # as the `blush` command runs
     prefix = args.run / f"run_it{args.iteration:03d}_"
     state = RefineState.from_json(json.loads(Path(f"{prefix}optimiser.json").read_text())["state"])
     saved = json.loads((args.run / "run.json").read_text())["settings"]
-    settings = RefineSettings(**{**saved, "device": args.device})
+    settings = RefineSettings(
+        **{**saved, "device": args.device, "batch_size": args.batch_size or saved["batch_size"]}
+    )
     particles = Particles.read(f"{prefix}data.star").subset(np.arange(args.n))
     references = [read_map(f"{prefix}half{h}_class001.mrc")[0] for h in (1, 2)]
     t0 = time.perf_counter()

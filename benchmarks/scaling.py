@@ -41,7 +41,8 @@ def pixel_size(box: int) -> float:
 
 
 def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None, work: Path) -> dict:
-    """Simulate (cached), then time one iteration of `mode` in this process."""
+    """Simulate (cached), then time one iteration of `mode` in this process, set up as the `blush`
+    command sets up its own."""
     import numpy as np
     import torch
 
@@ -50,9 +51,11 @@ def one_point(box: int, mode: str, n: int, device: str, memory_gb: float | None,
     from blush_scipion.engine.mrc import read_map
     from blush_scipion.engine.particles import Particles
     from blush_scipion.engine.refine3d import RefineSettings, RefineState, greyscale_scale, run_iteration
+    from blush_scipion.engine.runtime import prepare_process
     from blush_scipion.engine.sampling import angular_step, orientation_grid
     from blush_scipion.engine.simulate import SimulationSettings, simulate_from_model
 
+    prepare_process()
     apix = pixel_size(box)
     folder = work / f"box{box}_n{n}"
     if not (folder / "truth.star").exists():

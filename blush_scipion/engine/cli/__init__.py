@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         module.add_args(p)
         p.set_defaults(run=module.main)
     args = parser.parse_args(argv)
-    # values below float32's normal range (the far edges of masked, regularised maps) run the
-    # E-step's GEMMs ten times slower on CPU; they are zero for every purpose here
-    import torch
+    # after the commands' imports (numpy reads its float limits there, and warns if denormals are
+    # already flushed), before the command's first large tensor
+    from ..runtime import prepare_process
 
-    torch.set_flush_denormal(True)
+    prepare_process()
     try:
         if getattr(args, "device", None):
             check_device(args.device)
