@@ -159,10 +159,24 @@ def reference_channels(reference: torch.Tensor, radius: float | None = None, pad
 
 def _read(channels: torch.Tensor, grid: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
     """Trilinear reads of reference_channels at (..., 3) normalised coordinates -> (2, ...) real and
-    imaginary parts, the imaginary part negated where `mirrored` (...) (a conjugate read at -k)."""
+    imaginary parts, the imaginary part negated where `mirrored` (...) (a conjugate read at -k).
+
+    torch's 3D grid_sample on the CPU gives each entry of its batch to one thread, so the points are
+    cut into one part per thread, each reading the same volume (an expanded view, not a copy)."""
+    points = grid.reshape(-1, 3)
+    n = points.shape[0]
+    parts = max(1, min(torch.get_num_threads(), n // 4096)) if channels.device.type == "cpu" else 1
+    length = -(-n // parts)
+    if parts * length > n:
+        points = torch.cat([points, points.new_zeros(parts * length - n, 3)])
     out = torch.nn.functional.grid_sample(
-        channels, grid.reshape(1, 1, -1, 1, 3), mode="bilinear", padding_mode="zeros", align_corners=True
-    )[0, :, 0, :, 0]
+        channels.expand(parts, -1, -1, -1, -1),
+        points.reshape(parts, 1, length, 1, 3),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )  # (parts, 2, 1, length, 1)
+    out = out.reshape(parts, 2, length).transpose(0, 1).reshape(2, parts * length)[:, :n]
     out[1].mul_(1 - 2 * mirrored.reshape(-1).to(out.dtype))
     return out.reshape((2, *mirrored.shape))
 

@@ -129,3 +129,25 @@ def test_half_volume_projections_match_the_full_transform():
     expected = torch.complex(out[0], out[1]).reshape(len(rotations), -1)
     inside = points.coords.float().norm(dim=1) < n / 2 - 1  # away from the full grid's one-sided edge
     assert torch.allclose(half[:, inside], expected[:, inside], atol=1e-3 * expected.abs().max())
+
+
+def test_reads_cut_into_one_part_per_thread_read_the_same(monkeypatch):
+    """On the CPU the points are cut into one grid_sample batch entry per thread (its 3D kernel runs
+    one thread per entry); the parts, the last one padded, give the one-part values exactly."""
+    g = torch.Generator().manual_seed(2)
+    n = 64
+    reference = fourier_reference(blobs(n) + 0.1 * torch.randn(n, n, n, generator=g))
+    rotations = euler_to_matrix(*random_rotations(11, g).T)
+    points = SlicePoints.within(n)  # 11 x 1,600-odd points: no multiple of 2 or 3
+    sample, parts = torch.nn.functional.grid_sample, []
+    monkeypatch.setattr(
+        torch.nn.functional,
+        "grid_sample",
+        lambda x, grid, **kw: parts.append(len(grid)) or sample(x, grid, **kw),
+    )
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    whole = extract_central_slices(reference, rotations, points)
+    for threads in (2, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
+        assert torch.equal(extract_central_slices(reference, rotations, points), whole)
+    assert parts == [1, 2, 3]
