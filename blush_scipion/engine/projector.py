@@ -122,12 +122,13 @@ def _slice_coordinates(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., 3, 3) rotations -> (..., P, 3) coordinates (x, y, z) of pad A^T (kx, ky, 0) on a half
     volume of `shape` (depth, height, width: kz and ky centred at depth // 2, kx from 0), and
-    (..., P) bool: where kx < 0, so that the point was mirrored to -k (its value is the conjugate).
+    (..., P) signs: -1 where kx < 0, so that the point was mirrored to -k (its value is the
+    conjugate), else 1.
 
     `normalised`: in grid_sample's units ([-1, 1] from the first to the last voxel centre);
     `point_major`: rotations (B, R, 3, 3) give (B, P, R, 3) and (B, P, R). The scale is folded into
     the rotations and the result written by one GEMM in its final layout, then flipped and centred
-    in one pass: passes over every point cost as much as the interpolation itself."""
+    in place: passes over every point cost as much as the interpolation itself."""
     depth, height, width = shape
     dtype, device = rotations.dtype, rotations.device
     scale = torch.tensor([2 / (width - 1), 2 / (height - 1), 2 / (depth - 1)] if normalised else [1.0] * 3)
@@ -139,9 +140,8 @@ def _slice_coordinates(
         xyz = torch.matmul(k2, m.transpose(1, 2).reshape(b, 2, r * 3)).unflatten(-1, (r, 3))
     else:
         xyz = torch.matmul(k2, m)
-    mirrored = xyz[..., 0] < 0
-    flip = 1 - 2 * mirrored[..., None].to(dtype)
-    return torch.addcmul(centre.to(dtype=dtype, device=device), xyz, flip), mirrored
+    sign = torch.where(xyz[..., 0] < 0, -1.0, 1.0).to(dtype)
+    return xyz.mul_(sign[..., None]).add_(centre.to(dtype=dtype, device=device)), sign
 
 
 def reference_channels(reference: torch.Tensor, radius: float | None = None, pad: int = 2) -> torch.Tensor:
@@ -157,9 +157,9 @@ def reference_channels(reference: torch.Tensor, radius: float | None = None, pad
     return torch.view_as_real(reference).permute(3, 0, 1, 2).contiguous()[None]
 
 
-def _read(channels: torch.Tensor, grid: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+def _read(channels: torch.Tensor, grid: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     """Trilinear reads of reference_channels at (..., 3) normalised coordinates -> (2, ...) real and
-    imaginary parts, the imaginary part negated where `mirrored` (...) (a conjugate read at -k).
+    imaginary parts, the imaginary part times `sign` (...) (-1: a conjugate read at -k).
 
     torch's 3D grid_sample on the CPU gives each entry of its batch to one thread, so the points are
     cut into one part per thread, each reading the same volume (an expanded view, not a copy)."""
@@ -177,8 +177,8 @@ def _read(channels: torch.Tensor, grid: torch.Tensor, mirrored: torch.Tensor) ->
         align_corners=True,
     )  # (parts, 2, 1, length, 1)
     out = out.reshape(parts, 2, length).transpose(0, 1).reshape(2, parts * length)[:, :n]
-    out[1].mul_(1 - 2 * mirrored.reshape(-1).to(out.dtype))
-    return out.reshape((2, *mirrored.shape))
+    out[1].mul_(sign.reshape(-1))
+    return out.reshape((2, *sign.shape))
 
 
 def extract_central_slices(
@@ -245,10 +245,10 @@ def insert_central_slices(
     (e.g. CTF^2). A point with kx < 0 goes, conjugated, to -k (RELION's BackProjector), so every
     corner lies in the half volume; hermitian_symmetrize then completes the kx = 0 plane.
     """
-    xyz, mirrored = _slice_coordinates(rotations, points, pad, data.shape)
+    xyz, sign = _slice_coordinates(rotations, points, pad, data.shape)
     flat, w = _trilinear(xyz, data.shape)
     flat = flat.reshape(-1)
-    slices = torch.where(mirrored, slices.conj(), slices)
+    slices = torch.where(sign < 0, slices.conj(), slices)
     data.view(-1).index_add_(0, flat, (slices * w).reshape(-1))
     if weight is not None:
         assert slice_weights is not None, "a weight accumulator needs slice_weights"
