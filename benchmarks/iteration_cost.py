@@ -34,9 +34,8 @@ def main():
     prefix = args.run / f"run_it{args.iteration:03d}_"
     state = RefineState.from_json(json.loads(Path(f"{prefix}optimiser.json").read_text())["state"])
     saved = json.loads((args.run / "run.json").read_text())["settings"]
-    settings = RefineSettings(
-        **{**saved, "device": args.device, "batch_size": args.batch_size or saved["batch_size"]}
-    )
+    batch = {"batch_size": args.batch_size} if args.batch_size else {}
+    settings = RefineSettings(**{**saved, "device": args.device, **batch})
     particles = Particles.read(f"{prefix}data.star").subset(np.arange(args.n))
     references = [read_map(f"{prefix}half{h}_class001.mrc")[0] for h in (1, 2)]
     t0 = time.perf_counter()

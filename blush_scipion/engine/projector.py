@@ -249,10 +249,10 @@ def insert_central_slices(
     flat, w = _trilinear(xyz, data.shape)
     flat = flat.reshape(-1)
     slices = torch.where(sign < 0, slices.conj(), slices)
-    data.view(-1).index_add_(0, flat, (slices * w).reshape(-1))
+    data.view(-1).scatter_add_(0, flat, (slices * w).reshape(-1))
     if weight is not None:
         assert slice_weights is not None, "a weight accumulator needs slice_weights"
-        weight.view(-1).index_add_(0, flat, (slice_weights * w).reshape(-1))
+        weight.view(-1).scatter_add_(0, flat, (slice_weights * w).reshape(-1))
 
 
 def hermitian_symmetrize(data: torch.Tensor, weight: torch.Tensor | None = None) -> None:
