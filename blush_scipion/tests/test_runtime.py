@@ -36,7 +36,8 @@ def batch_faults(mode: str) -> int:
 def test_large_batches_fault_in_huge_pages():
     plain, prepared = batch_faults("plain"), batch_faults("prepared")
     pages = 20 * 64 * 2**20 // 4096
-    assert plain > 0.9 * pages  # 4 KB pages, each faulted in by the kernel, batch after batch
+    if "[madvise]" in THP.read_text():  # huge pages only when asked ("always" gives them unasked)
+        assert plain > 0.9 * pages  # 4 KB pages, each faulted in by the kernel, batch after batch
     assert prepared < 0.1 * pages  # 2 MB pages: 512 times fewer where the kernel has them
 
 
