@@ -56,7 +56,17 @@ ARMS = {
 }
 TUNING = ["3k7pA", "3gknA", "1dx5I"]  # training split, 12-22 kDa
 REPORTED = ["1osm", "3nbkA", "4gcnA", "2qdlA"]  # validate split, under 60 kDa
-KEYS = ["model", "snr", "seed", "arm", "wall_s", "iterations", "fsc_truth_05_A", "undocked_fsc_truth_05_A"]
+KEYS = [
+    "model",
+    "snr",
+    "seed",
+    "n",
+    "arm",
+    "wall_s",
+    "iterations",
+    "fsc_truth_05_A",
+    "undocked_fsc_truth_05_A",
+]
 KEYS += ["denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_A"]
 KEYS += ["median_angular_error_deg", "within_20deg"]
 
@@ -121,14 +131,73 @@ def by_arm(rows: list[dict]) -> list[dict]:
     return means
 
 
+def against_standard(rows: list[dict]) -> list[dict]:
+    """Each arm beside the standard prior on the same particles (model, SNR, seed and number): how many of
+    its maps are finer (FSC 0.5 against the truth, by more than 0.05 A) and coarser, and the means
+    of its differences (negative: finer, or nearer the true poses)."""
+
+    def same(r: dict) -> tuple:
+        return r["model"], r["snr"], r["seed"], r.get("n")
+
+    standard = {same(r): r for r in rows if r["arm"] == "standard"}
+    paired = []
+    for arm in dict.fromkeys(r["arm"] for r in rows if r["arm"] != "standard"):
+        pairs = [(r, standard[same(r)]) for r in rows if r["arm"] == arm if same(r) in standard]
+        if not pairs:
+            continue
+        d_fsc = [a["fsc_truth_05_A"] - b["fsc_truth_05_A"] for a, b in pairs]
+        d_angle = [a["median_angular_error_deg"] - b["median_angular_error_deg"] for a, b in pairs]
+        paired.append(
+            {
+                "arm": arm,
+                "pairs": len(pairs),
+                "finer": sum(d < -0.05 for d in d_fsc),
+                "coarser": sum(d > 0.05 for d in d_fsc),
+                "mean_fsc_difference_A": round(float(np.mean(d_fsc)), 3),
+                "mean_angular_error_difference_deg": round(float(np.mean(d_angle)), 3),
+                "mean_within_20deg_difference": round(
+                    float(np.mean([a["within_20deg"] - b["within_20deg"] for a, b in pairs])), 3
+                )
+                if all(
+                    a.get("within_20deg") is not None and b.get("within_20deg") is not None for a, b in pairs
+                )
+                else "",
+            }
+        )
+    return paired
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in table])
+
+
+def engine_commit() -> str:
+    """The commit of the engine that ran the arms (this checkout's), '+' where it has changes."""
+    git = ["git", "-C", str(HERE.parent)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "blush_scipion"], capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return commit.stdout.strip() + ("+" if dirty.stdout.strip() else "") or "unknown"
+
+
 def write(results: dict, name: str, device: str) -> None:
     """The results so far (after each row: a run stopped by a time cap keeps its finished arms),
-    with each arm's means below the rows."""
+    with each arm's means and its differences from the standard prior below the rows."""
     results["by_arm"] = by_arm(results["rows"])
-    summary = ["| " + " | ".join(results["by_arm"][0]) + " |", "|" + "---|" * len(results["by_arm"][0])]
-    summary += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in results["by_arm"]]
-    denoiser = f"Denoiser on a 128^3 map at 1.5 A ({device}): {results['denoise_128_seconds']} s"
-    write_results(name, results, KEYS, "Means per arm:\n\n" + "\n".join(summary) + f"\n\n{denoiser}")
+    results["against_standard"] = against_standard(results["rows"])
+    footer = "Means per arm:\n\n" + markdown(results["by_arm"])
+    if results["against_standard"]:
+        footer += "\n\nBeside the standard prior on the same particles:\n\n" + markdown(
+            results["against_standard"]
+        )
+    footer += f"\n\nDenoiser on a 128^3 map at 1.5 A ({device}): {results['denoise_128_seconds']} s"
+    footer += f"\n\n`{results['command']}`, engine at {results['engine_commit']}"
+    write_results(name, results, KEYS, footer)
 
 
 def main():
@@ -143,7 +212,13 @@ def main():
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--name", default="blush", help="results file stem (%(default)s): run SNRs side by side")
     args = p.parse_args()
-    results = {"denoise_128_seconds": denoiser_time(args.device), "device": args.device, "rows": []}
+    results = {
+        "command": "benchmarks/blush_vs_standard.py " + " ".join(sys.argv[1:]),
+        "engine_commit": engine_commit(),
+        "denoise_128_seconds": denoiser_time(args.device),
+        "device": args.device,
+        "rows": [],
+    }
     print(f"denoiser, 128^3 map on {args.device}: {results['denoise_128_seconds']} s", flush=True)
     for snr in args.snr:
         for name in args.models:
@@ -169,6 +244,7 @@ def main():
                         "model": name,
                         "snr": snr,
                         "seed": seed,
+                        "n": args.n,
                         "arm": arm,
                         **score_arm(work, arm, diameter, args.device),
                     }

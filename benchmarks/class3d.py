@@ -331,9 +331,12 @@ def main():
         "class_resolution_A",
         "wall_s",
     ]
+    results = {"command": "benchmarks/class3d.py " + " ".join(sys.argv[1:]), "rows": rows}
+    if found:
+        results["peer"] = checked_relion(HERE / "work").record(HERE / "work", args.cores)
     write_results(
         args.name,
-        {"command": "benchmarks/class3d.py " + " ".join(sys.argv[1:]), "rows": rows},
+        results,
         keys,
         f"`.venv/bin/python benchmarks/class3d.py {' '.join(sys.argv[1:])}`: {args.n} particles of each "
         f"structure, {args.box} px at {args.apix} A/px, SNR {args.snr}, two classes from the consensus map "

@@ -58,6 +58,18 @@ class Relion:
         console script: the denoiser we ship), not a conda environment's."""
         return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
+    def record(self, work: Path, cores: str) -> dict:
+        """What a results file keeps of the peer: version, folder, the flags the set-up adds, its
+        CTF check, and the cores it ran on (one thread each)."""
+        return {
+            "relion": self.version,
+            "bin": str(self.bin),
+            "flags": self.corrected_ref_flag,
+            "ctf_check_median_error_deg": ctf_check(self, work),
+            "cores": cores,
+            "threads": 1,
+        }
+
     @property
     def corrected_ref_flag(self) -> list[str]:
         """RELION 4.0 turned --ctf_corrected_ref on by default (and dropped the flag for

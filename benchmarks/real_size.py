@@ -161,9 +161,12 @@ def main():
         "cuda_peak_allocated_gb",
         "device",
     ]
+    results = {"command": "benchmarks/real_size.py " + " ".join(sys.argv[1:]), "rows": rows}
+    if args.relion and find_relion():
+        results["peer"] = checked_relion(HERE / "work").record(HERE / "work", args.relion_cores)
     write_results(
         args.name,
-        {"command": "benchmarks/real_size.py " + " ".join(sys.argv[1:]), "rows": rows},
+        results,
         keys,
         f"`.venv/bin/python benchmarks/real_size.py {' '.join(sys.argv[1:])}`: {args.n} particles of "
         f"{args.box} px at {args.apix} A/px, SNR {args.snr}, from the truth at 40 A; FSC against the "

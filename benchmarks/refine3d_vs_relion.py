@@ -42,7 +42,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import auto_refine, checked_relion, ctf_check, find_relion, pinned, thread_env  # noqa: E402
+from peer import auto_refine, checked_relion, find_relion, pinned, thread_env  # noqa: E402
 
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 BLUSH = [sys.executable, "-m", "blush_scipion.engine.cli"]  # the engine's command line, as a user runs it
@@ -364,14 +364,7 @@ def main():
         print(ours, flush=True)
         if args.relion and find_relion():
             relion = checked_relion(HERE / "work")
-            results["peer"] = {
-                "relion": relion.version,
-                "bin": str(relion.bin),
-                "flags": relion.corrected_ref_flag,
-                "ctf_check_median_error_deg": ctf_check(relion, HERE / "work"),
-                "cores": args.cores,
-                "threads": 1,
-            }
+            results["peer"] = relion.record(HERE / "work", args.cores)
             for row in relion_rows(work, relion.version, ours, sym_op, args):
                 results["rows"].append({"model": name, **row})
                 print(results["rows"][-1], flush=True)

@@ -274,12 +274,16 @@ def main():
     torch.set_num_threads(len(cores))
     os.environ.update(thread_env(args.cores))
     command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
+    peer = checked_relion(HERE / "work").record(HERE / "work", args.cores)
     keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
     pinned_to = f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other."
     if "known" in args.parts:
         rows = known_pose(args.cores)
         write_results(
-            "relion_peer_known", {"command": command, "rows": rows}, keys, f"`{command}`. {pinned_to}"
+            "relion_peer_known",
+            {"command": command, "peer": peer, "rows": rows},
+            keys,
+            f"`{command}`. {pinned_to}",
         )
     if "blush" in args.parts:
         curves: dict = {}
@@ -288,7 +292,7 @@ def main():
         name = f"relion_peer_blush_{args.model}"
         write_results(
             name,
-            {"command": command, "rows": [{"task": task, **r} for r in rows]},
+            {"command": command, "peer": peer, "rows": [{"task": task, **r} for r in rows]},
             keys,
             f"`{command}`. {pinned_to} RELION arms stopped at their budget ({args.relion_budget:g} s) "
             f"are measured at their last finished iteration. FSC curves: {name}.png.",
@@ -307,7 +311,7 @@ def main():
         )
         write_results(
             "relion_peer_class2d",
-            {"command": command, "rows": [{"task": task, **r} for r in rows]},
+            {"command": command, "peer": peer, "rows": [{"task": task, **r} for r in rows]},
             keys,
             f"`{command}`. {pinned_to}",
         )
