@@ -212,20 +212,36 @@ def extract_slice_planes(
 
 def _trilinear(coords: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., 3) coordinates (x, y, z) -> flat indices (8, ...) and weights (8, ...) of the corners on a
-    grid of `shape` (depth, height, width). A corner that falls off the grid gets weight 0 (its index
-    is clamped onto the grid). Corners lead, so that every step runs over contiguous points (with
-    the corners last, the same arithmetic took 1.7 times as long)."""
-    c = coords.movedim(-1, 0).contiguous()  # (3, ...)
-    size = torch.tensor(shape[::-1], device=coords.device).reshape((3,) + (1,) * (c.dim() - 1))
+    grid of `shape` (depth, height, width). A corner that falls off the grid gets weight 0, and its
+    index, clamped into the volume, then adds nothing wherever it points.
+
+    Corners lead, so that every step runs over contiguous points; the axes' weights and the lower
+    corner's index are made once per point, and the eight corners' by one product and one offset
+    each: the passes over all eight corners cost more than anything else in a back-projection."""
+    c = coords.reshape(-1, 3).T  # (3, N)
     floor = torch.floor(c)
     frac = c - floor
-    lower = floor.long()
-    upper = lower + 1
-    # (2, 3, ...): the lower and upper neighbour's weight and index on each axis
-    w = torch.stack([(1 - frac) * ((lower >= 0) & (lower < size)), frac * ((upper >= 0) & (upper < size))])
-    i = torch.stack([lower, upper]).clamp_(min=0).minimum(size - 1)
-    flat = (i[:, None, None, 2] * shape[1] + i[None, :, None, 1]) * shape[2] + i[None, None, :, 0]
+    lower = floor.to(torch.int32)
+    # (2, 3, N): the lower and upper neighbour's weight on each axis. Only the points near the
+    # grid's edge (the last shells at Nyquist) have corners off it, so an axis is masked only where
+    # its extremes reach the edge: floor(c) < 0 or >= size is c < 0 or c >= size, and so on
+    w = torch.stack([1 - frac, frac])
+    masked = False
+    for axis, (low, high) in enumerate(zip(*(t.tolist() for t in torch.aminmax(c, dim=1)))):
+        size = shape[2 - axis]
+        for corner, (first, last) in enumerate(((0, size), (-1, size - 1))):
+            if low < first or high >= last:
+                w[corner, axis].masked_fill_((c[axis] < first) | (c[axis] >= last), 0)
+                masked = True
     weight = w[:, None, None, 2] * w[None, :, None, 1] * w[None, None, :, 0]
+    depth, height, width = shape
+    base = (lower[2].long() * height + lower[1]) * width + lower[0]
+    offsets = torch.tensor(
+        [(z * height + y) * width + x for z in (0, 1) for y in (0, 1) for x in (0, 1)], device=coords.device
+    )
+    flat = base + offsets[:, None]
+    if masked:  # an index off the grid, whose weight is 0, is kept inside the volume
+        flat.clamp_(0, depth * height * width - 1)
     return flat.reshape(8, *coords.shape[:-1]), weight.reshape(8, *coords.shape[:-1])
 
 
@@ -249,7 +265,9 @@ def insert_central_slices(
     flat, w = _trilinear(xyz, data.shape)
     flat = flat.reshape(-1)
     slices = torch.where(sign < 0, slices.conj(), slices)
-    data.view(-1).scatter_add_(0, flat, (slices * w).reshape(-1))
+    # complex times real through the real view: torch would first make w complex
+    values = torch.view_as_complex(torch.view_as_real(slices) * w[..., None])
+    data.view(-1).scatter_add_(0, flat, values.reshape(-1))
     if weight is not None:
         assert slice_weights is not None, "a weight accumulator needs slice_weights"
         weight.view(-1).scatter_add_(0, flat, (slice_weights * w).reshape(-1))
