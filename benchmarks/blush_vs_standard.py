@@ -71,9 +71,14 @@ KEYS += ["denoised_fsc_truth_05_A", "posed_fsc_truth_05_A", "gold_standard_0143_
 KEYS += ["median_angular_error_deg", "within_20deg"]
 
 
+def arm_folder(arm: str, device: str) -> str:
+    """work/ARM on the CPU, work/ARM_cuda0 and so on off it."""
+    return arm if device == "cpu" else f"{arm}_{device.replace(':', '')}"
+
+
 def run_arm(work: Path, arm: str, diameter: float, device: str, timeout: float | None = None):
-    """Runs (or reuses) one arm in work/ARM (work/ARM_cuda0 and so on off the CPU)."""
-    name = arm if device == "cpu" else f"{arm}_{device.replace(':', '')}"
+    """Runs (or reuses) one arm in work/arm_folder(ARM)."""
+    name = arm_folder(arm, device)
     out = work / name
     if not (out / "summary.json").exists():  # finished arms are kept; unfinished ones continue
         with open(work / f"{name}.log", "a") as log:
@@ -211,6 +216,11 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--name", default="blush", help="results file stem (%(default)s): run SNRs side by side")
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="score the arms that have finished (in earlier runs, or in runs split over cores) and run none",
+    )
     args = p.parse_args()
     results = {
         "command": "benchmarks/blush_vs_standard.py " + " ".join(sys.argv[1:]),
@@ -234,12 +244,19 @@ def main():
                         + (f"_seed{seed}" if seed != 7 else "")
                     )
                 )
+                if args.finished_only and not (work / "summary.json").exists():
+                    continue
                 if not (work / "summary.json").exists():
                     settings = SimulationSettings(
                         n_particles=args.n, box=64, pixel_size=2.0, snr=snr, seed=seed
                     )
                     simulate_from_model(model, settings, work)
                 for arm in args.arms:
+                    if (
+                        args.finished_only
+                        and not (work / arm_folder(arm, args.device) / "summary.json").exists()
+                    ):
+                        continue
                     row = {
                         "model": name,
                         "snr": snr,
