@@ -18,6 +18,13 @@ choice; 4gcnA and 2qdlA were the rows the defaults were first chosen on, before 
         --arms standard blush blush_first blush_from10 blush_from20 blush_zero_fill --name blush_tuning
     .venv/bin/python benchmarks/blush_vs_standard.py --models 1osm 3nbkA 4gcnA 2qdlA --seeds 7 8 \\
         --arms standard blush blush_first --name blush_heldout
+
+Each arm is a refinement of several minutes on one core, and a finished arm is kept (an unfinished one
+continues), so a table can be run in parts, e.g. one process per core with its own models, OMP_NUM_THREADS=1
+and `taskset -c CORE`, then scored whole without running anything:
+
+    .venv/bin/python benchmarks/blush_vs_standard.py --models 1osm 3nbkA 4gcnA 2qdlA --seeds 7 8 \\
+        --arms standard blush --finished-only --name blush_heldout
 """
 
 import argparse
