@@ -52,6 +52,7 @@ from refine3d_vs_relion import (
     posed,
     run_budgeted,
     run_relion,
+    stopped_pairs,
     write_results,
 )  # noqa: E402
 
@@ -104,7 +105,9 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
     with Blush (from the denoiser's range, and from the first iteration as RELION 5) and without,
     RELION with our Blush as its external reconstruction (the hook's default: RELION 5's schedule),
     RELION plain and, where the peer is RELION 5, RELION's own --blush (the same wall-time budget
-    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up."""
+    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. A RELION arm
+    stopped by its budget is also set beside our arm of the same schedule (plain: the standard prior;
+    with Blush: ours from the first iteration) at equal wall time and at equal iterations."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
@@ -125,29 +128,37 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
         os.environ,
         RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, "relion_hook_blush")),
     )
+    # (program, its folder in work, the folder of our arm it is set beside when stopped early)
     arms = [
-        ("blush refine3d --blush", lambda: run_arm(work, "blush", diameter, "cpu")),
-        (
-            "blush refine3d --blush --blush-from-resolution 0",
-            lambda: run_arm(work, "blush_first", diameter, "cpu"),
-        ),
-        ("blush refine3d", lambda: run_arm(work, "standard", diameter, "cpu")),
-        (
-            f"relion_refine {version} + blush relion-hook --blush",
-            relion_arm("relion_hook_blush", ("--external_reconstruct",), hook),
-        ),
-        (f"relion_refine {version}", relion_arm("relion_plain")),
+        ("blush refine3d --blush", "blush", None),
+        ("blush refine3d --blush --blush-from-resolution 0", "blush_first", None),
+        ("blush refine3d", "standard", None),
+        (f"relion_refine {version} + blush relion-hook --blush", "relion_hook_blush", "blush_first"),
+        (f"relion_refine {version}", "relion_plain", "standard"),
     ]
     if relion.has_blush:  # RELION 5's own Blush schedule, with the denoiser we ship
-        arms.append(
-            (f"relion_refine {version} --blush", relion_arm("relion_blush", ("--blush",), relion.blush_env()))
-        )
-    rows = []
-    for program, run in arms:
-        result = run()
+        arms.append((f"relion_refine {version} --blush", "relion_blush", "blush_first"))
+    runs = {
+        "relion_hook_blush": relion_arm("relion_hook_blush", ("--external_reconstruct",), hook),
+        "relion_plain": relion_arm("relion_plain"),
+        "relion_blush": relion_arm("relion_blush", ("--blush",), relion.blush_env()),
+    }
+    rows: list[dict] = []
+    ours: dict[str, dict] = {}
+    for program, folder, partner in arms:
+        result = runs[folder]() if folder in runs else run_arm(work, folder, diameter, "cpu")
         curves[program] = posed(work, result[0])[0]
         rows.append({"program": program, **evaluate(work, *result, None)})
         print(rows[-1], flush=True)
+        if partner is None:
+            ours[folder] = rows[-1]
+        elif not (work / folder / "run_data.star").exists():  # stopped by its budget
+            # beside it at equal wall time and at equal iterations, with our arm of the same schedule
+            mine = ours[partner]
+            for label, pair in stopped_pairs(work / folder, program, mine, work / partner, result):
+                label = label.replace("blush refine3d", mine["program"])
+                rows.append({"program": label, **evaluate(work, *pair, None)})
+                print(rows[-1], flush=True)
     return rows
 
 
