@@ -129,12 +129,21 @@ def denoiser_time(device: str, n: int = 128, apix: float = 1.5) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def particle_set(row: dict) -> tuple:
+    """The particles an arm ran on: model, SNR, seed and number."""
+    return row["model"], row["snr"], row["seed"], row.get("n")
+
+
 def by_arm(rows: list[dict]) -> list[dict]:
-    """Each arm's means over the rows it ran on (every model, SNR and seed): how a default is chosen
-    on the tuning models, and how the reported table reads in one line per arm."""
+    """Each arm's means over the particle sets every arm has finished (so that the means compare
+    like with like while a table is still being run): how a default is chosen on the tuning models,
+    and how the reported table reads in one line per arm."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    done = [{particle_set(r) for r in rows if r["arm"] == arm} for arm in arms]
+    common = set.intersection(*done) if done else set()
     means = []
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        mine = [r for r in rows if r["arm"] == arm]
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm and particle_set(r) in common]
         row = {"arm": arm, "rows": len(mine)}
         for key in ("fsc_truth_05_A", "median_angular_error_deg", "within_20deg"):
             values = [r[key] for r in mine if key in r]
@@ -148,13 +157,12 @@ def against_standard(rows: list[dict]) -> list[dict]:
     its maps are finer (FSC 0.5 against the truth, by more than 0.05 A) and coarser, and the means
     of its differences (negative: finer, or nearer the true poses)."""
 
-    def same(r: dict) -> tuple:
-        return r["model"], r["snr"], r["seed"], r.get("n")
-
-    standard = {same(r): r for r in rows if r["arm"] == "standard"}
+    standard = {particle_set(r): r for r in rows if r["arm"] == "standard"}
     paired = []
     for arm in dict.fromkeys(r["arm"] for r in rows if r["arm"] != "standard"):
-        pairs = [(r, standard[same(r)]) for r in rows if r["arm"] == arm if same(r) in standard]
+        pairs = [
+            (r, standard[particle_set(r)]) for r in rows if r["arm"] == arm if particle_set(r) in standard
+        ]
         if not pairs:
             continue
         d_fsc = [a["fsc_truth_05_A"] - b["fsc_truth_05_A"] for a, b in pairs]
