@@ -152,11 +152,17 @@ def by_arm(rows: list[dict]) -> list[dict]:
     return means
 
 
+def mean_difference(pairs: list[tuple[dict, dict]], key: str) -> float | str:
+    """The mean of `key`'s differences over (arm, standard) row pairs; "" where a row lacks it (older
+    files)."""
+    d = [a[key] - b[key] for a, b in pairs if a.get(key) is not None and b.get(key) is not None]
+    return round(float(np.mean(d)), 3) if len(d) == len(pairs) else ""
+
+
 def against_standard(rows: list[dict]) -> list[dict]:
     """Each arm beside the standard prior on the same particles (model, SNR, seed and number): how many of
     its maps are finer (FSC 0.5 against the truth, by more than 0.05 A) and coarser, and the means
     of its differences (negative: finer, or nearer the true poses)."""
-
     standard = {particle_set(r): r for r in rows if r["arm"] == "standard"}
     paired = []
     for arm in dict.fromkeys(r["arm"] for r in rows if r["arm"] != "standard"):
@@ -166,22 +172,15 @@ def against_standard(rows: list[dict]) -> list[dict]:
         if not pairs:
             continue
         d_fsc = [a["fsc_truth_05_A"] - b["fsc_truth_05_A"] for a, b in pairs]
-        d_angle = [a["median_angular_error_deg"] - b["median_angular_error_deg"] for a, b in pairs]
         paired.append(
             {
                 "arm": arm,
                 "pairs": len(pairs),
                 "finer": sum(d < -0.05 for d in d_fsc),
                 "coarser": sum(d > 0.05 for d in d_fsc),
-                "mean_fsc_difference_A": round(float(np.mean(d_fsc)), 3),
-                "mean_angular_error_difference_deg": round(float(np.mean(d_angle)), 3),
-                "mean_within_20deg_difference": round(
-                    float(np.mean([a["within_20deg"] - b["within_20deg"] for a, b in pairs])), 3
-                )
-                if all(
-                    a.get("within_20deg") is not None and b.get("within_20deg") is not None for a, b in pairs
-                )
-                else "",
+                "mean_fsc_difference_A": mean_difference(pairs, "fsc_truth_05_A"),
+                "mean_angular_error_difference_deg": mean_difference(pairs, "median_angular_error_deg"),
+                "mean_within_20deg_difference": mean_difference(pairs, "within_20deg"),
             }
         )
     return paired
