@@ -186,6 +186,35 @@ def against_standard(rows: list[dict]) -> list[dict]:
     return paired
 
 
+# The tuning run's two choices, each among arms that differ in that setting alone (the defaults' arm,
+# "blush", is in both): where Blush starts, and what fills in above the trailing edge.
+CHOICES = {
+    "--blush-from-resolution": {
+        "blush_first": "0",
+        "blush_from10": "10",
+        "blush": "15",
+        "blush_from20": "20",
+    },
+    "--blush-trailing-fill": {"blush": "wiener", "blush_zero_fill": "zero"},
+}
+
+
+def choose(means: list[dict]) -> list[dict]:
+    """Each setting's value on these models, by a rule fixed before the tuning run: the arm with the
+    finest mean FSC against the truth; arms within 0.05 A of it (the pairs' threshold) are told apart
+    by the lower mean median angular error. A setting whose arms have not all finished is left out."""
+    by_name = {m["arm"]: m for m in means}
+    chosen = []
+    for option, values in CHOICES.items():
+        if not all(arm in by_name and by_name[arm]["rows"] for arm in values):
+            continue
+        finest = min(by_name[arm]["mean_fsc_truth_05_A"] for arm in values)
+        near = [arm for arm in values if by_name[arm]["mean_fsc_truth_05_A"] <= finest + 0.05]
+        arm = min(near, key=lambda a: by_name[a]["mean_median_angular_error_deg"])
+        chosen.append({"option": option, "value": values[arm], "arm": arm, "default": values["blush"]})
+    return chosen
+
+
 def markdown(table: list[dict]) -> str:
     lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in table])
@@ -209,11 +238,15 @@ def write(results: dict, name: str, device: str) -> None:
     with each arm's means and its differences from the standard prior below the rows."""
     results["by_arm"] = by_arm(results["rows"])
     results["against_standard"] = against_standard(results["rows"])
+    results["chosen"] = choose(results["by_arm"])
     footer = "Means per arm:\n\n" + markdown(results["by_arm"])
     if results["against_standard"]:
         footer += "\n\nBeside the standard prior on the same particles:\n\n" + markdown(
             results["against_standard"]
         )
+    if results["chosen"]:
+        footer += "\n\nChosen on these models (finest mean FSC; within 0.05 A, lower angular error):\n\n"
+        footer += markdown(results["chosen"])
     footer += f"\n\nDenoiser on a 128^3 map at 1.5 A ({device}): {results['denoise_128_seconds']} s"
     footer += f"\n\n`{results['command']}`, engine at {results['engine_commit']}"
     write_results(name, results, KEYS, footer)
