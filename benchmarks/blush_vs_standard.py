@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from blush_scipion.engine.blush import TRAINED_RESOLUTION_MAX
 from blush_scipion.engine.blush.denoiser import denoise_map, load_denoiser
 from blush_scipion.engine.density import read_model
 from blush_scipion.engine.mrc import read_map
@@ -61,6 +62,7 @@ ARMS = {
     "blush_from20": ["--blush", "--blush-from-resolution", "20"],
     "blush_zero_fill": ["--blush", "--blush-trailing-fill", "zero"],  # RELION 5's fill
 }
+LEVEL_A = 0.05  # FSC differences up to this are level: not finer, not coarser
 TUNING = ["3k7pA", "3gknA", "1dx5I"]  # training split, 12-22 kDa
 REPORTED = ["1osm", "3nbkA", "4gcnA", "2qdlA"]  # validate split, under 60 kDa
 KEYS = [
@@ -176,8 +178,8 @@ def against_standard(rows: list[dict]) -> list[dict]:
             {
                 "arm": arm,
                 "pairs": len(pairs),
-                "finer": sum(d < -0.05 for d in d_fsc),
-                "coarser": sum(d > 0.05 for d in d_fsc),
+                "finer": sum(d < -LEVEL_A for d in d_fsc),
+                "coarser": sum(d > LEVEL_A for d in d_fsc),
                 "mean_fsc_difference_A": mean_difference(pairs, "fsc_truth_05_A"),
                 "mean_angular_error_difference_deg": mean_difference(pairs, "median_angular_error_deg"),
                 "mean_within_20deg_difference": mean_difference(pairs, "within_20deg"),
@@ -187,16 +189,19 @@ def against_standard(rows: list[dict]) -> list[dict]:
 
 
 # The tuning run's two choices, each among arms that differ in that setting alone (the defaults' arm,
-# "blush", is in both): where Blush starts, and what fills in above the trailing edge.
+# "blush", is in both): where Blush starts, and what fills in above the trailing edge. Each arm's
+# value is read from ARMS; the defaults' arm has the engine's defaults.
 CHOICES = {
-    "--blush-from-resolution": {
-        "blush_first": "0",
-        "blush_from10": "10",
-        "blush": "15",
-        "blush_from20": "20",
-    },
-    "--blush-trailing-fill": {"blush": "wiener", "blush_zero_fill": "zero"},
+    "--blush-from-resolution": ["blush_first", "blush_from10", "blush", "blush_from20"],
+    "--blush-trailing-fill": ["blush", "blush_zero_fill"],
 }
+DEFAULTS = {"--blush-from-resolution": f"{TRAINED_RESOLUTION_MAX:g}", "--blush-trailing-fill": "wiener"}
+
+
+def setting(arm: str, option: str) -> str:
+    """The value of `option` that `arm` runs with."""
+    args = ARMS[arm]
+    return args[args.index(option) + 1] if option in args else DEFAULTS[option]
 
 
 def choose(means: list[dict]) -> list[dict]:
@@ -205,13 +210,15 @@ def choose(means: list[dict]) -> list[dict]:
     by the lower mean median angular error. A setting whose arms have not all finished is left out."""
     by_name = {m["arm"]: m for m in means}
     chosen = []
-    for option, values in CHOICES.items():
-        if not all(arm in by_name and by_name[arm]["rows"] for arm in values):
+    for option, arms in CHOICES.items():
+        if not all(arm in by_name and by_name[arm]["rows"] for arm in arms):
             continue
-        finest = min(by_name[arm]["mean_fsc_truth_05_A"] for arm in values)
-        near = [arm for arm in values if by_name[arm]["mean_fsc_truth_05_A"] <= finest + 0.05]
+        finest = min(by_name[arm]["mean_fsc_truth_05_A"] for arm in arms)
+        near = [arm for arm in arms if by_name[arm]["mean_fsc_truth_05_A"] <= finest + LEVEL_A]
         arm = min(near, key=lambda a: by_name[a]["mean_median_angular_error_deg"])
-        chosen.append({"option": option, "value": values[arm], "arm": arm, "default": values["blush"]})
+        chosen.append(
+            {"option": option, "value": setting(arm, option), "arm": arm, "default": DEFAULTS[option]}
+        )
     return chosen
 
 
@@ -245,7 +252,9 @@ def write(results: dict, name: str, device: str) -> None:
             results["against_standard"]
         )
     if results["chosen"]:
-        footer += "\n\nChosen on these models (finest mean FSC; within 0.05 A, lower angular error):\n\n"
+        footer += (
+            f"\n\nChosen on these models (finest mean FSC; within {LEVEL_A:g} A, lower angular error):\n\n"
+        )
         footer += markdown(results["chosen"])
     footer += f"\n\nDenoiser on a 128^3 map at 1.5 A ({device}): {results['denoise_128_seconds']} s"
     footer += f"\n\n`{results['command']}`, engine at {results['engine_commit']}"
