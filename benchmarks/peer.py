@@ -80,13 +80,25 @@ class Relion:
 def find_relion() -> Relion | None:
     """The peer's RELION, or None where none is installed."""
     candidates = [Path(os.environ["RELION_BIN"])] if os.environ.get("RELION_BIN") else []
-    candidates += sorted((REPO / ".peer").glob("relion-*/bin"), reverse=True)
+    for checkout in dict.fromkeys([REPO, main_checkout()]):  # a git worktree: the main checkout's peer
+        candidates += sorted((checkout / ".peer").glob("relion-*/bin"), reverse=True)
     on_path = shutil.which("relion_refine")
     candidates += [Path(on_path).parent] if on_path else []
     for folder in candidates:
         if (folder / "relion_refine").exists():
             return Relion(folder, version_of(folder))
     return None
+
+
+def main_checkout() -> Path:
+    """The checkout `make peer` ran in: this one, or the main one where this is a git worktree."""
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    return Path(common.stdout.strip()).parent if common.returncode == 0 else REPO
 
 
 def version_of(folder: Path) -> str:
@@ -157,6 +169,11 @@ def checked_relion(work: Path) -> Relion:
 def pinned(cmd: list[str], cores: str | None) -> list[str]:
     """`cmd` run on the given cores (taskset list such as "0" or "0-1"), where taskset exists."""
     return ["taskset", "-c", cores, *cmd] if cores and shutil.which("taskset") else cmd
+
+
+def unpinned(cmd: list[str]) -> list[str]:
+    """`cmd` without the cores `pinned` gave it: the same run whichever core it continues on."""
+    return cmd[3:] if cmd[:2] == ["taskset", "-c"] else cmd
 
 
 def cores_of(cores: str) -> list[int]:

@@ -15,6 +15,7 @@ it is also read at our wall time, and ours at its last iteration. Both programs 
 """
 
 import argparse
+import fcntl
 import functools
 import itertools
 import json
@@ -42,7 +43,7 @@ from blush_scipion.engine.simulate import SimulationSettings, simulate_from_mode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from peer import auto_refine, checked_relion, find_relion, pinned, thread_env  # noqa: E402
+from peer import auto_refine, checked_relion, find_relion, pinned, thread_env, unpinned  # noqa: E402
 
 MODELS = HERE.parent.parent / "shared" / "data" / "atomic_models"
 BLUSH = [sys.executable, "-m", "blush_scipion.engine.cli"]  # the engine's command line, as a user runs it
@@ -193,15 +194,30 @@ def run_budgeted(
     goes on with `resume(NNN)`, the command that continues from its last finished iteration NNN,
     with what is left of the budget: its wall time counts up to that iteration (from started.json
     and the iteration's optimiser file), not the work lost after it nor the time between the
-    sessions it ran in."""
+    sessions it ran in. The cores it is pinned to are not part of its identity: an arm may go on,
+    or run beside another, on any core (each command, with its core, is kept in timing.json). A run
+    that another process is advancing in `out` is waited for, then taken as it is."""
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return advance(cmd, work, out, budget_s, env, resume)
+
+
+def advance(
+    cmd: list, work: Path, out: Path, budget_s: float | None, env: dict | None, resume: Callable | None
+) -> float:
+    """run_budgeted's work, with `out` held by this process."""
     timing, started = out / "timing.json", out / "started.json"
+
+    def same(run: list) -> bool:  # a recorded [command, budget]
+        return unpinned(run[0]) == unpinned(cmd)
+
     if timing.exists():
         last = json.loads(timing.read_text())
-        if last.get("run") == [cmd, budget_s] or (last.get("finished") and last["run"][0] == cmd):
+        if same(last["run"]) and (last["run"][1] == budget_s or last.get("finished")):
             return last["seconds"]
     done = sorted(out.glob("run_it*_optimiser.star"))
     record = json.loads(started.read_text()) if started.exists() else {}
-    if resume and done and record.get("run", [None])[0] == cmd:
+    if resume and done and "run" in record and same(record["run"]):
         # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
         segment = record.get("segment_started", record["started"])
         before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)

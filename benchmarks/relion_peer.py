@@ -11,13 +11,16 @@
   truth) -> results/relion_peer_class2d.
 (3D auto-refine beside RELION is refine3d_vs_relion.py's.) RELION is the checked peer of peer.py;
 every program of a part runs pinned to --cores (one thread per core), one after the other.
+RELION arms that take hours may be advanced side by side beforehand, each on a core of its own
+(`--relion-arms plain --cores 1` beside the full command on core 0): the full command then takes
+each arm's finished or budget-stopped run as it is.
 
 Every 3D arm is also scored by the map its poses give: all its particles reconstructed at its last
 poses (`posed_fsc_truth_05_A`), so a RELION run stopped by its budget (its half-1 map, or Blush's
 denoised reference) is measured like a finished one.
 
     .venv/bin/python benchmarks/relion_peer.py --parts blush class2d [--model 3nbkA] [--n 1000] \
-        [--relion-budget 1800] [--cores 0]
+        [--relion-budget 1800] [--cores 0] [--relion-arms hook plain blush]
 """
 
 import argparse
@@ -100,14 +103,13 @@ def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str 
     return script
 
 
-def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves: dict) -> list:
-    """Blush at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does: ours
-    with Blush (from the denoiser's range, and from the first iteration as RELION 5) and without,
-    RELION with our Blush as its external reconstruction (the hook's default: RELION 5's schedule),
-    RELION plain and, where the peer is RELION 5, RELION's own --blush (the same wall-time budget
-    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. A RELION arm
-    stopped by its budget is also set beside our arm of the same schedule (plain: the standard prior;
-    with Blush: ours from the first iteration) at equal wall time and at equal iterations."""
+RELION_ARMS = {"hook": "relion_hook_blush", "plain": "relion_plain", "blush": "relion_blush"}
+
+
+def relion_runs(name: str, snr: float, n: int, budget: float, cores: str) -> tuple[Path, str, dict]:
+    """The set of `n` particles of `name` at `snr` (simulated once), RELION's version and its arms:
+    folder -> a call that runs (or continues, or reuses) that arm pinned to `cores` within `budget`
+    seconds and returns what run_relion returns."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
@@ -117,7 +119,6 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
     diameter = diameter_of(model)
     apix = Particles.read(work / "particles.star").pixel_size
     relion = checked_relion(work.parent)
-    version = relion.version.split("-")[0]
 
     def relion_arm(arm: str, extra: tuple = (), env: dict | None = None):
         return lambda: run_relion(
@@ -128,6 +129,25 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
         os.environ,
         RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=str(hook_script(work, diameter, apix, "relion_hook_blush")),
     )
+    runs = {
+        "relion_hook_blush": relion_arm("relion_hook_blush", ("--external_reconstruct",), hook),
+        "relion_plain": relion_arm("relion_plain"),
+    }
+    if relion.has_blush:
+        runs["relion_blush"] = relion_arm("relion_blush", ("--blush",), relion.blush_env())
+    return work, relion.version.split("-")[0], runs
+
+
+def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves: dict) -> list:
+    """Blush at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does: ours
+    with Blush (from the denoiser's range, and from the first iteration as RELION 5) and without,
+    RELION with our Blush as its external reconstruction (the hook's default: RELION 5's schedule),
+    RELION plain and, where the peer is RELION 5, RELION's own --blush (the same wall-time budget
+    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. A RELION arm
+    stopped by its budget is also set beside our arm of the same schedule (plain: the standard prior;
+    with Blush: ours from the first iteration) at equal wall time and at equal iterations."""
+    work, version, runs = relion_runs(name, snr, n, budget, cores)
+    diameter = diameter_of(MODELS / f"{name}.pdb.gz")
     # (program, its folder in work, the folder of our arm it is set beside when stopped early)
     arms = [
         ("blush refine3d --blush", "blush", None),
@@ -136,13 +156,8 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
         (f"relion_refine {version} + blush relion-hook --blush", "relion_hook_blush", "blush_first"),
         (f"relion_refine {version}", "relion_plain", "standard"),
     ]
-    if relion.has_blush:  # RELION 5's own Blush schedule, with the denoiser we ship
+    if "relion_blush" in runs:  # RELION 5's own Blush schedule, with the denoiser we ship
         arms.append((f"relion_refine {version} --blush", "relion_blush", "blush_first"))
-    runs = {
-        "relion_hook_blush": relion_arm("relion_hook_blush", ("--external_reconstruct",), hook),
-        "relion_plain": relion_arm("relion_plain"),
-        "relion_blush": relion_arm("relion_blush", ("--blush",), relion.blush_env()),
-    }
     rows: list[dict] = []
     ours: dict[str, dict] = {}
     for program, folder, partner in arms:
@@ -274,6 +289,13 @@ def main():
     p.add_argument("--class2d-snr", type=float, default=0.05)
     p.add_argument("--relion-2d-budget", type=float, default=3600, help="seconds (%(default)s)")
     p.add_argument("--cores", default="0", help="taskset list for every program (%(default)s)")
+    p.add_argument(
+        "--relion-arms",
+        nargs="+",
+        choices=list(RELION_ARMS),
+        help="blush: only advance these RELION arms (to their budget), beside a full run on other cores; "
+        "writes no results",
+    )
     args = p.parse_args()
     if find_relion() is None:
         print("no RELION to measure: `make peer` (RELION 5.0.1) or `apt-get install relion` (3.1.3)")
@@ -287,7 +309,11 @@ def main():
     command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
     peer = checked_relion(HERE / "work").record(HERE / "work", args.cores)
     keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
-    pinned_to = f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other."
+    pinned_to = (
+        f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other "
+        "(RELION arms may have been advanced beside it with `--relion-arms`, each pinned to as many "
+        "cores of its own: the cores are in each arm's timing.json)."
+    )
     if "known" in args.parts:
         rows = known_pose(args.cores)
         write_results(
@@ -296,7 +322,12 @@ def main():
             keys,
             f"`{command}`. {pinned_to}",
         )
-    if "blush" in args.parts:
+    if "blush" in args.parts and args.relion_arms:
+        work, _, runs = relion_runs(args.model, args.snr, args.n, args.relion_budget, args.cores)
+        for arm in args.relion_arms:
+            result = runs[RELION_ARMS[arm]]()
+            print(f"{work / RELION_ARMS[arm]}: iteration {result[4]}, {result[3]:.0f} s", flush=True)
+    elif "blush" in args.parts:
         curves: dict = {}
         rows = blush_arms(args.model, args.snr, args.n, args.relion_budget, args.cores, curves)
         task = f"3D refine, {args.model} SNR {args.snr}, {args.n} particles"
