@@ -259,6 +259,16 @@ def last_iteration(out: Path, *files: str) -> str:
     ][-1]
 
 
+# what relion_refine --continue takes from its command line, not from the optimiser file it continues
+RELION_CONTINUE_VALUES = ("--j", "--pool", "--auto_iter_max")
+RELION_CONTINUE_FLAGS = (
+    "--dont_combine_weights_via_disc",
+    "--blush",
+    "--blush_skip_spectral_trailing",
+    "--external_reconstruct",
+)
+
+
 def run_relion(
     work: Path,
     diameter: float,
@@ -293,10 +303,13 @@ def run_relion(
 
     def resume(it: str) -> list:
         """RELION's own --continue from iteration `it`'s optimiser: the same launcher (cores, MPI
-        ranks) and the run-time options the optimiser file does not keep."""
-        kept = [x for f in ("--j", "--pool") for x in cmd[cmd.index(f) : cmd.index(f) + 2]]
-        continued = ["--o", f"{name}/run", "--continue", f"{name}/run_it{it}_optimiser.star", *kept]
-        return cmd[: cmd.index("--o")] + continued + ["--dont_combine_weights_via_disc"]
+        ranks) and the options its parseContinue reads from the command line again, as its GUI's
+        continued job passes them; left out, a continued run would lose its Blush, its external
+        reconstruction (both default to off there) or its iteration cap."""
+        kept = [x for f in RELION_CONTINUE_VALUES if f in cmd for x in cmd[cmd.index(f) : cmd.index(f) + 2]]
+        kept += [f for f in RELION_CONTINUE_FLAGS if f in cmd]
+        continued = ["--o", f"{name}/run", "--continue", f"{name}/run_it{it}_optimiser.star"]
+        return cmd[: cmd.index("--o")] + continued + kept
 
     seconds = run_budgeted(cmd, work, out, budget_s, env, resume=resume)
     if (out / "run_data.star").exists():  # converged: its final (joined) map
