@@ -29,6 +29,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +107,19 @@ def hook_script(work: Path, diameter: float, apix: float, name: str, extra: str 
 RELION_ARMS = {"hook": "relion_hook_blush", "plain": "relion_plain", "blush": "relion_blush"}
 
 
-def relion_runs(name: str, snr: float, n: int, budget: float, cores: str) -> tuple[Path, str, dict]:
-    """The set of `n` particles of `name` at `snr` (simulated once), RELION's version and its arms:
-    folder -> a call that runs (or continues, or reuses) that arm pinned to `cores` within `budget`
-    seconds and returns what run_relion returns."""
+@dataclass(frozen=True)
+class RelionRuns:
+    """The particle set of a blush part and RELION's arms on it."""
+
+    work: Path  # the set's folder (simulated once); each arm's folder is in it
+    diameter: float  # A, of the model
+    version: str  # RELION's, without its commit
+    runs: dict  # arm folder -> a call that runs (or continues, or reuses) it, as run_relion returns
+
+
+def relion_runs(name: str, snr: float, n: int, budget: float, cores: str) -> RelionRuns:
+    """The set of `n` particles of `name` at `snr` and RELION's arms on it, each pinned to `cores`
+    within `budget` seconds."""
     model = MODELS / f"{name}.pdb.gz"
     work = HERE / "work" / f"peer_{name}_snr{snr}_n{n}"
     if not (work / "summary.json").exists():
@@ -135,7 +145,7 @@ def relion_runs(name: str, snr: float, n: int, budget: float, cores: str) -> tup
     }
     if relion.has_blush:
         runs["relion_blush"] = relion_arm("relion_blush", ("--blush",), relion.blush_env())
-    return work, relion.version.split("-")[0], runs
+    return RelionRuns(work, diameter, relion.version.split("-")[0], runs)
 
 
 def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves: dict) -> list:
@@ -146,8 +156,8 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
     for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. A RELION arm
     stopped by its budget is also set beside our arm of the same schedule (plain: the standard prior;
     with Blush: ours from the first iteration) at equal wall time and at equal iterations."""
-    work, version, runs = relion_runs(name, snr, n, budget, cores)
-    diameter = diameter_of(MODELS / f"{name}.pdb.gz")
+    arms_of = relion_runs(name, snr, n, budget, cores)
+    work, diameter, version, runs = arms_of.work, arms_of.diameter, arms_of.version, arms_of.runs
     # (program, its folder in work, the folder of our arm it is set beside when stopped early)
     arms = [
         ("blush refine3d --blush", "blush", None),
@@ -309,11 +319,7 @@ def main():
     command = "benchmarks/relion_peer.py " + " ".join(sys.argv[1:])
     peer = checked_relion(HERE / "work").record(HERE / "work", args.cores)
     keys = ["task", "program", *SCORE_KEYS, "purity", "frc_truth_05_A"]
-    pinned_to = (
-        f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other "
-        "(RELION arms may have been advanced beside it with `--relion-arms`, each pinned to as many "
-        "cores of its own: the cores are in each arm's timing.json)."
-    )
+    pinned_to = f"Every program pinned to cores {args.cores} ({len(cores)} thread(s)), one after the other."
     if "known" in args.parts:
         rows = known_pose(args.cores)
         write_results(
@@ -323,10 +329,16 @@ def main():
             f"`{command}`. {pinned_to}",
         )
     if "blush" in args.parts and args.relion_arms:
-        work, _, runs = relion_runs(args.model, args.snr, args.n, args.relion_budget, args.cores)
+        arms_of = relion_runs(args.model, args.snr, args.n, args.relion_budget, args.cores)
+        missing = [arm for arm in args.relion_arms if RELION_ARMS[arm] not in arms_of.runs]
+        if missing:
+            sys.exit(
+                f"--relion-arms: RELION {arms_of.version} has no arm {', '.join(missing)} "
+                "(--blush is RELION 5's)"
+            )
         for arm in args.relion_arms:
-            result = runs[RELION_ARMS[arm]]()
-            print(f"{work / RELION_ARMS[arm]}: iteration {result[4]}, {result[3]:.0f} s", flush=True)
+            result = arms_of.runs[RELION_ARMS[arm]]()
+            print(f"{arms_of.work / RELION_ARMS[arm]}: iteration {result[4]}, {result[3]:.0f} s", flush=True)
     elif "blush" in args.parts:
         curves: dict = {}
         rows = blush_arms(args.model, args.snr, args.n, args.relion_budget, args.cores, curves)
@@ -336,7 +348,9 @@ def main():
             name,
             {"command": command, "peer": peer, "rows": [{"task": task, **r} for r in rows]},
             keys,
-            f"`{command}`. {pinned_to} RELION arms stopped at their budget ({args.relion_budget:g} s) "
+            f"`{command}`. {pinned_to} RELION arms may have been advanced beside it, each pinned to "
+            "cores of its own (`--relion-arms`; each arm's cores are in its timing.json). "
+            f"RELION arms stopped at their budget ({args.relion_budget:g} s) "
             f"are measured at their last finished iteration. FSC curves: {name}.png.",
         )
         plot(curves, HERE / "results" / f"{name}.png", f"{task}: RELION beside blush, FSC of the posed maps")
