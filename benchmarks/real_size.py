@@ -31,9 +31,9 @@ from refine3d_vs_relion import (  # noqa: E402
     blush,
     evaluate,
     fsc_to_truth,
+    paired_reads,
     refine3d_args,
     run_relion,
-    stopped_pairs,
     write_results,
 )
 
@@ -82,7 +82,7 @@ def peer(work: Path, diameter: float, ours_row: dict | None, args) -> dict:
     found = {label: run}
     if stopped:  # ours finished (ours_row), or still running in another invocation
         found.update(
-            stopped_pairs(work / "relion", f"relion_refine {version}", ours_row, work / "auto-sampling", run)
+            paired_reads(work / "relion", f"relion_refine {version}", ours_row, work / "auto-sampling", run)
         )
     rows = {}
     for arm, (data, final, gold, seconds, iterations) in found.items():

@@ -101,9 +101,8 @@ def posed(work: Path, run_data: Path) -> tuple[torch.Tensor, float]:
     return fsc_to_truth(reconstruct_particles(Particles.read(run_data), progress=False).volume, work)
 
 
-def evaluate(
-    work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op
-):
+def estimated_and_true(work: Path, run_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotations (n, 3, 3) of `run_data`'s particles and their true ones (work/truth.star)."""
     est_set, true_set = Particles.read(run_data), Particles.read(work / "truth.star")
 
     # RELION reorders particles: pair them by image (names may be relative to different folders)
@@ -113,7 +112,13 @@ def evaluate(
 
     position = {name: i for i, name in enumerate(images(true_set))}
     order = np.array([position[name] for name in images(est_set)])
-    est, true = est_set.rotations(), true_set.rotations(order)
+    return est_set.rotations(), true_set.rotations(order)
+
+
+def evaluate(
+    work: Path, run_data: Path, final_map: Path, gold: float, seconds: float, iterations: int, sym_op
+):
+    est, true = estimated_and_true(work, run_data)
     err = angular_distance(est, true)
     volume = read_map(final_map)[0]
     row = {
@@ -221,7 +226,14 @@ def advance(
         # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
         segment = record.get("segment_started", record["started"])
         before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)
-        record = {**record, "run": [cmd, budget_s], "before": before, "segment_started": time.time()}
+        now = time.time()
+        record = {
+            **record,
+            "run": [cmd, budget_s],
+            "before": before,
+            "segment_started": now,
+            "segments": [*segments(record), [now, before]],
+        }
         started.write_text(json.dumps(record))
         run, mode = resume(done[-1].name[6:9]), "a"
     else:
@@ -341,16 +353,29 @@ def relion_at(out: Path, iteration: int, seconds: float):
     )
 
 
+def segments(record: dict) -> list[list[float]]:
+    """The sessions a run (its started.json) ran in, as [start (epoch s), its wall time before
+    then]. A record from before they were kept holds only the first and the last."""
+    if "segments" in record:
+        return record["segments"]
+    last = [[record["segment_started"], record["before"]]] if "before" in record else []
+    return [[record["started"], 0.0], *last]
+
+
 def iteration_seconds(out: Path) -> dict[int, float]:
-    """When each of a RELION run's iterations finished (seconds from its start; its optimiser file
-    is written last), for a run made in one go (a resumed one has gaps: none returned)."""
-    record = json.loads((out / "started.json").read_text())
-    if "before" in record:
-        return {}
-    return {
-        int(f.name[6:9]): f.stat().st_mtime - record["started"]
-        for f in sorted(out.glob("run_it*_optimiser.star"))
-    }
+    """When each of a RELION run's iterations finished, in seconds of its own wall time (summed over
+    the sessions it ran in, not the gaps): its optimiser file is written last. relion_refine
+    --continue rewrites the iteration it continues from first, so in a later session the lowest
+    iteration written is that one, and it finished when the session before it stopped counting."""
+    spans = segments(json.loads((out / "started.json").read_text()))
+    files = sorted(out.glob("run_it*_optimiser.star"))
+    times: dict[int, float] = {}
+    for k, (start, before) in enumerate(spans):
+        end = spans[k + 1][0] if k + 1 < len(spans) else float("inf")
+        written = [(int(f.name[6:9]), f.stat().st_mtime) for f in files if start <= f.stat().st_mtime < end]
+        for n, (it, mtime) in enumerate(written):
+            times[it] = before if k and n == 0 else before + mtime - start
+    return dict(sorted(times.items()))
 
 
 def main():
@@ -425,7 +450,7 @@ def relion_rows(work: Path, version: str, ours: dict, sym_op, args) -> list[dict
     if stopped:
         rows += [
             {"program": program, **evaluate(work, *found, sym_op)}
-            for program, found in stopped_pairs(work / "relion", label, ours, work / "blush", run)
+            for program, found in paired_reads(work / "relion", label, ours, work / "blush", run)
         ]
     return rows
 
@@ -439,17 +464,21 @@ def ours_by(out: Path, seconds: float) -> int:
     return sum(1 for t in itertools.accumulate(h["seconds"] for h in history) if t <= seconds)
 
 
-def stopped_pairs(relion_out: Path, label: str, ours: dict | None, ours_out: Path, relion_run: tuple) -> list:
-    """Beside a RELION run stopped after its budget (run_relion's tuple): RELION at our wall time
-    (its last iteration finished by then; where our run, `ours`, finished), ours at RELION's wall
-    time (where ours had not finished by then) and ours at RELION's last iteration (where ours got
-    there), as (label, run_relion's tuple) pairs."""
+def paired_reads(relion_out: Path, label: str, ours: dict | None, ours_out: Path, relion_run: tuple) -> list:
+    """Beside a RELION run (run_relion's tuple; finished or stopped by its budget), each program read
+    where the other stopped: RELION at our wall time (its last iteration finished by then; where our
+    run, `ours`, finished) and at our last iteration (where it went further); ours at RELION's wall
+    time (where ours had not finished by then) and at RELION's last iteration (where ours got there
+    and went further), as (label, run_relion's tuple) pairs."""
     relion_seconds, iterations = relion_run[3], relion_run[4]
     pairs = []
     times = iteration_seconds(relion_out)
     by_ours = [it for it, t in times.items() if ours and it > 0 and t <= ours["wall_s"]]
-    if by_ours:
+    if by_ours and by_ours[-1] < iterations:
         pairs.append((f"{label} at our wall time", relion_at(relion_out, by_ours[-1], times[by_ours[-1]])))
+    if ours and ours["iterations"] < iterations and ours["iterations"] in times:
+        k = ours["iterations"]
+        pairs.append((f"{label} at iteration {k}", relion_at(relion_out, k, times[k])))
     ours_then = ours_by(ours_out, relion_seconds)
     if ours_then and (ours is None or ours_then < ours["iterations"]):
         pairs.append(
@@ -459,6 +488,31 @@ def stopped_pairs(relion_out: Path, label: str, ours: dict | None, ours_out: Pat
     if iterations > 0 and reached and (ours is None or iterations < ours["iterations"]):
         pairs.append((f"blush refine3d at iteration {iterations}", ours_at(ours_out, iterations)))
     return pairs
+
+
+def trace(work: Path, out: Path) -> list[dict]:
+    """Each finished iteration of a run in `work/out`, ours or RELION's: its wall time, gold standard
+    and the median angular error of its poses (and the fraction within 20 deg)."""
+    if (out / "run.json").exists():  # ours
+        its = sorted(int(f.name[6:9]) for f in out.glob("run_it*_optimiser.json"))
+        reads = [ours_at(out, it) for it in its]
+    else:
+        times = iteration_seconds(out)
+        complete = int(last_iteration(out, "half1_model.star"))
+        reads = [relion_at(out, it, t) for it, t in times.items() if 0 < it <= complete]
+    rows = []
+    for run_data, _, gold, seconds, it in reads:
+        err = angular_distance(*estimated_and_true(work, run_data))
+        rows.append(
+            {
+                "iteration": it,
+                "wall_s": round(seconds, 1),
+                "gold_standard_0143_A": round(gold, 2),
+                "median_angular_error_deg": round(float(err.median()), 2),
+                "within_20deg": round(float((err < 20).float().mean()), 3),
+            }
+        )
+    return rows
 
 
 def write_results(name: str, results: dict, keys: list, footer: str) -> None:

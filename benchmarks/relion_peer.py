@@ -53,10 +53,11 @@ from refine3d_vs_relion import (
     evaluate,
     fsc_to_truth,
     last_iteration,
+    paired_reads,
     posed,
     run_budgeted,
     run_relion,
-    stopped_pairs,
+    trace,
     write_results,
 )  # noqa: E402
 
@@ -148,14 +149,17 @@ def relion_runs(name: str, snr: float, n: int, budget: float, cores: str) -> Rel
     return RelionRuns(work, diameter, relion.version.split("-")[0], runs)
 
 
-def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves: dict) -> list:
+def blush_arms(
+    name: str, snr: float, n: int, *, budget: float, cores: str, curves: dict, traces: dict
+) -> list:
     """Blush at low SNR on `n` particles of `name` simulated as blush_vs_standard.py does: ours
     with Blush (from the denoiser's range, and from the first iteration as RELION 5) and without,
     RELION with our Blush as its external reconstruction (the hook's default: RELION 5's schedule),
     RELION plain and, where the peer is RELION 5, RELION's own --blush (the same wall-time budget
-    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. A RELION arm
-    stopped by its budget is also set beside our arm of the same schedule (plain: the standard prior;
-    with Blush: ours from the first iteration) at equal wall time and at equal iterations."""
+    for each RELION arm). RELION runs its GUI's auto-refine job as peer.py sets it up. Each RELION arm
+    is also set beside our arm of the same schedule (plain: the standard prior; with Blush: ours
+    from the first iteration) at equal wall time and at equal iterations. Fills `curves` (program ->
+    FSC of its posed map) and `traces` (program -> its iterations, as trace() reads them)."""
     arms_of = relion_runs(name, snr, n, budget, cores)
     work, diameter, version, runs = arms_of.work, arms_of.diameter, arms_of.version, arms_of.runs
     # (program, its folder in work, the folder of our arm it is set beside when stopped early)
@@ -175,12 +179,12 @@ def blush_arms(name: str, snr: float, n: int, budget: float, cores: str, curves:
         curves[program] = posed(work, result[0])[0]
         rows.append({"program": program, **evaluate(work, *result, None)})
         print(rows[-1], flush=True)
+        traces[program] = trace(work, work / folder)
         if partner is None:
             ours[folder] = rows[-1]
-        elif not (work / folder / "run_data.star").exists():  # stopped by its budget
-            # beside it at equal wall time and at equal iterations, with our arm of the same schedule
+        else:  # beside it at equal wall time and at equal iterations, with our arm of the same schedule
             mine = ours[partner]
-            for label, pair in stopped_pairs(work / folder, program, mine, work / partner, result):
+            for label, pair in paired_reads(work / folder, program, mine, work / partner, result):
                 label = label.replace("blush refine3d", mine["program"])
                 rows.append({"program": label, **evaluate(work, *pair, None)})
                 print(rows[-1], flush=True)
@@ -281,6 +285,29 @@ def plot(curves: dict, path: Path, title: str, apix: float = 2.0, n: int = 64) -
     fig.savefig(path, dpi=110)
 
 
+def plot_traces(traces: dict, path: Path, title: str) -> None:
+    """Median angular error and gold standard of each arm's iterations against its wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for label, rows in traces.items():
+        t = [r["wall_s"] for r in rows]
+        style = {"ls": "--" if "relion" in label else "-", "marker": ".", "label": label}
+        axes[0].plot(t, [r["median_angular_error_deg"] for r in rows], **style)
+        axes[1].plot(t, [r["gold_standard_0143_A"] for r in rows], **style)
+    axes[0].set(ylabel="median angular error (deg)", yscale="log")
+    axes[1].set(ylabel="gold standard FSC 0.143 (A)")
+    for ax in axes:
+        ax.set(xlabel="wall time (s, one core)", xscale="log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", choices=["known", "blush", "class2d"], default=["blush", "class2d"])
@@ -341,19 +368,31 @@ def main():
             print(f"{arms_of.work / RELION_ARMS[arm]}: iteration {result[4]}, {result[3]:.0f} s", flush=True)
     elif "blush" in args.parts:
         curves: dict = {}
-        rows = blush_arms(args.model, args.snr, args.n, args.relion_budget, args.cores, curves)
+        traces: dict = {}
+        rows = blush_arms(
+            args.model,
+            args.snr,
+            args.n,
+            budget=args.relion_budget,
+            cores=args.cores,
+            curves=curves,
+            traces=traces,
+        )
         task = f"3D refine, {args.model} SNR {args.snr}, {args.n} particles"
         name = f"relion_peer_blush_{args.model}"
         write_results(
             name,
-            {"command": command, "peer": peer, "rows": [{"task": task, **r} for r in rows]},
+            {"command": command, "peer": peer, "rows": [{"task": task, **r} for r in rows], "traces": traces},
             keys,
             f"`{command}`. {pinned_to} RELION arms may have been advanced beside it, each pinned to "
             "cores of its own (`--relion-arms`; each arm's cores are in its timing.json). "
             f"RELION arms stopped at their budget ({args.relion_budget:g} s) "
-            f"are measured at their last finished iteration. FSC curves: {name}.png.",
+            f"are measured at their last finished iteration. FSC curves: {name}.png; each arm's "
+            f"iterations (wall time, gold standard, angular error): `traces` in {name}.json, "
+            f"plotted in {name}_traces.png.",
         )
         plot(curves, HERE / "results" / f"{name}.png", f"{task}: RELION beside blush, FSC of the posed maps")
+        plot_traces(traces, HERE / "results" / f"{name}_traces.png", f"{task}: each iteration")
     if "class2d" in args.parts:
         task = f"2D classes, {'+'.join(args.class2d_models)} SNR {args.class2d_snr}"
         rows = class2d_rows(
