@@ -249,6 +249,9 @@ def advance(
             proc = subprocess.Popen(
                 run, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
+        # a stopped benchmark stops its run too (it runs in a session of its own, which a signal to
+        # this process's group would not reach): left running, it would share a core unrecorded
+        stop = signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped while running {out}"))
         try:
             if proc.wait(timeout=left):
                 raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
@@ -256,6 +259,11 @@ def advance(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, stop)
     seconds = before + time.perf_counter() - t0
     timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds, "finished": finished}))
     return seconds
