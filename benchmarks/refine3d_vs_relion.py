@@ -224,17 +224,13 @@ def advance(
     record = json.loads(started.read_text()) if started.exists() else {}
     if resume and done and "run" in record and same(record["run"]):
         # the time up to the last finished iteration, summed over the sessions it ran in (not the gaps)
-        segment = record.get("segment_started", record["started"])
-        before = record.get("before", 0.0) + max(0.0, done[-1].stat().st_mtime - segment)
-        now = time.time()
-        record = {
-            **record,
-            "run": [cmd, budget_s],
-            "before": before,
-            "segment_started": now,
-            "segments": [*segments(record), [now, before]],
-        }
-        started.write_text(json.dumps(record))
+        spans = segments(record)
+        start, before = spans[-1]
+        before += max(0.0, done[-1].stat().st_mtime - start)
+        spans.append([time.time(), before])
+        started.write_text(
+            json.dumps({"run": [cmd, budget_s], "started": record["started"], "segments": spans})
+        )
         run, mode = resume(done[-1].name[6:9]), "a"
     else:
         shutil.rmtree(out, ignore_errors=True)
@@ -253,8 +249,7 @@ def advance(
         # this process's group would not reach): left running, it would share a core unrecorded
         stop = signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped while running {out}"))
         try:
-            if proc.wait(timeout=left):
-                raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
+            failed = proc.wait(timeout=left)
             finished = True
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -264,6 +259,8 @@ def advance(
             raise
         finally:
             signal.signal(signal.SIGTERM, stop)
+        if finished and failed:
+            raise RuntimeError(f"{run[0]} failed: see {out / 'log.txt'}")
     seconds = before + time.perf_counter() - t0
     timing.write_text(json.dumps({"run": [cmd, budget_s], "seconds": seconds, "finished": finished}))
     return seconds
@@ -363,9 +360,10 @@ def relion_at(out: Path, iteration: int, seconds: float):
 
 def segments(record: dict) -> list[list[float]]:
     """The sessions a run (its started.json) ran in, as [start (epoch s), its wall time before
-    then]. A record from before they were kept holds only the first and the last."""
+    then]. A record from before they were kept (`before`, `segment_started`) holds only the first
+    and the last."""
     if "segments" in record:
-        return record["segments"]
+        return list(record["segments"])
     last = [[record["segment_started"], record["before"]]] if "before" in record else []
     return [[record["started"], 0.0], *last]
 
@@ -376,11 +374,11 @@ def iteration_seconds(out: Path) -> dict[int, float]:
     --continue rewrites the iteration it continues from first, so in a later session the lowest
     iteration written is that one, and it finished when the session before it stopped counting."""
     spans = segments(json.loads((out / "started.json").read_text()))
-    files = sorted(out.glob("run_it*_optimiser.star"))
+    files = [(int(f.name[6:9]), f.stat().st_mtime) for f in sorted(out.glob("run_it*_optimiser.star"))]
     times: dict[int, float] = {}
     for k, (start, before) in enumerate(spans):
         end = spans[k + 1][0] if k + 1 < len(spans) else float("inf")
-        written = [(int(f.name[6:9]), f.stat().st_mtime) for f in files if start <= f.stat().st_mtime < end]
+        written = [(it, mtime) for it, mtime in files if start <= mtime < end]
         for n, (it, mtime) in enumerate(written):
             times[it] = before if k and n == 0 else before + mtime - start
     return dict(sorted(times.items()))

@@ -162,7 +162,7 @@ def blush_arms(
     FSC of its posed map) and `traces` (program -> its iterations, as trace() reads them)."""
     arms_of = relion_runs(name, snr, n, budget, cores)
     work, diameter, version, runs = arms_of.work, arms_of.diameter, arms_of.version, arms_of.runs
-    # (program, its folder in work, the folder of our arm it is set beside when stopped early)
+    # (program, its folder in work, the folder of our arm it is set beside: RELION's arms only)
     arms = [
         ("blush refine3d --blush", "blush", None),
         ("blush refine3d --blush --blush-from-resolution 0", "blush_first", None),
