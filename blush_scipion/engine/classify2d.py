@@ -8,7 +8,9 @@ images back at their angles (inplane.py), each over its group's sigma2, and divi
 CTF^2 / sigma2 weights plus 1 / (tau2_fudge tau2), tau2 being each class's power spectrum
 (RELION's regularisation). The E-step uses the shells where some class's SSNR
 exceeds 1, plus a margin. Class averages are masked by the particle diameter and
-re-centred on their centre of mass. With Blush (`blush`), the next E-step's reference for each
+re-centred on their centre of mass. The first references are random Gaussian blobs of the size and
+contrast of random subsets' averages (RELION 4's start: those averages are round, and would take
+every image equally at every angle). With Blush (`blush`), the next E-step's reference for each
 class is instead its nearly unregularised average denoised by the 2D denoiser, trailed at the
 class's resolution with the regularised average above it; the regularised averages are still what
 run_classes.mrcs holds (and what tau2 comes from), Blush's references are in run_classes_blush.mrcs,
@@ -110,6 +112,13 @@ class Class2DSettings:
     resolution_margin: int = 10  # E-step shells beyond the last with SSNR >= 1 (RELION's --incr_size)
     center_classes: bool = option(
         True, "do not re-centre the class averages", kind="flag", flag="no-center", group="classification"
+    )
+    init_blobs: bool = option(  # RELION 4's --no_init_blobs
+        True,
+        "start from the random subsets' averages instead of random blobs of their size and contrast",
+        kind="flag",
+        flag="no-init-blobs",
+        group="classification",
     )
     batch_size: int = option(64, "images per E-step batch", kind="count", flag="batch", group="run")
     device: str = option("cpu", "cpu or cuda:N", kind="str", group="run")
@@ -336,7 +345,8 @@ def random_start(
     progress: bool = True,
     world: World = World(),
 ) -> Sums:
-    """RELION's start: each class the average of a random subset of the images at random angles."""
+    """RELION's start: each class the sums of a random subset of the images at random angles
+    (initial_references makes the first references from them)."""
     device = torch.device(settings.device)
     n, apix = particles.image_size, particles.pixel_size
     noise = NoiseModel.at(n, n // 2, sigma2, device)
@@ -365,6 +375,51 @@ def random_start(
     mass = torch.bincount(r // j, minlength=k).float()
     zero = torch.zeros(sigma2.shape, dtype=torch.float64)
     return Sums(data, weight, mass, 0.0, zero, zero)
+
+
+INIT_BLOBS = 40  # Gaussians per initial reference (RELION 4's --init_blobs, its default)
+
+
+def initial_references(
+    sums: Sums, settings: Class2DSettings, n: int, apix: float, r_max: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The first E-step's references (K, n, n), as RELION 4 makes them: each random subset's
+    unregularised average (reconstruct without MAP) replaced by random Gaussian blobs (unless
+    settings.init_blobs is off). The averages
+    of images at random angles are round, so every image fits them equally at every angle and the
+    first iterations cannot break that symmetry (round classes take no particles, or all of them);
+    the blobs give each class a random, asymmetric shape of the averages' size and contrast."""
+    averages, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
+    diameter = particle_diameter(settings.diameter, n, apix)
+    mask = circular_mask(n, diameter / (2 * apix), edge=5)
+    if not settings.init_blobs:
+        return averages * mask
+    return random_blobs(averages, diameter / apix, generator) * mask
+
+
+def random_blobs(
+    images: torch.Tensor, diameter: float, generator: torch.Generator, count: int = INIT_BLOBS
+) -> torch.Tensor:
+    """(K, n, n) -> (K, n, n): per image, `count` Gaussians (width diameter / (10 sqrt 2) px) at
+    normal positions (sigma diameter / 7 px) about the centre, each as high as |image| where it
+    sits; a positive set minus half a negative one, scaled to the image's standard deviation
+    (RELION's SomGraph::make_blobs_2d; diameter in px)."""
+    n = images.shape[-1]
+    grid = torch.arange(n, dtype=torch.float32)
+    out = []
+    for image in images.cpu():
+        layers = []
+        for _ in range(2):
+            centres = torch.randn(count, 2, generator=generator) * diameter / 7 + n // 2  # (count, 2) y, x
+            inside = ((centres >= 0) & (centres < n)).all(1)
+            at = centres.long().clamp(0, n - 1)
+            height = torch.where(inside, image[at[:, 0], at[:, 1]].abs(), torch.zeros(()))
+            gy = torch.exp(-(((grid[None] - centres[:, :1]) * 10 / diameter) ** 2))  # (count, n)
+            gx = torch.exp(-(((grid[None] - centres[:, 1:]) * 10 / diameter) ** 2))
+            layers.append(torch.einsum("b,by,bx->yx", height, gy, gx))
+        blobs = layers[0] - layers[1] / 2
+        out.append(blobs * image.std(unbiased=False) / blobs.std(unbiased=False).clamp(min=1e-30))
+    return torch.stack(out)
 
 
 # --- M-step ---------------------------------------------------------------------------------
@@ -602,7 +657,8 @@ def _classify(
         )
         state.distribution = (running.mass / running.mass.sum()).tolist()
         state.batch_weights = [float(len(particles))] * 2
-        images, references, _ = maximisation(running, None, state, settings, n, apix, state.r_current)
+        images = initial_references(running, settings, n, apix, state.r_current, generator)
+        references = None
         a = Assignment(
             torch.full((len(particles),), -1),
             torch.zeros(len(particles)),
