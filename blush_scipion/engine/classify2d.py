@@ -385,11 +385,11 @@ def initial_references(
 ) -> torch.Tensor:
     """The first E-step's references (K, n, n), as RELION 4 makes them: each random subset's
     unregularised average (reconstruct without MAP) replaced by random Gaussian blobs (unless
-    settings.init_blobs is off). The averages
-    of images at random angles are round, so every image fits them equally at every angle and the
-    first iterations cannot break that symmetry (round classes take no particles, or all of them);
-    the blobs give each class a random, asymmetric shape of the averages' size and contrast."""
-    averages, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
+    settings.init_blobs is off). The averages of images at random angles are round, so every image
+    fits them equally at every angle and the first iterations cannot break that symmetry (round
+    classes take no particles, or all of them); the blobs give each class a random, asymmetric shape
+    of the averages' size and contrast."""
+    averages, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n)
     diameter = particle_diameter(settings.diameter, n, apix)
     mask = circular_mask(n, diameter / (2 * apix), edge=5)
     if not settings.init_blobs:
@@ -426,14 +426,14 @@ def random_blobs(
 
 
 def class_averages(
-    sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int, floor: float = 1.0
+    sums: Sums, tau2: torch.Tensor | None, r_max: int, fudge: float, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Regularised class averages (K, n, n) and each class's SSNR per shell (K, n//2+1).
 
     Average = data / (weight + 1 / (fudge tau2 pad^2)) per padded pixel (the pad^2: each image
     coefficient spreads its weight over pad^2 pixels of the padded grid, as in RELION). Without
-    tau2 the regulariser is `floor` x each shell's mean weight (1 for the random start, 0.001 for
-    Blush's nearly unregularised input). Shells past r_max stay empty.
+    tau2 the average is unregularised (RELION's reconstruction without MAP: a floor of 1/1000 of each
+    shell's mean weight), as the random start and Blush's input are. Shells past r_max stay empty.
     """
     m = sums.data.shape[-1]
     n_shells = n // 2 + 1
@@ -441,7 +441,7 @@ def class_averages(
     counts = shell_sum(torch.ones_like(sums.weight[0]), shells, n_shells + 1).clamp(min=1)
     mean_weight = torch.stack([shell_sum(w, shells, n_shells + 1) for w in sums.weight]) / counts  # (K, S+1)
     if tau2 is None:
-        regulariser = floor * mean_weight
+        regulariser = 1e-3 * mean_weight
     else:
         regulariser = torch.zeros_like(mean_weight)
         regulariser[:, :n_shells] = 1 / (fudge * tau2.clamp(min=1e-30) * PAD**2)
@@ -469,7 +469,7 @@ def recentre(images: torch.Tensor) -> torch.Tensor:
 
 def maximisation(
     sums: Sums,
-    previous: torch.Tensor | None,
+    previous: torch.Tensor,
     state: Class2DState,
     settings: Class2DSettings,
     n: int,
@@ -477,15 +477,15 @@ def maximisation(
     r_max: int,
     denoiser: Denoiser | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """New regularised class averages (K, n, n), masked and centred; Blush's references for the next
-    E-step (K, n, n), or None without a `denoiser` (or before there is a `previous` average to take
-    tau2 and the SSNR from); and the averages' SSNR (K, n//2+1)."""
-    tau2 = None if previous is None else power_spectrum(previous.to(sums.data.device))
+    """New regularised class averages (K, n, n), masked and centred, tau2 from the `previous` ones;
+    Blush's references for the next E-step (K, n, n), or None without a `denoiser`; and the averages'
+    SSNR (K, n//2+1)."""
+    tau2 = power_spectrum(previous.to(sums.data.device))
     images, ssnr = class_averages(sums, tau2, r_max, settings.tau2_fudge, n)
     diameter = particle_diameter(settings.diameter, n, apix)
     references = None
-    if denoiser is not None and previous is not None:
-        noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n, floor=1e-3)
+    if denoiser is not None:
+        noisy, _ = class_averages(sums, None, r_max, settings.tau2_fudge, n)
         denoised, nyquist = denoise_images(noisy, apix, denoiser, diameter)
         references = torch.stack(
             [

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from blush_scipion.engine.density import density_from_model
-from blush_scipion.engine.fourier import irfft2_centered
+from blush_scipion.engine.fourier import centred_radius_2d, irfft2_centered, shell_sum
 from blush_scipion.engine.inplane import extract_rotated, fourier_images, insert_rotated
 from blush_scipion.engine.mrc import read_stack, write_stack
 from blush_scipion.engine.particles import Particles, concatenate
@@ -293,12 +293,10 @@ def roundness(images: torch.Tensor) -> torch.Tensor:
     """(K, n, n) -> (K,): the share of each image's power that its rotational average holds (1 for
     a round image)."""
     n = images.shape[-1]
-    c = torch.arange(n, dtype=torch.float32) - n // 2
-    radius = torch.round(torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)).long().flatten()
-    flat = images.reshape(len(images), -1)
-    counts = torch.bincount(radius).clamp(min=1)
-    profile = torch.stack([torch.bincount(radius, weights=f) for f in flat]) / counts
-    return (profile[:, radius] ** 2).sum(1) / (flat**2).sum(1)
+    shells = torch.round(centred_radius_2d(n)).long()
+    n_shells = int(shells.max()) + 1
+    profile = shell_sum(images, shells, n_shells) / shell_sum(torch.ones(n, n), shells, n_shells)
+    return (profile[:, shells] ** 2).sum((1, 2)) / (images**2).sum((1, 2))
 
 
 def test_the_first_classes_are_not_round(two_structures, tmp_path):
